@@ -1,0 +1,207 @@
+"""Batched, KV-cached decoding with per-row interventions and per-row seeds.
+
+A lean loop of our own: prefill computes logits for the last position only, each decode step is one
+forward of one token per row, positions come from the attention mask (left padding), and the hooks
+are told the absolute position of every token so steering never depends on the chunk length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
+from steerlab.engine.sampling import Sampling, choose
+from steerlab.errors import SteerlabError
+from steerlab.interventions.hooks import Session, apply, batch_per_row
+from steerlab.interventions.specs import Intervention
+from steerlab.models.loading import Model, Prompt
+from steerlab.progress import progress_bar
+
+
+@dataclass
+class Generation:
+    """One row's result: the text, its token ids, why it stopped, and any recorded activations."""
+
+    prompt: Prompt
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    finish_reason: str  # "eos" | "stop" | "length"
+    seed: int
+    records: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
+
+
+def normalise_interventions(interventions: InterventionsArg, n_rows: int) -> list[Intervention]:
+    """A shared list (each item may be batched over all rows) or one list per row -> batched list."""
+    if not interventions:
+        return []
+    items = list(interventions)
+    if all(isinstance(x, (list, tuple)) for x in items):
+        if len(items) != n_rows:
+            raise SteerlabError(f"Got {len(items)} per-row intervention lists for {n_rows} prompts; give one list per prompt.")
+        return batch_per_row(items)
+    for iv in items:
+        if not isinstance(iv, Intervention):
+            raise SteerlabError(f"{iv!r} is not an intervention; build one with steerlab.AddVector, SteerLatent, ...")
+        if iv.batch_size not in (None, n_rows):
+            raise SteerlabError(f"A per-row intervention has {iv.batch_size} rows but there are {n_rows} prompts.")
+    return items
+
+
+def _row_seeds(seed: int | Sequence[int], n_rows: int) -> list[int]:
+    if isinstance(seed, int):
+        return [seed + i for i in range(n_rows)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n_rows:
+        raise SteerlabError(f"Got {len(seeds)} seeds for {n_rows} prompts; give one seed per prompt or a single int.")
+    return seeds
+
+
+def generate(
+    model: Model,
+    prompts: Sequence[Prompt],
+    interventions: InterventionsArg = None,
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
+    stop: Sequence[str] = (),
+    seed: int | Sequence[int] = 0,
+    batch_size: int = 32,
+    chat: bool | None = None,
+    system: str | None = None,
+    progress: bool = False,
+) -> list[Generation]:
+    """Generate for every prompt with the given interventions; rows are independent of their batch.
+
+    interventions: a list applied to every row (fields may carry a batch dimension over all prompts),
+    or one list per prompt. seed: one int (row i gets seed + i) or one seed per prompt.
+    """
+    prompts = list(prompts)
+    if not prompts:
+        raise SteerlabError("The prompt list is empty; give at least one prompt.")
+    if max_new_tokens < 1:
+        raise SteerlabError("max_new_tokens must be at least 1.")
+    sampling = Sampling(temperature, top_p, top_k, repetition_penalty)
+    batched = normalise_interventions(interventions, len(prompts))
+    seeds = _row_seeds(seed, len(prompts))
+    encoded = [model.encode(p, chat=chat, system=system) for p in prompts]
+    # Validate every intervention against the model before any forward pass.
+    Session(model, batched)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
+    results: list[Generation | None] = [None] * len(prompts)
+    with progress_bar(progress) as bar:
+        task = bar.add_task("generating", total=len(prompts), info="")
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ivs = [iv.rows(idx) if iv.batch_size else iv for iv in batched]
+            rows = _generate_batch(
+                model, [encoded[i] for i in idx], ivs, sampling, max_new_tokens, [seeds[i] for i in idx], list(stop)
+            )
+            for i, (ids, text, reason, records) in zip(idx, rows):
+                results[i] = Generation(prompts[i], encoded[i], ids, text, reason, seeds[i], records)
+            bar.advance(task, len(idx))
+    return results  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def _generate_batch(
+    model: Model,
+    encoded: list[list[int]],
+    interventions: list[Intervention],
+    sampling: Sampling,
+    max_new_tokens: int,
+    seeds: list[int],
+    stop: list[str],
+) -> list[tuple[list[int], str, str, dict[str, torch.Tensor]]]:
+    hf, tok, device = model.hf, model.tokenizer, model.device
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    input_ids, attention_mask = left_pad(encoded, pad_id, device)
+    position_ids, token_positions = positions_from_mask(attention_mask)
+    prompt_lengths = attention_mask.sum(-1)
+    batch = len(encoded)
+    seed_t = torch.tensor(seeds, device=device)
+    stop_ids = torch.tensor(model.stop_token_ids or [-1], device=device)
+    seen = None
+    if sampling.repetition_penalty != 1.0:
+        vocab = hf.get_output_embeddings().weight.shape[0]
+        seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device)
+        seen.scatter_(1, input_ids, attention_mask.bool())
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    reasons = ["length"] * batch
+    steps: list[torch.Tensor] = []
+    with apply(model, interventions) as session:
+        session.set_step(token_positions, prompt_lengths)
+        logits, cache = call_model(hf, input_ids, attention_mask, position_ids, new_cache(hf))
+        for step in range(max_new_tokens):
+            token = choose(logits[:, -1].float(), sampling, seed_t, step, seen)
+            token = torch.where(finished, torch.full_like(token, pad_id), token)
+            steps.append(token)
+            hit_eos = torch.isin(token, stop_ids) & ~finished
+            finished = finished | hit_eos
+            if seen is not None:
+                seen[torch.arange(batch, device=device), token] = True
+            if stop:
+                finished = _check_stop_strings(tok, steps, finished, stop, reasons)
+            if hit_eos.any():
+                for r in hit_eos.nonzero().flatten().tolist():
+                    reasons[r] = "eos"
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            attention_mask = torch.cat([attention_mask, torch.ones((batch, 1), dtype=attention_mask.dtype, device=device)], 1)
+            new_positions = (prompt_lengths + step).unsqueeze(1)
+            session.set_step(new_positions, prompt_lengths)
+            logits, cache = call_model(hf, token.unsqueeze(1), attention_mask, new_positions, cache)
+        generated = torch.stack(steps, 1).cpu()
+        lengths = _kept_lengths(generated, reasons, model.stop_token_ids)
+        records = session.records((prompt_lengths.cpu() + torch.tensor(lengths)).tolist())
+    out = []
+    for r in range(batch):
+        ids = generated[r, : lengths[r]].tolist()
+        text = tok.decode(ids, skip_special_tokens=True)
+        if reasons[r] == "stop":
+            text = _cut_at_stop(text, stop)
+        out.append((ids, text, reasons[r], {name: rows[r] for name, rows in records.items()}))
+    return out
+
+
+def _kept_lengths(generated: torch.Tensor, reasons: list[str], stop_ids: Sequence[int]) -> list[int]:
+    """Tokens each row keeps: up to (not including) its EOS, or up to the step its stop string appeared."""
+    lengths = []
+    for r, reason in enumerate(reasons):
+        row = generated[r].tolist()
+        n = len(row)
+        if reason == "eos":
+            n = next(i for i, t in enumerate(row) if t in stop_ids)
+        elif reason.startswith("stop@"):
+            n = int(reason.split("@")[1])
+        lengths.append(n)
+    for r, reason in enumerate(reasons):
+        if reason.startswith("stop@"):
+            reasons[r] = "stop"
+    return lengths
+
+
+def _check_stop_strings(tok, steps: list[torch.Tensor], finished: torch.Tensor, stop: list[str], reasons: list[str]) -> torch.Tensor:
+    """Mark rows whose recent text contains a stop string (decodes only a short tail per row)."""
+    tail = max(len(s) for s in stop) + 16
+    recent = torch.stack(steps[-tail:], 1).tolist()
+    for r in (~finished).nonzero().flatten().tolist():
+        text = tok.decode(recent[r], skip_special_tokens=True)
+        if any(s in text for s in stop):
+            finished[r] = True
+            reasons[r] = f"stop@{len(steps)}"
+    return finished
+
+
+def _cut_at_stop(text: str, stop: list[str]) -> str:
+    cuts = [text.find(s) for s in stop if s in text]
+    return text[: min(cuts)] if cuts else text

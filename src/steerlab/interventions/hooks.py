@@ -1,0 +1,296 @@
+"""Turn a list of interventions into forward hooks inside a context manager that always removes them.
+
+Edits at one site run in a fixed order: masks, latent clamps, added vectors, then recording, so a
+record sees what the next module sees. Added vectors with the same positions are fused into one
+[B, d] delta per site; clamps on one SAE share one partial encode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+from steerlab.errors import SteerlabError
+from steerlab.interventions.positions import Positions, Span, position_mask
+from steerlab.interventions.specs import AddVector, ClampLatents, Intervention, MaskUnits, Record, SteerLatent
+from steerlab.models.arch import SITES
+from steerlab.models.loading import Model
+from steerlab.sae.core import Sae
+
+
+def _pos_key(positions: Positions) -> object:
+    return (positions.start, positions.stop, positions.anchor) if isinstance(positions, Span) else positions
+
+
+class StepContext:
+    """Where each token of the current forward sits: absolute position per row (-1 = padding), prompt lengths."""
+
+    def __init__(self) -> None:
+        self.token_positions: torch.Tensor | None = None
+        self.prompt_lengths: torch.Tensor | None = None
+        self._masks: dict[object, torch.Tensor] = {}
+
+    def set(self, token_positions: torch.Tensor, prompt_lengths: torch.Tensor) -> None:
+        self.token_positions = token_positions
+        self.prompt_lengths = prompt_lengths
+        self._masks.clear()
+
+    def mask(self, positions: Positions, hidden: torch.Tensor) -> torch.Tensor:
+        """[B, T] bool mask for a position spec (memoised per forward)."""
+        if self.token_positions is None or self.token_positions.shape != hidden.shape[:2]:
+            # A plain forward outside the engine: every token is a real prompt token.
+            b, t = hidden.shape[:2]
+            self.set(torch.arange(t, device=hidden.device).expand(b, t), torch.full((b,), t, device=hidden.device))
+        key = _pos_key(positions)
+        if key not in self._masks:
+            self._masks[key] = position_mask(positions, self.token_positions, self.prompt_lengths)
+        return self._masks[key]
+
+
+@dataclass
+class _ClampOp:
+    sae: Sae
+    positions: Positions
+    latents: torch.Tensor  # [U]
+    active: torch.Tensor  # [B or 1, U] bool
+    value: torch.Tensor  # [B or 1, U]
+
+
+@dataclass
+class _SiteOps:
+    masks: list[tuple[Positions, torch.Tensor, torch.Tensor | None]] = field(default_factory=list)
+    clamps: list[_ClampOp] = field(default_factory=list)
+    adds: dict[object, tuple[Positions, torch.Tensor]] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+
+
+class Session:
+    """Installed interventions: the step context the engine updates, and the recorded activations."""
+
+    def __init__(self, model: Model, interventions: Sequence[Intervention]):
+        self.model = model
+        self.ctx = StepContext()
+        self.batch_size = _common_batch_size(interventions)
+        self.sites: dict[tuple[int, str], _SiteOps] = defaultdict(_SiteOps)
+        self._recorded: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = defaultdict(list)
+        self._record_names: list[str] = []
+        self._pending_clamps: dict[tuple[int, object], list[ClampLatents]] = defaultdict(list)
+        for iv in interventions:
+            self._add(iv)
+        for group in self._pending_clamps.values():
+            self._add_clamp_group(group)
+        self._handles: list = []
+
+    # -- compilation -------------------------------------------------------------------------
+    def _add(self, iv: Intervention) -> None:
+        arch = self.model.arch
+        device, dtype = self.model.device, self.model.dtype
+        if isinstance(iv, SteerLatent):
+            iv = iv.as_add_vector()
+        if isinstance(iv, AddVector):
+            arch.check_layer(iv.layer)
+            width = arch.site_width(iv.site)
+            if iv.vector.shape[-1] != width:
+                raise SteerlabError(
+                    f"The vector has width {iv.vector.shape[-1]} but layer {iv.layer}'s {iv.site} has width {width}."
+                )
+            ops = self.sites[(iv.layer, iv.site)]
+            key = _pos_key(iv.positions)
+            delta = iv.delta().to(device=device, dtype=dtype)
+            if key in ops.adds:
+                delta = ops.adds[key][1] + delta
+            ops.adds[key] = (iv.positions, delta)
+        elif isinstance(iv, ClampLatents):
+            _check_sae_fits(iv.sae, arch, iv.sae.layer, iv.sae.site)
+            self._pending_clamps[(id(iv.sae), _pos_key(iv.positions))].append(iv)
+        elif isinstance(iv, MaskUnits):
+            arch.check_layer(iv.layer)
+            n = arch.n_units(iv.kind)
+            if iv.mask.shape[-1] != n:
+                raise SteerlabError(f"The {iv.kind} mask has {iv.mask.shape[-1]} entries but layer {iv.layer} has {n} {iv.kind}s.")
+            mask = iv.mask.to(device=device)
+            fill = None if iv.fill is None else iv.fill.to(device=device)
+            self.sites[(iv.layer, iv.kind)].masks.append((iv.positions, mask, fill))
+        elif isinstance(iv, Record):
+            arch.check_layer(iv.layer)
+            arch.site_width(iv.site)
+            if iv.sae is not None:
+                _check_sae_fits(iv.sae, arch, iv.layer, iv.site)
+            if iv.name in self._record_names:
+                return
+            self._record_names.append(iv.name)
+            self.sites[(iv.layer, iv.site)].records.append(iv)
+        else:
+            raise SteerlabError(f"Unknown intervention {type(iv).__name__}.")
+
+    def _add_clamp_group(self, group: list[ClampLatents]) -> None:
+        """One op per (SAE, positions): the union of latents, a per-row active mask and target values."""
+        sae, positions = group[0].sae, group[0].positions
+        latents = sorted({x for iv in group for x in iv.flat_latents()})
+        if not latents:
+            return
+        column = {x: i for i, x in enumerate(latents)}
+        batch = max((iv.batch_size or 1) for iv in group)
+        active = torch.zeros(batch, len(latents), dtype=torch.bool)
+        value = torch.zeros(batch, len(latents))
+        for iv in group:
+            rows = iv.latents if iv.per_row else (iv.latents,) * batch
+            values = iv.value.float().expand(batch) if iv.value.ndim == 0 else iv.value.float()
+            for r, row in enumerate(rows):
+                for x in row:
+                    active[r, column[x]] = True
+                    value[r, column[x]] = values[r]
+        device = self.model.device
+        op = _ClampOp(sae, positions, torch.tensor(latents, device=device), active.to(device), value.to(device))
+        self.sites[(sae.layer, sae.site)].clamps.append(op)
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _edit(self, key: tuple[int, str], hidden: torch.Tensor) -> torch.Tensor:
+        ops = self.sites[key]
+        ctx = self.ctx
+        for positions, mask, fill in ops.masks:
+            hidden = _apply_mask(hidden, mask, fill, ctx.mask(positions, hidden), key[1], self.model.arch)
+        for op in ops.clamps:
+            hidden = _apply_clamp(hidden, op, ctx.mask(op.positions, hidden))
+        for positions, delta in ops.adds.values():
+            where = ctx.mask(positions, hidden)
+            hidden = hidden + where.unsqueeze(-1).to(hidden.dtype) * delta.unsqueeze(1)
+        for rec in ops.records:
+            self._record(rec, hidden, ctx.mask(rec.positions, hidden))
+        return hidden
+
+    def _record(self, rec: Record, hidden: torch.Tensor, where: torch.Tensor) -> None:
+        with torch.no_grad():
+            value = hidden.detach()
+            if rec.sae is not None:
+                value = rec.sae.encode_latents(value, rec.latents) if rec.latents is not None else rec.sae.encode(value)
+            else:
+                value = value.float()
+            self._recorded[rec.name].append((value, where, self.ctx.token_positions))
+
+    def _hook_for(self, key: tuple[int, str], kind: str):
+        site = key[1]
+        if kind == "pre":
+
+            def pre_hook(module, args, kwargs):
+                if args:
+                    return (self._edit(key, args[0]),) + tuple(args[1:]), kwargs
+                kwargs = dict(kwargs)
+                kwargs["hidden_states"] = self._edit(key, kwargs["hidden_states"])
+                return args, kwargs
+
+            return pre_hook
+
+        def post_hook(module, args, output):
+            if isinstance(output, tuple):
+                return (self._edit(key, output[0]),) + tuple(output[1:])
+            return self._edit(key, output)
+
+        return post_hook
+
+    def install(self) -> None:
+        arch = self.model.arch
+        for key in self.sites:
+            layer, site = key
+            module, kind = arch.site_module(layer, site if site in SITES else site)
+            if kind == "pre":
+                handle = module.register_forward_pre_hook(self._hook_for(key, "pre"), with_kwargs=True)
+            else:
+                handle = module.register_forward_hook(self._hook_for(key, "post"))
+            self._handles.append(handle)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # -- results ---------------------------------------------------------------------------------
+    def set_step(self, token_positions: torch.Tensor, prompt_lengths: torch.Tensor) -> None:
+        """Tell the hooks the absolute position of every token in the next forward (-1 = padding)."""
+        self.ctx.set(token_positions, prompt_lengths)
+
+    def records(self, position_limits: Sequence[int] | None = None) -> dict[str, list[torch.Tensor]]:
+        """Recorded activations: name -> one [n_tokens, width] tensor per row, in token order.
+
+        position_limits[r], when given, drops row r's tokens at absolute positions >= the limit
+        (tokens a finished row kept computing in lockstep with the batch).
+        """
+        out: dict[str, list[torch.Tensor]] = {}
+        for name, chunks in self._recorded.items():
+            batch = chunks[0][0].shape[0]
+            per_row: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+            for value, where, positions in chunks:
+                if position_limits is not None:
+                    limits = torch.as_tensor(position_limits, device=positions.device).unsqueeze(1)
+                    where = where & (positions < limits)
+                for r in range(batch):
+                    per_row[r].append(value[r][where[r]])
+            out[name] = [torch.cat(parts).cpu() for parts in per_row]
+        return out
+
+    def clear_records(self) -> None:
+        self._recorded.clear()
+
+
+def _check_sae_fits(sae: Sae, arch, layer: int, site: str) -> None:
+    arch.check_layer(layer)
+    width = arch.site_width(site)
+    if sae.cfg.d_in != width:
+        raise SteerlabError(f"The SAE reads width {sae.cfg.d_in} but layer {layer}'s {site} has width {width}.")
+
+
+def _common_batch_size(interventions: Sequence[Intervention]) -> int | None:
+    sizes = {iv.batch_size for iv in interventions} - {None}
+    if len(sizes) > 1:
+        raise SteerlabError(f"Per-row interventions disagree on the batch size: {sorted(sizes)}.")
+    return sizes.pop() if sizes else None
+
+
+def _apply_mask(hidden, mask, fill, where, kind, arch) -> torch.Tensor:
+    mask = mask if mask.ndim == 2 else mask.unsqueeze(0)  # [B or 1, n]
+    mask = torch.where(where.unsqueeze(-1), mask.unsqueeze(1).to(hidden.dtype), torch.ones((), dtype=hidden.dtype, device=hidden.device))
+    if kind == "head":
+        b, t, _ = hidden.shape
+        heads = hidden.view(b, t, arch.n_heads, arch.head_dim)
+        gate = mask.unsqueeze(-1)  # [B, T, H, 1]
+        out = heads * gate if fill is None else heads * gate + (1 - gate) * fill.reshape(arch.n_heads, -1).to(hidden.dtype)
+        return out.reshape(b, t, -1)
+    return hidden * mask if fill is None else hidden * mask + (1 - mask) * fill.to(hidden.dtype)
+
+
+def _apply_clamp(hidden: torch.Tensor, op: _ClampOp, where: torch.Tensor) -> torch.Tensor:
+    z = op.sae.encode_latents(hidden, op.latents)  # [B, T, U] fp32
+    target = torch.where(op.active.unsqueeze(1), op.value.unsqueeze(1), z)
+    delta = (target - z) @ op.sae.W_dec[op.latents] / op.sae.cfg.input_scale  # keeps the SAE error term
+    return hidden + (where.unsqueeze(-1) * delta).to(hidden.dtype)
+
+
+@contextlib.contextmanager
+def apply(model: Model, interventions: Sequence[Intervention] = ()) -> Iterator[Session]:
+    """Install interventions as hooks for the duration of a `with` block; always removes them."""
+    session = Session(model, list(interventions))
+    session.install()
+    try:
+        yield session
+    finally:
+        session.remove()
+
+
+def batch_per_row(per_row: Sequence[Sequence[Intervention]]) -> list[Intervention]:
+    """Turn one intervention list per row into batched interventions for one forward over all rows."""
+    batch = len(per_row)
+    merged: list[Intervention] = []
+    records: dict[str, Intervention] = {}
+    for row, ivs in enumerate(per_row):
+        for iv in ivs:
+            if isinstance(iv, Record):
+                records.setdefault(iv.name, iv)
+                continue
+            if iv.batch_size not in (None, batch):
+                raise SteerlabError("An intervention in a per-row list has its own batch dimension; give it one row's values.")
+            merged.append(iv.expand_to_row(row, batch))
+    return merged + list(records.values())

@@ -1,0 +1,226 @@
+"""`load()`: a Hugging Face id, a local folder, a .gguf file or a packaged alias becomes a `Model`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from steerlab.errors import SteerlabError
+from steerlab.models.arch import Arch
+from steerlab.models.gguf_cache import ensure_converted
+from steerlab.models.packaged import PACKAGED, packaged_gguf_path
+
+Message = dict[str, str]
+Prompt = str | Sequence[Message]
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class Model:
+    """A loaded causal LM: the HF module, its tokenizer, its architecture adapter and where it came from."""
+
+    hf: Any
+    tokenizer: Any
+    arch: Arch
+    name: str
+    revision: str = "unknown"
+    stop_token_ids: tuple[int, ...] = field(default=())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode(self, prompt: Prompt, chat: bool | None = None, system: str | None = None) -> list[int]:
+        """The exact token ids a prompt becomes; the chat template (when used) is applied exactly once."""
+        use_chat = self.has_chat_template if chat is None else chat
+        if isinstance(prompt, str) and not prompt.strip():
+            raise SteerlabError("A prompt is empty; give each prompt some text.")
+        if use_chat:
+            if not self.has_chat_template:
+                raise SteerlabError(f"Model '{self.name}' has no chat template; pass chat=False (CLI: --raw).")
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+            if system is not None:
+                messages = [{"role": "system", "content": system}] + messages
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            # The template already writes BOS and the turn markers: add no special tokens again.
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        else:
+            if not isinstance(prompt, str):
+                raise SteerlabError("A list of chat messages needs the chat template; drop chat=False.")
+            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        while bos is not None and len(ids) > 1 and ids[0] == bos and ids[1] == bos:
+            ids = ids[1:]
+        return list(ids)
+
+    def show_tokens(self, prompt: Prompt, chat: bool | None = None) -> list[tuple[int, str]]:
+        """(id, token text) pairs for a prompt, to see exactly what the model is fed."""
+        ids = self.encode(prompt, chat=chat)
+        return [(i, self.tokenizer.convert_ids_to_tokens(i)) for i in ids]
+
+    def fingerprint(self) -> dict[str, str]:
+        """Everything about the model that changes an answer, for cache and store keys."""
+        template = getattr(self.tokenizer, "chat_template", None) or ""
+        if not isinstance(template, str):
+            template = json.dumps(template, sort_keys=True)
+        return {
+            "model": self.name,
+            "revision": self.revision,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "chat_template": hashlib.sha256(template.encode()).hexdigest()[:16],
+            "vocab": str(len(self.tokenizer)),
+        }
+
+
+def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise SteerlabError(f"Unknown dtype '{dtype}'; choose one of: float32, bfloat16, float16.")
+    return _DTYPES[dtype]
+
+
+def _resolve_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SteerlabError(f"Device '{device}' was asked for but no CUDA GPU is available; use --device cpu.")
+    return device
+
+
+def _check_local_folder(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise SteerlabError(f"Folder {path} has no config.json; point at a saved Hugging Face model folder.")
+    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
+    if not weights:
+        raise SteerlabError(f"Folder {path} has no weights file (*.safetensors or *.bin).")
+    for file in path.glob("*.safetensors"):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:  # safetensors raises its own error types for truncated headers
+            raise SteerlabError(f"Weights file {file} is unreadable or truncated ({exc}); re-save or re-download it.") from exc
+
+
+def _resolve_hub(model_id: str, revision: str | None) -> str:
+    """Check a hub id before loading: cached, downloadable, or one sentence saying why not."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not _HUB_ID.match(model_id):
+        aliases = ", ".join(PACKAGED)
+        raise SteerlabError(
+            f"Unknown model '{model_id}': not a packaged alias ({aliases}), a local folder, a .gguf file or a hub id like 'org/name'."
+        )
+    cached = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return model_id
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if offline:
+        raise SteerlabError(
+            f"Model '{model_id}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it once online or pass a local folder."
+        )
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        hf_hub_download(model_id, "config.json", revision=revision)
+    except RepositoryNotFoundError as exc:
+        raise SteerlabError(f"Model '{model_id}' does not exist on the Hugging Face hub (or needs a token).") from exc
+    except EntryNotFoundError as exc:
+        raise SteerlabError(f"Hub repo '{model_id}' has no config.json, so it is not a transformers model.") from exc
+    except Exception as exc:  # connection errors come in many types
+        raise SteerlabError(
+            f"Model '{model_id}' is not cached and the hub cannot be reached ({type(exc).__name__}); connect once or pass a local folder."
+        ) from exc
+    return model_id
+
+
+def _stop_tokens(hf: Any, tokenizer: Any) -> tuple[int, ...]:
+    ids: set[int] = set()
+    eos = getattr(getattr(hf, "generation_config", None), "eos_token_id", None)
+    for value in (eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return tuple(sorted(ids))
+
+
+def load(
+    name: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype = "float32",
+    device: str | None = "cpu",
+    revision: str | None = None,
+) -> Model:
+    """Load a model by packaged alias, .gguf file, local folder or Hugging Face id (fp32 on CPU by default)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    text = str(name)
+    torch_dtype = _resolve_dtype(dtype)
+    device = _resolve_device(device)
+    if text in PACKAGED:
+        folder = ensure_converted(packaged_gguf_path(text))
+        source, rev = str(folder), f"gguf:{folder.name}"
+    elif text.endswith(".gguf"):
+        folder = ensure_converted(Path(text).expanduser())
+        source, rev = str(folder), f"gguf:{folder.name}"
+    elif Path(text).expanduser().is_dir():
+        folder = Path(text).expanduser()
+        _check_local_folder(folder)
+        source, rev = str(folder), f"local:{folder.resolve()}"
+    elif Path(text).expanduser().exists():
+        raise SteerlabError(f"{text} is a file but not a .gguf model; pass a model folder, a .gguf file or a hub id.")
+    else:
+        source = _resolve_hub(text, revision)
+        rev = revision or "main"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision if source == text else None)
+        hf = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, revision=revision if source == text else None
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise SteerlabError(f"Could not load model '{text}': {str(exc).splitlines()[0]}") from exc
+    hf.to(device)
+    hf.eval()
+    commit = getattr(hf.config, "_commit_hash", None)
+    if commit and not rev.startswith(("gguf:", "local:")):
+        rev = commit
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return Model(hf=hf, tokenizer=tokenizer, arch=Arch(hf), name=text, revision=rev, stop_token_ids=_stop_tokens(hf, tokenizer))
+
+
+def wrap(hf: Any, tokenizer: Any, name: str = "custom") -> Model:
+    """Wrap an already-built HF model and tokenizer (e.g. a tiny random-weight test model)."""
+    hf.eval()
+    if tokenizer is not None and tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    stops = _stop_tokens(hf, tokenizer) if tokenizer is not None else ()
+    return Model(hf=hf, tokenizer=tokenizer, arch=Arch(hf), name=name, revision="in-memory", stop_token_ids=stops)
