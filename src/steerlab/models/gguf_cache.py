@@ -63,6 +63,8 @@ def ensure_converted(gguf_path: Path) -> Path:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         (tmp / "SOURCE").write_text(str(gguf_path.resolve()) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished the same conversion first
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
