@@ -32,6 +32,7 @@ class Generation:
     finish_reason: str  # "eos" | "stop" | "length"
     seed: int
     records: dict[str, torch.Tensor] = field(default_factory=dict)
+    logprobs: torch.Tensor | None = None  # log-prob of each kept token under the (steered) model, if asked
 
 
 InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
@@ -78,12 +79,15 @@ def generate(
     batch_size: int = 32,
     chat: bool | None = None,
     system: str | None = None,
+    ignore_eos: bool = False,
+    return_logprobs: bool = False,
     progress: bool = False,
 ) -> list[Generation]:
     """Generate for every prompt with the given interventions; rows are independent of their batch.
 
     interventions: a list applied to every row (fields may carry a batch dimension over all prompts),
     or one list per prompt. seed: one int (row i gets seed + i) or one seed per prompt.
+    ignore_eos: always generate max_new_tokens (benchmarks, fixed-length traces).
     """
     prompts = list(prompts)
     if not prompts:
@@ -103,25 +107,28 @@ def generate(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             ivs = [iv.rows(idx) if iv.batch_size else iv for iv in batched]
-            rows = _generate_batch(
-                model, [encoded[i] for i in idx], ivs, sampling, max_new_tokens, [seeds[i] for i in idx], list(stop)
-            )
-            for i, (ids, text, reason, records) in zip(idx, rows):
-                results[i] = Generation(prompts[i], encoded[i], ids, text, reason, seeds[i], records)
+            options = _Options(sampling, max_new_tokens, list(stop), ignore_eos, return_logprobs)
+            rows = _generate_batch(model, [encoded[i] for i in idx], ivs, options, [seeds[i] for i in idx])
+            for i, (ids, text, reason, records, logprobs) in zip(idx, rows):
+                results[i] = Generation(prompts[i], encoded[i], ids, text, reason, seeds[i], records, logprobs)
             bar.advance(task, len(idx))
     return results  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class _Options:
+    sampling: Sampling
+    max_new_tokens: int
+    stop: list[str]
+    ignore_eos: bool
+    return_logprobs: bool
+
+
 @torch.inference_mode()
 def _generate_batch(
-    model: Model,
-    encoded: list[list[int]],
-    interventions: list[Intervention],
-    sampling: Sampling,
-    max_new_tokens: int,
-    seeds: list[int],
-    stop: list[str],
-) -> list[tuple[list[int], str, str, dict[str, torch.Tensor]]]:
+    model: Model, encoded: list[list[int]], interventions: list[Intervention], options: _Options, seeds: list[int]
+) -> list[tuple[list[int], str, str, dict[str, torch.Tensor], torch.Tensor | None]]:
+    sampling, max_new_tokens, stop = options.sampling, options.max_new_tokens, options.stop
     hf, tok, device = model.hf, model.tokenizer, model.device
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     input_ids, attention_mask = left_pad(encoded, pad_id, device)
@@ -129,7 +136,7 @@ def _generate_batch(
     prompt_lengths = attention_mask.sum(-1)
     batch = len(encoded)
     seed_t = torch.tensor(seeds, device=device)
-    stop_ids = torch.tensor(model.stop_token_ids or [-1], device=device)
+    stop_ids = torch.tensor(model.stop_token_ids if model.stop_token_ids and not options.ignore_eos else [-1], device=device)
     seen = None
     if sampling.repetition_penalty != 1.0:
         vocab = hf.get_output_embeddings().weight.shape[0]
@@ -138,12 +145,16 @@ def _generate_batch(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     reasons = ["length"] * batch
     steps: list[torch.Tensor] = []
+    step_logprobs: list[torch.Tensor] = []
     with apply(model, interventions) as session:
         session.set_step(token_positions, prompt_lengths)
         logits, cache = call_model(hf, input_ids, attention_mask, position_ids, new_cache(hf))
         for step in range(max_new_tokens):
-            token = choose(logits[:, -1].float(), sampling, seed_t, step, seen)
+            last = logits[:, -1].float()
+            token = choose(last, sampling, seed_t, step, seen)
             token = torch.where(finished, torch.full_like(token, pad_id), token)
+            if options.return_logprobs:
+                step_logprobs.append(torch.log_softmax(last, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1))
             steps.append(token)
             hit_eos = torch.isin(token, stop_ids) & ~finished
             finished = finished | hit_eos
@@ -161,7 +172,8 @@ def _generate_batch(
             session.set_step(new_positions, prompt_lengths)
             logits, cache = call_model(hf, token.unsqueeze(1), attention_mask, new_positions, cache)
         generated = torch.stack(steps, 1).cpu()
-        lengths = _kept_lengths(generated, reasons, model.stop_token_ids)
+        lengths = _kept_lengths(generated, reasons, stop_ids.tolist())
+        logprobs = torch.stack(step_logprobs, 1).cpu() if step_logprobs else None
         records = session.records((prompt_lengths.cpu() + torch.tensor(lengths)).tolist())
     out = []
     for r in range(batch):
@@ -169,7 +181,8 @@ def _generate_batch(
         text = tok.decode(ids, skip_special_tokens=True)
         if reasons[r] == "stop":
             text = _cut_at_stop(text, stop)
-        out.append((ids, text, reasons[r], {name: rows[r] for name, rows in records.items()}))
+        row_logprobs = None if logprobs is None else logprobs[r, : lengths[r]]
+        out.append((ids, text, reasons[r], {name: rows[r] for name, rows in records.items()}, row_logprobs))
     return out
 
 
