@@ -1,0 +1,5 @@
+"""`python -m steerlab` runs the CLI."""
+
+from steerlab.cli import main
+
+main()

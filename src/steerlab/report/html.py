@@ -1,0 +1,52 @@
+"""A self-contained HTML page from titled sections; every text cell is escaped."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;width:100%;margin:1em 0}td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left}
+th{background:#f3f3f3}code,pre{background:#f6f6f6;padding:2px 4px;white-space:pre-wrap}.meta{color:#666;font-size:90%}
+"""
+
+
+@dataclass
+class Section:
+    """A heading with either a table (header + rows of text) or preformatted text."""
+
+    title: str
+    header: Sequence[str] = ()
+    rows: Sequence[Sequence[object]] = ()
+    text: str = ""
+
+
+def _table(section: Section) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in section.header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in section.rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: dict | None = None) -> Path:
+    """Write the page and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    meta_line = ", ".join(f"{k}: {v}" for k, v in (meta or {}).items())
+    parts.append(f"<p class='meta'>{html.escape(stamp)} {html.escape(meta_line)}</p>")
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.text:
+            parts.append(f"<pre>{html.escape(section.text)}</pre>")
+        if section.rows:
+            parts.append(_table(section))
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    path.write_text(page, encoding="utf-8")
+    return path
