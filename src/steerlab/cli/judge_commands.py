@@ -1,0 +1,135 @@
+"""`steerlab judge ...`: grade one response, grade a stored run, compare judges, calibrate the heuristic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from steerlab.errors import SteerlabError
+
+judge_app = typer.Typer(help="Grade responses with a judge (heuristic offline default, openai-compatible, anthropic).", no_args_is_help=True)
+
+JudgeOpt = typer.Option("heuristic", "--judge", "-j", help="heuristic | openai | anthropic")
+ModelOpt = typer.Option(None, "--judge-model", help="Full, pinned judge model id (LLM judges).")
+UrlOpt = typer.Option(None, "--judge-url", help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+KeyOpt = typer.Option(None, "--judge-key-env", help="Name of the environment variable holding the API key (never the key).")
+ConcOpt = typer.Option(4, "--concurrency", min=1, help="LLM judge calls in flight at once.")
+RateOpt = typer.Option(None, "--rate", help="Most LLM judge calls started per second.")
+RetryOpt = typer.Option(5, "--retries", min=0, help="Retries on timeouts, 429 and 5xx.")
+TimeoutOpt = typer.Option(120.0, "--timeout", help="Seconds per judge call.")
+
+
+def build_judge(name: str, model: Optional[str], url: Optional[str], key_env: Optional[str], concurrency: int = 4,
+                rate: Optional[float] = None, retries: int = 5, timeout: float = 120.0, check: bool = True):
+    """A judge from CLI options, checked (reachable, key accepted) before any work starts."""
+    from steerlab.judges import make_judge
+
+    judge = make_judge(name, model, url, key_env, concurrency=concurrency, rate_per_s=rate, max_retries=retries, timeout=timeout)
+    if check:
+        judge.check()
+    return judge
+
+
+def _print_grade(grade, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json:
+        typer.echo(json.dumps(grade.to_dict(), indent=2, ensure_ascii=False))
+        return
+    if grade.error:
+        typer.echo(f"grade error: {grade.error}")
+        return
+    table = Table(title=f"{len(grade.attempts)} attempt(s) - {grade.judge_id}")
+    table.add_column("#")
+    table.add_column("score", justify="right")
+    table.add_column("attempt")
+    for i, a in enumerate(grade.attempts, 1):
+        table.add_row(str(i), f"{a.score:g}", a.text[:160])
+    Console().print(table)
+
+
+@judge_app.command("grade")
+def grade_cmd(
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The prompt the model answered."),
+    response: Optional[str] = typer.Option(None, "--response", "-r", help="The model's response text."),
+    response_file: Optional[Path] = typer.Option(None, "--response-file", help="Read the response from a file."),
+    label: str = typer.Option("", "--label", help="The steering label (the unrelated topic)."),
+    judge: str = JudgeOpt, judge_model: Optional[str] = ModelOpt, judge_url: Optional[str] = UrlOpt,
+    judge_key_env: Optional[str] = KeyOpt, retries: int = RetryOpt, timeout: float = TimeoutOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the grade as JSON."),
+) -> None:
+    """Grade one response: split it into attempts and score each 0-100."""
+    if (response is None) == (response_file is None):
+        raise SteerlabError("Give the response with exactly one of --response or --response-file.")
+    if response_file is not None:
+        if not response_file.is_file():
+            raise SteerlabError(f"No response file at {response_file}.")
+        response = response_file.read_text(encoding="utf-8")
+    j = build_judge(judge, judge_model, judge_url, judge_key_env, 1, None, retries, timeout)
+    _print_grade(j.grade(prompt, response or "", label), as_json)
+
+
+def _open_run(run_dir: Path):
+    from steerlab.store import RunStore
+
+    return RunStore(run_dir, create=False)
+
+
+@judge_app.command("run")
+def run_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory holding run.sqlite."),
+    judge: str = JudgeOpt, judge_model: Optional[str] = ModelOpt, judge_url: Optional[str] = UrlOpt,
+    judge_key_env: Optional[str] = KeyOpt, concurrency: int = ConcOpt, rate: Optional[float] = RateOpt,
+    retries: int = RetryOpt, timeout: float = TimeoutOpt,
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse grades from the grade cache."),
+) -> None:
+    """Grade every response in a run that this judge has not graded yet (failed grades are retried)."""
+    from steerlab.judges import CachedJudge, GradeCache
+    from steerlab.judges.runner import grade_run
+
+    j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout)
+    if cache:
+        j = CachedJudge(j, GradeCache())
+    with _open_run(run_dir) as store:
+        summary = grade_run(store, j, progress=True, check=False)
+    typer.echo(f"{summary.judge_id}: {summary.graded} graded, {summary.errors} errors (of {summary.attempted} to do)")
+    if summary.errors:
+        typer.echo("Run the same command again to retry the failed grades.")
+
+
+@judge_app.command("compare")
+def compare_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory holding run.sqlite."),
+    judge: str = JudgeOpt, judge_model: Optional[str] = ModelOpt, judge_url: Optional[str] = UrlOpt,
+    judge_key_env: Optional[str] = KeyOpt, concurrency: int = ConcOpt, rate: Optional[float] = RateOpt,
+    retries: int = RetryOpt, timeout: float = TimeoutOpt,
+    against: Optional[str] = typer.Option(None, "--against", help="Judge id already in the run to compare with (default: every other)."),
+) -> None:
+    """Re-grade a run with another judge and report agreement with the judges already there."""
+    from steerlab.judges.runner import compare_judges, grade_run
+
+    j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout)
+    with _open_run(run_dir) as store:
+        others = [jr for jr in store.judges() if jr[0] != j.judge_id and (against is None or jr[0] == against)]
+        if not others:
+            raise SteerlabError(f"The run in {run_dir} has no grades from another judge{f' named {against}' if against else ''}; grade it first with `steerlab judge run`.")
+        summary = grade_run(store, j, progress=True, check=False)
+        typer.echo(f"{summary.judge_id}: {summary.graded} newly graded, {summary.errors} errors")
+        for other in others:
+            typer.echo(json.dumps(compare_judges(store, (j.judge_id, j.rubric_version), other), indent=2))
+
+
+@judge_app.command("calibrate")
+def calibrate_cmd() -> None:
+    """Score the heuristic judge on hand-written on-topic vs off-topic answers and print the separation."""
+    from steerlab.judges.heuristic import calibration_report
+
+    typer.echo(json.dumps(calibration_report(), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(judge_app, name="judge")
