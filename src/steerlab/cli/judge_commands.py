@@ -20,14 +20,15 @@ ConcOpt = typer.Option(4, "--concurrency", min=1, help="LLM judge calls in fligh
 RateOpt = typer.Option(None, "--rate", help="Most LLM judge calls started per second.")
 RetryOpt = typer.Option(5, "--retries", min=0, help="Retries on timeouts, 429 and 5xx.")
 TimeoutOpt = typer.Option(120.0, "--timeout", help="Seconds per judge call.")
+MaxTokOpt = typer.Option(1024, "--judge-max-tokens", min=1, help="Most tokens an LLM judge may write per grade.")
 
 
 def build_judge(name: str, model: Optional[str], url: Optional[str], key_env: Optional[str], concurrency: int = 4,
-                rate: Optional[float] = None, retries: int = 5, timeout: float = 120.0, check: bool = True):
+                rate: Optional[float] = None, retries: int = 5, timeout: float = 120.0, max_tokens: int = 1024, check: bool = True):
     """A judge from CLI options, checked (reachable, key accepted) before any work starts."""
     from steerlab.judges import make_judge
 
-    judge = make_judge(name, model, url, key_env, concurrency=concurrency, rate_per_s=rate, max_retries=retries, timeout=timeout)
+    judge = make_judge(name, model, url, key_env, concurrency=concurrency, rate_per_s=rate, max_retries=retries, timeout=timeout, max_tokens=max_tokens)
     if check:
         judge.check()
     return judge
@@ -59,7 +60,7 @@ def grade_cmd(
     response_file: Optional[Path] = typer.Option(None, "--response-file", help="Read the response from a file."),
     label: str = typer.Option("", "--label", help="The steering label (the unrelated topic)."),
     judge: str = JudgeOpt, judge_model: Optional[str] = ModelOpt, judge_url: Optional[str] = UrlOpt,
-    judge_key_env: Optional[str] = KeyOpt, retries: int = RetryOpt, timeout: float = TimeoutOpt,
+    judge_key_env: Optional[str] = KeyOpt, retries: int = RetryOpt, timeout: float = TimeoutOpt, max_tokens: int = MaxTokOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the grade as JSON."),
 ) -> None:
     """Grade one response: split it into attempts and score each 0-100."""
@@ -69,7 +70,7 @@ def grade_cmd(
         if not response_file.is_file():
             raise SteerlabError(f"No response file at {response_file}.")
         response = response_file.read_text(encoding="utf-8")
-    j = build_judge(judge, judge_model, judge_url, judge_key_env, 1, None, retries, timeout)
+    j = build_judge(judge, judge_model, judge_url, judge_key_env, 1, None, retries, timeout, max_tokens)
     _print_grade(j.grade(prompt, response or "", label), as_json)
 
 
@@ -84,14 +85,14 @@ def run_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory holding run.sqlite."),
     judge: str = JudgeOpt, judge_model: Optional[str] = ModelOpt, judge_url: Optional[str] = UrlOpt,
     judge_key_env: Optional[str] = KeyOpt, concurrency: int = ConcOpt, rate: Optional[float] = RateOpt,
-    retries: int = RetryOpt, timeout: float = TimeoutOpt,
+    retries: int = RetryOpt, timeout: float = TimeoutOpt, max_tokens: int = MaxTokOpt,
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse grades from the grade cache."),
 ) -> None:
     """Grade every response in a run that this judge has not graded yet (failed grades are retried)."""
     from steerlab.judges import CachedJudge, GradeCache
     from steerlab.judges.runner import grade_run
 
-    j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout)
+    j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout, max_tokens)
     if cache:
         j = CachedJudge(j, GradeCache())
     with _open_run(run_dir) as store:
@@ -106,13 +107,13 @@ def compare_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory holding run.sqlite."),
     judge: str = JudgeOpt, judge_model: Optional[str] = ModelOpt, judge_url: Optional[str] = UrlOpt,
     judge_key_env: Optional[str] = KeyOpt, concurrency: int = ConcOpt, rate: Optional[float] = RateOpt,
-    retries: int = RetryOpt, timeout: float = TimeoutOpt,
+    retries: int = RetryOpt, timeout: float = TimeoutOpt, max_tokens: int = MaxTokOpt,
     against: Optional[str] = typer.Option(None, "--against", help="Judge id already in the run to compare with (default: every other)."),
 ) -> None:
     """Re-grade a run with another judge and report agreement with the judges already there."""
     from steerlab.judges.runner import compare_judges, grade_run
 
-    j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout)
+    j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout, max_tokens)
     with _open_run(run_dir) as store:
         others = [jr for jr in store.judges() if jr[0] != j.judge_id and (against is None or jr[0] == against)]
         if not others:
