@@ -103,8 +103,10 @@ class SteerServer:
     def _sampling(self, body: dict, chat: bool) -> Sampling:
         if body.get("n", 1) != 1:
             raise ApiError(400, "Only n=1 is supported; send several requests instead.")
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or self.config.default_max_tokens
-        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.config.max_tokens_limit:
+        max_tokens = body.get("max_completion_tokens")
+        max_tokens = body.get("max_tokens") if max_tokens is None else max_tokens
+        max_tokens = self.config.default_max_tokens if max_tokens is None else max_tokens
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.config.max_tokens_limit:
             raise ApiError(400, f"'max_tokens' must be an integer from 1 to {self.config.max_tokens_limit}.")
         stop = body.get("stop") or ()
         stop = (stop,) if isinstance(stop, str) else tuple(stop)

@@ -1,0 +1,51 @@
+"""Helpers for server tests: a free loopback port, a child server process, JSON calls."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+SCRIPT = str(Path(__file__).with_name("serve_process.py"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_child(model: str, port: int, timeout: float = 120.0) -> subprocess.Popen:
+    """Start a server process and wait until /v1/models answers."""
+    proc = subprocess.Popen([sys.executable, SCRIPT, model, str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode()[-2000:])
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
+            return proc
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.2)
+    proc.kill()
+    raise TimeoutError("server did not start")
+
+
+def call(url: str, body=None, headers=None, method=None):
+    """(status, parsed JSON or raw text) for one request."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            raw = resp.read().decode()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read().decode(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
