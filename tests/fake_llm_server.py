@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeLLMServer:
     """`script(path, body, headers) -> (status, payload_dict, extra_headers)`; records every request."""
 
-    def __init__(self, script, delay: float = 0.0):
+    def __init__(self, script, delay: float = 0.0, port: int = 0):
         self.script = script
         self.delay = delay
         self.requests: list[dict] = []
@@ -56,7 +56,7 @@ class FakeLLMServer:
             def do_POST(self):
                 self._handle("POST")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -84,3 +84,21 @@ def chat_reply(content: str) -> dict:
 def attempts_json(*scores: float) -> str:
     items = ", ".join(f'{{"attempt_text": "attempt {i}", "score": {s}}}' for i, s in enumerate(scores))
     return f'Assessment.\n<json>{{"attempts": [{items}]}}</json>'
+
+
+def judge_script(path, body, headers):
+    """A deterministic fake judge: valid verdicts for prompts about omelettes, averages or ironing, junk otherwise."""
+    if path.endswith("/models"):
+        return 200, {"data": [{"id": "fake-judge"}]}, None
+    text = body["messages"][-1]["content"]
+    if any(w in text for w in ("omelette", "average", "iron")):
+        return 200, chat_reply(attempts_json(85)), None
+    return 200, chat_reply("Looks fine to me!"), None
+
+
+if __name__ == "__main__":  # a child process for kill tests: python fake_llm_server.py PORT
+    import sys
+
+    server = FakeLLMServer(judge_script, delay=0.05, port=int(sys.argv[1]))
+    print("ready", flush=True)
+    threading.Event().wait()

@@ -18,9 +18,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+FAKE = str(Path(__file__).with_name("fake_llm_server.py"))
+
+
 def start_child(model: str, port: int, timeout: float = 120.0) -> subprocess.Popen:
-    """Start a server process and wait until /v1/models answers."""
-    proc = subprocess.Popen([sys.executable, SCRIPT, model, str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """Start a server process (model "fake": the scripted fake judge) and wait until /v1/models answers."""
+    cmd = [sys.executable, FAKE, str(port)] if model == "fake" else [sys.executable, SCRIPT, model, str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:

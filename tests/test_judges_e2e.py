@@ -1,0 +1,159 @@
+"""The openai judge end to end against our own server on loopback, including a server killed mid-run."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from steerlab.judges import GradeRequest, make_judge
+from steerlab.judges.runner import grade_run
+from steerlab.store import RunStore, Trial
+from serve_helpers import free_port, start_child
+
+RESPONSES = [
+    ("How do you make an omelette?", "Whisk eggs, pour them into a buttered pan, fold and serve."),
+    ("Explain how to fold a fitted sheet.", "Tuck the corners together. No, wait! Volcanoes erupt hot lava."),
+    ("How do you write a thank-you note?", "Bees dance to show where the flowers are."),
+    ("Explain how to compute an average.", "Add the numbers and divide by how many there are."),
+    ("How do you iron a shirt?", "Start with the collar, then cuffs, sleeves and body."),
+    ("Explain how to compost.", "Mix scraps with leaves, keep moist, turn weekly."),
+    ("How do you clean a window?", "Use soapy water and a squeegee from top to bottom."),
+    ("Explain how to plan a party.", "Let me try again. Pick a date, invite guests, order a cake."),
+]
+
+
+class KillMidRun:
+    """Passes grading through to a judge, and SIGKILLs the server while the second chunk is in flight."""
+
+    def __init__(self, judge, proc):
+        self.judge, self.proc, self.calls = judge, proc, 0
+        self.judge_id, self.rubric_version = judge.judge_id, judge.rubric_version
+
+    def grade_many(self, items, progress=False):
+        self.calls += 1
+        if self.calls == 2:
+            threading.Timer(0.05, lambda: self.proc.send_signal(signal.SIGKILL)).start()
+        return self.judge.grade_many(items, progress=progress)
+
+    def check(self):
+        self.judge.check()
+
+    def config(self):
+        return self.judge.config()
+
+
+def _grade_rows(run_dir):
+    db = sqlite3.connect(Path(run_dir) / "run.sqlite")
+    try:
+        return db.execute("SELECT trial_key, error, tries FROM grades").fetchall()
+    finally:
+        db.close()
+
+
+def _fill_store(run_dir):
+    store = RunStore(run_dir, {"experiment": "judge-e2e"})
+    trials = [Trial("steered", p, seed=i, label="volcanoes") for i, (p, _) in enumerate(RESPONSES)]
+    store.add_trials(trials)
+    store.put_generations([(t.key, r, None, "eos", None) for t, (_, r) in zip(trials, RESPONSES)])
+    return store
+
+
+def kill_and_resume(model: str, tmp_path, max_tokens: int, start_timeout: float = 60.0):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    proc = start_child(model, port, start_timeout)
+    try:
+        model_id = "fake-judge" if model == "fake" else model
+        judge = make_judge("openai", model_id, url, "", concurrency=2, max_tokens=max_tokens, max_retries=1,
+                           retry_base_delay=0.05, timeout=60)
+        store = _fill_store(tmp_path)
+        first = grade_run(store, KillMidRun(judge, proc), chunk=2)
+        proc.wait(timeout=10)
+        rows = _grade_rows(tmp_path)
+        # Every trial has a recorded grade; the ones after the kill hold transport errors.
+        assert first.attempted == len(RESPONSES) and len(rows) == len(RESPONSES)
+        lost_calls = [r for r in rows if r[1] and r[1].startswith("judge call failed")]
+        assert lost_calls and first.errors >= len(lost_calls)
+        # Restart the server on the same address (same judge id) and resume: failed grades are retried.
+        proc = start_child(model, port, start_timeout)
+        second = grade_run(store, judge, chunk=2)
+        assert second.attempted == first.errors  # exactly the failed ones, no successful grade redone
+        rows = _grade_rows(tmp_path)
+        assert len(rows) == len(RESPONSES)  # nothing lost, nothing duplicated
+        assert not any(r[1] and r[1].startswith("judge call failed") for r in rows)
+        retried = {k for k, e, _ in rows if e}
+        assert all(tries >= 2 for k, e, tries in rows if k in retried)
+        grades = store.grades(judge.judge_id)
+        for g in grades.values():  # whatever the poor judge said is on record, verbatim
+            assert g.ok or g.raw is not None or g.error
+        return grades
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+
+def test_judge_server_process_killed_mid_run_then_resumed(tmp_path):
+    """A scripted judge process: some verdicts parse, some are junk; kill -9 it mid-run, restart, resume."""
+    grades = kill_and_resume("fake", tmp_path, max_tokens=16)
+    ok = {k for k, g in grades.items() if g.ok}
+    assert len(ok) == 3 and all(grades[k].first_score == 85.0 for k in ok)
+    junk = [g for g in grades.values() if not g.ok]
+    assert all(g.raw == "Looks fine to me!" and "no {\"attempts\"" in g.error for g in junk)
+
+
+def test_openai_judge_against_tiny_model_server(tmp_path):
+    """Our judge client speaks to our own server; a random-weight judge's junk reply is a recorded error."""
+    from steerlab.serve import start_server
+    from steerlab.testing.tiny import tiny_model
+
+    with start_server(tiny_model("llama"), model_id="tiny-judge") as srv:
+        judge = make_judge("openai", "tiny-judge", srv.url, "", max_tokens=8)
+        judge.check()
+        grades = judge.grade_many([GradeRequest("How do you boil an egg?", "Put it in boiling water.")])
+    assert not grades[0].ok and grades[0].raw and grades[0].judge_id == f"openai:tiny-judge@{srv.url}"
+
+
+@pytest.mark.real
+def test_openai_judge_against_steerlab_serve_smollm2_killed_mid_run(tmp_path):
+    grades = kill_and_resume("smollm2-135m-instruct", tmp_path, max_tokens=48, start_timeout=180)
+    errors = [g.error for g in grades.values() if not g.ok]
+    print(f"SmolLM2 as judge: {len(grades) - len(errors)} parsed, {len(errors)} malformed; e.g. {errors[:2]}")
+
+
+@pytest.mark.real
+def test_steerlab_serve_cli_and_judge_grade_cli(tmp_path):
+    """The real CLI: `steerlab serve` on loopback, `steerlab judge grade` against it, bad input exits 2."""
+    exe = str(Path(sys.executable).with_name("steerlab"))
+    port = free_port()
+    env = {**os.environ, "STEERLAB_TEST_SERVE_KEY": "serve-secret-123"}
+    proc = subprocess.Popen([exe, "serve", "smollm2-135m-instruct", "--port", str(port), "--api-key-env", "STEERLAB_TEST_SERVE_KEY"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            r = subprocess.run([exe, "judge", "grade", "-p", "q", "-r", "a", "--judge", "openai", "--judge-model", "smollm2-135m-instruct",
+                                "--judge-url", url, "--judge-key-env", "STEERLAB_TEST_SERVE_KEY", "--judge-max-tokens", "24", "--json"],
+                               capture_output=True, text=True, env=env)
+            if "Cannot reach" not in r.stderr:
+                break
+            time.sleep(1)
+        assert r.returncode == 0, r.stderr
+        assert '"judge_id": "openai:smollm2-135m-instruct@' in r.stdout and "serve-secret-123" not in r.stdout + r.stderr
+        wrong = subprocess.run([exe, "judge", "grade", "-p", "q", "-r", "a", "--judge", "openai", "--judge-model", "smollm2-135m-instruct",
+                                "--judge-url", url, "--judge-key-env", "STEERLAB_WRONG"], capture_output=True, text=True,
+                               env={**env, "STEERLAB_WRONG": "nope"})
+        assert wrong.returncode == 2 and wrong.stderr.strip().count("\n") == 0 and "rejected the API key" in wrong.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
