@@ -17,8 +17,15 @@ app = typer.Typer(
 )
 
 
+_registered = False
+
+
 def _register() -> None:
-    """Attach every command group (each lives in its own module)."""
+    """Attach every command group (each lives in its own module); idempotent."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from steerlab.cli import core_commands
 
     core_commands.register(app)
@@ -31,7 +38,7 @@ def main() -> None:
     """Console entry point."""
     _register()
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
     except SteerlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -46,3 +53,4 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
         raise
+    sys.exit(result if isinstance(result, int) else 0)
