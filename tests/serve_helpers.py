@@ -1,6 +1,7 @@
 """Helpers for server tests: a free loopback port, a child server process, JSON calls."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,16 +22,29 @@ def free_port() -> int:
 FAKE = str(Path(__file__).with_name("fake_llm_server.py"))
 
 
-def start_child(model: str, port: int, timeout: float = 120.0) -> subprocess.Popen:
-    """Start a server process (model "fake": the scripted fake judge) and wait until /v1/models answers."""
-    cmd = [sys.executable, FAKE, str(port)] if model == "fake" else [sys.executable, SCRIPT, model, str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def start_child(model: str, port: int, timeout: float = 120.0, key_env: str | None = None) -> subprocess.Popen:
+    """Start a server process and wait until /v1/models answers.
+
+    model "fake": the scripted fake judge; "cli:NAME": the real `steerlab serve NAME` command; else serve_process.py.
+    """
+    headers = {}
+    if model == "fake":
+        cmd = [sys.executable, FAKE, str(port)]
+    elif model.startswith("cli:"):
+        cmd = [str(Path(sys.executable).with_name("steerlab")), "serve", model[4:], "--port", str(port)]
+        if key_env:
+            cmd += ["--api-key-env", key_env]
+            headers["Authorization"] = f"Bearer {os.environ[key_env]}"
+    else:
+        cmd = [sys.executable, SCRIPT, model, str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(proc.stderr.read().decode()[-2000:])
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models", headers=headers)
+            urllib.request.urlopen(req, timeout=1).read()
             return proc
         except (urllib.error.URLError, ConnectionError, OSError):
             time.sleep(0.2)

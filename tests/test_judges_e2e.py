@@ -1,5 +1,6 @@
 """The openai judge end to end against our own server on loopback, including a server killed mid-run."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -56,43 +57,41 @@ def _grade_rows(run_dir):
         db.close()
 
 
-def _fill_store(run_dir):
+def _fill_store(run_dir, responses):
     store = RunStore(run_dir, {"experiment": "judge-e2e"})
-    trials = [Trial("steered", p, seed=i, label="volcanoes") for i, (p, _) in enumerate(RESPONSES)]
+    trials = [Trial("steered", p, seed=i, label="volcanoes") for i, (p, _) in enumerate(responses)]
     store.add_trials(trials)
-    store.put_generations([(t.key, r, None, "eos", None) for t, (_, r) in zip(trials, RESPONSES)])
+    store.put_generations([(t.key, r, None, "eos", None) for t, (_, r) in zip(trials, responses)])
     return store
 
 
-def kill_and_resume(model: str, tmp_path, max_tokens: int, start_timeout: float = 60.0):
+def kill_and_resume(model: str, tmp_path, max_tokens: int, responses=RESPONSES, start_timeout: float = 60.0, key_env: str = ""):
+    """Grade a stored run through a server process, SIGKILL the server mid-run, restart it, resume."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    proc = start_child(model, port, start_timeout)
+    proc = start_child(model, port, start_timeout, key_env or None)
     try:
-        model_id = "fake-judge" if model == "fake" else model
-        judge = make_judge("openai", model_id, url, "", concurrency=2, max_tokens=max_tokens, max_retries=1,
-                           retry_base_delay=0.05, timeout=60)
-        store = _fill_store(tmp_path)
+        model_id = "fake-judge" if model == "fake" else model.removeprefix("cli:")
+        judge = make_judge("openai", model_id, url, key_env, concurrency=2, max_tokens=max_tokens, max_retries=1,
+                           retry_base_delay=0.05, timeout=300)
+        store = _fill_store(tmp_path, responses)
         first = grade_run(store, KillMidRun(judge, proc), chunk=2)
         proc.wait(timeout=10)
         rows = _grade_rows(tmp_path)
         # Every trial has a recorded grade; the ones after the kill hold transport errors.
-        assert first.attempted == len(RESPONSES) and len(rows) == len(RESPONSES)
+        assert first.attempted == len(responses) and len(rows) == len(responses)
         lost_calls = [r for r in rows if r[1] and r[1].startswith("judge call failed")]
         assert lost_calls and first.errors >= len(lost_calls)
         # Restart the server on the same address (same judge id) and resume: failed grades are retried.
-        proc = start_child(model, port, start_timeout)
+        proc = start_child(model, port, start_timeout, key_env or None)
         second = grade_run(store, judge, chunk=2)
         assert second.attempted == first.errors  # exactly the failed ones, no successful grade redone
         rows = _grade_rows(tmp_path)
-        assert len(rows) == len(RESPONSES)  # nothing lost, nothing duplicated
+        assert len(rows) == len(responses)  # nothing lost, nothing duplicated
         assert not any(r[1] and r[1].startswith("judge call failed") for r in rows)
         retried = {k for k, e, _ in rows if e}
         assert all(tries >= 2 for k, e, tries in rows if k in retried)
-        grades = store.grades(judge.judge_id)
-        for g in grades.values():  # whatever the poor judge said is on record, verbatim
-            assert g.ok or g.raw is not None or g.error
-        return grades
+        return store.grades(judge.judge_id)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -121,39 +120,39 @@ def test_openai_judge_against_tiny_model_server(tmp_path):
 
 
 @pytest.mark.real
-def test_openai_judge_against_steerlab_serve_smollm2_killed_mid_run(tmp_path):
-    grades = kill_and_resume("smollm2-135m-instruct", tmp_path, max_tokens=48, start_timeout=180)
+def test_openai_judge_against_steerlab_serve_smollm2_killed_mid_run(tmp_path, monkeypatch):
+    """`steerlab serve smollm2-135m-instruct` (with a key) as the judge: a poor judge whose junk replies
+    exercise the parser for real; the server is SIGKILLed mid-run, restarted, and the run resumed."""
+    monkeypatch.setenv("STEERLAB_TEST_SERVE_KEY", "serve-secret-123")
+    grades = kill_and_resume("cli:smollm2-135m-instruct", tmp_path, max_tokens=24, responses=RESPONSES[:4],
+                             start_timeout=180, key_env="STEERLAB_TEST_SERVE_KEY")
+    assert len(grades) == 4
+    for g in grades.values():  # whatever the poor judge said is on record, verbatim, and the key is nowhere
+        assert g.ok or (g.raw and g.error)
+        assert "serve-secret-123" not in json.dumps(g.to_dict())
     errors = [g.error for g in grades.values() if not g.ok]
-    print(f"SmolLM2 as judge: {len(grades) - len(errors)} parsed, {len(errors)} malformed; e.g. {errors[:2]}")
+    print(f"SmolLM2 as judge: {len(grades) - len(errors)} parsed, {len(errors)} malformed; e.g. {errors[:1]}")
 
 
-@pytest.mark.real
-def test_steerlab_serve_cli_and_judge_grade_cli(tmp_path):
-    """The real CLI: `steerlab serve` on loopback, `steerlab judge grade` against it, bad input exits 2."""
+def test_cli_bad_judge_input_exits_2_with_one_sentence():
+    """Unknown judge, unreachable server, wrong key: one line on stderr and exit code 2, no work done."""
+    from fake_llm_server import FakeLLMServer
+
     exe = str(Path(sys.executable).with_name("steerlab"))
-    port = free_port()
-    env = {**os.environ, "STEERLAB_TEST_SERVE_KEY": "serve-secret-123"}
-    proc = subprocess.Popen([exe, "serve", "smollm2-135m-instruct", "--port", str(port), "--api-key-env", "STEERLAB_TEST_SERVE_KEY"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            r = subprocess.run([exe, "judge", "grade", "-p", "q", "-r", "a", "--judge", "openai", "--judge-model", "smollm2-135m-instruct",
-                                "--judge-url", url, "--judge-key-env", "STEERLAB_TEST_SERVE_KEY", "--judge-max-tokens", "24", "--json"],
-                               capture_output=True, text=True, env=env)
-            if "Cannot reach" not in r.stderr:
-                break
-            time.sleep(1)
-        assert r.returncode == 0, r.stderr
-        assert '"judge_id": "openai:smollm2-135m-instruct@' in r.stdout and "serve-secret-123" not in r.stdout + r.stderr
-        wrong = subprocess.run([exe, "judge", "grade", "-p", "q", "-r", "a", "--judge", "openai", "--judge-model", "smollm2-135m-instruct",
-                                "--judge-url", url, "--judge-key-env", "STEERLAB_WRONG"], capture_output=True, text=True,
-                               env={**env, "STEERLAB_WRONG": "nope"})
-        assert wrong.returncode == 2 and wrong.stderr.strip().count("\n") == 0 and "rejected the API key" in wrong.stderr
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    base = [exe, "judge", "grade", "-p", "q", "-r", "a"]
+
+    def script(path, body, headers):
+        if headers.get("authorization") != "Bearer right-key":
+            return 401, {"error": {"message": "Incorrect API key provided"}}, None
+        return 200, {"data": [{"id": "m"}]}, None
+
+    with FakeLLMServer(script) as srv:
+        cases = [
+            (["--judge", "gpt9"], "Unknown judge 'gpt9'"),
+            (["--judge", "openai", "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--retries", "0"], "Cannot reach the judge server"),
+            (["--judge", "openai", "--judge-model", "m", "--judge-url", srv.url, "--judge-key-env", "STEERLAB_WRONG"], "rejected the API key"),
+        ]
+        for args, needle in cases:
+            r = subprocess.run(base + args, capture_output=True, text=True, env={**os.environ, "STEERLAB_WRONG": "wrong-key"})
+            assert r.returncode == 2 and needle in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+        assert not srv.posts()  # nothing was graded
