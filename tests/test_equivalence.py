@@ -212,3 +212,27 @@ def test_generated_records_have_one_row_per_fed_token(tiny_factory):
     for g in gens:
         assert g.records["p"].shape == (len(g.prompt_ids), model.arch.d_model)
         assert g.records["g"].shape[0] == len(g.token_ids) - 1  # the last token is never fed back
+
+
+def test_stop_strings_and_finish_reasons(tiny_factory):
+    model = tiny_factory("llama")
+    free = steerlab.generate(model, PROMPTS, max_new_tokens=12, ignore_eos=True)
+    text = free[0].text
+    stop = text[3:5]
+    cut = steerlab.generate(model, PROMPTS[:1], max_new_tokens=12, stop=[stop], ignore_eos=True)[0]
+    assert cut.finish_reason == "stop" and stop not in cut.text and text.startswith(cut.text)
+    assert all(g.finish_reason == "length" and len(g.token_ids) == 12 for g in free)
+
+
+def test_eos_ends_a_row_and_is_not_kept(tiny_factory):
+    model = tiny_factory("llama")
+    free = steerlab.generate(model, PROMPTS[:1], max_new_tokens=6, ignore_eos=True)[0]
+    eos_token = free.token_ids[2]
+    saved = model.stop_token_ids
+    model.stop_token_ids = (eos_token,)
+    try:
+        gen = steerlab.generate(model, PROMPTS[:1], max_new_tokens=6)[0]
+    finally:
+        model.stop_token_ids = saved
+    first = free.token_ids.index(eos_token)
+    assert gen.finish_reason == "eos" and gen.token_ids == free.token_ids[:first]
