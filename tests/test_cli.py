@@ -102,3 +102,15 @@ def test_vectors_train_from_files(monkeypatch, capsys, tmp_path, tiny_factory):
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "steerlab", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "generate" in result.stdout
+
+
+def test_sae_steering_from_the_cli_and_latent_out_of_range(monkeypatch, capsys, tmp_path, tiny_factory):
+    from steerlab.sae import Sae, SaeConfig, save_sae
+
+    folder = _tiny_folder(tmp_path, tiny_factory)
+    sae_dir = save_sae(Sae.random(SaeConfig(d_in=64, d_sae=32, layer=1), seed=0), tmp_path / "sae")
+    code, text = run_cli(monkeypatch, capsys, "generate", str(folder), "-p", "hi", "--steer", f"sae={sae_dir},latent=40,strength=3")
+    assert code == 2 and "Latent 40 is out of range" in text
+    code, text = run_cli(monkeypatch, capsys, "generate", str(folder), "-p", "hi", "-n", "4",
+                         "--steer", f"sae={sae_dir},latent=5,strength=3", "--steer", f"sae={sae_dir},ablate=1+2")
+    assert code == 0, text

@@ -45,16 +45,6 @@ def read_text_list(path: Path, field: str = "prompt") -> list[str]:
     return lines
 
 
-def _sae_loader():
-    """The SAE reader of steerlab.sae (any supported folder or file format)."""
-    from steerlab import sae as sae_pkg
-
-    reader = getattr(sae_pkg, "load_sae", None)
-    if reader is None:
-        raise SteerlabError("This build of steerlab cannot read SAE files yet.")
-    return reader
-
-
 def generate_cmd(
     model: str = typer.Argument(..., help="Packaged alias, .gguf file, local folder or Hugging Face id."),
     prompt: Optional[List[str]] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
@@ -80,8 +70,7 @@ def generate_cmd(
     prompts = _read_prompts(prompt, prompts_file)
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before any model work
     lm = steerlab.load(model, dtype=dtype, device=device)
-    needs_sae = any(s.kind in ("latent", "ablate", "clamp") for s in specs)
-    interventions = [build_intervention(s, lm, _sae_loader() if needs_sae else None) for s in specs]
+    interventions = [build_intervention(s, lm) for s in specs]
     from steerlab.interventions.hooks import Session
 
     Session(lm, interventions)  # checks layers, widths and latent ids before generating

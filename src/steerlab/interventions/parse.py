@@ -93,9 +93,14 @@ def parse_steer(text: str) -> SteerSpec:
     if "positions" in fields:
         check_positions(fields["positions"])
     for key in ("vector", "sae"):
-        if key in fields and not Path(fields[key]).expanduser().exists():
+        if key in fields and _is_local_path(fields[key]) and not Path(fields[key]).expanduser().exists():
             raise SteerlabError(f"In --steer '{text}', {key} file {fields[key]} does not exist.")
     return spec
+
+
+def _is_local_path(ref: str) -> bool:
+    """SAE references may also be hf://ORG/REPO/PATH or RELEASE:SAE_ID (see steerlab.sae.load_sae)."""
+    return not ref.startswith("hf://") and (":" not in ref or ref.startswith(("/", ".", "~")))
 
 
 def build_intervention(spec: SteerSpec, model: Model, load_sae: Callable[[str], Sae] | None = None) -> Intervention:
@@ -121,7 +126,7 @@ def build_intervention(spec: SteerSpec, model: Model, load_sae: Callable[[str], 
             mask[unit] = 0.0
         return MaskUnits(layer, f["mask"], mask, positions=positions)
     if load_sae is None:
-        raise SteerlabError(f"--steer '{spec.text}' needs an SAE reader, which is not available.")
+        from steerlab.sae import load_sae
     sae = load_sae(f["sae"])
     if spec.kind == "latent":
         latents = _id_list(spec.text, "latent", f["latent"])
