@@ -90,17 +90,22 @@ class SiteCapture:
         self.model, self.layer, self.site, self.stop = model, layer, site, stop
         self.value: torch.Tensor | None = None
         self._handle = None
+        self._running = False
 
     def __enter__(self) -> "SiteCapture":
         module, kind = self.model.arch.site_module(self.layer, self.site)
         if kind == "pre":
             def pre_hook(mod, args, kwargs):
+                if not self._running:  # only forwards started by run() are captured or stopped
+                    return None
                 self.value = (args[0] if args else kwargs["hidden_states"]).detach()
                 if self.stop:
                     raise _StopForward
             self._handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
         else:
             def post_hook(mod, args, output):
+                if not self._running:
+                    return None
                 self.value = (output[0] if isinstance(output, tuple) else output).detach()
                 if self.stop:
                     raise _StopForward
@@ -116,10 +121,13 @@ class SiteCapture:
     def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Forward (stopping at the site when `stop`) and return the captured [B, T, d] activation."""
         self.value = None
+        self._running = True
         try:
             self.model.hf(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         except _StopForward:
             pass
+        finally:
+            self._running = False
         if self.value is None:
             raise SteerlabError(f"Layer {self.layer}'s {self.site} was never reached in the forward pass.")
         return self.value

@@ -12,6 +12,7 @@ without gradients, then only their pre-activations are recomputed with gradients
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -59,7 +60,7 @@ class TrainConfig:
     input_scale: float = 1.0
     auxk_coeff: float = 1 / 32
     dead_after_tokens: int | None = None  # a latent is dead after this many tokens without firing
-    l1_coeff: float = 2.0  # ReLU: weight of the L1 penalty (on normalised latents x decoder norms)
+    l1_coeff: float = 0.05  # ReLU: weight of the L1 penalty (on normalised latents x decoder norms)
     l0_coeff: float = 2e-3  # JumpReLU: weight of the L0 penalty
     jumprelu_bandwidth: float = 0.05
     jumprelu_init_threshold: float = 0.1
@@ -317,11 +318,12 @@ def train_sae(
         state.update(saved["state"])
         gen.set_state(saved["gen"])
 
-    with no_grad_model(model):
-        chunks = iter_activations(
-            model, train_docs.documents, cfg.layer, cfg.site, context_len=cfg.context_len,
-            batch_rows=cfg.harvest_rows, cycle=True, start_doc=state["doc"],
-        )
+    stream = iter_activations(
+        model, train_docs.documents, cfg.layer, cfg.site, context_len=cfg.context_len,
+        batch_rows=cfg.harvest_rows, cycle=True, start_doc=state["doc"],
+    )
+    # closing() removes the harvest hook as soon as training stops (or fails), not at garbage collection
+    with no_grad_model(model), contextlib.closing(stream) as chunks:
         doc_cursor = {"doc": state["doc"]}
 
         def tracked():
