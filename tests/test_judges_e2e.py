@@ -65,7 +65,8 @@ def _fill_store(run_dir, responses):
     return store
 
 
-def kill_and_resume(model: str, tmp_path, max_tokens: int, responses=RESPONSES, start_timeout: float = 60.0, key_env: str = ""):
+def kill_and_resume(model: str, tmp_path, max_tokens: int, responses=RESPONSES, start_timeout: float = 60.0, key_env: str = "",
+                    chunk: int = 2):
     """Grade a stored run through a server process, SIGKILL the server mid-run, restart it, resume."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
@@ -75,7 +76,7 @@ def kill_and_resume(model: str, tmp_path, max_tokens: int, responses=RESPONSES, 
         judge = make_judge("openai", model_id, url, key_env, concurrency=2, max_tokens=max_tokens, max_retries=1,
                            retry_base_delay=0.05, timeout=300)
         store = _fill_store(tmp_path, responses)
-        first = grade_run(store, KillMidRun(judge, proc), chunk=2)
+        first = grade_run(store, KillMidRun(judge, proc), chunk=chunk)
         proc.wait(timeout=10)
         rows = _grade_rows(tmp_path)
         # Every trial has a recorded grade; the ones after the kill hold transport errors.
@@ -84,7 +85,7 @@ def kill_and_resume(model: str, tmp_path, max_tokens: int, responses=RESPONSES, 
         assert lost_calls and first.errors >= len(lost_calls)
         # Restart the server on the same address (same judge id) and resume: failed grades are retried.
         proc = start_child(model, port, start_timeout, key_env or None)
-        second = grade_run(store, judge, chunk=2)
+        second = grade_run(store, judge, chunk=chunk)
         assert second.attempted == first.errors  # exactly the failed ones, no successful grade redone
         rows = _grade_rows(tmp_path)
         assert len(rows) == len(responses)  # nothing lost, nothing duplicated
@@ -124,9 +125,9 @@ def test_openai_judge_against_steerlab_serve_smollm2_killed_mid_run(tmp_path, mo
     """`steerlab serve smollm2-135m-instruct` (with a key) as the judge: a poor judge whose junk replies
     exercise the parser for real; the server is SIGKILLed mid-run, restarted, and the run resumed."""
     monkeypatch.setenv("STEERLAB_TEST_SERVE_KEY", "serve-secret-123")
-    grades = kill_and_resume("cli:smollm2-135m-instruct", tmp_path, max_tokens=24, responses=RESPONSES[:4],
-                             start_timeout=180, key_env="STEERLAB_TEST_SERVE_KEY")
-    assert len(grades) == 4
+    grades = kill_and_resume("cli:smollm2-135m-instruct", tmp_path, max_tokens=16, responses=RESPONSES[:2],
+                             start_timeout=180, key_env="STEERLAB_TEST_SERVE_KEY", chunk=1)
+    assert len(grades) == 2
     for g in grades.values():  # whatever the poor judge said is on record, verbatim, and the key is nowhere
         assert g.ok or (g.raw and g.error)
         assert "serve-secret-123" not in json.dumps(g.to_dict())
