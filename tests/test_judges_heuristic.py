@@ -60,7 +60,7 @@ def test_real_embedder_scores_nonsense_low_and_keeps_it_as_an_attempt():
     junk = judge.grade(prompt, "zxq vlorp snib snib snib")
     drift = judge.grade(prompt, "The Roman Empire built roads. Let me try again. Whisk eggs, cook them in butter and fold.", "Roman history")
     assert good.first_score >= 60 and junk.n_attempts == 1 and junk.first_score <= 20
-    assert drift.n_attempts == 2 and drift.first_score < 30 and drift.last_score > 60
+    assert drift.n_attempts == 2 and drift.first_score < 30 and drift.last_score > drift.first_score + 40 and drift.improved
 
 
 VOLCANO = ["Volcanoes erupt with hot lava and ash.", "Magma rises from deep inside the earth through the volcano.",
