@@ -173,7 +173,7 @@ def test_steerlab_writer_round_trip(tmp_path, x, activation, normalization, scal
     cfg_json = json.loads((folder / "cfg.json").read_text())
     assert cfg_json["metadata"]["hook_name"] == "blocks.2.hook_attn_out" and cfg_json["normalize_activations"] == "none"
     back = load_sae(folder)
-    assert (back.layer, back.site) == (2, "attn_out")
+    assert (back.layer, back.site, back.cfg.activation, back.cfg.k) == (2, "attn_out", activation, cfg.k)
     _close(back.encode(x), sae.encode(x))
     _close(back(x), sae(x))
     _close(back.direction(7), sae.direction(7))

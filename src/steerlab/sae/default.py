@@ -21,8 +21,8 @@ from steerlab.sae.train import TrainConfig
 # 8x width, TopK k=32; data reuse trades scarce CPU forwards for optimizer steps.
 RECIPES: dict[str, TrainConfig] = {
     "smollm2-135m-instruct": TrainConfig(
-        layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=512 * 700, batch_size=512,
-        lr=1e-3, warmup_steps=50, decay_fraction=0.25, buffer_tokens=32_768, reuse=4.0, context_len=128,
+        layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 900, batch_size=256,
+        lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=32_768, reuse=5.0, context_len=128,
         checkpoint_every=100, seed=0,
     ),
 }

@@ -289,10 +289,10 @@ def inspect_sae(
     for latent in chosen:
         sae.check_latent(latent)
     reports = [latent_report(model, stats, i) for i in chosen]
-    for r in reports:
+    for n, r in enumerate(reports):
         if imported and r.index in imported:
             r.label = imported[r.index]
-        elif labeler is not None and r.frequency > 0 and (latents is not None or r in reports[:max_html_latents]):
+        elif labeler is not None and r.frequency > 0 and (latents is not None or n < max_html_latents):
             r.label = llm_label(r, labeler)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)

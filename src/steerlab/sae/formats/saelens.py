@@ -72,13 +72,22 @@ def read_saelens(folder: Path) -> Sae:
         weights["W_dec"] = weights["W_dec"] / s[:, None]
     extra: dict[str, Any] = {"format": "saelens"}
     ours = folder / STEERLAB_CFG
-    if ours.is_file():
-        extra.update(read_json(ours).get("extra", {}))
+    batchtopk_inference = "threshold"
+    if ours.is_file():  # written by steerlab: keep its labels (BatchTopK stays BatchTopK; the scale is folded)
+        saved = read_json(ours)
+        extra.update(saved.get("extra", {}))
+        original = saved.get("config", {})
+        if original.get("activation") == "batchtopk":
+            activation, k = "batchtopk", int(original["k"])
+            batchtopk_inference = original.get("batchtopk_inference", "threshold")
+        if original.get("normalization", "none") != "none":
+            extra["folded_normalization"] = original["normalization"]
+            extra["folded_input_scale"] = original.get("input_scale")
     scfg = SaeConfig(
         d_in=int(d_in), d_sae=int(d_sae), activation=activation, k=k,
         apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
         layer=layer, site=site, model=meta.get("model_name") or cfg.get("model_name"),
-        hook_name=name, extra=extra,
+        hook_name=name, extra=extra, batchtopk_inference=batchtopk_inference,
     )
     return Sae.from_weights(scfg, {k: v.float() for k, v in weights.items()}, source=str(folder))
 
