@@ -14,7 +14,7 @@ from steerlab.judges.llm import LLMJudge
 from fake_llm_server import FakeLLMServer, attempts_json, chat_reply
 
 SECRET = "sk-test-" + "x7Qp2" * 6  # a fake key; it must never show up anywhere but the request header
-MODEL = "judge-model-2025-01-01"
+MODEL = "judge-model-20250101"
 
 
 def models_ok(path, body, headers):
@@ -162,7 +162,7 @@ def test_wrong_key(monkeypatch):
 
 def test_model_not_served():
     with FakeLLMServer(lambda *a: (200, {"data": [{"id": "other-model"}]}, None)) as srv:
-        with pytest.raises(SteerlabError, match="does not serve model 'judge-model-2025-01-01'; it serves: other-model"):
+        with pytest.raises(SteerlabError, match="does not serve model 'judge-model-20250101'; it serves: other-model"):
             make_judge("openai", MODEL, srv.url).check()
 
 
@@ -170,3 +170,14 @@ def test_anthropic_without_key(monkeypatch):
     monkeypatch.delenv("STEERLAB_NO_SUCH_KEY", raising=False)
     with pytest.raises(SteerlabError, match=r"needs an API key; set \$STEERLAB_NO_SUCH_KEY"):
         make_judge("anthropic", "claude-haiku-4-5-20251001", api_key_env="STEERLAB_NO_SUCH_KEY").check()
+
+
+@pytest.mark.parametrize("name,model,needle", [
+    ("anthropic", "claude-haiku-4-5", "floating alias"),
+    ("anthropic", "haiku", "floating alias"),
+    ("openai", "gpt-4o-mini", "floating alias"),
+])
+def test_hosted_judges_need_pinned_model_ids(monkeypatch, name, model, needle):
+    monkeypatch.setenv("STEERLAB_TEST_KEY", SECRET)
+    with pytest.raises(SteerlabError, match=needle):
+        make_judge(name, model, api_key_env="STEERLAB_TEST_KEY").check()

@@ -7,6 +7,7 @@ variable at call time, and keeps the key out of repr, config and error messages.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from steerlab.errors import SteerlabError
@@ -99,8 +100,11 @@ class OpenAIBackend(ChatBackend):
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def check(self) -> None:
-        if "api.openai.com" in self.base_url and not self._key():
-            raise SteerlabError(f"The OpenAI judge needs an API key; set ${self.api_key_env}.")
+        if "api.openai.com" in self.base_url:
+            if not self._key():
+                raise SteerlabError(f"The OpenAI judge needs an API key; set ${self.api_key_env}.")
+            if not re.search(r"\d{4}-\d{2}-\d{2}$", self.model):
+                raise SteerlabError(f"'{self.model}' is a floating alias; pin a dated snapshot such as gpt-4o-mini-2024-07-18 so grades stay reproducible.")
         self._preflight(f"{self.base_url}/models", self._headers(), lambda d: {m.get("id") for m in d.get("data", []) if isinstance(m, dict)})
 
     def complete(self, system: str, user: str) -> str:
@@ -137,6 +141,8 @@ class AnthropicBackend(ChatBackend):
         return headers
 
     def check(self) -> None:
+        if not re.search(r"\d{8}$", self.model):
+            raise SteerlabError(f"'{self.model}' is a floating alias; pin a dated model id such as claude-haiku-4-5-20251001 so grades stay reproducible.")
         if not self._key():
             raise SteerlabError(f"The Anthropic judge needs an API key; set ${self.api_key_env}.")
         self._preflight(f"{self.base_url}/v1/models", self._headers(), lambda d: set())

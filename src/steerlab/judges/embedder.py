@@ -36,9 +36,17 @@ class Embedder:
     def __init__(self, path: str | Path | None = None, max_length: int = 256):
         from transformers import AutoModel, AutoTokenizer
 
+        from transformers.utils import logging as hf_logging
+
         self.path = Path(path) if path else packaged_embedder_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a 1-second load needs no bar in the middle of a judge's output
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.max_length = max_length
         self.name = f"all-MiniLM-L6-v2@{self.path.name}"
 
