@@ -60,6 +60,7 @@ def test_fvu_l0_dead_dense_match_direct_computation(tiny_factory):
     assert ev.dead_frac == pytest.approx(float((freq == 0).float().mean()))
     assert ev.dense_frac == pytest.approx(float((freq > 0.1).float().mean()))
     assert ev.dead_frac >= 56 / 256 and ev.ce_recovered is None
+    assert not model.arch.layers[1]._forward_hooks  # stopping after n_tokens removed the capture hook
 
 
 def test_splice_hook_always_removed(tiny_factory):

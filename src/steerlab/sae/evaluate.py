@@ -82,21 +82,23 @@ def _reconstruction_stats(model: Model, sae: Sae, docs: Sequence[Document], n_to
     l0_sum = 0.0
     fired = torch.zeros(sae.d_sae, dtype=torch.float64)
     seen = 0
-    for acts, _ in iter_activations(model, docs, sae.layer, sae.site, context_len=context_len, batch_rows=8):
-        acts = acts[: n_tokens - seen]
-        with torch.no_grad():
-            z = sae.encode(acts)
-            recon = sae.decode(z).float()
-        x = acts.double()
-        sq_err += float((recon.double() - x).pow(2).sum())
-        sum_x += x.sum(0)
-        sum_sq += float(x.pow(2).sum())
-        active = z > 0
-        l0_sum += float(active.sum())
-        fired += active.sum(0).double()
-        seen += acts.shape[0]
-        if seen >= n_tokens:
-            break
+    stream = iter_activations(model, docs, sae.layer, sae.site, context_len=context_len, batch_rows=8)
+    with contextlib.closing(stream):  # stopping early must remove the capture hook at once
+        for acts, _ in stream:
+            acts = acts[: n_tokens - seen]
+            with torch.no_grad():
+                z = sae.encode(acts)
+                recon = sae.decode(z).float()
+            x = acts.double()
+            sq_err += float((recon.double() - x).pow(2).sum())
+            sum_x += x.sum(0)
+            sum_sq += float(x.pow(2).sum())
+            active = z > 0
+            l0_sum += float(active.sum())
+            fired += active.sum(0).double()
+            seen += acts.shape[0]
+            if seen >= n_tokens:
+                break
     if seen == 0:
         raise SteerlabError("The evaluation text yielded no usable tokens; give a longer held-out corpus.")
     total_var = sum_sq - float(sum_x.pow(2).sum()) / seen
