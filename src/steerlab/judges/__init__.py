@@ -4,6 +4,7 @@ from steerlab.judges.agreement import agreement
 from steerlab.judges.backends import AnthropicBackend, ChatBackend, OpenAIBackend
 from steerlab.judges.base import BaseJudge, Judge
 from steerlab.judges.cache import CachedJudge, GradeCache, grade_key
+from steerlab.judges.llm import LLMJudge
 from steerlab.judges.parse import parse_attempts, parse_rating, parse_verdict
 from steerlab.judges.persona import PersonaGrade, PersonaJudge, is_misaligned, misalignment_rate
 from steerlab.judges.refusal import RefusalJudge, is_refusal_keyword
@@ -17,5 +18,3 @@ __all__ = [
     "grade_key", "is_misaligned", "is_refusal_keyword", "make_judge", "misalignment_rate", "parse_attempts",
     "parse_rating", "parse_verdict", "split_attempts",
 ]
-
-from steerlab.judges.llm import LLMJudge  # noqa: E402

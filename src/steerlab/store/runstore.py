@@ -45,7 +45,7 @@ class RunStore:
         self._retry(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._write(lambda db: db.executescript(SCHEMA) and None, script=True)
+        self._write(lambda db: db.executescript(SCHEMA), script=True)
         self._write(lambda db: db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)))
         if config is not None:
             self._pin_config(config)
@@ -79,7 +79,7 @@ class RunStore:
 
         return self._retry(attempt)
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         def attempt():
             with self._lock:
                 cur = self._db.execute(sql, args)
