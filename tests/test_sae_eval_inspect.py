@@ -104,3 +104,19 @@ def test_import_neuronpedia_labels(tmp_path):
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("index,label\n3,dogs\n")
     assert import_labels(csv_path) == {3: "dogs"}
+
+
+def test_llm_labels_from_an_openai_compatible_endpoint(tiny_factory, tmp_path):
+    from fake_llm_server import FakeLLMServer, chat_reply
+
+    from steerlab.sae.inspect import http_labeler
+
+    model = tiny_factory("llama")
+    sae = Sae.random(SaeConfig(d_in=64, d_sae=16, activation="relu", layer=1, apply_b_dec_to_input=False), seed=2)
+    with FakeLLMServer(lambda path, body, headers: (200, chat_reply("mentions of mats"), {})) as server:
+        reports = inspect_sae(model, sae, DOCS, tmp_path, latents=[0, 1, 2], n_tokens=800, labeler=http_labeler(server.url))
+        prompt = server.posts()[0]["body"]["messages"][0]["content"]
+    alive = [r for r in reports if r.frequency > 0]
+    assert alive and all(r.label == "mentions of mats" for r in alive)
+    assert "[[" in prompt and "feature" in prompt  # the prompt shows the contexts with the peak token marked
+    assert "mentions of mats" in (tmp_path / "labels.csv").read_text()

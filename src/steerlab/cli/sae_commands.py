@@ -145,7 +145,7 @@ def convert_cmd(
 def _inspect(sae: str, model: str, out: Path, latents: Optional[str], tokens: int, corpus: Optional[List[str]],
              labels_from: Optional[Path], judge_url: Optional[str], judge_model: Optional[str], top: int) -> None:
     import steerlab
-    from steerlab.sae.inspect import import_labels, inspect_sae
+    from steerlab.sae.inspect import http_labeler, import_labels, inspect_sae
 
     s = _load(sae, None, None, None)
     m = steerlab.load(model)
@@ -157,7 +157,7 @@ def _inspect(sae: str, model: str, out: Path, latents: Optional[str], tokens: in
         except ValueError:
             raise SteerlabError(f"--latents takes comma-separated integers, got '{latents}'.") from None
     imported = import_labels(labels_from) if labels_from else None
-    labeler = _http_labeler(judge_url, judge_model) if judge_url else None
+    labeler = http_labeler(judge_url, judge_model) if judge_url else None
     text = _corpus(corpus)
     docs = text.split()[1].documents if not corpus else text.documents
     reports = inspect_sae(m, s, docs, out, latents=chosen, n_tokens=tokens, labeler=labeler, imported=imported)
@@ -165,27 +165,6 @@ def _inspect(sae: str, model: str, out: Path, latents: Optional[str], tokens: in
     for r in sorted(alive, key=lambda r: -r.max_act)[:top]:
         console.print(f"latent {r.index:5d}  freq {r.frequency:.4f}  {r.label}")
     console.print(f"{len(alive)}/{len(reports)} latents fired; wrote {out / 'dashboard.html'} and {out / 'labels.csv'}")
-
-
-def _http_labeler(url: str, model: Optional[str]):
-    """An OpenAI-compatible chat endpoint as a labeler (API key from $OPENAI_API_KEY, never logged)."""
-    import os
-    import urllib.error
-    import urllib.request
-
-    def complete(prompt: str) -> str:
-        body = json.dumps({"model": model or "default", "messages": [{"role": "user", "content": prompt}], "max_tokens": 24, "temperature": 0}).encode()
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("OPENAI_API_KEY"):
-            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        req = urllib.request.Request(url.rstrip("/") + "/chat/completions", data=body, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return json.loads(resp.read())["choices"][0]["message"]["content"]
-        except (urllib.error.URLError, KeyError, json.JSONDecodeError, TimeoutError) as exc:
-            raise SteerlabError(f"The label endpoint {url} failed ({type(exc).__name__}); check --judge-url.") from exc
-
-    return complete
 
 
 @sae_app.command("inspect")

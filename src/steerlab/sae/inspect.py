@@ -157,7 +157,7 @@ def latent_report(model: Model, stats: LatentStats, latent: int, *, before: int 
         peaks.append(tokens[p - lo])
     count = int(round(float(stats.freq[latent]) * stats.n_tokens))
     firing = [stats.windows[int(stats.token_window[g])][int(stats.token_pos[g])] for g in acts_by_token]
-    top_tokens = Counter(_tok(model, t) for t in firing).most_common(5) if firing else []
+    top_tokens = [(_tok(model, t), c) for t, c in Counter(firing).most_common(5)]
     mean = float(stats.sum_act[latent]) / count if count else 0.0
     report = LatentReport(
         index=latent, frequency=float(stats.freq[latent]), max_act=float(stats.max_act[latent]), mean_act=mean,
@@ -194,6 +194,26 @@ def llm_label(report: LatentReport, complete: Callable[[str], str]) -> str:
     )
     reply = complete(prompt).strip().splitlines()
     return (reply[0] if reply else "").strip().strip('"')[:80] or report.label
+
+
+def http_labeler(base_url: str, model: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0) -> Callable[[str], str]:
+    """An OpenAI-compatible chat endpoint as a `complete(prompt) -> text` labeler (the key is read from the environment, never logged)."""
+    import os
+
+    from steerlab.judges.http import HttpError, request_json
+
+    def complete(prompt: str) -> str:
+        headers = {"Authorization": f"Bearer {os.environ[api_key_env]}"} if os.environ.get(api_key_env) else {}
+        body = {"model": model or "default", "messages": [{"role": "user", "content": prompt}], "max_tokens": 24, "temperature": 0}
+        try:
+            reply = request_json("POST", base_url.rstrip("/") + "/chat/completions", headers, body, timeout)
+            return str(reply["choices"][0]["message"]["content"])
+        except HttpError as exc:
+            raise SteerlabError(f"The label endpoint failed: {exc}") from exc
+        except (KeyError, IndexError, TypeError) as exc:
+            raise SteerlabError(f"The label endpoint {base_url} did not return an OpenAI chat completion.") from exc
+
+    return complete
 
 
 def import_labels(path: str | Path) -> dict[int, str]:
