@@ -260,3 +260,20 @@ def test_hub_reference_offline_is_one_sentence(monkeypatch, tmp_path):
         load_sae("hf://google/gemma-scope-2b-pt-res/layer_3/width_16k/average_l0_9/params.npz")
     with pytest.raises(SteerlabError, match="not in the local Hugging Face cache"):
         load_sae("gemma-scope-2b-pt-res:layer_3/width_16k/average_l0_9")
+
+
+def test_foreign_formats_convert_to_saelens_as_the_same_function(tmp_path, x):
+    """Gemma Scope (no b_dec on input) and dictionary_learning JumpReLU (folded norms) survive conversion."""
+    gs = tmp_path / "layer_4"
+    gs.mkdir()
+    np.savez(gs / "params.npz", W_enc=_rand(D, F, seed=50).numpy(), W_dec=_rand(F, D, seed=51).numpy(),
+             b_enc=_rand(F, seed=52).numpy(), b_dec=_rand(D, seed=53).numpy(), threshold=np.abs(_rand(F, seed=54).numpy()))
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    torch.save({"W_enc": _rand(D, F, seed=55), "b_enc": _rand(F, seed=56), "W_dec": _rand(F, D, seed=57) * 2,
+                "b_dec": _rand(D, seed=58), "threshold": _rand(F, seed=59).abs()}, dl / "ae.pt")
+    for src in (load_sae(gs), load_sae(dl, layer=4)):
+        back = load_sae(save_sae(src, tmp_path / f"conv-{src.cfg.extra['format']}"))
+        _close(back.encode(x), src.encode(x))
+        _close(back(x), src(x))
+        assert back.cfg.apply_b_dec_to_input == src.cfg.apply_b_dec_to_input
