@@ -56,7 +56,11 @@ class FakeLLMServer:
             def do_POST(self):
                 self._handle("POST")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Quiet(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # clients that time out hang up: expected here
+                pass
+
+        self.httpd = Quiet(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"

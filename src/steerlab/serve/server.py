@@ -256,13 +256,23 @@ def _handler(app: SteerServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-reply (a timed-out judge call) is normal, not a traceback on stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class RunningServer:
     """A server running on a background thread (for tests and notebooks); close() stops it."""
 
     def __init__(self, app: SteerServer, host: str, port: int):
         self.app = app
-        self.httpd = ThreadingHTTPServer((host, port), _handler(app))
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer((host, port), _handler(app))
         self.host, self.port = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="steerlab-serve", daemon=True)
         self._thread.start()
