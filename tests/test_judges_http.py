@@ -93,7 +93,7 @@ def test_malformed_reply_is_recorded_with_raw_text():
 
 
 def test_bounded_concurrency():
-    with FakeLLMServer(lambda *a: (200, chat_reply(attempts_json(60)), None), delay=0.15) as srv:
+    with FakeLLMServer(lambda *a: (200, chat_reply(attempts_json(60)), None), delay=0.3) as srv:
         judge = LLMJudge(fast(url=srv.url), concurrency=3)
         grades = judge.grade_many([GradeRequest(f"p{i}", "r") for i in range(9)])
         assert all(g.ok for g in grades)
@@ -105,8 +105,7 @@ def test_rate_limit_spaces_request_starts():
         judge = LLMJudge(fast(url=srv.url, rate_per_s=20.0), concurrency=4)
         judge.grade_many([GradeRequest(f"p{i}", "r") for i in range(6)])
         starts = sorted(srv.start_times)
-        gaps = [b - a for a, b in zip(starts, starts[1:])]
-        assert min(gaps) > 0.03  # 1/20 s apart, minus scheduling slack
+        assert starts[-1] - starts[0] > 0.2  # 6 starts at most 20/s span at least 0.25 s (minus slack)
 
 
 def test_anthropic_backend_shape(monkeypatch):

@@ -15,6 +15,9 @@ TABLE = [
     ("Jazz is great. I apologize for the confusion. Whisk the eggs.", ["Jazz is great.", "I apologize for the confusion. Whisk the eggs."]),
     ("Whales breathe air - scratch that, rinse the filter first.", ["Whales breathe air -", "scratch that, rinse the filter first."]),
     ("A. Wait, that's wrong. B. Let me try again. C.", ["A.", "Wait, that's wrong. B.", "Let me try again. C."]),
+    ("Ash clouds rise. I'll try again: whisk the eggs.", ["Ash clouds rise.", "I'll try again: whisk the eggs."]),
+    ("I'll try again. Whisk the eggs.", ["I'll try again. Whisk the eggs."]),
+    ("Lava. Trying again: fold the sheet.", ["Lava.", "Trying again: fold the sheet."]),
     # Elaboration, restatement and ordinary uses of "wait" are not restarts.
     ("Wait for the water to boil, then pour slowly. Wait a minute between pours.", ["Wait for the water to boil, then pour slowly. Wait a minute between pours."]),
     ("First, whisk the eggs. In other words, beat them well. To repeat: beat the eggs.", ["First, whisk the eggs. In other words, beat them well. To repeat: beat the eggs."]),

@@ -16,6 +16,8 @@ RESTART_PHRASES = (
     r"wait[,!.]* (?:i|let me) (?:made a mistake|messed up|got (?:that|this) wrong|think i)",
     r"hold on[,!.]* that(?:'s| is) (?:not right|wrong)",
     r"let me (?:try|start|do) (?:that |this )?(?:again|over)\b",
+    r"i(?:'ll| will) (?:try|start) (?:that |this )?(?:again|over)\b",
+    r"(?:trying|try) (?:that |this )?again\s*[:.!]",
     r"let(?:'s| us) (?:try|start) (?:that |this )?(?:again|over)\b",
     r"let me (?:re-?start|restart|rephrase|revise|correct (?:myself|that|this)|refocus|get back on track)\b",
     r"i(?:'d| would) like to (?:revise|correct|redo) my (?:answer|response)",
