@@ -180,3 +180,15 @@ def test_hosted_judges_need_pinned_model_ids(monkeypatch, name, model, needle):
     monkeypatch.setenv("STEERLAB_TEST_KEY", SECRET)
     with pytest.raises(SteerlabError, match=needle):
         make_judge(name, model, api_key_env="STEERLAB_TEST_KEY").check()
+
+
+def test_server_error_that_echoes_the_key_is_redacted(monkeypatch):
+    monkeypatch.setenv("STEERLAB_TEST_KEY", SECRET)
+    echo = {"error": {"message": f"Incorrect API key provided: {SECRET[:6]}***{SECRET[-4:]} (full: {SECRET})"}}
+    with FakeLLMServer(lambda *a: (401, echo, None)) as srv:
+        grade = LLMJudge(fast(url=srv.url)).grade("p", "r")
+        with pytest.raises(SteerlabError) as info:
+            make_judge("openai", MODEL, srv.url, "STEERLAB_TEST_KEY").check()
+    for text in (grade.error, str(info.value)):
+        assert "401" in text or "rejected" in text
+        assert SECRET not in text and SECRET[-4:] + ")" not in text and SECRET[8:16] not in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -59,14 +60,25 @@ class RateLimiter:
             time.sleep(start - now)
 
 
+_KEYLIKE = re.compile(r"(?i)\b(?:sk|pk|rk|key|tok(?:en)?)[-_](?=[-_A-Za-z0-9*.]*[0-9*])[-_A-Za-z0-9*.]{6,}")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Mask anything that looks like a key (servers echo parts of bad keys back) and any known secret."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEYLIKE.sub("[redacted]", text)
+
+
 def _error_detail(body: bytes) -> str:
     try:
         data = json.loads(body)
         err = data.get("error", data)
         msg = err.get("message") if isinstance(err, dict) else err
-        return str(msg)[:200]
+        return redact(str(msg)[:200])
     except (ValueError, AttributeError):
-        return body[:200].decode("utf-8", "replace")
+        return redact(body[:200].decode("utf-8", "replace"))
 
 
 def request_json(method: str, url: str, headers: dict[str, str], body: Any | None, timeout: float) -> Any:
