@@ -236,3 +236,34 @@ def test_eos_ends_a_row_and_is_not_kept(tiny_factory):
         model.stop_token_ids = saved
     first = free.token_ids.index(eos_token)
     assert gen.finish_reason == "eos" and gen.token_ids == free.token_ids[:first]
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_rows_finishing_at_different_steps_equal_rows_alone(tiny_factory, family):
+    """Finished rows leave the batch (cache, steering, records are compacted); results must not change."""
+    model = tiny_factory(family)
+    torch.manual_seed(5)
+    d = model.arch.d_model
+    prompts = PROMPTS + ["a fourth prompt, longer than the others by a few words"]
+    per_row = [[AddVector(1, torch.randn(d), 3.0)], [], [AddVector(1, torch.randn(d), -2.0)], [MaskUnits(0, "head", torch.tensor([0.0, 1.0, 1.0, 1.0]))]]
+    record = Record(1, positions="generated", name="g")
+    free = steerlab.generate(model, prompts, [ivs + [record] for ivs in per_row], max_new_tokens=12, ignore_eos=True)
+    # Pick a stop token that ends rows at different steps (and leaves at least one row running to the end).
+    counts = {}
+    for g in free:
+        for t in set(g.token_ids[1:10]):
+            counts[t] = counts.get(t, 0) + 1
+    stop_token = next((t for t, c in sorted(counts.items(), key=lambda kv: -kv[1]) if c < len(prompts)), None)
+    assert stop_token is not None
+    saved = model.stop_token_ids
+    model.stop_token_ids = (stop_token,)
+    try:
+        batched = steerlab.generate(model, prompts, [ivs + [record] for ivs in per_row], max_new_tokens=12, return_logprobs=True)
+        alone = [steerlab.generate(model, [p], [ivs + [record]], max_new_tokens=12, return_logprobs=True)[0] for p, ivs in zip(prompts, per_row)]
+    finally:
+        model.stop_token_ids = saved
+    assert len({len(g.token_ids) for g in batched}) > 1  # rows really finished at different steps
+    for b, a in zip(batched, alone):
+        assert b.token_ids == a.token_ids and b.finish_reason == a.finish_reason
+        torch.testing.assert_close(b.logprobs, a.logprobs, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(b.records["g"], a.records["g"], rtol=1e-4, atol=1e-4)

@@ -128,6 +128,7 @@ class _Options:
 def _generate_batch(
     model: Model, encoded: list[list[int]], interventions: list[Intervention], options: _Options, seeds: list[int]
 ) -> list[tuple[list[int], str, str, dict[str, torch.Tensor], torch.Tensor | None]]:
+    """Decode one batch. Finished rows are dropped from the batch (KV cache, masks, per-row steering)."""
     sampling, max_new_tokens, stop = options.sampling, options.max_new_tokens, options.stop
     hf, tok, device = model.hf, model.tokenizer, model.device
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -142,46 +143,51 @@ def _generate_batch(
         vocab = hf.get_output_embeddings().weight.shape[0]
         seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device)
         seen.scatter_(1, input_ids, attention_mask.bool())
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    active = torch.arange(batch, device=device)  # original row index of each row still decoding
+    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch, max_new_tokens), device=device) if options.return_logprobs else None
     reasons = ["length"] * batch
-    steps: list[torch.Tensor] = []
-    step_logprobs: list[torch.Tensor] = []
     with apply(model, interventions) as session:
         session.set_step(token_positions, prompt_lengths)
         logits, cache = call_model(hf, input_ids, attention_mask, position_ids, new_cache(hf))
         for step in range(max_new_tokens):
             last = logits[:, -1].float()
             token = choose(last, sampling, seed_t, step, seen)
-            token = torch.where(finished, torch.full_like(token, pad_id), token)
-            if options.return_logprobs:
-                step_logprobs.append(torch.log_softmax(last, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1))
-            steps.append(token)
-            hit_eos = torch.isin(token, stop_ids) & ~finished
-            finished = finished | hit_eos
+            tokens[active, step] = token
+            if logprobs is not None:
+                logprobs[active, step] = torch.log_softmax(last, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1)
+            done = torch.isin(token, stop_ids)
             if seen is not None:
-                seen[torch.arange(batch, device=device), token] = True
+                seen[torch.arange(len(active), device=device), token] = True
+            done_rows = active[done].tolist() if bool(done.any()) else []
+            for r in done_rows:
+                reasons[r] = "eos"
             if stop:
-                finished = _check_stop_strings(tok, steps, finished, stop, reasons)
-            if hit_eos.any():
-                for r in hit_eos.nonzero().flatten().tolist():
-                    reasons[r] = "eos"
-            if bool(finished.all()) or step == max_new_tokens - 1:
+                done = done | _stop_string_hits(tok, tokens, active, step, stop, reasons)
+            if step == max_new_tokens - 1 or bool(done.all()):
                 break
-            attention_mask = torch.cat([attention_mask, torch.ones((batch, 1), dtype=attention_mask.dtype, device=device)], 1)
+            if done_rows or bool(done.any()):
+                keep = (~done).nonzero().flatten()
+                cache.batch_select_indices(keep)
+                session.select_rows(keep)
+                active, token, seed_t = active[keep], token[keep], seed_t[keep]
+                attention_mask, prompt_lengths = attention_mask[keep], prompt_lengths[keep]
+                seen = None if seen is None else seen[keep]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], 1)
             new_positions = (prompt_lengths + step).unsqueeze(1)
             session.set_step(new_positions, prompt_lengths)
             logits, cache = call_model(hf, token.unsqueeze(1), attention_mask, new_positions, cache)
-        generated = torch.stack(steps, 1).cpu()
+        generated = tokens.cpu()
         lengths = _kept_lengths(generated, reasons, stop_ids.tolist())
-        logprobs = torch.stack(step_logprobs, 1).cpu() if step_logprobs else None
-        records = session.records((prompt_lengths.cpu() + torch.tensor(lengths)).tolist())
+        original_lengths = torch.tensor([len(e) for e in encoded])
+        records = session.records((original_lengths + torch.tensor(lengths)).tolist())
     out = []
     for r in range(batch):
         ids = generated[r, : lengths[r]].tolist()
         text = tok.decode(ids, skip_special_tokens=True)
         if reasons[r] == "stop":
             text = _cut_at_stop(text, stop)
-        row_logprobs = None if logprobs is None else logprobs[r, : lengths[r]]
+        row_logprobs = None if logprobs is None else logprobs[r, : lengths[r]].cpu()
         out.append((ids, text, reasons[r], {name: rows[r] for name, rows in records.items()}, row_logprobs))
     return out
 
@@ -203,16 +209,19 @@ def _kept_lengths(generated: torch.Tensor, reasons: list[str], stop_ids: Sequenc
     return lengths
 
 
-def _check_stop_strings(tok, steps: list[torch.Tensor], finished: torch.Tensor, stop: list[str], reasons: list[str]) -> torch.Tensor:
-    """Mark rows whose recent text contains a stop string (decodes only a short tail per row)."""
+def _stop_string_hits(tok, tokens: torch.Tensor, active: torch.Tensor, step: int, stop: list[str], reasons: list[str]) -> torch.Tensor:
+    """Which active rows' recent text contains a stop string (decodes only a short tail per row)."""
     tail = max(len(s) for s in stop) + 16
-    recent = torch.stack(steps[-tail:], 1).tolist()
-    for r in (~finished).nonzero().flatten().tolist():
-        text = tok.decode(recent[r], skip_special_tokens=True)
+    recent = tokens[active, max(0, step + 1 - tail) : step + 1].tolist()
+    hits = torch.zeros(len(active), dtype=torch.bool, device=tokens.device)
+    for i, row in enumerate(active.tolist()):
+        if reasons[row] == "eos":
+            continue
+        text = tok.decode(recent[i], skip_special_tokens=True)
         if any(s in text for s in stop):
-            finished[r] = True
-            reasons[r] = f"stop@{len(steps)}"
-    return finished
+            hits[i] = True
+            reasons[row] = f"stop@{step + 1}"
+    return hits
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> str:

@@ -76,7 +76,8 @@ class Session:
         self.ctx = StepContext()
         self.batch_size = _common_batch_size(interventions)
         self.sites: dict[tuple[int, str], _SiteOps] = defaultdict(_SiteOps)
-        self._recorded: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = defaultdict(list)
+        self._recorded: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+        self._row_ids: torch.Tensor | None = None  # original row of each current row, once rows were dropped
         self._record_names: list[str] = []
         self._pending_clamps: dict[tuple[int, object], list[ClampLatents]] = defaultdict(list)
         for iv in interventions:
@@ -170,7 +171,7 @@ class Session:
                 value = rec.sae.encode_latents(value, rec.latents) if rec.latents is not None else rec.sae.encode(value)
             else:
                 value = value.float()
-            self._recorded[rec.name].append((value, where, self.ctx.token_positions))
+            self._recorded[rec.name].append((value, where, self.ctx.token_positions, self._row_ids))
 
     def _hook_for(self, key: tuple[int, str], kind: str):
         site = key[1]
@@ -213,8 +214,20 @@ class Session:
         """Tell the hooks the absolute position of every token in the next forward (-1 = padding)."""
         self.ctx.set(token_positions, prompt_lengths)
 
+    def select_rows(self, keep: torch.Tensor) -> None:
+        """Keep only these rows of every per-row tensor (the engine drops finished rows mid-batch)."""
+        rows = len(self._row_ids) if self._row_ids is not None else self.ctx.token_positions.shape[0]
+        pick = lambda t: t[keep] if t.ndim >= 1 and t.shape[0] == rows and rows > 1 else t  # noqa: E731
+        for ops in self.sites.values():
+            ops.masks = [(p, m[keep] if m.ndim == 2 and m.shape[0] == rows else m, f) for p, m, f in ops.masks]
+            for op in ops.clamps:
+                op.active, op.value = pick(op.active), pick(op.value)
+            ops.adds = {k: (p, pick(delta)) for k, (p, delta) in ops.adds.items()}
+        current = self._row_ids if self._row_ids is not None else torch.arange(rows, device=keep.device)
+        self._row_ids = current[keep]
+
     def records(self, position_limits: Sequence[int] | None = None) -> dict[str, list[torch.Tensor]]:
-        """Recorded activations: name -> one [n_tokens, width] tensor per row, in token order.
+        """Recorded activations: name -> one [n_tokens, width] tensor per original row, in token order.
 
         position_limits[r], when given, drops row r's tokens at absolute positions >= the limit
         (tokens a finished row kept computing in lockstep with the batch).
@@ -223,12 +236,13 @@ class Session:
         for name, chunks in self._recorded.items():
             batch = chunks[0][0].shape[0]
             per_row: list[list[torch.Tensor]] = [[] for _ in range(batch)]
-            for value, where, positions in chunks:
+            for value, where, positions, row_ids in chunks:
+                ids = list(range(value.shape[0])) if row_ids is None else row_ids.tolist()
                 if position_limits is not None:
-                    limits = torch.as_tensor(position_limits, device=positions.device).unsqueeze(1)
+                    limits = torch.as_tensor([position_limits[i] for i in ids], device=positions.device).unsqueeze(1)
                     where = where & (positions < limits)
-                for r in range(batch):
-                    per_row[r].append(value[r][where[r]])
+                for j, r in enumerate(ids):
+                    per_row[r].append(value[j][where[j]])
             out[name] = [torch.cat(parts).cpu() for parts in per_row]
         return out
 
