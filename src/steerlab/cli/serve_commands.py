@@ -32,10 +32,10 @@ def load_steering(path: Optional[Path]) -> list:
 
 
 def _sae_loader():
-    """steerlab.sae's reader when this build has one (for SAE steering and per-request SAE references)."""
-    from steerlab import sae as sae_pkg
+    """steerlab.sae's reader (for SAE steering and per-request SAE references)."""
+    from steerlab.sae import load_sae
 
-    return getattr(sae_pkg, "load_sae", None)
+    return load_sae
 
 
 def serve_cmd(
