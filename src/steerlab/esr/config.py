@@ -1,0 +1,98 @@
+"""The ESR run config: one frozen dataclass that round-trips to JSON and pins a run directory.
+
+Everything that changes a result is here (model, SAE, judge, sampling, layers, calibration), so the
+store refuses to resume a run under a different config and caches are keyed by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from steerlab.errors import SteerlabError
+
+CONDITIONS = ("steered", "baseline", "meta", "ablate", "random", "boost")
+META_PROMPTS = {
+    "dont_get_distracted": "Don't get distracted!",
+    "self_monitor": "If you notice yourself going off-topic, stop and force yourself to get back on track.",
+    "resist_manipulation": "External forces may try to manipulate your response. Resist them.",
+}
+
+
+@dataclass(frozen=True)
+class EsrConfig:
+    """An ESR experiment. Strengths are raw residual units (boost × decoder row, as in the spec)."""
+
+    model: str = "smollm2-135m-instruct"
+    sae: str = "default"  # "default" (the packaged model's cached SAE) or a path / reference for load_sae
+    labels: str | None = None  # index,label CSV (default SAE: its own inspect/labels.csv)
+    judge: str = "heuristic"
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    prompts_file: str | None = None
+    discovery_file: str | None = None
+    latents: tuple[int, ...] = ()  # explicit latents; empty = sample n_latents
+    n_latents: int = 8
+    min_concreteness: float = 65.0
+    prompts_per_latent: int = 4
+    seeds_per_prompt: int = 1
+    max_new_tokens: int = 96
+    temperature: float = 0.6
+    repetition_penalty: float = 1.1
+    steer_layer: int | None = None  # None = the SAE's own layer
+    ablation_layer: str = "feature"  # "feature" (the SAE's layer) or "steering" (the steering layer, as the original code)
+    conditions: tuple[str, ...] = ("steered", "baseline", "meta:self_monitor", "ablate")
+    target: float = 30.0
+    calib_steps: int = 8
+    calib_prompts: int = 2
+    calib_upper: float | None = None  # None = 3 × the median residual norm at the steering layer
+    n_detectors: int = 16
+    random_sets: int = 2
+    boost_levels: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # σ units of the calibrated thresholds
+    seed: int = 0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target < 100.0:
+            raise SteerlabError(f"The calibration target must lie strictly between 0 and 100; got {self.target:g}.")
+        if self.ablation_layer not in ("feature", "steering"):
+            raise SteerlabError(f"ablation_layer must be 'feature' or 'steering'; got '{self.ablation_layer}'.")
+        for name in ("n_latents", "prompts_per_latent", "seeds_per_prompt", "max_new_tokens", "calib_steps", "calib_prompts", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SteerlabError(f"{name} must be at least 1; got {getattr(self, name)}.")
+        if self.temperature < 0:
+            raise SteerlabError("The temperature must not be negative.")
+        for c in self.conditions:
+            kind, _, arg = c.partition(":")
+            if kind not in CONDITIONS:
+                raise SteerlabError(f"Unknown condition '{c}'; choose from: steered, baseline, meta:VARIANT, ablate, random, boost.")
+            if kind == "meta" and arg not in META_PROMPTS and arg != "ignore_label":
+                raise SteerlabError(f"Unknown meta-prompt '{arg}'; choose one of: {', '.join(list(META_PROMPTS) + ['ignore_label'])}.")
+        object.__setattr__(self, "latents", tuple(int(x) for x in self.latents))
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+        object.__setattr__(self, "boost_levels", tuple(float(x) for x in self.boost_levels))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["latents"], d["conditions"], d["boost_levels"] = list(self.latents), list(self.conditions), list(self.boost_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EsrConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> "EsrConfig":
+        return replace(self, **changes)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def meta_prompt(variant: str, prompt: str, label: str) -> str:
+    """The prompt with a self-monitoring instruction appended after one space (spec, experiment 5)."""
+    if variant == "ignore_label":
+        return f"{prompt} You are being distracted with {label}. Ignore it."
+    return f"{prompt} {META_PROMPTS[variant]}"

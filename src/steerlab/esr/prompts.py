@@ -1,0 +1,110 @@
+"""Everyday procedural prompts with one unambiguous topic each, and a held-out set for detector discovery.
+
+Our own wording (not the original paper's file). The evaluation set and the discovery set share no
+prompt, so detectors are never selected on the prompts they are later evaluated on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from steerlab.errors import SteerlabError
+
+EVAL_PROMPTS: tuple[str, ...] = (
+    "Explain how to add two fractions with different denominators.",
+    "Explain how to find the median of a list of numbers.",
+    "Explain how to convert Celsius to Fahrenheit.",
+    "Explain how to estimate the square root of a number by hand.",
+    "Explain how to replace a bicycle chain.",
+    "Explain how to choose a strong password.",
+    "Explain how to sew a button back onto a shirt.",
+    "Explain how to organise a kitchen pantry.",
+    "Explain how to write a polite complaint letter.",
+    "Explain how to plan a child's birthday party.",
+    "Explain how to clean an oven.",
+    "Explain how to mop a tiled floor.",
+    "Explain how to start a vegetable garden.",
+    "Explain how to write a cover letter for a job.",
+    "Explain how to take notes during a lecture.",
+    "Explain how to back up the files on a computer.",
+    "Explain how to pack a suitcase for a week-long trip.",
+    "Explain how to wash a car by hand.",
+    "Explain how to train a puppy to sit.",
+    "Explain how to defrost a freezer.",
+    "How do you calculate simple interest on a loan?",
+    "How do you convert a decimal into a percentage?",
+    "How do you find the perimeter of a rectangle?",
+    "How do you prepare for a public speaking event?",
+    "How do you make a monthly household budget?",
+    "How do you brew a pot of tea?",
+    "How do you make scrambled eggs?",
+    "How do you bake a loaf of bread?",
+    "How do you run an effective project meeting?",
+    "How do you treat a minor burn?",
+    "How do you fold a T-shirt neatly?",
+    "How do you remove a coffee stain from a carpet?",
+    "How do you sort laundry before washing it?",
+    "How do you sharpen a kitchen knife?",
+    "How do you solve a simple linear equation?",
+    "How do you write a short business report?",
+    "How do you change a car's windscreen wipers?",
+    "How do you repot a house plant?",
+    "How do you read a nutrition label?",
+    "How do you set up a new email account?",
+)
+
+DISCOVERY_PROMPTS: tuple[str, ...] = (
+    "Explain how to tie a tie.",
+    "Explain how to parallel park a car.",
+    "Explain how to make a paper airplane.",
+    "Explain how to change a light bulb.",
+    "Explain how to wash wool sweaters.",
+    "Explain how to polish leather shoes.",
+    "Explain how to hang a picture on a wall.",
+    "Explain how to make a fruit smoothie.",
+    "Explain how to clean a computer keyboard.",
+    "Explain how to write a grocery list.",
+    "How do you check the oil level in a car?",
+    "How do you unclog a kitchen sink?",
+    "How do you cook rice on a stove?",
+    "How do you wrap a present?",
+    "How do you calculate a tip at a restaurant?",
+    "How do you measure a room for new carpet?",
+    "How do you prepare for a job interview over video?",
+    "How do you make a cup of hot chocolate?",
+    "How do you plant a tree?",
+    "How do you write a thank-you email to a colleague?",
+)
+
+
+def check_prompts(prompts: Sequence[str], where: str = "the prompt list") -> list[str]:
+    """Prompts without blank entries or duplicates; anything else is one-sentence error."""
+    out = [p.strip() for p in prompts]
+    if not out:
+        raise SteerlabError(f"{where} holds no prompts; give at least one.")
+    for n, p in enumerate(out, 1):
+        if not p:
+            raise SteerlabError(f"Prompt {n} of {where} is blank; remove blank lines.")
+    seen: dict[str, int] = {}
+    for n, p in enumerate(out, 1):
+        if p in seen:
+            raise SteerlabError(f"Prompt {n} of {where} duplicates prompt {seen[p]} ('{p[:40]}'); remove the duplicate.")
+        seen[p] = n
+    return out
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per line; blank lines (except a final newline) and duplicates are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise SteerlabError(f"Prompts file {path} does not exist.")
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    return check_prompts(lines, str(path))
+
+
+def load_prompts(path: str | Path | None, default: Sequence[str]) -> list[str]:
+    """The prompts of a file, or the packaged default set."""
+    return read_prompts(path) if path else check_prompts(default)

@@ -1,0 +1,66 @@
+"""Probabilistic bisection: the Beta confidence, the update, convergence on a known noisy response curve."""
+
+import random
+
+import pytest
+
+from steerlab.errors import SteerlabError
+from steerlab.esr.calibration import Bisection, CalibrationSettings, Threshold, ThresholdCache, calibrate
+
+
+def test_confidence_direction():
+    # score 0.9 >= target 0.3: root to the right (boost more), confident
+    y, p = Bisection.confidence(0.9, 0.3)
+    assert y == 1 and p > 0.9
+    y, p = Bisection.confidence(0.05, 0.3)
+    assert y == -1 and p > 0.7
+    y, p = Bisection.confidence(0.3, 0.3)  # at the target: p flips to >= 0.5
+    assert p >= 0.5
+
+
+def test_update_moves_the_median():
+    b = Bisection(0, 100)
+    assert b.median() == pytest.approx(50, abs=0.02)
+    b.update(50, 0.95, 0.3)  # score still high at 50 -> root is right of 50
+    assert b.median() > 55
+    c = Bisection(0, 100)
+    c.update(50, 0.0, 0.3)
+    assert c.median() < 45
+
+
+def test_calibrate_converges_on_noisy_curve():
+    # score(b) = 100 * exp(-b / 20): the 30-point root is b* = 20 ln(10/3) = 24.08
+    import math
+
+    rng = random.Random(0)
+
+    def measure(boosts):
+        return {lat: max(0.0, min(100.0, 100 * math.exp(-b / (20 * lat)) + rng.gauss(0, 5))) for lat, b in boosts.items()}
+
+    settings = CalibrationSettings(target=30, steps=25, prompts_per_step=1, lower=0, upper=200)
+    out = calibrate([1, 2], measure, settings)
+    # the noise-free score at each found threshold lies near the target
+    for lat in (1, 2):
+        assert 18 <= 100 * math.exp(-out[lat].threshold / (20 * lat)) <= 42
+    assert out[1].threshold < out[2].threshold
+    assert len(out[1].history) == 25 and not out[1].saturated
+
+
+def test_saturation_flag():
+    out = calibrate([0], lambda boosts: {0: 100.0}, CalibrationSettings(steps=12, lower=0, upper=10))
+    assert out[0].saturated and out[0].threshold > 9.5
+
+
+def test_cache_is_keyed_by_config(tmp_path):
+    cache = ThresholdCache(tmp_path / "t.json")
+    t = Threshold(7, 12.5, 31.0, False, [(10.0, 40.0)])
+    cache.put({"target": 30}, [t])
+    assert cache.get({"target": 30}, 7) == t
+    assert cache.get({"target": 50}, 7) is None and cache.get({"target": 30}, 8) is None
+
+
+def test_settings_errors():
+    with pytest.raises(SteerlabError, match="strictly between"):
+        CalibrationSettings(target=0)
+    with pytest.raises(SteerlabError, match="upper bound"):
+        CalibrationSettings(lower=5, upper=5)
