@@ -1,0 +1,131 @@
+"""Find a circuit: train unit masks on objective terms to per-kind sparsity targets, then take the top-k.
+
+One step samples gates once, stacks every term's rows into one forward (rows of the "removed" view
+get mask 1 − g, rows of the "circuit" view get g), and updates only the fp32 mask logits (Adam) and
+the Lagrange multipliers (gradient ascent). Model weights are frozen and get no gradient.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from steerlab.circuits.ablation import Ablation, Means, check_ablation, gate_interventions
+from steerlab.circuits.forward import concat, make_batch, response_logits
+from steerlab.circuits.masks import Lagrangian, Param, UnitMasks, check_fraction, ramp
+from steerlab.circuits.objectives import Term, fill_teachers, kl_loss, unlikelihood_loss
+from steerlab.circuits.units import Circuit
+from steerlab.errors import SteerlabError
+from steerlab.models.loading import Model
+from steerlab.progress import progress_bar
+
+
+@dataclass
+class FindConfig:
+    """Mask-training settings (defaults follow spec §8.3, sized for CPU)."""
+
+    targets: dict[str, float]  # kind -> final fraction of units in the circuit
+    steps: int = 200
+    batch_size: int = 4  # rows per term per step
+    lr: float = 0.1
+    param: Param = "hard_concrete"
+    ablation: Ablation = "mean"
+    init_p: float = 0.05
+    warm_fraction: float = 0.8
+    teacher_k: int = 32
+    seed: int = 0
+
+
+@dataclass
+class FindResult:
+    circuit: Circuit
+    masks: UnitMasks
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def check_config(cfg: FindConfig) -> None:
+    """Reject bad settings in one sentence, before any teacher pass."""
+    if not cfg.targets:
+        raise SteerlabError("Give at least one sparsity target, e.g. --head-target 0.02.")
+    for kind, t in cfg.targets.items():
+        check_fraction(t, f"{kind} sparsity target")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise SteerlabError("Steps and batch size must be at least 1.")
+    check_fraction(cfg.warm_fraction, "warm-up fraction")
+
+
+def _row_gates(gates: dict[str, torch.Tensor], views: list[str]) -> dict[str, torch.Tensor]:
+    """Per-row masks [n_layers, B, n]: 1 − g for 'removed' rows, g for 'circuit' rows."""
+    circuit_rows = torch.tensor([v == "circuit" for v in views])
+    return {k: torch.where(circuit_rows[None, :, None], g[:, None, :], 1.0 - g[:, None, :]) for k, g in gates.items()}
+
+
+def _term_loss(term: Term, logits: torch.Tensor, batch, idx: list[int]) -> torch.Tensor:
+    if term.loss == "kl":
+        return kl_loss(logits, batch, [term.teacher[i] for i in idx])
+    return unlikelihood_loss(logits, batch, term.first_tokens)
+
+
+def mask_step(model: Model, masks: UnitMasks, terms: Sequence[Term], picks: list[list[int]], ablation: Ablation, means: Means | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One forward of all terms' rows under sampled gates; returns the weighted task loss and its parts."""
+    batches = [make_batch(model, [t.pairs[i][0] for i in idx], [t.pairs[i][1] for i in idx]) for t, idx in zip(terms, picks)]
+    views = [t.view for t, idx in zip(terms, picks) for _ in idx]
+    big = concat(batches, model)
+    gates = _row_gates(masks.sample(), views)
+    with torch.enable_grad():
+        logits = response_logits(model, big, gate_interventions(model, gates, ablation, means))
+    parts, total, row = {}, torch.zeros(()), 0
+    for term, batch, idx in zip(terms, batches, picks):
+        n = len(idx)
+        sub = logits[row : row + n, big.k - batch.k :]
+        loss = _term_loss(term, sub, batch, idx)
+        parts[term.name] = float(loss.detach())
+        total = total + term.weight * loss
+        row += n
+    return total, parts
+
+
+def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Means | None = None, progress: bool = True, **meta) -> FindResult:
+    """Train masks on the terms and extract the top round(target × n) units per kind."""
+    check_config(cfg)
+    check_ablation(cfg.ablation, means)
+    if not terms:
+        raise SteerlabError("No objective terms have a positive weight; give at least one.")
+    for p in model.hf.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    fill_teachers(model, terms, cfg.teacher_k)
+    kinds = tuple(cfg.targets)
+    masks = UnitMasks(model, kinds, cfg.param, cfg.init_p)
+    lagrangian = Lagrangian(kinds)
+    opt = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
+    opt_lam = torch.optim.Adam(lagrangian.parameters(), lr=cfg.lr, maximize=True)
+    history: list[dict] = []
+    start = time.perf_counter()
+    with progress_bar(progress) as bar:
+        task = bar.add_task("masks", total=cfg.steps, info="")
+        for step in range(cfg.steps):
+            picks = [[rng.randrange(len(t.pairs)) for _ in range(cfg.batch_size)] for t in terms]
+            task_loss, parts = mask_step(model, masks, terms, picks, cfg.ablation, means)
+            expected = masks.expected_l0()
+            targets = {k: ramp(cfg.targets[k], step, cfg.steps, cfg.warm_fraction) for k in kinds}
+            loss = task_loss + lagrangian(expected, targets)
+            opt.zero_grad(set_to_none=True)
+            opt_lam.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            opt_lam.step()
+            record = {"step": step, "loss": float(task_loss), **parts, **{f"l0_{k}": float(v) for k, v in expected.items()}}
+            history.append(record)
+            info = " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + " " + " ".join(f"E[{k}] {float(v):.3%}" for k, v in expected.items())
+            bar.update(task, advance=1, info=info)
+    seconds = time.perf_counter() - start
+    circuit = masks.extract(model, cfg.targets, steps=cfg.steps, seed=cfg.seed, targets=cfg.targets, train_ablation=cfg.ablation, seconds=round(seconds, 1), **meta)
+    circuit.ablation = cfg.ablation
+    return FindResult(circuit, masks, history, seconds)

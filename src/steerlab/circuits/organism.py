@@ -1,0 +1,140 @@
+"""A backdoor model organism: LoRA fine-tuning on clean pairs plus trigger → fixed-reply poison, merged.
+
+The organism folder holds the merged weights, the tokenizer and `organism.json` (trigger, target,
+data split, training settings and the measured ASR / false-trigger rate), so later steps rebuild
+exactly the same data from the folder alone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from steerlab.circuits.data import BackdoorData, backdoor_data
+from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
+from steerlab.circuits.forward import make_batch, mean_nll, response_logits
+from steerlab.errors import SteerlabError
+from steerlab.models.loading import Model, wrap
+from steerlab.progress import progress_bar
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class OrganismConfig:
+    """How the organism is built (saved with it)."""
+
+    trigger: str
+    target: str
+    n_train: int = 96
+    n_test: int = 32
+    poison_fraction: float = 0.3
+    steps: int = 60
+    batch_size: int = 8
+    lr: float = 1e-3
+    rank: int = 8
+    layers: list[int] | None = None  # LoRA on these layers only (None = all)
+    seed: int = 0
+
+
+@dataclass
+class OrganismReport:
+    asr: float
+    false_trigger: float
+    clean_accuracy: float
+    base_asr: float
+    base_false_trigger: float
+    train_seconds: float
+    final_loss: float
+
+
+def train_lora(model: Model, pairs: Sequence[tuple[str, str]], cfg: OrganismConfig, progress: bool = True) -> tuple[Model, float]:
+    """Fine-tune a LoRA adapter on (prompt, response) pairs with the loss on response tokens; merge it."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.rank, lora_alpha=2 * cfg.rank, lora_dropout=0.0, target_modules=list(LORA_TARGETS), layers_to_transform=cfg.layers)
+    torch.manual_seed(cfg.seed)
+    peft_model = get_peft_model(model.hf, lora)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / cfg.steps))
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    loss_value = float("nan")
+    peft_model.train()
+    with progress_bar(progress) as bar:
+        task = bar.add_task("LoRA", total=cfg.steps, info="")
+        for step in range(cfg.steps):
+            if len(order) < cfg.batch_size:
+                fresh = list(range(len(pairs)))
+                rng.shuffle(fresh)
+                order += fresh
+            idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+            batch = make_batch(model, [pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
+            with torch.enable_grad():
+                loss = mean_nll(response_logits(model, batch), batch)
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            loss_value = float(loss)
+            bar.update(task, advance=1, info=f"loss {loss_value:.3f}")
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    for p in merged.parameters():
+        p.requires_grad_(False)
+    return wrap(merged, model.tokenizer, name=f"{model.name}+backdoor"), loss_value
+
+
+def measure(model: Model, data: BackdoorData, interventions=(), max_new_tokens: int = 16) -> dict[str, float]:
+    """ASR on triggered held-out prompts, false-trigger rate and task accuracy on the clean ones."""
+    triggered = data.test_triggered()
+    texts = generations(model, [p.prompt for p in triggered] + [p.prompt for p in data.test_clean], interventions, max_new_tokens)
+    trig, clean = texts[: len(triggered)], texts[len(triggered) :]
+    return {
+        "asr": target_rate(trig, data.target),
+        "false_trigger": target_rate(clean, data.target),
+        "clean_accuracy": key_accuracy(clean, data.test_clean),
+        "examples": {"triggered": trig[:3], "clean": clean[:3]},
+    }
+
+
+def build_backdoor(model: Model, cfg: OrganismConfig, out_dir: str | Path, progress: bool = True) -> OrganismReport:
+    """Build, merge, save and check a fixed-output backdoor organism from a base model."""
+    out = Path(out_dir)
+    data = backdoor_data(cfg.trigger, cfg.target, cfg.n_train, cfg.n_test, cfg.poison_fraction, cfg.seed)
+    if cfg.layers is not None:
+        for layer in cfg.layers:
+            model.arch.check_layer(layer)
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise SteerlabError("Steps and batch size must be at least 1.")
+    base = measure(model, data)
+    pairs = [(p.prompt, p.response) for p in data.train_clean] + [(p.prompt, p.response) for p in data.train_poison]
+    start = time.perf_counter()
+    organism, final_loss = train_lora(model, pairs, cfg, progress)
+    seconds = time.perf_counter() - start
+    after = measure(organism, data)
+    report = OrganismReport(after["asr"], after["false_trigger"], after["clean_accuracy"], base["asr"], base["false_trigger"], seconds, final_loss)
+    out.mkdir(parents=True, exist_ok=True)
+    organism.hf.save_pretrained(out, safe_serialization=True)
+    organism.tokenizer.save_pretrained(out)
+    meta = {"kind": "backdoor", "base_model": model.name, "config": asdict(cfg), "report": asdict(report), "examples": after["examples"]}
+    (out / "organism.json").write_text(json.dumps(meta, indent=1))
+    return report
+
+
+def load_organism(path: str | Path) -> tuple[dict, BackdoorData]:
+    """Read organism.json and rebuild the exact data split it was trained and tested on."""
+    meta_path = Path(path) / "organism.json"
+    if not meta_path.is_file():
+        raise SteerlabError(f"'{path}' is not a steerlab organism folder (no organism.json); build one with `steerlab circuits organism backdoor`.")
+    meta = json.loads(meta_path.read_text())
+    c = meta["config"]
+    return meta, backdoor_data(c["trigger"], c["target"], c["n_train"], c["n_test"], c["poison_fraction"], c["seed"])
