@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,18 +12,23 @@ from typing import Sequence
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;width:100%;margin:1em 0}td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left}
-th{background:#f3f3f3}code,pre{background:#f6f6f6;padding:2px 4px;white-space:pre-wrap}.meta{color:#666;font-size:90%}
+th{background:#f3f3f3}code,pre{background:#f6f6f6;padding:2px 4px;white-space:pre-wrap}mark{background:#ffd54f}.meta{color:#666;font-size:90%}
 """
 
 
 @dataclass
 class Section:
-    """A heading with either a table (header + rows of text) or preformatted text."""
+    """A heading with a table (header + rows of text), preformatted text, an embedded PNG and/or markup.
+
+    `markup` is inserted as is: the caller builds it and escapes any untrusted text in it.
+    """
 
     title: str
     header: Sequence[str] = ()
     rows: Sequence[Sequence[object]] = ()
     text: str = ""
+    image: bytes = b""  # PNG bytes, embedded as a data URI (the page stays self-contained)
+    markup: str = ""
 
 
 def _table(section: Section) -> str:
@@ -47,6 +53,11 @@ def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: 
             parts.append(f"<pre>{html.escape(section.text)}</pre>")
         if section.rows:
             parts.append(_table(section))
+        if section.image:
+            data = base64.b64encode(section.image).decode("ascii")
+            parts.append(f"<img alt='{html.escape(section.title)}' style='max-width:100%' src='data:image/png;base64,{data}'>")
+        if section.markup:
+            parts.append(section.markup)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     path.write_text(page, encoding="utf-8")
     return path

@@ -1,0 +1,305 @@
+"""The shared ESR runner: select latents, calibrate, discover detectors, then generate and grade every trial.
+
+Each stage's result is saved in the run directory before the next starts, and trials live in the run
+store, so a killed run restarted with the same config redoes only what is missing. All pending trials
+(any condition, latent and strength) are generated in mixed batches, one forward pass per step.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+import steerlab
+from steerlab.errors import SteerlabError
+from steerlab.esr.calibration import CalibrationSettings, Threshold, ThresholdCache, calibrate
+from steerlab.esr.config import EsrConfig
+from steerlab.esr.metrics import Outcome, is_degraded, paired_comparison, summarize
+from steerlab.esr.setup import Resources, load_resources
+from steerlab.esr.trials import batch_interventions, build_trials, sae_at_layer, stable_int
+from steerlab.judges.types import Grade, GradeRequest
+from steerlab.models.gguf_cache import cache_root
+from steerlab.progress import progress_bar
+from steerlab.store import RunStore
+
+
+def _save(run_dir: Path, name: str, data: Any) -> None:
+    tmp = run_dir / f".{name}.tmp"
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(run_dir / name)
+
+
+def _load(run_dir: Path, name: str) -> Any | None:
+    path = run_dir / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def sae_fingerprint(sae) -> dict:
+    return {"source": sae.source, "cfg": sae.cfg.to_dict(), "w_dec": round(float(sae.W_dec.detach().double().abs().sum()), 3)}
+
+
+# --- stage 1: latents ----------------------------------------------------------------------------------
+def resolve_latents(res: Resources, cfg: EsrConfig, run_dir: Path) -> list[int]:
+    """The run's latents: explicit ones, or a seeded concrete, prompt-silent sample (saved once)."""
+    if cfg.latents:
+        return list(cfg.latents)
+    saved = _load(run_dir, "selection.json")
+    if saved is None:
+        from steerlab.esr.selection import select_latents
+
+        saved = select_latents(res, cfg.n_latents, seed=stable_int(cfg.seed, "selection"), min_concreteness=cfg.min_concreteness)
+        saved["labels"] = {str(i): res.label(i) for i in saved["latents"]}
+        _save(run_dir, "selection.json", saved)
+    if not saved["latents"]:
+        raise SteerlabError("No latent passed selection (concrete and silent on the prompts); lower min_concreteness or pass latents.")
+    return [int(x) for x in saved["latents"]]
+
+
+# --- stage 2: calibration ------------------------------------------------------------------------------
+def median_residual_norm(res: Resources, layer: int) -> float:
+    recs = steerlab.trace(res.model, res.prompts[:8], [steerlab.Record(layer, res.sae.site, name="r", positions="all")], chat=True)
+    norms = torch.cat([r["r"].float().norm(dim=-1) for r in recs])
+    return float(norms.median())
+
+
+def calibration_settings(res: Resources, cfg: EsrConfig) -> CalibrationSettings:
+    layer = cfg.steer_layer if cfg.steer_layer is not None else res.sae.layer
+    upper = cfg.calib_upper if cfg.calib_upper is not None else round(3.0 * median_residual_norm(res, layer), 2)
+    return CalibrationSettings(target=cfg.target, steps=cfg.calib_steps, prompts_per_step=cfg.calib_prompts, lower=0.0,
+                               upper=upper, prior_mean=upper / 3, prior_std=upper / 3)
+
+
+def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Grade]:
+    """Grade, retrying failed grades up to `tries` times; a grade that still fails raises (calibration must not guess)."""
+    grades = judge.grade_many(items)
+    for _ in range(tries - 1):
+        bad = [i for i, g in enumerate(grades) if not g.ok]
+        if not bad:
+            break
+        for i, g in zip(bad, judge.grade_many([items[i] for i in bad])):
+            grades[i] = g
+    failed = [g for g in grades if not g.ok]
+    if failed:
+        raise SteerlabError(f"The judge failed {len(failed)} grades during calibration ({failed[0].error}); check the judge.")
+    return grades
+
+
+def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) -> Callable[[dict[int, float]], dict[int, float]]:
+    """{latent: boost} -> {latent: mean first-attempt score} from one mixed batch (same token budget as trials)."""
+    calls = [0]
+
+    def measure(boosts: dict[int, float]) -> dict[int, float]:
+        call = calls[0]
+        calls[0] += 1
+        rows = []  # (latent, prompt, seed)
+        for lat in boosts:
+            rng = random.Random(stable_int(cfg.seed, "calibration", lat, call))
+            for j in rng.sample(range(len(res.prompts)), min(settings.prompts_per_step, len(res.prompts))):
+                rows.append((lat, res.prompts[j], stable_int(cfg.seed, "calibration-seed", lat, call, j)))
+        from steerlab.store import Trial
+
+        trials = [Trial("calibration", p, s, lat, boosts[lat]) for lat, p, s in rows]
+        gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
+                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                 repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
+        grades = grade_requests(res.judge, [GradeRequest(t.prompt, g.text, res.label(t.latent)) for t, g in zip(trials, gens)])
+        out: dict[int, list[float]] = {lat: [] for lat in boosts}
+        for t, g in zip(trials, grades):
+            out[t.latent].append(g.first_score if g.attempts else 0.0)  # no attempt at all = no answer: 0
+        return {lat: sum(v) / len(v) for lat, v in out.items()}
+
+    return measure
+
+
+def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) -> dict:
+    """Everything that changes a threshold (the original keyed only on model + latent)."""
+    return {
+        "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "judge": res.judge.judge_id,
+        "rubric": res.judge.rubric_version, "settings": settings.__dict__, "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty, "steer_layer": cfg.steer_layer,
+        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 1,
+    }
+
+
+def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_dir: Path, *, progress: bool = False,
+                       cache: ThresholdCache | None = None) -> dict[int, Threshold]:
+    """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir."""
+    saved = _load(run_dir, "calibration.json")
+    if saved is not None and sorted(int(k) for k in saved["thresholds"]) == sorted(latents):
+        return {int(k): Threshold(**{**v, "history": [tuple(h) for h in v["history"]]}) for k, v in saved["thresholds"].items()}
+    settings = calibration_settings(res, cfg)
+    key = calibration_key(res, cfg, settings)
+    cache = cache or ThresholdCache(cache_root() / "esr" / "thresholds.json")
+    found = {lat: cache.get(key, lat) for lat in latents}
+    missing = [lat for lat, t in found.items() if t is None]
+    if missing:
+        with progress_bar(progress) as bar:
+            task = bar.add_task(f"calibrating {len(missing)} latents", total=settings.steps, info="")
+            fresh = calibrate(missing, make_measure(res, cfg, settings), settings, on_step=lambda s: bar.advance(task))
+        cache.put(key, list(fresh.values()))
+        found.update(fresh)
+    _save(run_dir, "calibration.json", {"settings": settings.__dict__, "cached": len(latents) - len(missing),
+                                        "thresholds": {str(k): v.to_dict() for k, v in found.items()}})
+    return found  # type: ignore[return-value]
+
+
+# --- stage 3: detectors --------------------------------------------------------------------------------
+def resolve_detectors(res: Resources, cfg: EsrConfig, run_dir: Path, progress: bool = False) -> dict:
+    saved = _load(run_dir, "detectors.json")
+    if saved is None:
+        from steerlab.esr.detectors import discover
+
+        saved = discover(res, cfg, progress=progress)
+        _save(run_dir, "detectors.json", saved)
+    return saved
+
+
+def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], run_dir: Path) -> list[list[int]]:
+    saved = _load(run_dir, "random_sets.json")
+    if saved is None:
+        from steerlab.esr.detectors import matched_random_sets
+
+        if res.frequencies is None:
+            raise SteerlabError("The random-latent control needs the SAE's firing frequencies (the default SAE has them); use the default SAE.")
+        sets = matched_random_sets(detectors, res.frequencies, None, res.sae.d_sae, cfg.random_sets, stable_int(cfg.seed, "random"),
+                                   exclude=[])
+        saved = {"sets": sets, "frequencies": [[res.frequencies[i] for i in s] for s in sets],
+                 "detector_frequencies": [res.frequencies[i] for i in detectors]}
+        _save(run_dir, "random_sets.json", saved)
+    return saved["sets"]
+
+
+# --- stage 4: trials -----------------------------------------------------------------------------------
+def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progress: bool = False, max_batches: int | None = None) -> int:
+    """Generate every trial without a generation, in mixed batches, each batch written as it finishes."""
+    pending = store.pending()
+    layer = cfg.steer_layer if cfg.steer_layer is not None else res.sae.layer
+    ablation_sae = sae_at_layer(res.sae, layer if cfg.ablation_layer == "steering" else None)
+    written = 0
+    with progress_bar(progress) as bar:
+        task = bar.add_task("generating trials", total=len(pending), info="")
+        for n, start in enumerate(range(0, len(pending), cfg.batch_size)):
+            if max_batches is not None and n >= max_batches:
+                break
+            batch = pending[start : start + cfg.batch_size]
+            ivs = batch_interventions(batch, res.sae, cfg.steer_layer, ablation_sae)
+            gens = steerlab.generate(res.model, [t.prompt for t in batch], ivs, max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, repetition_penalty=cfg.repetition_penalty,
+                                     seed=[t.seed for t in batch], batch_size=cfg.batch_size)
+            written += store.put_generations((t.key, g.text, g.token_ids, g.finish_reason, {"finish": g.finish_reason}) for t, g in zip(batch, gens))
+            bar.advance(task, len(batch))
+    return written
+
+
+def grade_pending(store: RunStore, judge, *, chunk: int = 32, progress: bool = False) -> int:
+    """Grade generations without a successful grade from this judge; the judge sees the task prompt (not the meta suffix)."""
+    todo = store.ungraded(judge.judge_id, judge.rubric_version)
+    store.set_meta(f"judge:{judge.judge_id}", judge.config())
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"grading ({judge.judge_id})", total=len(todo), info="")
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            grades = judge.grade_many([GradeRequest(t.extra.get("task", t.prompt), text, t.label) for t, text in part])
+            store.put_grades([(t.key, g) for (t, _), g in zip(part, grades)])
+            bar.advance(task, len(part))
+    return len(todo)
+
+
+def outcomes_by_condition(store: RunStore, judge_id: str, rubric: str) -> dict[str, dict[tuple, Outcome]]:
+    """condition -> {(latent, prompt_index, rep): Outcome} over trials with a successful, non-empty grade."""
+    out: dict[str, dict[tuple, Outcome]] = {}
+    for row in store.rows():
+        grade = next((g for g in row["grades"] if g["judge_id"] == judge_id and g["rubric_version"] == rubric), None)
+        if grade is None or grade["error"] or not grade["attempts"]:
+            continue
+        scores = [a["score"] for a in grade["attempts"]]
+        key = (row["latent"], row["extra"].get("prompt_index"), row["extra"].get("rep", 0))
+        out.setdefault(row["condition"], {})[key] = Outcome(len(scores), scores[0], scores[-1], row["latent"], is_degraded(row["response"] or ""))
+    return out
+
+
+def summarize_run(store: RunStore, judge_id: str, rubric: str, *, n_boot: int = 2000) -> dict:
+    """Per-condition metrics with CIs, paired comparisons against the steered condition, and ESR-threshold sensitivity."""
+    by_cond = outcomes_by_condition(store, judge_id, rubric)
+    metrics = {c: {k: v.to_dict() for k, v in summarize(list(o.values()), n_boot=n_boot).items()} for c, o in by_cond.items()}
+    sensitivity = {c: {str(d): summarize(list(o.values()), min_delta=d, n_boot=200)["esr_rate"].value for d in (0, 10, 25)}
+                   for c, o in by_cond.items()}
+    comparisons = {}
+    base = by_cond.get("steered")
+    if base:
+        for c, o in by_cond.items():
+            if c == "steered":
+                continue
+            comparisons[c] = {
+                "esr": paired_comparison(base, o, n_boot=n_boot),
+                "multi_attempt": paired_comparison(base, o, event=lambda x: x.multi, n_boot=n_boot),
+            }
+    return {"judge": judge_id, "rubric": rubric, "metrics": metrics, "comparisons": comparisons, "esr_sensitivity": sensitivity,
+            "n_trials": {c: len(o) for c, o in by_cond.items()}}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+    seconds: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None, progress: bool = True,
+            max_batches: int | None = None, report: bool = True) -> RunResult:
+    """The whole ESR loop for one config; resumable (rerun with the same config to finish a killed run)."""
+    run_dir = Path(run_dir).expanduser()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    res = res or load_resources(cfg, progress=progress)
+    seconds["load"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    latents = resolve_latents(res, cfg, run_dir)
+    seconds["selection"] = time.perf_counter() - t
+    t = time.perf_counter()
+    thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress)
+    seconds["calibration"] = time.perf_counter() - t
+    detectors: list[int] = []
+    random_sets: list[list[int]] = []
+    kinds = {c.partition(":")[0] for c in cfg.conditions}
+    if kinds & {"ablate", "random"}:
+        t = time.perf_counter()
+        detectors = resolve_detectors(res, cfg, run_dir, progress=progress)["detectors"]
+        if "random" in kinds and detectors:
+            random_sets = resolve_random_sets(res, cfg, detectors, run_dir)
+        seconds["detectors"] = time.perf_counter() - t
+    trials = build_trials(cfg, res.prompts, res.labels, {k: v.threshold for k, v in thresholds.items()}, detectors, random_sets)
+    store = RunStore(run_dir, {"esr": cfg.to_dict(), "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae),
+                               "latents": latents, "thresholds": {str(k): v.threshold for k, v in thresholds.items()},
+                               "detectors": detectors, "random_sets": random_sets})
+    try:
+        store.add_trials(trials)
+        t = time.perf_counter()
+        generate_pending(store, res, cfg, progress=progress, max_batches=max_batches)
+        seconds["generation"] = time.perf_counter() - t
+        t = time.perf_counter()
+        grade_pending(store, res.judge, progress=progress)
+        seconds["grading"] = time.perf_counter() - t
+        summary = summarize_run(store, res.judge.judge_id, res.judge.rubric_version)
+        summary["thresholds"] = {str(k): v.to_dict() for k, v in thresholds.items()}
+        summary["target"] = cfg.target
+        summary["counts"] = store.counts()
+    finally:
+        store.close()
+    seconds["total"] = time.perf_counter() - t0
+    summary["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    _save(run_dir, "summary.json", summary)
+    result = RunResult(run_dir, summary, seconds)
+    if report:
+        from steerlab.esr.report import write_report
+
+        result.report = write_report(run_dir)
+    return result

@@ -1,0 +1,75 @@
+"""Latent selection: sample candidates, keep concrete ones, drop any that fire on the prompts themselves.
+
+Offline concreteness rule (no LLM): the label comes from a latent's top firing tokens; a latent is
+concrete when it is alive, not dense (fires on < 2% of tokens) and most of its label tokens are
+content words (alphabetic, ≥ 3 letters, not a function word). Score = 100 × that fraction, kept at
+≥ `min_concreteness` (65, the spec's cut-off). Relevance: a latent is dropped when its max activation
+over the tokens of any evaluation prompt (chat-formatted user turn) is above zero (the spec's rule).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Sequence
+
+from steerlab.esr.readout import max_over_span, readout
+from steerlab.esr.setup import Resources
+
+FUNCTION_WORDS = frozenset(
+    "the and for that this with from you your are was were have has had not but can will would could should "
+    "they them their there then than what when where which who how into over under about been being its his her "
+    "our out all any one two some such only also just very more most much many each other same".split()
+)
+_TOKEN = re.compile(r"'([^']*)'")
+
+
+def offline_concreteness(label: str, frequency: float | None = None) -> float:
+    """0-100: the share of a label's quoted tokens that are content words; 0 for dead or dense latents."""
+    if label in ("", "dead") or "(dense)" in label or (frequency is not None and (frequency <= 0 or frequency >= 0.02)):
+        return 0.0
+    tokens = [t.strip().lower() for t in _TOKEN.findall(label)] or label.lower().split()
+    if not tokens:
+        return 0.0
+    content = [t for t in tokens if t.isalpha() and len(t) >= 3 and t not in FUNCTION_WORDS]
+    return 100.0 * len(content) / len(tokens)
+
+
+def fires_on_prompts(res: Resources, latents: Sequence[int], batch_size: int = 16) -> dict[int, float]:
+    """Each latent's max activation over all tokens of all evaluation prompts."""
+    ids = [res.model.encode(p) for p in res.prompts]
+    acts = readout(res.model, ids, res.sae, latents=list(latents), batch_size=batch_size)
+    peak = max_over_span(acts, [0] * len(acts)).max(0).values
+    return {int(lat): float(v) for lat, v in zip(latents, peak.tolist())}
+
+
+def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: float = 65.0, multiplier: int = 3) -> dict:
+    """Sample n latents (seeded); returns {'latents': [...], 'rejected': {reason: count}, 'candidates': k}."""
+    rng = random.Random(seed)
+    d = res.sae.d_sae
+    alive = [i for i in range(d) if res.frequencies is None or res.frequencies[i] > 0]
+    rejected = {"not_concrete": 0, "fires_on_prompts": 0}
+    chosen: list[int] = []
+    pool = alive[:]
+    rng.shuffle(pool)
+    start = 0
+    while len(chosen) < n and start < len(pool):
+        batch = pool[start : start + multiplier * n]
+        start += len(batch)
+        concrete = []
+        for lat in batch:
+            freq = res.frequencies[lat] if res.frequencies is not None else None
+            label = res.labels.get(lat)
+            if label is not None and offline_concreteness(label, freq) < min_concreteness:
+                rejected["not_concrete"] += 1
+            else:
+                concrete.append(lat)
+        if not concrete:
+            continue
+        peaks = fires_on_prompts(res, concrete)
+        for lat in concrete:
+            if peaks[lat] > 0:
+                rejected["fires_on_prompts"] += 1
+            elif len(chosen) < n:
+                chosen.append(lat)
+    return {"latents": chosen, "rejected": rejected, "candidates": start}

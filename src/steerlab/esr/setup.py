@@ -1,0 +1,94 @@
+"""Load what an ESR run needs once: model, SAE, labels, activation frequencies, judge and prompts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from steerlab.errors import SteerlabError
+from steerlab.esr.config import EsrConfig
+from steerlab.esr.prompts import DISCOVERY_PROMPTS, EVAL_PROMPTS, load_prompts
+from steerlab.judges.base import Judge
+from steerlab.models.loading import Model
+from steerlab.sae import Sae
+
+
+@dataclass
+class Resources:
+    """The loaded pieces of a run (not serialised; the config says how to rebuild them)."""
+
+    model: Model
+    sae: Sae
+    labels: dict[int, str]
+    frequencies: list[float] | None
+    judge: Judge
+    prompts: list[str]
+    discovery: list[str]
+
+    def label(self, latent: int) -> str:
+        return self.labels.get(int(latent), f"latent {latent}")
+
+
+def load_sae_for(cfg: EsrConfig, model: Model, progress: bool = True) -> tuple[Sae, dict[int, str], list[float] | None]:
+    """The SAE with its labels and per-latent firing frequencies (when known)."""
+    from steerlab.sae import load_sae
+    from steerlab.sae.inspect import import_labels
+
+    freqs = None
+    labels: dict[int, str] = {}
+    if cfg.sae == "default":
+        from steerlab.sae.default import default_dir, default_sae
+
+        sae = default_sae(cfg.model, progress=progress)
+        inspect = default_dir(cfg.model) / "inspect"
+        if (inspect / "labels.csv").is_file():
+            labels = import_labels(inspect / "labels.csv")
+        if (inspect / "frequencies.json").is_file():
+            freqs = json.loads((inspect / "frequencies.json").read_text())["freq"]
+    else:
+        sae = load_sae(cfg.sae)
+    if cfg.labels:
+        labels = import_labels(cfg.labels)
+    sae.check_fits(model)
+    return sae, labels, freqs
+
+
+def make_judge_for(cfg: EsrConfig) -> Judge:
+    """The configured judge (its check runs before any generation)."""
+    from steerlab.judges import make_judge
+
+    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_base_url)
+    judge.check()
+    return judge
+
+
+def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | None = None, judge: Judge | None = None,
+                   progress: bool = True) -> Resources:
+    """Everything a run needs; pass model/sae/judge to reuse loaded ones (tests, the demo)."""
+    import steerlab
+
+    prompts = load_prompts(cfg.prompts_file, EVAL_PROMPTS)
+    discovery = load_prompts(cfg.discovery_file, DISCOVERY_PROMPTS)
+    if cfg.prompts_per_latent > len(prompts):
+        raise SteerlabError(f"prompts_per_latent ({cfg.prompts_per_latent}) exceeds the {len(prompts)} prompts available.")
+    model = model or steerlab.load(cfg.model)
+    labels: dict[int, str] = {}
+    freqs = None
+    if sae is None:
+        sae, labels, freqs = load_sae_for(cfg, model, progress)
+    elif cfg.labels:
+        from steerlab.sae.inspect import import_labels
+
+        labels = import_labels(cfg.labels)
+    for latent in cfg.latents:
+        if not 0 <= latent < sae.d_sae:
+            raise SteerlabError(f"Latent {latent} is out of range: this SAE has latents 0 to {sae.d_sae - 1}.")
+    if cfg.steer_layer is not None and not 0 <= cfg.steer_layer < model.arch.n_layers:
+        raise SteerlabError(f"Steering layer {cfg.steer_layer} is out of range: the model has layers 0 to {model.arch.n_layers - 1}.")
+    judge = judge or make_judge_for(cfg)
+    return Resources(model, sae, labels, freqs, judge, prompts, discovery)
+
+
+def run_path(run_dir: str | Path) -> Path:
+    return Path(run_dir).expanduser()

@@ -1,0 +1,124 @@
+"""The ESR runner on a tiny random model: every stage, mixed batches, resumption, the report."""
+
+import json
+
+import pytest
+import torch
+
+from steerlab.esr.config import EsrConfig
+from steerlab.esr.runner import generate_pending, run_esr
+from steerlab.esr.setup import Resources
+from steerlab.esr.trials import batch_interventions, build_trials
+from steerlab.judges.base import BaseJudge
+from steerlab.judges.restarts import split_attempts
+from steerlab.judges.types import Attempt, Grade
+from steerlab.sae import Sae, SaeConfig
+from steerlab.store import RunStore
+
+PROMPTS = ["How do you boil an egg?", "How do you fry an egg?", "Explain how to iron a shirt.", "Explain how to wash a car."]
+
+
+class LengthJudge(BaseJudge):
+    """Deterministic test judge: splits at restart phrases; an attempt scores by its byte sum mod 101."""
+
+    judge_id = "test:length"
+    rubric_version = "t1"
+
+    def _grade(self, prompt, response, label):
+        parts = split_attempts(response) or [response]
+        return Grade(tuple(Attempt(p, float(sum(p.encode()) % 101)) for p in parts))
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture()
+def res(tiny_factory):
+    model = tiny_factory("llama")
+    sae = Sae.random(SaeConfig(d_in=model.arch.d_model, d_sae=48, layer=1, activation="relu"), seed=3)
+    freqs = [0.001 * (1 + i % 7) for i in range(48)]
+    return Resources(model, sae, {i: f"'tok{i}'" for i in range(48)}, freqs, LengthJudge(), PROMPTS, PROMPTS[::-1] + ["Explain how to sew."])
+
+
+def tiny_cfg(**kw):
+    base = dict(latents=(3, 7), prompts_per_latent=2, max_new_tokens=6, calib_steps=2, calib_prompts=1, calib_upper=8.0,
+                conditions=("steered", "baseline", "meta:self_monitor", "ablate", "random", "boost"), n_detectors=3,
+                random_sets=2, detector_min_auc=0.5, boost_levels=(-1.0, 1.0), batch_size=5)
+    base.update(kw)
+    return EsrConfig(**base)
+
+
+def test_trials_pair_across_conditions():
+    cfg = tiny_cfg()
+    trials = build_trials(cfg, PROMPTS, {}, {3: 2.0, 7: 4.0}, detectors=[1, 2], random_sets=[[5, 6], [8, 9]])
+    by_cond = {}
+    for t in trials:
+        by_cond.setdefault(t.condition, []).append((t.latent, t.extra["prompt_index"], t.seed))
+    assert set(by_cond) == {"steered", "baseline", "meta:self_monitor", "ablate", "random:0", "random:1", "boost:-1", "boost:+1"}
+    assert all(sorted(v) == sorted(by_cond["steered"]) for v in by_cond.values())
+    assert len({t.key for t in trials}) == len(trials) == 8 * 4
+    boosts = {t.strength for t in trials if t.condition == "boost:+1"}
+    assert boosts == {4.0}  # mu 3 + sigma 1
+
+
+def test_mixed_batch_rows_equal_single_rows(res):
+    """A steered row, a baseline row and an ablated row in one batch match each generated alone."""
+    import steerlab
+    from steerlab.store import Trial
+
+    trials = [Trial("steered", PROMPTS[0], 11, 3, 6.0), Trial("baseline", PROMPTS[1], 12, 3, 0.0),
+              Trial("ablate", PROMPTS[2], 13, 7, 6.0, extra={"ablate": [1, 2]})]
+    ivs = batch_interventions(trials, res.sae, None, res.sae)
+    together = steerlab.generate(res.model, [t.prompt for t in trials], ivs, max_new_tokens=6, temperature=0.6, seed=[t.seed for t in trials])
+    for i, t in enumerate(trials):
+        alone = steerlab.generate(res.model, [t.prompt], batch_interventions([t], res.sae, None, res.sae), max_new_tokens=6,
+                                  temperature=0.6, seed=[t.seed])
+        assert alone[0].token_ids == together[i].token_ids
+    plain = steerlab.generate(res.model, [PROMPTS[1]], None, max_new_tokens=6, temperature=0.6, seed=[12])
+    assert plain[0].token_ids == together[1].token_ids  # strength 0 = unsteered
+
+
+def test_run_end_to_end_and_resume(res, tmp_path):
+    from steerlab.esr.calibration import ThresholdCache
+
+    cfg = tiny_cfg()
+    run = tmp_path / "run"
+    # a first pass stopped after one batch, as if killed
+    out = run_esr(cfg, run, res=res, progress=False, max_batches=1, report=False)
+    with RunStore(run, create=False) as store:
+        assert store.counts()["generations"] == 5
+        total = store.counts()["trials"]
+    res2 = Resources(**{**res.__dict__})
+    out = run_esr(cfg, run, res=res2, progress=False)
+    with RunStore(run, create=False) as store:
+        counts = store.counts()
+        assert counts["trials"] == total == counts["generations"] == counts["grades"]
+    s = out.summary
+    assert set(s["metrics"]) >= {"steered", "baseline", "meta:self_monitor", "ablate", "random:0", "random:1"}
+    for cond, m in s["metrics"].items():
+        assert 0 <= m["multi_attempt_rate"]["value"] <= 1 and m["multi_attempt_rate"]["lo"] <= m["multi_attempt_rate"]["value"]
+        assert m["first_score"]["n"] == s["n_trials"][cond]
+    assert "ablate" in s["comparisons"] and s["comparisons"]["ablate"]["esr"]["n_pairs"] == 4
+    det = json.loads((run / "detectors.json").read_text())
+    assert len(det["detectors"]) <= 3
+    rnd = json.loads((run / "random_sets.json").read_text())
+    assert all(not set(x) & set(det["detectors"]) for x in rnd["sets"])
+    html = out.report.read_text()
+    assert html.count("data:image/png;base64") >= 4 and "Summary" in html
+    # a different config in the same run dir is refused
+    from steerlab.errors import SteerlabError
+
+    with pytest.raises(SteerlabError, match="different config"):
+        run_esr(tiny_cfg(max_new_tokens=7), run, res=res, progress=False, report=False)
+
+
+def test_latent_out_of_range(tiny_factory, tmp_path):
+    from steerlab.errors import SteerlabError
+    from steerlab.esr.setup import load_resources
+
+    model = tiny_factory("llama")
+    sae = Sae.random(SaeConfig(d_in=model.arch.d_model, d_sae=48, layer=1, activation="relu"))
+    with pytest.raises(SteerlabError, match="Latent 99 is out of range"):
+        load_resources(EsrConfig(latents=(3, 99)), model=model, sae=sae, judge=LengthJudge())
