@@ -232,7 +232,7 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def default_lr(d_sae: int) -> float:
-    """TopK paper's 2e-4 * sqrt(2^14 / d_sae), x5 because our CPU runs are short (validated on SmolLM2)."""
+    """TopK paper's 2e-4 * sqrt(2^14 / d_sae), x5 because CPU runs take ~1000 steps, not ~100k."""
     return 5 * 2e-4 * math.sqrt(16384 / d_sae)
 
 
@@ -250,12 +250,10 @@ def _remove_parallel_grad(p: _Params) -> None:
 
 def _to_sae(p: _Params, cfg: TrainConfig, d_in: int, d_sae: int, scale: float, model_name: str, state: dict[str, Any]) -> Sae:
     activation = {"topk": "topk", "batchtopk": "batchtopk", "jumprelu": "jumprelu", "relu": "relu"}[cfg.arch]
-    norm = cfg.normalization if scale != 1.0 or cfg.normalization == "none" else "none"
-    if norm == "none" and scale != 1.0:
-        norm = "constant"
+    norm = "none" if scale == 1.0 else cfg.normalization
     scfg = SaeConfig(
         d_in=d_in, d_sae=d_sae, activation=activation, k=cfg.k if cfg.arch in ("topk", "batchtopk") else None,
-        apply_b_dec_to_input=True, input_scale=scale if norm != "none" else 1.0, layer=cfg.layer, site=cfg.site,
+        apply_b_dec_to_input=True, input_scale=scale, layer=cfg.layer, site=cfg.site,
         model=model_name, normalization=norm, batchtopk_inference=cfg.batchtopk_inference,
         hook_name=hook_name(cfg.layer, cfg.site), extra={"trainer": "steerlab", "arch": cfg.arch},
     )
@@ -331,7 +329,7 @@ def train_sae(
                 doc_cursor["doc"] = next_doc
                 yield acts
 
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         buffer = ShufflingBuffer(tracked(), min(cfg.buffer_tokens, max(cfg.n_tokens, 2)), d_in, reuse=cfg.reuse, seed=cfg.seed + state["step"])
         if state["scale"] is None:
             state["scale"] = _measure_scale(buffer, cfg, d_in)
@@ -366,8 +364,9 @@ def train_sae(
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < cfg.steps:
                     state["doc"] = doc_cursor["doc"]
                     state["harvested_now"] = buffer.harvested
-                    _save_checkpoint(ckpt, p, opt, sched, since_fired, state, gen, cfg, time.time() - t0)
+                    _save_checkpoint(ckpt, p, opt, sched, since_fired, state, gen, cfg, time.time() - t0, time.process_time() - cpu0)
         state["elapsed"] = state.get("elapsed", 0.0) + time.time() - t0
+        state["cpu"] = state.get("cpu", 0.0) + time.process_time() - cpu0
         state["harvested"] = state.get("harvested", 0) + buffer.harvested
     sae = _to_sae(p, cfg, d_in, d_sae, scale, model.name, state)
     folder = save_sae(sae, out / "sae")
@@ -375,6 +374,7 @@ def train_sae(
         "model": model.name, "hook_name": hook_name(cfg.layer, cfg.site), "arch": cfg.arch, "d_in": d_in, "d_sae": d_sae,
         "steps": cfg.steps, "train_tokens": cfg.steps * cfg.batch_size, "harvested_tokens": state["harvested"],
         "lr": lr, "input_scale": scale, "train_seconds": round(state["elapsed"], 1),
+        "train_cpu_seconds": round(state["cpu"], 1),  # summed over threads; the wall time on an idle machine is about this / threads
         "final": {k: v for k, v in state["history"][-1].items()} if state["history"] else {},
         "dead_frac_train": float((since_fired >= dead_after).float().mean()),
     }
@@ -389,9 +389,10 @@ def train_sae(
     return TrainResult(sae=sae, folder=folder, metrics=metrics, history=state["history"])
 
 
-def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: TrainConfig, elapsed: float) -> None:
+def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: TrainConfig, elapsed: float, cpu: float) -> None:
     snapshot = dict(state)
     snapshot["elapsed"] = state.get("elapsed", 0.0) + elapsed
+    snapshot["cpu"] = state.get("cpu", 0.0) + cpu
     snapshot["harvested"] = state.get("harvested", 0) + snapshot.pop("harvested_now", 0)
     data = {
         "params": p.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
