@@ -1,94 +1,63 @@
-"""The main job on the embedded default: train a concept vector, steer with it, report side by side.
+"""The main job: the ESR experiment on the packaged SmolLM2 with its cached default SAE and the offline judge.
 
-Until the ESR suite lands this is what `make demo` runs: a real steering run on the packaged SmolLM2.
+`steerlab demo` selects concrete latents that are silent on the prompts, calibrates each one's boost
+toward a first-attempt score of 30/100, then runs steered trials, the no-steering baseline, a
+self-monitoring meta-prompt and an off-topic-detector ablation, all in one resumable run directory,
+and writes the HTML report. `--quick` is the same pipeline at smoke-test size.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from pathlib import Path
 
-import steerlab
+from steerlab.esr import EsrConfig
 from steerlab.progress import console, status
-from steerlab.report import Section, write_page
-from steerlab.vectors import train_vector
 
-OCEAN = [
-    "Tell me about the ocean.", "What lives in the deep sea?", "Describe waves crashing on a beach.",
-    "Why is the sea salty?", "Write about sailing across the ocean.", "What are coral reefs?",
-    "Explain ocean tides.", "Describe a whale swimming in the sea.",
-]
-NOT_OCEAN = [
-    "Tell me about the desert.", "What lives in a forest?", "Describe a busy city street.",
-    "Why is the sky blue?", "Write about driving across a country.", "What are mountains?",
-    "Explain how a car engine works.", "Describe a cat sleeping on a sofa.",
-]
-PROMPTS = [
-    "How do you boil an egg?", "Explain how to change a flat tire.",
-    "What is a good way to learn to play guitar?", "How do I make a cup of tea?",
-]
-LAYER = 10
-STRENGTHS = (8.0, 14.0)
+CONDITIONS = ("steered", "baseline", "meta:self_monitor", "ablate")
+FULL = dict(n_latents=6, prompts_per_latent=4, max_new_tokens=64, calib_steps=5, calib_prompts=2, n_detectors=16, batch_size=24)
+QUICK = dict(n_latents=3, prompts_per_latent=3, max_new_tokens=40, calib_steps=3, calib_prompts=2, n_detectors=8, batch_size=24)
 
 
-def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/demo"), max_new_tokens: int = 48) -> Path:
-    """Steer the model toward 'the ocean' at two strengths; returns the report path."""
+def demo_config(model_name: str = "smollm2-135m-instruct", quick: bool = False) -> EsrConfig:
+    """The demo's fixed config (seeded, so a rerun resumes and reproduces)."""
+    return EsrConfig(model=model_name, conditions=CONDITIONS, **(QUICK if quick else FULL))
+
+
+def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/demo"), quick: bool = False) -> Path:
+    """Run the ESR main job and print its summary; returns the report path."""
+    import steerlab
+    from steerlab.cli.esr_commands import print_summary
+    from steerlab.esr.runner import run_esr
+    from steerlab.esr.setup import load_resources, make_judge_for
+    from steerlab.sae.default import default_dir
+
     start = time.perf_counter()
+    cfg = demo_config(model_name, quick)
+    run_dir = Path(out) / ("quick" if quick else "full")
     with status(f"Loading {model_name}"):
         model = steerlab.load(model_name)
-    layer = min(LAYER, model.arch.n_layers - 1)
-    with status(f"Training an 'ocean' concept vector at layer {layer} (mean difference of {len(OCEAN)}+{len(NOT_OCEAN)} prompts)"):
-        vector = train_vector(model, OCEAN, NOT_OCEAN, layer, reduce="mean", label="ocean")
-    out.mkdir(parents=True, exist_ok=True)
-    vector.save(out / "ocean.safetensors")
-    # One batch: every prompt unsteered and at each strength, each row with its own steering.
-    rows, per_row = [], []
-    for strength in (0.0,) + STRENGTHS:
-        for prompt in PROMPTS:
-            rows.append((prompt, strength))
-            per_row.append([vector.steer(strength)] if strength else [])
-    gens = steerlab.generate(model, [p for p, _ in rows], per_row, max_new_tokens=max_new_tokens,
-                             repetition_penalty=1.1, progress=True)
-    by_key = {(p, s): g.text for (p, s), g in zip(rows, gens)}
-    mentions = {s: sum(_mentions_ocean(by_key[(p, s)]) for p in PROMPTS) for s in (0.0,) + STRENGTHS}
-    header = ["prompt", "unsteered"] + [f"ocean × {s:g}" for s in STRENGTHS]
-    table = [[p, by_key[(p, 0.0)]] + [by_key[(p, s)] for s in STRENGTHS] for p in PROMPTS]
-    summary = [[f"{s:g}", f"{mentions[s]}/{len(PROMPTS)}"] for s in (0.0,) + STRENGTHS]
-    seconds = time.perf_counter() - start
-    (out / "generations.jsonl").write_text(
-        "".join(json.dumps({"prompt": p, "strength": s, "text": by_key[(p, s)]}) + "\n" for p, s in rows)
-    )
-    report = write_page(
-        out / "report.html",
-        "steerlab demo: steering SmolLM2 toward the ocean",
-        [
-            Section("What ran", text=(
-                f"model {model.name} ({model.revision}), fp32 on {model.device}; concept vector: mean difference of "
-                f"layer-{layer} resid_post activations (mean over prompt tokens) between {len(OCEAN)} ocean prompts and "
-                f"{len(NOT_OCEAN)} other prompts; norm {vector.meta['vector_norm']:.2f}, median residual norm "
-                f"{vector.meta['resid_norm_median']:.1f}. Added at every position with strengths {STRENGTHS}; greedy, "
-                f"repetition penalty 1.1, {max_new_tokens} new tokens; all {len(rows)} rows in one batch. {seconds:.0f} s.")),
-            Section("Answers side by side", header, table),
-            Section(f"Answers with sea words ({SEA_WORDS.pattern})",
-                    ["strength", "answers"], summary),
-        ],
-        meta={"model": model.name},
-    )
-    from rich.table import Table
-
-    summary_table = Table(title="steering toward 'ocean' (answers with sea words)")
-    summary_table.add_column("strength")
-    summary_table.add_column("answers")
-    for row in summary:
-        summary_table.add_row(*row)
-    console.print(summary_table)
-    return report
+    if not (default_dir(model_name) / "sae" / "cfg.json").is_file():
+        console.print("[bold]First use:[/] training the default SAE (cached for later runs).")
+    with status("Loading the default SAE and the offline judge"):
+        judge = make_judge_for(cfg)
+    res = load_resources(cfg, model=model, judge=judge)
+    result = run_esr(cfg, run_dir, res=res, progress=True)
+    print_summary(result.summary)
+    _print_headline(result.summary, cfg.target)
+    console.print(f"wall time {time.perf_counter() - start:.0f} s")
+    console.print(f"\n[bold green]report:[/] {result.report.resolve()}")
+    return result.report
 
 
-SEA_WORDS = re.compile(r"\b(ocean\w*|seas?|waves?|sail\w*|ships?|beach\w*|whales?|coral|tides?|underwater|marine|aquatic|currents?)\b", re.I)
-
-
-def _mentions_ocean(text: str) -> bool:
-    return bool(SEA_WORDS.search(text))
+def _print_headline(summary: dict, target: float) -> None:
+    m = summary["metrics"]
+    lines = []
+    if "steered" in m:
+        lines.append(f"steered first-attempt score {m['steered']['first_score']['value']:.1f} (target {target:g}); "
+                     f"multi-attempt {m['steered']['multi_attempt_rate']['value'] * 100:.1f}%, ESR {m['steered']['esr_rate']['value'] * 100:.1f}%")
+    if "baseline" in m:
+        lines.append(f"no-steering baseline: multi-attempt {m['baseline']['multi_attempt_rate']['value'] * 100:.1f}%, "
+                     f"first score {m['baseline']['first_score']['value']:.1f}")
+    for line in lines:
+        console.print(line)

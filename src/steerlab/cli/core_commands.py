@@ -187,12 +187,12 @@ def vectors_train_cmd(
 def demo_cmd(
     model: str = typer.Option("smollm2-135m-instruct", help="Model to run the demo on."),
     out: Path = typer.Option(Path("runs/demo"), help="Run directory for the report."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke-test size (about 3 minutes)."),
 ) -> None:
-    """Run the main job on the embedded default model and print where the report is."""
+    """Run the main job (the ESR experiment) on the embedded default model and print where the report is."""
     from steerlab.demo import run_demo
 
-    report = run_demo(model, out)
-    console.print(f"\n[bold green]report:[/] {report.resolve()}")
+    run_demo(model, out, quick=quick)
 
 
 def register(app: typer.Typer) -> None:

@@ -265,7 +265,10 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     latents = resolve_latents(res, cfg, run_dir)
     seconds["selection"] = time.perf_counter() - t
     t = time.perf_counter()
-    thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress)
+    if all(c == "baseline" for c in cfg.conditions):  # nothing is steered: no calibration needed
+        thresholds = {lat: Threshold(lat, 0.0, float("nan"), False) for lat in latents}
+    else:
+        thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress)
     seconds["calibration"] = time.perf_counter() - t
     detectors: list[int] = []
     random_sets: list[list[int]] = []

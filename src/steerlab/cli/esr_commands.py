@@ -1,0 +1,207 @@
+"""`steerlab esr ...`: the ESR experiment suite. Each command is a thin shell over steerlab.esr."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from steerlab.errors import SteerlabError
+from steerlab.progress import console
+
+esr_app = typer.Typer(help="Endogenous steering resistance: steer, grade attempts, measure self-correction.", no_args_is_help=True)
+
+# name -> (type, default, help): options every experiment command shares; they build the EsrConfig.
+COMMON: dict[str, tuple[Any, Any, str]] = {
+    "model": (str, "smollm2-135m-instruct", "Model (packaged alias, HF id or local path)."),
+    "sae": (str, "default", "SAE: 'default' (the packaged model's cached SAE) or a path/reference."),
+    "labels": (Optional[str], None, "Latent labels CSV (index,label)."),
+    "judge": (str, "heuristic", "Judge: heuristic (offline), openai or anthropic."),
+    "judge_model": (Optional[str], None, "The judge's full model id (LLM judges)."),
+    "judge_base_url": (Optional[str], None, "The judge's base URL (openai-compatible servers)."),
+    "prompts_file": (Optional[str], None, "Evaluation prompts, one per line (default: the packaged 40)."),
+    "discovery_file": (Optional[str], None, "Held-out prompts for detector discovery (default: the packaged 20)."),
+    "latents": (Optional[str], None, "Comma-separated latent ids (default: sample --n-latents)."),
+    "n_latents": (int, 8, "Latents to sample when --latents is not given."),
+    "prompts_per_latent": (int, 4, "Prompts per latent (drawn without replacement)."),
+    "seeds_per_prompt": (int, 1, "Seeds per (latent, prompt)."),
+    "max_new_tokens": (int, 96, "Tokens per response (calibration uses the same)."),
+    "temperature": (float, 0.6, "Sampling temperature."),
+    "repetition_penalty": (float, 1.1, "Repetition penalty."),
+    "target": (float, 30.0, "Calibration target: mean first-attempt score, strictly between 0 and 100."),
+    "calib_steps": (int, 8, "Probabilistic-bisection steps."),
+    "calib_prompts": (int, 2, "Prompts per bisection step."),
+    "calib_upper": (Optional[float], None, "Upper bound of the boost search (default 3 × median residual norm)."),
+    "steer_layer": (Optional[int], None, "Steer at this layer (default: the SAE's layer)."),
+    "ablation_layer": (str, "feature", "Zero-clamp detectors at the 'feature' (SAE) layer or the 'steering' layer."),
+    "n_detectors": (int, 16, "Off-topic detectors to keep."),
+    "seed": (int, 0, "Run seed (latents, prompts, trial seeds)."),
+    "batch_size": (int, 16, "Rows per forward pass (mixed conditions)."),
+}
+
+
+def _latents(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise SteerlabError(f"--latents must be comma-separated integers; got '{text}'.") from None
+
+
+def with_config(fn: Callable) -> Callable:
+    """Add the COMMON options to a command; it receives `base` (EsrConfig keyword arguments) instead."""
+    sig = inspect.signature(fn)
+    own = [p for p in sig.parameters.values() if p.name != "base"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, help=help_), annotation=typ)
+        for name, (typ, default, help_) in COMMON.items()
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        base = {name: kwargs.pop(name) for name in COMMON}
+        base["latents"] = _latents(base["latents"])
+        return fn(base=base, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _run(base: dict, run_dir: Path, conditions: tuple[str, ...], **more: Any):
+    from steerlab.esr import EsrConfig, run_esr
+
+    cfg = EsrConfig(**{**base, "conditions": conditions, **more})
+    result = run_esr(cfg, run_dir)
+    print_summary(result.summary)
+    console.print(f"\n[bold green]report:[/] {result.report.resolve()}")
+    return result
+
+
+def print_summary(summary: dict) -> None:
+    """The per-condition table with 95% CIs."""
+    from rich.table import Table
+
+    from steerlab.esr.report import SUMMARY_HEADER, summary_rows
+
+    table = Table(title=f"ESR (judge {summary['judge']}; 95% cluster-bootstrap CIs)")
+    for h in SUMMARY_HEADER:
+        table.add_column(h)
+    for row in summary_rows(summary):
+        table.add_row(*row)
+    console.print(table)
+
+
+@esr_app.command("run")
+@with_config
+def run_cmd(base: dict, run_dir: Path = typer.Argument(..., help="Run directory (resumable)."),
+            conditions: str = typer.Option("steered,baseline,meta:self_monitor,ablate", help="Comma-separated conditions.")) -> None:
+    """Experiment 1 (+ any conditions): steered trials with every listed condition, graded, with CIs and a report."""
+    _run(base, run_dir, tuple(c.strip() for c in conditions.split(",") if c.strip()))
+
+
+@esr_app.command("baseline")
+@with_config
+def baseline_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
+    """Experiment 8: the same latents and prompts with no steering (expect ~0% multi-attempt)."""
+    _run(base, run_dir, ("baseline",))
+
+
+@esr_app.command("meta")
+@with_config
+def meta_cmd(base: dict, run_dir: Path = typer.Argument(...),
+             variant: str = typer.Option("self_monitor", help="self_monitor, dont_get_distracted, resist_manipulation or ignore_label.")) -> None:
+    """Experiment 5: a meta-prompt asking the model to monitor itself, against plain steering."""
+    _run(base, run_dir, ("steered", f"meta:{variant}"))
+
+
+@esr_app.command("ablate")
+@with_config
+def ablate_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
+    """Experiment 3: zero-clamp the off-topic detectors during steered trials (paired with plain steering)."""
+    _run(base, run_dir, ("steered", "ablate"))
+
+
+@esr_app.command("random-control")
+@with_config
+def random_cmd(base: dict, run_dir: Path = typer.Argument(...), sets: int = typer.Option(2, help="Random latent sets.")) -> None:
+    """Experiment 10: ablate frequency-matched random latents instead of the detectors."""
+    _run(base, run_dir, ("steered", "ablate", "random"), random_sets=sets)
+
+
+@esr_app.command("sweep")
+@with_config
+def sweep_cmd(base: dict, run_dir: Path = typer.Argument(...),
+              levels: str = typer.Option("-2,-1,0,1,2", help="Boost levels in σ units of the calibrated thresholds.")) -> None:
+    """Experiment 2: a boost sweep, μ + level·σ of the calibrated thresholds."""
+    try:
+        lv = tuple(float(x) for x in levels.split(","))
+    except ValueError:
+        raise SteerlabError(f"--levels must be comma-separated numbers; got '{levels}'.") from None
+    _run(base, run_dir, ("boost",), boost_levels=lv)
+
+
+@esr_app.command("calibrate")
+@with_config
+def calibrate_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
+    """Select latents and calibrate their thresholds (cached by the whole calibration config)."""
+    from steerlab.esr import EsrConfig
+    from steerlab.esr.runner import resolve_latents, resolve_thresholds
+    from steerlab.esr.setup import load_resources
+
+    cfg = EsrConfig(**base)
+    res = load_resources(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    th = resolve_thresholds(res, cfg, resolve_latents(res, cfg, run_dir), run_dir, progress=True)
+    from rich.table import Table
+
+    table = Table(title=f"thresholds (target {cfg.target:g})")
+    for h in ("latent", "label", "threshold", "score there", "saturated"):
+        table.add_column(h)
+    for lat, t in th.items():
+        table.add_row(str(lat), res.label(lat), f"{t.threshold:g}", f"{t.achieved:.1f}", str(t.saturated))
+    console.print(table)
+
+
+@esr_app.command("detectors")
+@with_config
+def detectors_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
+    """Experiment 3 (discovery): latents that fire on off-topic (shuffled) answers, with effect sizes."""
+    from steerlab.esr import EsrConfig
+    from steerlab.esr.runner import resolve_detectors
+    from steerlab.esr.setup import load_resources
+
+    cfg = EsrConfig(**base)
+    res = load_resources(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    det = resolve_detectors(res, cfg, run_dir, progress=True)
+    from rich.table import Table
+
+    table = Table(title=f"off-topic detectors ({det['n_eligible']} eligible, strict rule: {len(det['strict_rule'])})")
+    for h in ("latent", "label", "AUC", "Cohen's d", "normal active", "shuffled active"):
+        table.add_column(h)
+    for d in det["detectors"]:
+        st = det["stats"][str(d)]
+        table.add_row(str(d), det["labels"].get(str(d), ""), f"{st['auc']:.2f}", f"{st['cohens_d']:.2f}", f"{st['normal_active']:.2f}", f"{st['shuffled_active']:.2f}")
+    console.print(table)
+    console.print(f"saved: {(run_dir / 'detectors.json').resolve()}")
+
+
+@esr_app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Write the run's self-contained HTML report."""
+    from steerlab.esr.report import write_report
+
+    if not (run_dir / "summary.json").is_file():
+        raise SteerlabError(f"{run_dir} has no summary.json; run an `steerlab esr` experiment there first.")
+    print_summary(json.loads((run_dir / "summary.json").read_text()))
+    console.print(f"\n[bold green]report:[/] {write_report(run_dir).resolve()}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `esr` sub-app."""
+    app.add_typer(esr_app, name="esr")
