@@ -122,3 +122,28 @@ def test_latent_out_of_range(tiny_factory, tmp_path):
     sae = Sae.random(SaeConfig(d_in=model.arch.d_model, d_sae=48, layer=1, activation="relu"))
     with pytest.raises(SteerlabError, match="Latent 99 is out of range"):
         load_resources(EsrConfig(latents=(3, 99)), model=model, sae=sae, judge=LengthJudge())
+
+
+def test_traces_locate_the_restart(res, tmp_path):
+    """A stored two-attempt episode: the restart phrase maps to its token, and the trace covers every response token."""
+    from steerlab.esr.traces import char_to_token, collect_traces
+    from steerlab.store import Trial
+
+    text = "Boil water first. Wait, that's not right. Put the egg in cold water."
+    ids = res.model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    rchar = text.index("Wait")
+    rtok = char_to_token(res.model, ids, rchar)
+    assert res.model.tokenizer.decode(ids[rtok:]).startswith("Wait")
+    cfg = tiny_cfg()
+    with RunStore(tmp_path / "r", {"x": 1}) as store:
+        ep = Trial("steered", PROMPTS[0], 5, 3, 4.0, "lab", {"task": PROMPTS[0], "prompt_index": 0})
+        base = Trial("baseline", PROMPTS[0], 5, 3, 0.0, "lab", {"task": PROMPTS[0], "prompt_index": 0})
+        store.add_trials([ep, base])
+        store.put_generation(ep.key, text, ids, "length")
+        store.put_generation(base.key, "Boil water.", res.model.tokenizer("Boil water.", add_special_tokens=False)["input_ids"], "eos")
+        store.put_grades([(ep.key, Grade((Attempt("a", 10.0), Attempt("b", 70.0)), judge_id="test:length", rubric_version="t1")),
+                          (base.key, Grade((Attempt("a", 90.0),), judge_id="test:length", rubric_version="t1"))])
+        out = collect_traces(store, res, cfg, [1, 2, 5])
+    (e,) = out["episodes"]
+    assert e["restart_token"] == rtok and len(e["detector_sum"]) == len(ids) and e["scores"] == [10.0, 70.0]
+    assert out["stats"]["n_episodes"] == 1 and out["stats"]["n_baseline"] == 1

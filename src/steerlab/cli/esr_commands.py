@@ -191,6 +191,69 @@ def detectors_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
     console.print(f"saved: {(run_dir / 'detectors.json').resolve()}")
 
 
+def _open_run(run_dir: Path):
+    """The EsrConfig a run was started with, and its loaded resources."""
+    from steerlab.esr import EsrConfig
+    from steerlab.esr.setup import load_resources
+    from steerlab.store import RunStore
+
+    if not (run_dir / "run.sqlite").is_file():
+        raise SteerlabError(f"{run_dir} holds no ESR run; start one with `steerlab esr run {run_dir}`.")
+    with RunStore(run_dir, create=False) as store:
+        config = store.config
+    cfg = EsrConfig.from_dict(config["esr"])
+    return cfg, config, load_resources(cfg)
+
+
+@esr_app.command("traces")
+def traces_cmd(run_dir: Path = typer.Argument(..., help="A finished run with detectors (esr run/ablate)."),
+               condition: str = typer.Option("steered", help="Condition whose multi-attempt episodes to trace."),
+               unsteered_readout: bool = typer.Option(False, help="Read activations without the steering (experiment 9) instead of with it (experiment 6).")) -> None:
+    """Experiments 6/9: per-token detector activations through self-correction episodes, and their statistics."""
+    from steerlab.esr.report import write_report
+    from steerlab.esr.runner import _save
+    from steerlab.esr.traces import collect_traces
+    from steerlab.store import RunStore
+
+    cfg, config, res = _open_run(run_dir)
+    with RunStore(run_dir, create=False) as store:
+        out = collect_traces(store, res, cfg, config.get("detectors") or [], steered=not unsteered_readout, condition=condition)
+    _save(run_dir, "traces.json", out)
+    console.print(json.dumps(out.get("stats", {}), indent=1))
+    console.print(f"{len(out['episodes'])} episodes traced; report: {write_report(run_dir).resolve()}")
+
+
+@esr_app.command("regrade")
+def regrade_cmd(run_dir: Path = typer.Argument(...), judge: str = typer.Option(..., help="Second judge: heuristic, openai or anthropic."),
+                judge_model: Optional[str] = typer.Option(None), judge_base_url: Optional[str] = typer.Option(None),
+                low: float = typer.Option(0.2, help="heuristic only: cosine scoring 0."),
+                high: float = typer.Option(0.6, help="heuristic only: cosine scoring 100.")) -> None:
+    """Experiment 7: re-grade every stored response with a second judge and report agreement."""
+    from steerlab.esr.regrade import regrade
+    from steerlab.esr.report import write_report
+    from steerlab.esr.runner import _save
+    from steerlab.judges import make_judge
+    from steerlab.store import RunStore
+
+    if judge.strip().lower() == "heuristic":
+        from steerlab.judges.heuristic import HeuristicJudge
+
+        second = HeuristicJudge(low=low, high=high)
+    else:
+        second = make_judge(judge, judge_model, judge_base_url)
+    second.check()
+    with RunStore(run_dir, create=False) as store:
+        summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+        if summary is None:
+            raise SteerlabError(f"{run_dir} has no summary.json; finish the run first.")
+        if second.judge_id == summary["judge"]:
+            raise SteerlabError("The second judge is the run's own judge; pick another judge or other settings.")
+        out = regrade(store, (summary["judge"], summary["rubric"]), second, progress=True)
+    _save(run_dir, "regrade.json", out)
+    console.print(json.dumps(out, indent=1))
+    console.print(f"report: {write_report(run_dir).resolve()}")
+
+
 @esr_app.command("report")
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Write the run's self-contained HTML report."""
