@@ -150,12 +150,27 @@ def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_d
 
 
 # --- stage 3: detectors --------------------------------------------------------------------------------
+def detectors_key(res: Resources, cfg: EsrConfig) -> str:
+    """Everything that changes the discovered detectors, hashed (so every run with that setup shares them)."""
+    blob = {"model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "prompts": res.discovery, "seed": cfg.seed,
+            "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty,
+            "n": cfg.n_detectors, "min_auc": cfg.detector_min_auc, "version": 1}
+    return f"{stable_int(json.dumps(blob, sort_keys=True, default=str), modulo=16**12):012x}"
+
+
 def resolve_detectors(res: Resources, cfg: EsrConfig, run_dir: Path, progress: bool = False) -> dict:
+    """The run's detectors: saved in the run dir, else from the detector cache, else discovered now."""
     saved = _load(run_dir, "detectors.json")
     if saved is None:
-        from steerlab.esr.detectors import discover
+        cached = cache_root() / "esr" / f"detectors-{detectors_key(res, cfg)}.json"
+        if cached.is_file():
+            saved = json.loads(cached.read_text())
+        else:
+            from steerlab.esr.detectors import discover
 
-        saved = discover(res, cfg, progress=progress)
+            saved = discover(res, cfg, progress=progress)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            _save(cached.parent, cached.name, saved)
         _save(run_dir, "detectors.json", saved)
     return saved
 

@@ -72,4 +72,5 @@ def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: f
                 rejected["fires_on_prompts"] += 1
             elif len(chosen) < n:
                 chosen.append(lat)
-    return {"latents": chosen, "rejected": rejected, "candidates": start}
+    rule = "offline label rule" if res.labels else "skipped: the SAE has no labels"
+    return {"latents": chosen, "rejected": rejected, "candidates": start, "concreteness": rule}
