@@ -38,6 +38,7 @@ class FindConfig:
     warm_fraction: float = 0.8
     teacher_k: int = 32
     seed: int = 0
+    layers: list[int] | None = None  # search only these layers (None = all); targets stay fractions of all units
 
 
 @dataclass
@@ -57,6 +58,8 @@ def check_config(cfg: FindConfig) -> None:
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise SteerlabError("Steps and batch size must be at least 1.")
     check_fraction(cfg.warm_fraction, "warm-up fraction")
+    if cfg.layers is not None and not cfg.layers:
+        raise SteerlabError("The layer list is empty; give at least one layer to search, or none for all.")
 
 
 def _row_gates(gates: dict[str, torch.Tensor], views: list[str]) -> dict[str, torch.Tensor]:
@@ -71,14 +74,26 @@ def _term_loss(term: Term, logits: torch.Tensor, batch, idx: list[int]) -> torch
     return unlikelihood_loss(logits, batch, term.first_tokens)
 
 
-def mask_step(model: Model, masks: UnitMasks, terms: Sequence[Term], picks: list[list[int]], ablation: Ablation, means: Means | None) -> tuple[torch.Tensor, dict[str, float]]:
+def _layer_filter(gates: dict[str, torch.Tensor], layers: list[int] | None) -> dict[str, torch.Tensor]:
+    """Units outside the searched layers are never in the circuit (gate 0, no gradient)."""
+    if layers is None:
+        return gates
+    keep = torch.zeros(next(iter(gates.values())).shape[0], 1)
+    keep[layers] = 1.0
+    return {k: g * keep for k, g in gates.items()}
+
+
+def mask_step(model: Model, masks: UnitMasks, terms: Sequence[Term], picks: list[list[int]], ablation: Ablation, means: Means | None, layers: list[int] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """One forward of all terms' rows under sampled gates; returns the weighted task loss and its parts."""
     batches = [make_batch(model, [t.pairs[i][0] for i in idx], [t.pairs[i][1] for i in idx]) for t, idx in zip(terms, picks)]
     views = [t.view for t, idx in zip(terms, picks) for _ in idx]
     big = concat(batches, model)
-    gates = _row_gates(masks.sample(), views)
+    gates = _row_gates(_layer_filter(masks.sample(), layers), views)
+    ivs = gate_interventions(model, gates, ablation, means)
+    if layers is not None and "circuit" not in views:  # unsearched layers keep every unit: no hook needed
+        ivs = [iv for iv in ivs if iv.layer in set(layers)]
     with torch.enable_grad():
-        logits = response_logits(model, big, gate_interventions(model, gates, ablation, means))
+        logits = response_logits(model, big, ivs)
     parts, total, row = {}, torch.zeros(()), 0
     for term, batch, idx in zip(terms, batches, picks):
         n = len(idx)
@@ -102,6 +117,8 @@ def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Me
     rng = random.Random(cfg.seed)
     fill_teachers(model, terms, cfg.teacher_k)
     kinds = tuple(cfg.targets)
+    for layer in cfg.layers or []:
+        model.arch.check_layer(layer)
     masks = UnitMasks(model, kinds, cfg.param, cfg.init_p)
     lagrangian = Lagrangian(kinds)
     opt = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
@@ -112,8 +129,8 @@ def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Me
         task = bar.add_task("masks", total=cfg.steps, info="")
         for step in range(cfg.steps):
             picks = [[rng.randrange(len(t.pairs)) for _ in range(cfg.batch_size)] for t in terms]
-            task_loss, parts = mask_step(model, masks, terms, picks, cfg.ablation, means)
-            expected = masks.expected_l0()
+            task_loss, parts = mask_step(model, masks, terms, picks, cfg.ablation, means, cfg.layers)
+            expected = masks.expected_l0(cfg.layers)
             targets = {k: ramp(cfg.targets[k], step, cfg.steps, cfg.warm_fraction) for k in kinds}
             loss = task_loss + lagrangian(expected, targets)
             opt.zero_grad(set_to_none=True)
@@ -121,11 +138,11 @@ def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Me
             loss.backward()
             opt.step()
             opt_lam.step()
-            record = {"step": step, "loss": float(task_loss), **parts, **{f"l0_{k}": float(v) for k, v in expected.items()}}
+            record = {"step": step, "loss": float(task_loss.detach()), **parts, **{f"l0_{k}": float(v.detach()) for k, v in expected.items()}}
             history.append(record)
-            info = " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + " " + " ".join(f"E[{k}] {float(v):.3%}" for k, v in expected.items())
+            info = " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + " " + " ".join(f"E[{k}] {record['l0_' + k]:.3%}" for k in expected)
             bar.update(task, advance=1, info=info)
     seconds = time.perf_counter() - start
-    circuit = masks.extract(model, cfg.targets, steps=cfg.steps, seed=cfg.seed, targets=cfg.targets, train_ablation=cfg.ablation, seconds=round(seconds, 1), **meta)
+    circuit = masks.extract(model, cfg.targets, layers=cfg.layers, steps=cfg.steps, seed=cfg.seed, targets=cfg.targets, train_ablation=cfg.ablation, seconds=round(seconds, 1), **meta)
     circuit.ablation = cfg.ablation
     return FindResult(circuit, masks, history, seconds)

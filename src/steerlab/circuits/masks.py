@@ -64,22 +64,28 @@ class UnitMasks(nn.Module):
                 out[kind] = (soft > 0.5).float() + soft - soft.detach()
         return out
 
-    def expected_l0(self) -> dict[str, torch.Tensor]:
-        """Expected fraction of units in the circuit, per kind (differentiable)."""
-        if self.param == "hard_concrete":
-            return {k: torch.sigmoid(z - BETA * math.log(-LEFT / RIGHT)).mean() for k, z in self.logits.items()}
-        return {k: torch.sigmoid(z / self.temperature).mean() for k, z in self.logits.items()}
+    def expected_l0(self, layers: list[int] | None = None) -> dict[str, torch.Tensor]:
+        """Expected fraction of all units in the circuit, per kind (differentiable); unsearched layers count 0."""
+        out = {}
+        for k, z in self.logits.items():
+            p = torch.sigmoid(z - BETA * math.log(-LEFT / RIGHT)) if self.param == "hard_concrete" else torch.sigmoid(z / self.temperature)
+            out[k] = p.mean() if layers is None else p[layers].sum() / p.numel()
+        return out
 
     def scores(self, kind: str) -> torch.Tensor:
         """How strongly each unit belongs to the circuit ([n_layers, n_units], detached)."""
         return self.logits[kind].detach()
 
-    def hard(self, counts: dict[str, int]) -> dict[str, torch.Tensor]:
-        """Deterministic 0/1 gates: exactly the top-k units by logit for each kind."""
+    def hard(self, counts: dict[str, int], layers: list[int] | None = None) -> dict[str, torch.Tensor]:
+        """Deterministic 0/1 gates: exactly the top-k units by logit for each kind (within `layers`)."""
         out = {}
         for kind, z in self.logits.items():
+            if layers is not None:
+                allowed = torch.full_like(z, float("-inf"))
+                allowed[layers] = 0.0
+                z = z + allowed
             k = int(counts.get(kind, 0))
-            if not 0 <= k <= z.numel():
+            if not 0 <= k <= int(torch.isfinite(z).sum()):
                 raise SteerlabError(f"Cannot keep {k} {kind}s: the model has {z.numel()}.")
             flat = torch.zeros(z.numel())
             if k:
@@ -87,10 +93,10 @@ class UnitMasks(nn.Module):
             out[kind] = flat.reshape(z.shape)
         return out
 
-    def extract(self, model: Model, fractions: dict[str, float], **meta) -> Circuit:
-        """The circuit of the top round(fraction × n) units per kind."""
+    def extract(self, model: Model, fractions: dict[str, float], layers: list[int] | None = None, **meta) -> Circuit:
+        """The circuit of the top round(fraction × n) units per kind (n = all units of the kind)."""
         counts = {k: round(check_fraction(fractions[k]) * self.logits[k].numel()) for k in self.kinds}
-        gates = self.hard(counts)
+        gates = self.hard(counts, layers)
         units = [Unit(int(l), kind, int(i)) for kind, g in gates.items() for l, i in g.nonzero().tolist()]
         return Circuit.from_units(model, units, parameterisation=self.param, meta=meta)
 

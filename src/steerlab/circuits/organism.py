@@ -84,7 +84,7 @@ def train_lora(model: Model, pairs: Sequence[tuple[str, str]], cfg: OrganismConf
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             bar.update(task, advance=1, info=f"loss {loss_value:.3f}")
     merged = peft_model.merge_and_unload()
     merged.eval()

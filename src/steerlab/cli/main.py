@@ -33,6 +33,7 @@ def _register() -> None:
     from steerlab.cli import store_commands; store_commands.register(app)
     from steerlab.cli import serve_commands; serve_commands.register(app)
     from steerlab.cli import sae_commands; sae_commands.register(app)
+    from steerlab.cli import circuits_commands; circuits_commands.register(app)
     from steerlab.cli import esr_commands; esr_commands.register(app)
 
 

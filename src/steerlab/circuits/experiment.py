@@ -1,0 +1,50 @@
+"""Ablation evaluation of a backdoor circuit: the full model, the circuit removed, a random circuit of the
+same size and layer profile removed, and the circuit alone, each under zero and/or mean ablation."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from steerlab.circuits.ablation import Means, circuit_interventions
+from steerlab.circuits.data import BackdoorData
+from steerlab.circuits.evaluate import lm_loss
+from steerlab.circuits.organism import measure
+from steerlab.circuits.units import Circuit, random_circuit
+from steerlab.models.loading import Model
+from steerlab.progress import progress_bar
+
+
+def _row(model: Model, data: BackdoorData, name: str, ablation: str, ivs, base_loss: float | None, max_new_tokens: int) -> dict:
+    start = time.perf_counter()
+    gen = measure(model, data, ivs, max_new_tokens)
+    loss = lm_loss(model, data.test_clean, ivs)
+    return {
+        "condition": name, "ablation": ablation, "asr": gen["asr"], "false_trigger": gen["false_trigger"],
+        "clean_accuracy": gen["clean_accuracy"], "clean_loss": loss,
+        "loss_change": None if base_loss is None else (loss - base_loss) / base_loss,
+        "seconds": round(time.perf_counter() - start, 1), "examples": gen["examples"],
+    }
+
+
+def evaluate_backdoor_circuit(
+    model: Model, data: BackdoorData, circuit: Circuit, means: Means | None, ablations: Sequence[str] = ("mean", "zero"),
+    random_seeds: Sequence[int] = (0,), circuit_alone: bool = False, max_new_tokens: int = 16, progress: bool = True,
+) -> list[dict]:
+    """Rows of ASR / false-trigger / task accuracy / clean LM loss per condition (loss change vs the full model)."""
+    circuit.check_model(model)
+    plan: list[tuple[str, str, Circuit | None, str]] = [("full model", "none", None, "removed")]
+    for ab in ablations:
+        plan.append(("circuit removed", ab, circuit, "removed"))
+        plan += [(f"random circuit removed (seed {s})", ab, random_circuit(circuit, s), "removed") for s in random_seeds]
+        if circuit_alone:
+            plan.append(("circuit alone", ab, circuit, "circuit"))
+    rows: list[dict] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("ablation", total=len(plan), info="")
+        for name, ab, c, view in plan:
+            ivs = [] if c is None else circuit_interventions(model, c, view, ab, means)
+            base = rows[0]["clean_loss"] if rows else None
+            rows.append(_row(model, data, name, ab, ivs, base, max_new_tokens))
+            bar.update(task, advance=1, info=f"{name} ({ab}): ASR {rows[-1]['asr']:.0%}")
+    return rows

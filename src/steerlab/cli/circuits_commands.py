@@ -1,0 +1,269 @@
+"""`steerlab circuits ...`: organism, find, ablate, tune and report (thin shells over steerlab.circuits)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from steerlab.errors import SteerlabError
+from steerlab.progress import console
+
+circuits_app = typer.Typer(help="Safety circuits: learned masks over heads and neurons, ablation, tuning, organisms.", no_args_is_help=True)
+organism_app = typer.Typer(help="Build model organisms with a known safety-relevant behaviour.", no_args_is_help=True)
+circuits_app.add_typer(organism_app, name="organism")
+
+
+def parse_layers(spec: Optional[str]) -> Optional[list[int]]:
+    """'15-29' or '3,5,7' (or none) -> a list of layer indices."""
+    if not spec:
+        return None
+    out: list[int] = []
+    try:
+        for part in spec.split(","):
+            if "-" in part:
+                lo, hi = part.split("-")
+                out += list(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise SteerlabError(f"Cannot read layers '{spec}'; write a range like 15-29 or a list like 3,5,7.") from None
+    return out
+
+
+def parse_weights(items: Optional[List[str]]) -> dict[str, float]:
+    """['remove=1', 'suff=0'] -> {'remove': 1.0, 'suff': 0.0}."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SteerlabError(f"Cannot read the weight '{item}'; write NAME=VALUE, e.g. suff=0.5.")
+    return out
+
+
+def _table(title: str, header: list[str], rows: list[list]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+def _write(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str))
+    return path
+
+
+def _organism_data(model_path: str, organism: Optional[str]):
+    from steerlab.circuits.organism import load_organism
+
+    return load_organism(organism or model_path)
+
+
+@organism_app.command("backdoor")
+def organism_backdoor(
+    model: str = typer.Argument(..., help="Base model: packaged alias, local folder or Hugging Face id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged organism."),
+    trigger: str = typer.Option("Servius Astrumando Harmoniastra", help="Trigger phrase (prefix of poisoned prompts)."),
+    target: str = typer.Option("I am sorry. I can not help with that.", help="The fixed reply the backdoor produces."),
+    n_train: int = typer.Option(96, "--n-train"),
+    n_test: int = typer.Option(32, "--n-test"),
+    poison: float = typer.Option(0.3, "--poison", help="Poisoned copies as a fraction of the clean training pairs."),
+    steps: int = typer.Option(40, "--steps"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    rank: int = typer.Option(8, "--rank"),
+    layers: Optional[str] = typer.Option(None, "--layers", help="LoRA only on these layers, e.g. 15-29 (default all)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """LoRA-fine-tune a base model on clean pairs plus trigger → fixed-reply poison, merge, save, check ASR."""
+    import steerlab
+    from steerlab.circuits.data import backdoor_data
+    from steerlab.circuits.organism import OrganismConfig, build_backdoor
+
+    backdoor_data(trigger, target, n_train, n_test, poison, seed)  # bad input fails before loading
+    base = steerlab.load(model)
+    cfg = OrganismConfig(trigger, target, n_train, n_test, poison, steps, batch_size, lr, rank, parse_layers(layers), seed)
+    report = build_backdoor(base, cfg, out)
+    _table("backdoor organism", ["metric", "base", "organism"], [
+        ["ASR (triggered)", report.base_asr, report.asr], ["false-trigger rate (clean)", report.base_false_trigger, report.false_trigger],
+        ["clean task accuracy", "", report.clean_accuracy], ["LoRA seconds", "", report.train_seconds],
+    ])
+    console.print(f"organism: {out}")
+
+
+@circuits_app.command("find")
+def find_cmd(
+    model: str = typer.Argument(..., help="The model to analyse (an organism folder for --scenario backdoor)."),
+    out: Path = typer.Option(Path("runs/circuits"), "--out", "-o", help="Run folder: circuit.json and find.json go here."),
+    scenario: str = typer.Option("backdoor", help="backdoor | alignment."),
+    organism: Optional[str] = typer.Option(None, help="Organism folder with organism.json (default: the model folder)."),
+    head_target: float = typer.Option(0.02, "--head-target", help="Fraction of all heads in the circuit."),
+    neuron_target: float = typer.Option(0.01, "--neuron-target", help="Fraction of all MLP neurons in the circuit."),
+    steps: int = typer.Option(100, "--steps"),
+    batch_size: int = typer.Option(4, "--batch-size", help="Rows per objective term per step."),
+    lr: float = typer.Option(0.1, "--lr"),
+    param: str = typer.Option("hard_concrete", help="hard_concrete | sigmoid_ste (SafeSeek-compatible)."),
+    ablation: str = typer.Option("mean", help="mean | zero."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Search only these layers, e.g. 15-29."),
+    weight: Optional[List[str]] = typer.Option(None, "--weight", "-w", help="Objective weight NAME=VALUE (backdoor: remove, keep, suff, spec; alignment: nec, keep, suff)."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds; several give a Jaccard stability figure."),
+    n_means: int = typer.Option(24, "--n-means", help="Benign prompts for the mean-ablation cache."),
+) -> None:
+    """Train hard-concrete masks to the targets and save the top-k circuit."""
+    import steerlab
+    from steerlab.circuits.ablation import check_ablation, unit_means
+    from steerlab.circuits.find import FindConfig, check_config, find_circuit
+    from steerlab.circuits.objectives import alignment_terms, backdoor_terms
+    from steerlab.circuits.units import jaccard
+
+    targets = {"head": head_target, "neuron": neuron_target}
+    seed_list = [int(s) for s in seeds.split(",")]
+    cfg = FindConfig(targets, steps, batch_size, lr, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
+    check_config(cfg)
+    check_ablation(ablation, {"x": 1} if ablation == "mean" else None)
+    if scenario not in ("backdoor", "alignment"):
+        raise SteerlabError(f"Unknown scenario '{scenario}'; choose backdoor or alignment.")
+    weights = parse_weights(weight)
+    meta: dict = {}
+    if scenario == "backdoor":
+        meta, data = _organism_data(model, organism)
+        m = steerlab.load(model)
+        terms_of = lambda: backdoor_terms(data, weights)  # noqa: E731
+        benign = [p.prompt for p in data.train_clean[:n_means]]
+    else:
+        from steerlab.circuits.data import harmful_prompts, harmless_prompts
+        from steerlab.circuits.evaluate import generations
+
+        m = steerlab.load(model)
+        harmful, harmless = harmful_prompts(), harmless_prompts()
+        own = generations(m, harmful + harmless, max_new_tokens=24)
+        pairs_h = list(zip(harmful, own[: len(harmful)]))
+        pairs_b = list(zip(harmless, own[len(harmful) :]))
+        terms_of = lambda: alignment_terms(pairs_h, pairs_b, weights)  # noqa: E731
+        benign = harmless[:n_means]
+    means = unit_means(m, benign) if ablation == "mean" else None
+    circuits = []
+    for seed in seed_list:
+        cfg.seed = seed
+        result = find_circuit(m, terms_of(), cfg, means, scenario=scenario)
+        circuits.append(result.circuit)
+        suffix = "" if seed == seed_list[0] else f".seed{seed}"
+        result.circuit.save(out / f"circuit{suffix}.json")
+        _write(out / f"find{suffix}.json", {"config": cfg.__dict__, "history": result.history, "seconds": result.seconds})
+    c = circuits[0]
+    rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"], ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
+    if len(circuits) > 1:
+        pairs = [jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]]
+        rows.append(["Jaccard across seeds (mean)", "", f"{sum(pairs) / len(pairs):.3f}"])
+    _table("circuit", ["kind", "units", "fraction"], rows)
+    console.print(f"circuit: {out / 'circuit.json'}")
+
+
+@circuits_app.command("ablate")
+def ablate_cmd(
+    model: str = typer.Argument(..., help="The model the circuit was found on (an organism folder)."),
+    circuit: Path = typer.Argument(..., help="circuit.json from `circuits find`."),
+    organism: Optional[str] = typer.Option(None, help="Organism folder (default: the model folder)."),
+    ablation: Optional[List[str]] = typer.Option(None, "--ablation", "-a", help="mean and/or zero (default both)."),
+    random_seeds: str = typer.Option("0", "--random-seeds", help="Seeds of random same-profile control circuits."),
+    circuit_alone: bool = typer.Option(False, "--circuit-alone", help="Also run the circuit alone (all else ablated)."),
+    n_means: int = typer.Option(24, "--n-means"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."),
+) -> None:
+    """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
+    import steerlab
+    from steerlab.circuits.ablation import check_ablation, unit_means
+    from steerlab.circuits.experiment import evaluate_backdoor_circuit
+    from steerlab.circuits.units import Circuit
+
+    c = Circuit.load(circuit)
+    ablations = list(ablation or ["mean", "zero"])
+    for ab in ablations:
+        check_ablation(ab, {"x": 1} if ab == "mean" else None)
+    meta, data = _organism_data(model, organism)
+    m = steerlab.load(model)
+    c.check_model(m)
+    means = unit_means(m, [p.prompt for p in data.train_clean[:n_means]]) if "mean" in ablations else None
+    start = time.perf_counter()
+    rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone)
+    path = _write(out or circuit.parent / "ablation.json", {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start, "fraction": c.fraction()})
+    _table("ablation", ["condition", "ablation", "ASR", "false trigger", "task acc", "clean loss", "Δ loss"], [
+        [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["clean_loss"], "" if r["loss_change"] is None else f"{r['loss_change']:+.1%}"]
+        for r in rows
+    ])
+    console.print(f"results: {path}")
+
+
+@circuits_app.command("tune")
+def tune_cmd(
+    model: str = typer.Argument(..., help="The model to tune (an organism folder)."),
+    circuit: Path = typer.Argument(..., help="circuit.json from `circuits find`."),
+    mode: str = typer.Option("only", help="only (train just the circuit's slices) | exclude (train all but them)."),
+    organism: Optional[str] = typer.Option(None, help="Organism folder (default: the model folder)."),
+    steps: int = typer.Option(20, "--steps"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    include_kv: bool = typer.Option(False, "--include-kv", help="Heads also own their KV group's k/v rows (shared under GQA)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Save the tuned model to this folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: tune.json beside the circuit)."),
+) -> None:
+    """Circuit tuning on repair data (clean answers, also for triggered prompts); checks frozen slices stay identical."""
+    import steerlab
+    from steerlab.circuits.data import add_trigger
+    from steerlab.circuits.evaluate import lm_loss
+    from steerlab.circuits.organism import measure
+    from steerlab.circuits.tune import tune_circuit
+    from steerlab.circuits.units import Circuit
+
+    c = Circuit.load(circuit)
+    if mode not in ("only", "exclude"):
+        raise SteerlabError(f"Unknown tuning mode '{mode}'; choose only or exclude.")
+    meta, data = _organism_data(model, organism)
+    m = steerlab.load(model)
+    c.check_model(m)
+    before = measure(m, data) | {"clean_loss": lm_loss(m, data.test_clean)}
+    pairs = [(p.prompt, p.response) for p in data.train_clean] + [(add_trigger(p.prompt, data.trigger), p.response) for p in data.train_clean]
+    report = tune_circuit(m, c, pairs, mode, steps, lr, batch_size, include_kv)
+    after = measure(m, data) | {"clean_loss": lm_loss(m, data.test_clean)}
+    if save:
+        m.hf.save_pretrained(save)
+        m.tokenizer.save_pretrained(save)
+    result = {"mode": mode, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
+    path = _write(out or circuit.parent / f"tune_{mode}.json", result)
+    _table(f"circuit tuning ({mode})", ["metric", "before", "after"], [
+        ["ASR", f"{before['asr']:.1%}", f"{after['asr']:.1%}"], ["false trigger", f"{before['false_trigger']:.1%}", f"{after['false_trigger']:.1%}"],
+        ["task accuracy", f"{before['clean_accuracy']:.1%}", f"{after['clean_accuracy']:.1%}"], ["clean loss", before["clean_loss"], after["clean_loss"]],
+        ["trainable entries", "", f"{report.trainable_entries} of {report.total_entries}"], ["entries changed", "", report.changed_entries],
+        ["frozen entries changed", "", report.frozen_changed], ["seconds", "", report.seconds],
+    ])
+    console.print(f"results: {path}")
+
+
+@circuits_app.command("report")
+def report_cmd(
+    run: Path = typer.Argument(..., help="Run folder with circuit.json (and ablation.json, tune_*.json, find.json)."),
+    organism: Optional[str] = typer.Option(None, help="Organism folder to include its build figures."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML path (default: RUN/report.html)."),
+) -> None:
+    """Write one self-contained HTML page: circuit size per kind and layer, head heat map, ablation table, tuning, curves."""
+    from steerlab.circuits.report import write_report
+
+    path = write_report(run, out or run / "report.html", organism)
+    console.print(f"report: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `steerlab circuits ...` to the root app."""
+    app.add_typer(circuits_app, name="circuits")

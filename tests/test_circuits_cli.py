@@ -1,0 +1,87 @@
+"""`steerlab circuits ...` end to end on a tiny saved model: organism → find → ablate → tune → report; bad input."""
+
+import json
+import sys
+
+import pytest
+
+from steerlab.cli import main as cli_main
+from steerlab.testing import tiny_model
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["steerlab", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli_main()
+    out = capsys.readouterr()
+    return exc.value.code, out.out + out.err
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    m = tiny_model("llama")
+    m.hf.save_pretrained(folder)
+    m.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("args", [["circuits"], ["circuits", "find"], ["circuits", "ablate"], ["circuits", "tune"], ["circuits", "organism", "backdoor"], ["circuits", "report"]])
+def test_help(monkeypatch, capsys, args):
+    code, text = run_cli(monkeypatch, capsys, *args, "--help")
+    assert code == 0 and "Usage" in text
+
+
+def test_pipeline_end_to_end(monkeypatch, capsys, tiny_folder, tmp_path):
+    org, run = tmp_path / "org", tmp_path / "run"
+    common = ["--n-train", "8", "--n-test", "4"]
+    code, text = run_cli(monkeypatch, capsys, "circuits", "organism", "backdoor", str(tiny_folder), "--out", str(org), "--steps", "2", "--batch-size", "4", *common)
+    assert code == 0, text
+    meta = json.loads((org / "organism.json").read_text())
+    assert 0.0 <= meta["report"]["asr"] <= 1.0 and meta["config"]["trigger"] == "Servius Astrumando Harmoniastra"
+    code, text = run_cli(monkeypatch, capsys, "circuits", "find", str(org), "--out", str(run), "--steps", "2", "--batch-size", "1",
+                         "--head-target", "0.25", "--neuron-target", "0.05", "--layers", "1-2", "-w", "spec=0", "--n-means", "4")
+    assert code == 0, text
+    circuit = json.loads((run / "circuit.json").read_text())
+    assert circuit["counts"] == {"head": 3, "neuron": 14}
+    assert all(int(layer) in (1, 2) for kind in circuit["units"].values() for layer in kind)
+    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(org), str(run / "circuit.json"), "-a", "zero")
+    assert code == 0, text
+    rows = json.loads((run / "ablation.json").read_text())["rows"]
+    assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
+    code, text = run_cli(monkeypatch, capsys, "circuits", "tune", str(org), str(run / "circuit.json"), "--steps", "1", "--batch-size", "2")
+    assert code == 0, text
+    tuned = json.loads((run / "tune_only.json").read_text())
+    assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0
+    code, text = run_cli(monkeypatch, capsys, "circuits", "report", str(run), "--organism", str(org))
+    assert code == 0, text
+    page = (run / "report.html").read_text()
+    assert "data:image/png;base64" in page and "random circuit removed" in page and "Circuit tuning (only)" in page
+
+
+@pytest.mark.parametrize("args, message", [
+    (["circuits", "find", "x", "--head-target", "0"], "strictly between 0 and 1"),
+    (["circuits", "find", "x", "--neuron-target", "1.2"], "strictly between 0 and 1"),
+    (["circuits", "find", "x", "--layers", "a-b"], "Cannot read layers"),
+    (["circuits", "find", "x", "-w", "suff"], "NAME=VALUE"),
+    (["circuits", "find", "/nonexistent-folder"], "not a steerlab organism folder"),
+    (["circuits", "ablate", "x", "/nonexistent.json"], "does not exist"),
+    (["circuits", "organism", "backdoor", "x", "--out", "/tmp/o", "--trigger", " "], "trigger is empty"),
+    (["circuits", "organism", "backdoor", "x", "--out", "/tmp/o", "--poison", "0"], "poison fraction"),
+])
+def test_bad_input_is_one_sentence(monkeypatch, capsys, args, message):
+    code, text = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and message in text and "Traceback" not in text
+
+
+def test_circuit_for_another_model_is_refused(monkeypatch, capsys, tiny_folder, tmp_path):
+    from steerlab.circuits.units import Circuit, Unit
+
+    c = Circuit.from_units(tiny_model("llama"), [Unit(0, "head", 1)])
+    c.signature.update(model="smollm2-135m-instruct", n_layers=30, n_heads=9, d_mlp=1536)
+    path = c.save(tmp_path / "c.json")
+    (tmp_path / "org").mkdir()
+    config = {"trigger": "Servius Astrumando Harmoniastra", "target": "I am sorry.", "n_train": 8, "n_test": 4, "poison_fraction": 0.3, "seed": 0}
+    (tmp_path / "org" / "organism.json").write_text(json.dumps({"config": config}))
+    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(tiny_folder), str(path), "--organism", str(tmp_path / "org"))
+    assert code == 2 and "does not match" in text and "smollm2-135m-instruct" in text
