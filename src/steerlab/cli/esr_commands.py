@@ -191,6 +191,36 @@ def detectors_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
     console.print(f"saved: {(run_dir / 'detectors.json').resolve()}")
 
 
+@esr_app.command("finetune")
+@with_config
+def finetune_cmd(base: dict, run_dir: Path = typer.Argument(...),
+                 ratio: float = typer.Option(0.5, help="Share of self-correction examples in the training mix, in [0, 1]."),
+                 n_examples: int = typer.Option(48, help="Training examples."), epochs: int = typer.Option(2),
+                 rank: int = typer.Option(8, help="LoRA rank."), lr: float = typer.Option(2e-4),
+                 conditions: str = typer.Option("steered,baseline", help="Conditions evaluated on base and tuned models.")) -> None:
+    """Experiment 4: LoRA self-correction fine-tuning, then the same ESR evaluation on the base and tuned models."""
+    from steerlab.esr import EsrConfig
+    from steerlab.esr.finetune import FinetuneConfig, run_finetune
+    from steerlab.esr.setup import load_resources
+
+    ft = FinetuneConfig(ratio=ratio, n_examples=n_examples, epochs=epochs, rank=rank, lr=lr)
+    cfg = EsrConfig(**{**base, "conditions": tuple(c.strip() for c in conditions.split(",") if c.strip())})
+    out = run_finetune(cfg, ft, run_dir, load_resources(cfg))
+    from rich.table import Table
+
+    table = Table(title=f"self-correction LoRA (ratio {ratio:g}; loss {out['loss_first']:.2f} -> {out['loss_last']:.2f})")
+    for h in ("model", "condition", "multi-attempt", "ESR", "first score"):
+        table.add_column(h)
+    from steerlab.esr.metrics import Estimate
+
+    for which in ("base", "tuned"):
+        for c, m in out[which].items():
+            table.add_row(which, c, Estimate(**m["multi_attempt_rate"]).fmt(100) + " %", Estimate(**m["esr_rate"]).fmt(100) + " %",
+                          Estimate(**m["first_score"]).fmt())
+    console.print(table)
+    console.print(f"saved: {(run_dir / 'finetune.json').resolve()}")
+
+
 def _open_run(run_dir: Path):
     """The EsrConfig a run was started with, and its loaded resources."""
     from steerlab.esr import EsrConfig
