@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import steerlab
+from steerlab.testing import tiny_model
 from steerlab.circuits.ablation import circuit_interventions, gate_interventions, unit_means
 from steerlab.circuits.data import DEFAULT_TARGET, DEFAULT_TRIGGER, Pair, backdoor_data, check_trigger
 from steerlab.circuits.find import FindConfig, find_circuit
@@ -229,7 +230,7 @@ def test_circuit_json_round_trip_and_controls(tiny_factory, tmp_path):
 
 @pytest.mark.parametrize("mode", ["only", "exclude"])
 def test_circuit_tuning_leaves_frozen_slices_bit_identical(tiny_factory, mode):
-    model = steerlab.testing.tiny_model("llama", seed=3)  # a private copy: tuning edits weights
+    model = tiny_model("llama", seed=3)  # a private copy: tuning edits weights
     c = Circuit.from_units(model, [Unit(1, "head", 2), Unit(0, "neuron", 5), Unit(2, "neuron", 50)])
     owned = slice_masks(model, c)
     before = {p: p.detach().clone() for p in owned}

@@ -59,13 +59,19 @@ def topk_of(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 @torch.no_grad()
 def fill_teachers(model: Model, terms: Sequence[Term], k: int = 32, batch_size: int = 8) -> None:
-    """Compute each KL term's teacher distributions with the full model, once."""
+    """Compute each KL term's teacher distributions with the full model, once (shared between terms)."""
+    done: dict[tuple, list[TopK]] = {}
     for term in terms:
         if term.loss != "kl" or term.teacher:
             continue
         pairs = term.teacher_pairs or term.pairs
         if len(pairs) != len(term.pairs):
             raise SteerlabError(f"Term '{term.name}' has {len(term.pairs)} pairs but {len(pairs)} teacher pairs.")
+        key = tuple(pairs)
+        if key in done:
+            term.teacher = done[key]
+            continue
+        done[key] = term.teacher
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
             batch = make_batch(model, [p for p, _ in chunk], [r for _, r in chunk])
@@ -107,10 +113,13 @@ def unlikelihood_loss(logits: torch.Tensor, batch: PairBatch, first_tokens: int 
     return (-_log1mexp(lp) * mask).sum() / mask.sum().clamp(min=1)
 
 
-def backdoor_terms(data: BackdoorData, weights: dict[str, float] | None = None) -> list[Term]:
+def backdoor_terms(data: BackdoorData, weights: dict[str, float] | None = None, n_pairs: int | None = None) -> list[Term]:
     """Circuit removed: the trigger does nothing and clean behaviour is kept; circuit alone: reproduces the backdoor, only with the trigger."""
     w = {"remove": 1.0, "keep": 1.0, "suff": 0.5, "spec": 0.1} | (weights or {})
-    clean = [(p.prompt, p.response) for p in data.train_clean]
+    unknown = set(w) - {"remove", "keep", "suff", "spec"}
+    if unknown:
+        raise SteerlabError(f"Unknown backdoor objective term(s) {sorted(unknown)}; use remove, keep, suff, spec.")
+    clean = [(p.prompt, p.response) for p in data.train_clean][:n_pairs]
     trig_clean = [(add_trigger(p, data.trigger), r) for p, r in clean]
     trig_bd = [(add_trigger(p, data.trigger), data.target) for p, _ in clean]
     clean_bd = [(p, data.target) for p, _ in clean]
@@ -129,6 +138,9 @@ def alignment_terms(harmful: Sequence[tuple[str, str]], harmless: Sequence[tuple
     harmful: (prompt, the model's own refusal); harmless: (prompt, the model's own answer).
     """
     w = {"nec": 1.0, "keep": 1.0, "suff": 0.5} | (weights or {})
+    unknown = set(w) - {"nec", "keep", "suff"}
+    if unknown:
+        raise SteerlabError(f"Unknown alignment objective term(s) {sorted(unknown)}; use nec, keep, suff.")
     terms = [
         Term("nec", "removed", list(harmful), "unlikelihood", w["nec"], first_tokens=first_tokens),
         Term("keep", "removed", list(harmless), "kl", w["keep"]),

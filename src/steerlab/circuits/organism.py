@@ -55,7 +55,10 @@ class OrganismReport:
 
 
 def train_lora(model: Model, pairs: Sequence[tuple[str, str]], cfg: OrganismConfig, progress: bool = True) -> tuple[Model, float]:
-    """Fine-tune a LoRA adapter on (prompt, response) pairs with the loss on response tokens; merge it."""
+    """Fine-tune a LoRA adapter on (prompt, response) pairs (loss on response tokens) and merge it.
+
+    The merge writes into model.hf's weights: pass a model you own (a fresh `steerlab.load`).
+    """
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=cfg.rank, lora_alpha=2 * cfg.rank, lora_dropout=0.0, target_modules=list(LORA_TARGETS), layers_to_transform=cfg.layers)

@@ -120,6 +120,7 @@ def find_cmd(
     weight: Optional[List[str]] = typer.Option(None, "--weight", "-w", help="Objective weight NAME=VALUE (backdoor: remove, keep, suff, spec; alignment: nec, keep, suff)."),
     seeds: str = typer.Option("0", help="Comma-separated seeds; several give a Jaccard stability figure."),
     n_means: int = typer.Option(24, "--n-means", help="Benign prompts for the mean-ablation cache."),
+    n_pairs: Optional[int] = typer.Option(None, "--n-pairs", help="Use only the first N training pairs (teacher pass cost)."),
 ) -> None:
     """Train hard-concrete masks to the targets and save the top-k circuit."""
     import steerlab
@@ -139,13 +140,15 @@ def find_cmd(
     meta: dict = {}
     if scenario == "backdoor":
         meta, data = _organism_data(model, organism)
-        m = steerlab.load(model)
-        terms_of = lambda: backdoor_terms(data, weights)  # noqa: E731
+        terms_of = lambda: backdoor_terms(data, weights, n_pairs)  # noqa: E731
+        terms_of()  # unknown term names fail before loading
         benign = [p.prompt for p in data.train_clean[:n_means]]
+        m = steerlab.load(model)
     else:
         from steerlab.circuits.data import harmful_prompts, harmless_prompts
         from steerlab.circuits.evaluate import generations
 
+        alignment_terms([], [], weights)  # unknown term names fail before loading
         m = steerlab.load(model)
         harmful, harmless = harmful_prompts(), harmless_prompts()
         own = generations(m, harmful + harmless, max_new_tokens=24)
@@ -217,6 +220,7 @@ def tune_cmd(
     batch_size: int = typer.Option(8, "--batch-size"),
     include_kv: bool = typer.Option(False, "--include-kv", help="Heads also own their KV group's k/v rows (shared under GQA)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Save the tuned model to this folder."),
+    reuse_baseline: bool = typer.Option(True, help="Take the 'before' figures from ablation.json's full-model row when it exists."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: tune.json beside the circuit)."),
 ) -> None:
     """Circuit tuning on repair data (clean answers, also for triggered prompts); checks frozen slices stay identical."""
@@ -233,7 +237,9 @@ def tune_cmd(
     meta, data = _organism_data(model, organism)
     m = steerlab.load(model)
     c.check_model(m)
-    before = measure(m, data) | {"clean_loss": lm_loss(m, data.test_clean)}
+    ablation_file = circuit.parent / "ablation.json"
+    full = [r for r in json.loads(ablation_file.read_text())["rows"] if r["condition"] == "full model"] if reuse_baseline and ablation_file.is_file() else []
+    before = full[0] if full else measure(m, data) | {"clean_loss": lm_loss(m, data.test_clean)}
     pairs = [(p.prompt, p.response) for p in data.train_clean] + [(add_trigger(p.prompt, data.trigger), p.response) for p in data.train_clean]
     report = tune_circuit(m, c, pairs, mode, steps, lr, batch_size, include_kv)
     after = measure(m, data) | {"clean_loss": lm_loss(m, data.test_clean)}
