@@ -45,8 +45,10 @@ def test_pipeline_end_to_end(monkeypatch, capsys, tiny_folder, tmp_path):
     circuit = json.loads((run / "circuit.json").read_text())
     assert circuit["counts"] == {"head": 3, "neuron": 14}
     assert all(int(layer) in (1, 2) for kind in circuit["units"].values() for layer in kind)
-    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(org), str(run / "circuit.json"), "-a", "zero")
+    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(org), str(run / "circuit.json"), "-a", "zero", "--sweep", "0.5,1")
     assert code == 0, text
+    sweep = json.loads((run / "sweep.json").read_text())
+    assert [p["heads"] for p in sweep] == [2, 3] and sweep[0]["fraction"] < sweep[1]["fraction"]
     rows = json.loads((run / "ablation.json").read_text())["rows"]
     assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
     code, text = run_cli(monkeypatch, capsys, "circuits", "tune", str(org), str(run / "circuit.json"), "--steps", "1", "--batch-size", "2")
@@ -56,7 +58,7 @@ def test_pipeline_end_to_end(monkeypatch, capsys, tiny_folder, tmp_path):
     code, text = run_cli(monkeypatch, capsys, "circuits", "report", str(run), "--organism", str(org))
     assert code == 0, text
     page = (run / "report.html").read_text()
-    assert "data:image/png;base64" in page and "random circuit removed" in page and "Circuit tuning (only)" in page
+    assert "data:image/png;base64" in page and "random circuit removed" in page and "Circuit tuning (only)" in page and "Sparsity vs faithfulness" in page
 
 
 @pytest.mark.parametrize("args, message", [

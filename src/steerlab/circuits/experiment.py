@@ -48,3 +48,26 @@ def evaluate_backdoor_circuit(
             rows.append(_row(model, data, name, ab, ivs, base, max_new_tokens))
             bar.update(task, advance=1, info=f"{name} ({ab}): ASR {rows[-1]['asr']:.0%}")
     return rows
+
+
+def sweep_sizes(
+    model: Model, data: BackdoorData, masks, base: Circuit, scales: Sequence[float], means: Means | None, ablation: str = "mean",
+    random_seed: int = 0, max_new_tokens: int = 16, progress: bool = True,
+) -> list[dict]:
+    """Sparsity vs faithfulness: circuits of scale × the found size (top-k of the same mask logits), removed,
+    each next to a random circuit of the same profile; ASR and clean-loss change per size."""
+    layers = base.meta.get("searched_layers")
+    targets = base.meta.get("targets") or {k: base.fraction(k) for k in ("head", "neuron")}
+    base_loss = lm_loss(model, data.test_clean)
+    out: list[dict] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("sweep", total=len(scales), info="")
+        for scale in scales:
+            fractions = {k: min(0.99, v * scale) for k, v in targets.items() if k in masks.logits}
+            c = masks.extract(model, fractions, layers=layers)
+            r = _row(model, data, "circuit removed", ablation, circuit_interventions(model, c, "removed", ablation, means), base_loss, max_new_tokens)
+            rr = _row(model, data, "random removed", ablation, circuit_interventions(model, random_circuit(c, random_seed), "removed", ablation, means), base_loss, max_new_tokens)
+            out.append({"scale": scale, "fraction": c.fraction(), "heads": c.count("head"), "neurons": c.count("neuron"), "asr": r["asr"],
+                        "false_trigger": r["false_trigger"], "loss_change": r["loss_change"], "random_asr": rr["asr"], "random_loss_change": rr["loss_change"]})
+            bar.update(task, advance=1, info=f"{c.fraction():.2%}: ASR {r['asr']:.0%}")
+    return out

@@ -143,6 +143,6 @@ def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Me
             info = " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + " " + " ".join(f"E[{k}] {record['l0_' + k]:.3%}" for k in expected)
             bar.update(task, advance=1, info=info)
     seconds = time.perf_counter() - start
-    circuit = masks.extract(model, cfg.targets, layers=cfg.layers, steps=cfg.steps, seed=cfg.seed, targets=cfg.targets, train_ablation=cfg.ablation, seconds=round(seconds, 1), **meta)
+    circuit = masks.extract(model, cfg.targets, layers=cfg.layers, steps=cfg.steps, seed=cfg.seed, targets=cfg.targets, searched_layers=cfg.layers, train_ablation=cfg.ablation, seconds=round(seconds, 1), **meta)
     circuit.ablation = cfg.ablation
     return FindResult(circuit, masks, history, seconds)

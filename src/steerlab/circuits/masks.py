@@ -101,6 +101,29 @@ class UnitMasks(nn.Module):
         return Circuit.from_units(model, units, parameterisation=self.param, meta=meta)
 
 
+def save_logits(masks: UnitMasks, path) -> None:
+    """Write the trained mask logits (safetensors) so circuits of other sizes can be extracted later."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in masks.logits.items()}, str(path), metadata={"param": masks.param, "model": masks.model_name})
+
+
+def load_logits(model: Model, path) -> UnitMasks:
+    """Rebuild UnitMasks from saved logits (checked against the model's shape)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    masks = UnitMasks(model, tuple(tensors), meta.get("param", "hard_concrete"))
+    for k, t in tensors.items():
+        if t.shape != masks.logits[k].shape:
+            raise SteerlabError(f"Saved {k} mask logits have shape {tuple(t.shape)} but this model needs {tuple(masks.logits[k].shape)}; they belong to another model.")
+        with torch.no_grad():
+            masks.logits[k].copy_(t)
+    return masks
+
+
 class Lagrangian(nn.Module):
     """λ1·(E[L0] − t) + λ2·(E[L0] − t)² per kind; λ is trained by gradient ascent (Edge Pruning, CoFi)."""
 

@@ -126,6 +126,7 @@ def find_cmd(
     import steerlab
     from steerlab.circuits.ablation import check_ablation, unit_means
     from steerlab.circuits.find import FindConfig, check_config, find_circuit
+    from steerlab.circuits.masks import save_logits
     from steerlab.circuits.objectives import alignment_terms, backdoor_terms
     from steerlab.circuits.units import jaccard
 
@@ -164,6 +165,7 @@ def find_cmd(
         circuits.append(result.circuit)
         suffix = "" if seed == seed_list[0] else f".seed{seed}"
         result.circuit.save(out / f"circuit{suffix}.json")
+        save_logits(result.masks, out / f"masks{suffix}.safetensors")
         _write(out / f"find{suffix}.json", {"config": cfg.__dict__, "history": result.history, "seconds": result.seconds})
     c = circuits[0]
     rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"], ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
@@ -184,6 +186,8 @@ def ablate_cmd(
     circuit_alone: bool = typer.Option(False, "--circuit-alone", help="Also run the circuit alone (all else ablated)."),
     n_means: int = typer.Option(24, "--n-means"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Also sweep sizes: scales of the found size, e.g. 0.25,0.5,1,2 (needs masks.safetensors beside the circuit); writes sweep.json."),
+    skip_conditions: bool = typer.Option(False, "--sweep-only", help="Only run the sweep."),
 ) -> None:
     """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
     import steerlab
@@ -199,6 +203,26 @@ def ablate_cmd(
     m = steerlab.load(model)
     c.check_model(m)
     means = unit_means(m, [p.prompt for p in data.train_clean[:n_means]]) if "mean" in ablations else None
+    scales = None
+    if sweep:
+        try:
+            scales = [float(x) for x in sweep.split(",")]
+        except ValueError:
+            raise SteerlabError(f"Cannot read the sweep '{sweep}'; write scales like 0.25,0.5,1,2.") from None
+        if not (circuit.parent / "masks.safetensors").is_file():
+            raise SteerlabError(f"The sweep needs {circuit.parent / 'masks.safetensors'} (written by `circuits find`).")
+    if scales:
+        from steerlab.circuits.experiment import sweep_sizes
+        from steerlab.circuits.masks import load_logits
+
+        masks = load_logits(m, circuit.parent / "masks.safetensors")
+        points = sweep_sizes(m, data, masks, c, scales, means, ablations[0])
+        _write(circuit.parent / "sweep.json", points)
+        _table("sweep", ["size", "heads", "neurons", "ASR removed", "ASR random", "Δ loss", "Δ loss random"], [
+            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", f"{p['random_asr']:.1%}", f"{p['loss_change']:+.1%}", f"{p['random_loss_change']:+.1%}"] for p in points
+        ])
+        if skip_conditions:
+            return
     start = time.perf_counter()
     rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone)
     path = _write(out or circuit.parent / "ablation.json", {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start, "fraction": c.fraction()})
