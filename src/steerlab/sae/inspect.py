@@ -132,8 +132,15 @@ def collect_latent_stats(model: Model, sae: Sae, docs: Sequence[Document], *, n_
     )
 
 
+_DECODED: dict[tuple[int, int], str] = {}
+
+
 def _tok(model: Model, token_id: int) -> str:
-    return model.tokenizer.decode([token_id])
+    """A token's text, memoised per tokenizer (dashboards decode the same ids hundreds of thousands of times)."""
+    key = (id(model.tokenizer), int(token_id))
+    if key not in _DECODED:
+        _DECODED[key] = model.tokenizer.decode([int(token_id)])
+    return _DECODED[key]
 
 
 def latent_report(model: Model, stats: LatentStats, latent: int, *, before: int = 12, after: int = 4) -> LatentReport:
