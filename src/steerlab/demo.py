@@ -16,7 +16,7 @@ from steerlab.progress import console, status
 
 CONDITIONS = ("steered", "baseline", "meta:self_monitor", "ablate")
 FULL = dict(n_latents=6, prompts_per_latent=4, max_new_tokens=64, calib_steps=5, calib_prompts=2, n_detectors=16, batch_size=24)
-QUICK = dict(n_latents=3, prompts_per_latent=3, max_new_tokens=40, calib_steps=3, calib_prompts=2, n_detectors=8, batch_size=24)
+QUICK = dict(n_latents=2, prompts_per_latent=3, max_new_tokens=32, calib_steps=3, calib_prompts=2, n_detectors=8, batch_size=24)
 
 
 def demo_config(model_name: str = "smollm2-135m-instruct", quick: bool = False) -> EsrConfig:

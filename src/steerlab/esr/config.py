@@ -47,9 +47,9 @@ class EsrConfig:
     target: float = 30.0
     calib_steps: int = 8
     calib_prompts: int = 2
-    calib_upper: float | None = None  # None = 3 × the median residual norm at the steering layer
+    calib_upper: float | None = None  # None = 1.5 × the median residual norm at the steering layer
     n_detectors: int = 16
-    detector_min_auc: float = 0.8
+    detector_min_auc: float = 0.7
     random_sets: int = 2
     boost_levels: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # σ units of the calibrated thresholds
     seed: int = 0

@@ -70,9 +70,9 @@ def median_residual_norm(res: Resources, layer: int) -> float:
 
 def calibration_settings(res: Resources, cfg: EsrConfig) -> CalibrationSettings:
     layer = cfg.steer_layer if cfg.steer_layer is not None else res.sae.layer
-    upper = cfg.calib_upper if cfg.calib_upper is not None else round(3.0 * median_residual_norm(res, layer), 2)
+    upper = cfg.calib_upper if cfg.calib_upper is not None else round(1.5 * median_residual_norm(res, layer), 2)
     return CalibrationSettings(target=cfg.target, steps=cfg.calib_steps, prompts_per_step=cfg.calib_prompts, lower=0.0,
-                               upper=upper, prior_mean=upper / 3, prior_std=upper / 3)
+                               upper=upper, prior_mean=upper / 6, prior_std=upper / 4)
 
 
 def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Grade]:
@@ -226,12 +226,19 @@ def grade_pending(store: RunStore, judge, *, chunk: int = 32, progress: bool = F
     return len(todo)
 
 
-def outcomes_by_condition(store: RunStore, judge_id: str, rubric: str) -> dict[str, dict[tuple, Outcome]]:
-    """condition -> {(latent, prompt_index, rep): Outcome} over trials with a successful, non-empty grade."""
+def outcomes_by_condition(store: RunStore, judge_id: str, rubric: str, excluded: dict | None = None) -> dict[str, dict[tuple, Outcome]]:
+    """condition -> {(latent, prompt_index, rep): Outcome} over trials with a successful, non-empty grade.
+
+    Trials left out (no grade yet, a judge error, or no attempt at all) are counted into `excluded`.
+    """
     out: dict[str, dict[tuple, Outcome]] = {}
     for row in store.rows():
         grade = next((g for g in row["grades"] if g["judge_id"] == judge_id and g["rubric_version"] == rubric), None)
         if grade is None or grade["error"] or not grade["attempts"]:
+            if excluded is not None:
+                why = "ungraded" if grade is None else "judge_error" if grade["error"] else "no_attempt"
+                excluded.setdefault(row["condition"], {}).setdefault(why, 0)
+                excluded[row["condition"]][why] += 1
             continue
         scores = [a["score"] for a in grade["attempts"]]
         key = (row["latent"], row["extra"].get("prompt_index"), row["extra"].get("rep", 0))
@@ -241,7 +248,8 @@ def outcomes_by_condition(store: RunStore, judge_id: str, rubric: str) -> dict[s
 
 def summarize_run(store: RunStore, judge_id: str, rubric: str, *, n_boot: int = 2000) -> dict:
     """Per-condition metrics with CIs, paired comparisons against the steered condition, and ESR-threshold sensitivity."""
-    by_cond = outcomes_by_condition(store, judge_id, rubric)
+    excluded: dict = {}
+    by_cond = outcomes_by_condition(store, judge_id, rubric, excluded)
     metrics = {c: {k: v.to_dict() for k, v in summarize(list(o.values()), n_boot=n_boot).items()} for c, o in by_cond.items()}
     sensitivity = {c: {str(d): summarize(list(o.values()), min_delta=d, n_boot=200)["esr_rate"].value for d in (0, 10, 25)}
                    for c, o in by_cond.items()}
@@ -256,7 +264,7 @@ def summarize_run(store: RunStore, judge_id: str, rubric: str, *, n_boot: int = 
                 "multi_attempt": paired_comparison(base, o, event=lambda x: x.multi, n_boot=n_boot),
             }
     return {"judge": judge_id, "rubric": rubric, "metrics": metrics, "comparisons": comparisons, "esr_sensitivity": sensitivity,
-            "n_trials": {c: len(o) for c, o in by_cond.items()}}
+            "n_trials": {c: len(o) for c, o in by_cond.items()}, "excluded": excluded}
 
 
 @dataclass

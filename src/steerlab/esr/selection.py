@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 import re
+
+import torch
 from typing import Sequence
 
 from steerlab.esr.readout import max_over_span, readout
@@ -35,42 +37,34 @@ def offline_concreteness(label: str, frequency: float | None = None) -> float:
     return 100.0 * len(content) / len(tokens)
 
 
-def fires_on_prompts(res: Resources, latents: Sequence[int], batch_size: int = 16) -> dict[int, float]:
-    """Each latent's max activation over all tokens of all evaluation prompts."""
+def prompt_peaks(res: Resources, batch_size: int = 16) -> torch.Tensor:
+    """[d_sae]: each latent's max activation over all tokens of all evaluation prompts (one readout pass)."""
     ids = [res.model.encode(p) for p in res.prompts]
-    acts = readout(res.model, ids, res.sae, latents=list(latents), batch_size=batch_size)
-    peak = max_over_span(acts, [0] * len(acts)).max(0).values
-    return {int(lat): float(v) for lat, v in zip(latents, peak.tolist())}
+    acts = readout(res.model, ids, res.sae, batch_size=batch_size)
+    return max_over_span(acts, [0] * len(acts)).max(0).values
 
 
-def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: float = 65.0, multiplier: int = 3) -> dict:
+def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: float = 65.0) -> dict:
     """Sample n latents (seeded); returns {'latents': [...], 'rejected': {reason: count}, 'candidates': k}."""
     rng = random.Random(seed)
     d = res.sae.d_sae
-    alive = [i for i in range(d) if res.frequencies is None or res.frequencies[i] > 0]
+    pool = [i for i in range(d) if res.frequencies is None or res.frequencies[i] > 0]
+    rng.shuffle(pool)
+    peaks = prompt_peaks(res)
     rejected = {"not_concrete": 0, "fires_on_prompts": 0}
     chosen: list[int] = []
-    pool = alive[:]
-    rng.shuffle(pool)
-    start = 0
-    while len(chosen) < n and start < len(pool):
-        batch = pool[start : start + multiplier * n]
-        start += len(batch)
-        concrete = []
-        for lat in batch:
-            freq = res.frequencies[lat] if res.frequencies is not None else None
-            label = res.labels.get(lat)
-            if label is not None and offline_concreteness(label, freq) < min_concreteness:
-                rejected["not_concrete"] += 1
-            else:
-                concrete.append(lat)
-        if not concrete:
-            continue
-        peaks = fires_on_prompts(res, concrete)
-        for lat in concrete:
-            if peaks[lat] > 0:
-                rejected["fires_on_prompts"] += 1
-            elif len(chosen) < n:
-                chosen.append(lat)
+    seen = 0
+    for lat in pool:
+        if len(chosen) >= n:
+            break
+        seen += 1
+        freq = res.frequencies[lat] if res.frequencies is not None else None
+        label = res.labels.get(lat)
+        if label is not None and offline_concreteness(label, freq) < min_concreteness:
+            rejected["not_concrete"] += 1
+        elif float(peaks[lat]) > 0:
+            rejected["fires_on_prompts"] += 1
+        else:
+            chosen.append(lat)
     rule = "offline label rule" if res.labels else "skipped: the SAE has no labels"
-    return {"latents": chosen, "rejected": rejected, "candidates": start, "concreteness": rule}
+    return {"latents": chosen, "rejected": rejected, "candidates": seen, "concreteness": rule}
