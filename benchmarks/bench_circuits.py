@@ -52,7 +52,7 @@ def main() -> None:
         p.requires_grad_(False)
 
     def step_masks() -> None:
-        loss, _ = mask_step(model, masks, [term], picks, "zero", None)
+        loss, _ = mask_step(model, masks.sample(), [term], picks, "zero", None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

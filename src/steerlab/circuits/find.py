@@ -39,6 +39,8 @@ class FindConfig:
     teacher_k: int = 32
     seed: int = 0
     layers: list[int] | None = None  # search only these layers (None = all); targets stay fractions of all units
+    attribution_batches: int = 2  # gradient-attribution warm start of the logits (0 = off)
+    attribution_scale: float = 1.5
 
 
 @dataclass
@@ -83,12 +85,12 @@ def _layer_filter(gates: dict[str, torch.Tensor], layers: list[int] | None) -> d
     return {k: g * keep for k, g in gates.items()}
 
 
-def mask_step(model: Model, masks: UnitMasks, terms: Sequence[Term], picks: list[list[int]], ablation: Ablation, means: Means | None, layers: list[int] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """One forward of all terms' rows under sampled gates; returns the weighted task loss and its parts."""
+def mask_step(model: Model, gates: dict[str, torch.Tensor], terms: Sequence[Term], picks: list[list[int]], ablation: Ablation, means: Means | None, layers: list[int] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One forward of all terms' rows under the gates (g = in the circuit); returns the weighted task loss and its parts."""
     batches = [make_batch(model, [t.pairs[i][0] for i in idx], [t.pairs[i][1] for i in idx]) for t, idx in zip(terms, picks)]
     views = [t.view for t, idx in zip(terms, picks) for _ in idx]
     big = concat(batches, model)
-    gates = _row_gates(_layer_filter(masks.sample(), layers), views)
+    gates = _row_gates(_layer_filter(gates, layers), views)
     ivs = gate_interventions(model, gates, ablation, means)
     if layers is not None and "circuit" not in views:  # unsearched layers keep every unit: no hook needed
         ivs = [iv for iv in ivs if iv.layer in set(layers)]
@@ -103,6 +105,21 @@ def mask_step(model: Model, masks: UnitMasks, terms: Sequence[Term], picks: list
         total = total + term.weight * loss
         row += n
     return total, parts
+
+
+def attribution_warm_start(model: Model, masks: UnitMasks, terms: Sequence[Term], cfg: FindConfig, means: Means | None, rng: random.Random) -> None:
+    """First-order scores (−dL/dg at g = 0, i.e. the gain from removing each unit) shift the initial logits,
+    so a short CPU budget starts from an informed ranking (the EAP-style initialiser of spec §9)."""
+    zeros = {k: torch.zeros_like(z, requires_grad=True) for k, z in masks.logits.items()}
+    for _ in range(cfg.attribution_batches):
+        picks = [[rng.randrange(len(t.pairs)) for _ in range(cfg.batch_size)] for t in terms]
+        loss, _ = mask_step(model, zeros, terms, picks, cfg.ablation, means, cfg.layers)
+        loss.backward()
+    with torch.no_grad():
+        for kind, g in zeros.items():
+            score = -g.grad
+            z = (score - score.mean()) / score.std().clamp(min=1e-12)
+            masks.logits[kind].add_(cfg.attribution_scale * z.clamp(-3, 3))
 
 
 def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Means | None = None, progress: bool = True, **meta) -> FindResult:
@@ -121,6 +138,8 @@ def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Me
         model.arch.check_layer(layer)
     masks = UnitMasks(model, kinds, cfg.param, cfg.init_p)
     lagrangian = Lagrangian(kinds)
+    if cfg.attribution_batches > 0:
+        attribution_warm_start(model, masks, terms, cfg, means, rng)
     opt = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
     opt_lam = torch.optim.Adam(lagrangian.parameters(), lr=cfg.lr, maximize=True)
     history: list[dict] = []
@@ -129,7 +148,7 @@ def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Me
         task = bar.add_task("masks", total=cfg.steps, info="")
         for step in range(cfg.steps):
             picks = [[rng.randrange(len(t.pairs)) for _ in range(cfg.batch_size)] for t in terms]
-            task_loss, parts = mask_step(model, masks, terms, picks, cfg.ablation, means, cfg.layers)
+            task_loss, parts = mask_step(model, masks.sample(), terms, picks, cfg.ablation, means, cfg.layers)
             expected = masks.expected_l0(cfg.layers)
             targets = {k: ramp(cfg.targets[k], step, cfg.steps, cfg.warm_fraction) for k in kinds}
             loss = task_loss + lagrangian(expected, targets)
