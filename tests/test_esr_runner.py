@@ -147,3 +147,30 @@ def test_traces_locate_the_restart(res, tmp_path):
     (e,) = out["episodes"]
     assert e["restart_token"] == rtok and len(e["detector_sum"]) == len(ids) and e["scores"] == [10.0, 70.0]
     assert out["stats"]["n_episodes"] == 1 and out["stats"]["n_baseline"] == 1
+
+
+def test_llm_concreteness_by_position_and_retry():
+    from steerlab.errors import SteerlabError
+    from steerlab.esr.selection import llm_concreteness, offline_concreteness
+
+    replies = iter(["not json", '```json\n[{"index": 1, "rating": 20}, {"index": 0, "rating": 90}]\n```'])
+    assert llm_concreteness(lambda s, u: next(replies), ["'volcano'", "'the'"]) == [90.0, 20.0]
+    with pytest.raises(SteerlabError, match="no usable rating"):
+        llm_concreteness(lambda s, u: '[{"index": 0, "rating": 50}]', ["a", "b"])
+    assert offline_concreteness("'volcano' / 'lava' / 'magma'", 0.001) == 100.0
+    assert offline_concreteness("'the' / 'and' / 'lava'", 0.001) == pytest.approx(100 / 3)
+    assert offline_concreteness("'lava' (dense)", 0.2) == 0.0 and offline_concreteness("dead") == 0.0
+
+
+def test_selection_drops_latents_that_fire_on_prompts(res):
+    from steerlab.esr.selection import prompt_peaks, select_latents
+
+    unlabeled = Resources(**{**res.__dict__, "labels": {}})
+    peaks = prompt_peaks(unlabeled)
+    out = select_latents(unlabeled, 3, seed=1)
+    assert out["concreteness"].startswith("skipped")
+    assert out["latents"] and all(float(peaks[i]) == 0 for i in out["latents"])
+    assert len(out["latents"]) + out["rejected"]["fires_on_prompts"] == out["candidates"]
+    # with labels, the offline rule rejects non-word labels ('tok3' is not a content word)
+    labeled = select_latents(res, 3, seed=1)
+    assert labeled["latents"] == [] and labeled["rejected"]["not_concrete"] == labeled["candidates"]

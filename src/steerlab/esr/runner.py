@@ -53,7 +53,9 @@ def resolve_latents(res: Resources, cfg: EsrConfig, run_dir: Path) -> list[int]:
     if saved is None:
         from steerlab.esr.selection import select_latents
 
-        saved = select_latents(res, cfg.n_latents, seed=stable_int(cfg.seed, "selection"), min_concreteness=cfg.min_concreteness)
+        backend = getattr(res.judge, "backend", None)  # an LLM judge rates label concreteness; offline rule otherwise
+        saved = select_latents(res, cfg.n_latents, seed=stable_int(cfg.seed, "selection"), min_concreteness=cfg.min_concreteness,
+                               rater=backend.complete if backend is not None else None)
         saved["labels"] = {str(i): res.label(i) for i in saved["latents"]}
         _save(run_dir, "selection.json", saved)
     if not saved["latents"]:

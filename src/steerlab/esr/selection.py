@@ -13,8 +13,9 @@ import random
 import re
 
 import torch
-from typing import Sequence
+from typing import Callable, Sequence
 
+from steerlab.errors import SteerlabError
 from steerlab.esr.readout import max_over_span, readout
 from steerlab.esr.setup import Resources
 
@@ -37,6 +38,41 @@ def offline_concreteness(label: str, frequency: float | None = None) -> float:
     return 100.0 * len(content) / len(tokens)
 
 
+CONCRETENESS_SYSTEM = "You analyse labels of language-model features. Reply with valid JSON only."
+CONCRETENESS_USER = (
+    "Rate how concrete each feature label below is, from 0 (very abstract or general) to 100 (very concrete, a specific "
+    "topic, object or domain). Labels about conversational style or the assistant's behaviour are abstract: rate them low. "
+    "Reply with a JSON list with one object per label, in the same order: {{\"index\": <position>, \"rating\": <0-100>}}.\n\nLabels:\n{labels}"
+)
+
+
+def llm_concreteness(complete: Callable[[str, str], str], labels: Sequence[str], batch: int = 50, tries: int = 3) -> list[float]:
+    """0-100 concreteness per label from an LLM (complete(system, user) -> text), matched by position, not by string.
+
+    A reply that does not parse or misses a label is retried; after `tries` it is an error (never a silent 0).
+    """
+    import json
+
+    out: list[float] = []
+    for start in range(0, len(labels), batch):
+        part = list(labels[start : start + batch])
+        listing = "\n".join(f"{i}: {json.dumps(label)}" for i, label in enumerate(part))
+        for attempt in range(tries):
+            reply = complete(CONCRETENESS_SYSTEM, CONCRETENESS_USER.format(labels=listing))
+            text = reply.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+            try:
+                items = json.loads(text[text.index("["): text.rindex("]") + 1])
+                ratings = {int(it["index"]): float(it["rating"]) for it in items}
+                if set(ratings) >= set(range(len(part))):
+                    out += [min(100.0, max(0.0, ratings[i])) for i in range(len(part))]
+                    break
+            except (ValueError, KeyError, TypeError):
+                pass
+        else:
+            raise SteerlabError(f"The concreteness grader gave no usable rating for labels {start}-{start + len(part) - 1} after {tries} tries.")
+    return out
+
+
 def prompt_peaks(res: Resources, batch_size: int = 16) -> torch.Tensor:
     """[d_sae]: each latent's max activation over all tokens of all evaluation prompts (one readout pass)."""
     ids = [res.model.encode(p) for p in res.prompts]
@@ -44,8 +80,13 @@ def prompt_peaks(res: Resources, batch_size: int = 16) -> torch.Tensor:
     return max_over_span(acts, [0] * len(acts)).max(0).values
 
 
-def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: float = 65.0) -> dict:
-    """Sample n latents (seeded); returns {'latents': [...], 'rejected': {reason: count}, 'candidates': k}."""
+def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: float = 65.0,
+                   rater: Callable[[str, str], str] | None = None, multiplier: int = 3) -> dict:
+    """Sample n latents (seeded); returns {'latents': [...], 'rejected': {reason: count}, 'candidates': k}.
+
+    rater: an LLM `complete(system, user)`; when given, label concreteness is LLM-rated (candidates
+    in chunks of multiplier × n), otherwise the offline rule applies.
+    """
     rng = random.Random(seed)
     d = res.sae.d_sae
     pool = [i for i in range(d) if res.frequencies is None or res.frequencies[i] > 0]
@@ -54,17 +95,23 @@ def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: f
     rejected = {"not_concrete": 0, "fires_on_prompts": 0}
     chosen: list[int] = []
     seen = 0
+    llm_scores: dict[int, float] = {}
     for lat in pool:
         if len(chosen) >= n:
             break
         seen += 1
         freq = res.frequencies[lat] if res.frequencies is not None else None
         label = res.labels.get(lat)
-        if label is not None and offline_concreteness(label, freq) < min_concreteness:
+        if rater is not None and label is not None and lat not in llm_scores:
+            chunk = [x for x in pool[seen - 1 : seen - 1 + multiplier * n] if x in res.labels]
+            llm_scores.update(zip(chunk, llm_concreteness(rater, [res.labels[x] for x in chunk])))
+        score = llm_scores[lat] if rater is not None and label is not None else (
+            offline_concreteness(label, freq) if label is not None else None)
+        if score is not None and (score < min_concreteness or (freq is not None and freq <= 0)):
             rejected["not_concrete"] += 1
         elif float(peaks[lat]) > 0:
             rejected["fires_on_prompts"] += 1
         else:
             chosen.append(lat)
-    rule = "offline label rule" if res.labels else "skipped: the SAE has no labels"
+    rule = ("LLM-rated" if rater is not None else "offline label rule") if res.labels else "skipped: the SAE has no labels"
     return {"latents": chosen, "rejected": rejected, "candidates": seen, "concreteness": rule}
