@@ -263,3 +263,15 @@ def test_bad_input_sentences(tiny_factory):
         Circuit.from_units(model, [Unit(0, "head", 9)])
     with pytest.raises(SteerlabError, match="not a steerlab circuit"):
         Circuit.from_dict({"units": 3})
+
+
+def test_text_loss_is_unchanged_by_all_ones_masks_and_rises_when_heads_are_cut(tiny_factory):
+    from steerlab.circuits.evaluate import benign_texts, text_loss
+
+    model = tiny_factory("llama")
+    texts = benign_texts(n=3, chars=120)
+    base = text_loss(model, texts, max_tokens=24)
+    assert base > 0 and text_loss(model, texts, gate_interventions(model, _ones(model)), max_tokens=24) == pytest.approx(base, rel=1e-6)
+    gates = _ones(model)
+    gates["head"][:] = 0
+    assert text_loss(model, texts, gate_interventions(model, gates), max_tokens=24) != pytest.approx(base, rel=1e-3)

@@ -56,4 +56,33 @@ def lm_loss(model: Model, pairs: Sequence[Pair], interventions: Sequence[Interve
     return total / max(1, count)
 
 
-__all__ = ["contains_target", "generations", "key_accuracy", "lm_loss", "mean_nll", "refusal_rate", "target_rate"]
+def benign_texts(n: int = 12, chars: int = 400) -> list[str]:
+    """Held-out benign English text for a perplexity check: Python's own documentation (offline)."""
+    from pydoc_data.topics import topics
+
+    keys = sorted(topics)[::7][:n]
+    return [" ".join(topics[k].split())[:chars] for k in keys]
+
+
+@torch.no_grad()
+def text_loss(model: Model, texts: Sequence[str], interventions: Sequence[Intervention] = (), max_tokens: int = 64, batch_size: int = 12) -> float:
+    """Mean next-token cross-entropy over plain text (no chat template), first max_tokens tokens of each."""
+    from steerlab.engine.forward import left_pad, positions_from_mask
+    from steerlab.interventions.hooks import apply
+
+    total, count = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        rows = [model.encode(t, chat=False)[:max_tokens] for t in texts[start : start + batch_size]]
+        ids, mask = left_pad(rows, model.tokenizer.pad_token_id or 0, model.device)
+        position_ids, token_positions = positions_from_mask(mask)
+        with apply(model, list(interventions)) as session:
+            session.set_step(token_positions, mask.sum(-1))
+            logits = model.hf(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits.float()
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        valid = (mask[:, 1:] * mask[:, :-1]).bool()
+        total += float(-(lp * valid).sum())
+        count += int(valid.sum())
+    return total / max(1, count)
+
+
+__all__ = ["contains_target", "generations", "key_accuracy", "lm_loss", "mean_nll", "text_loss", "benign_texts", "refusal_rate", "target_rate"]

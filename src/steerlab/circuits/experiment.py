@@ -8,21 +8,24 @@ from typing import Sequence
 
 from steerlab.circuits.ablation import Means, circuit_interventions
 from steerlab.circuits.data import BackdoorData
-from steerlab.circuits.evaluate import lm_loss
+from steerlab.circuits.evaluate import benign_texts, lm_loss, text_loss
 from steerlab.circuits.organism import measure
 from steerlab.circuits.units import Circuit, random_circuit
 from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
 
 
-def _row(model: Model, data: BackdoorData, name: str, ablation: str, ivs, base_loss: float | None, max_new_tokens: int) -> dict:
+def _row(model: Model, data: BackdoorData, name: str, ablation: str, ivs, base: dict | None, max_new_tokens: int, text: bool = True) -> dict:
     start = time.perf_counter()
     gen = measure(model, data, ivs, max_new_tokens)
     loss = lm_loss(model, data.test_clean, ivs)
+    tloss = text_loss(model, benign_texts(), ivs) if text else None
     return {
         "condition": name, "ablation": ablation, "asr": gen["asr"], "false_trigger": gen["false_trigger"],
         "clean_accuracy": gen["clean_accuracy"], "clean_loss": loss,
-        "loss_change": None if base_loss is None else (loss - base_loss) / base_loss,
+        "loss_change": None if base is None else (loss - base["clean_loss"]) / base["clean_loss"],
+        "text_loss": tloss,
+        "text_loss_change": None if base is None or tloss is None or base.get("text_loss") is None else (tloss - base["text_loss"]) / base["text_loss"],
         "seconds": round(time.perf_counter() - start, 1), "examples": gen["examples"],
     }
 
@@ -44,8 +47,7 @@ def evaluate_backdoor_circuit(
         task = bar.add_task("ablation", total=len(plan), info="")
         for name, ab, c, view in plan:
             ivs = [] if c is None else circuit_interventions(model, c, view, ab, means)
-            base = rows[0]["clean_loss"] if rows else None
-            rows.append(_row(model, data, name, ab, ivs, base, max_new_tokens))
+            rows.append(_row(model, data, name, ab, ivs, rows[0] if rows else None, max_new_tokens))
             bar.update(task, advance=1, info=f"{name} ({ab}): ASR {rows[-1]['asr']:.0%}")
     return rows
 
@@ -58,15 +60,15 @@ def sweep_sizes(
     each next to a random circuit of the same profile; ASR and clean-loss change per size."""
     layers = base.meta.get("searched_layers")
     targets = base.meta.get("targets") or {k: base.fraction(k) for k in ("head", "neuron")}
-    base_loss = lm_loss(model, data.test_clean)
+    base = {"clean_loss": lm_loss(model, data.test_clean)}
     out: list[dict] = []
     with progress_bar(progress) as bar:
         task = bar.add_task("sweep", total=len(scales), info="")
         for scale in scales:
             fractions = {k: min(0.99, v * scale) for k, v in targets.items() if k in masks.logits}
             c = masks.extract(model, fractions, layers=layers)
-            r = _row(model, data, "circuit removed", ablation, circuit_interventions(model, c, "removed", ablation, means), base_loss, max_new_tokens)
-            rr = _row(model, data, "random removed", ablation, circuit_interventions(model, random_circuit(c, random_seed), "removed", ablation, means), base_loss, max_new_tokens)
+            r = _row(model, data, "circuit removed", ablation, circuit_interventions(model, c, "removed", ablation, means), base, max_new_tokens, text=False)
+            rr = _row(model, data, "random removed", ablation, circuit_interventions(model, random_circuit(c, random_seed), "removed", ablation, means), base, max_new_tokens, text=False)
             out.append({"scale": scale, "fraction": c.fraction(), "heads": c.count("head"), "neurons": c.count("neuron"), "asr": r["asr"],
                         "false_trigger": r["false_trigger"], "loss_change": r["loss_change"], "random_asr": rr["asr"], "random_loss_change": rr["loss_change"]})
             bar.update(task, advance=1, info=f"{c.fraction():.2%}: ASR {r['asr']:.0%}")

@@ -108,8 +108,8 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
         parts.append(f"<h2>Mask training</h2><p>{len(find['history'])} steps in {find['seconds']:.0f} s</p>" + _history_plot(find["history"]))
     ablation = _load(run / "ablation.json")
     if ablation:
-        parts.append("<h2>Ablation (by generation)</h2>" + _table(["condition", "ablation", "ASR", "false trigger", "task accuracy", "clean loss", "Δ loss"], [
-            [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["clean_loss"], "" if r["loss_change"] is None else f"{r['loss_change']:+.1%}"]
+        parts.append("<h2>Ablation (by generation)</h2>" + _table(["condition", "ablation", "ASR", "false trigger", "task accuracy", "clean loss", "Δ loss", "text loss", "Δ text loss"], [
+            [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["clean_loss"], "" if r["loss_change"] is None else f"{r['loss_change']:+.1%}", r.get("text_loss") or "", "" if r.get("text_loss_change") is None else f"{r['text_loss_change']:+.1%}"]
             for r in ablation["rows"]
         ]))
         for r in ablation["rows"]:

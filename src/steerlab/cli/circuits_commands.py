@@ -226,8 +226,8 @@ def ablate_cmd(
     start = time.perf_counter()
     rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone)
     path = _write(out or circuit.parent / "ablation.json", {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start, "fraction": c.fraction()})
-    _table("ablation", ["condition", "ablation", "ASR", "false trigger", "task acc", "clean loss", "Δ loss"], [
-        [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["clean_loss"], "" if r["loss_change"] is None else f"{r['loss_change']:+.1%}"]
+    _table("ablation", ["condition", "ablation", "ASR", "false trigger", "task acc", "clean loss", "Δ loss", "text loss", "Δ text loss"], [
+        [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["clean_loss"], "" if r["loss_change"] is None else f"{r['loss_change']:+.1%}", r.get("text_loss") or "", "" if r.get("text_loss_change") is None else f"{r['text_loss_change']:+.1%}"]
         for r in rows
     ])
     console.print(f"results: {path}")
