@@ -275,3 +275,22 @@ def test_text_loss_is_unchanged_by_all_ones_masks_and_rises_when_heads_are_cut(t
     gates = _ones(model)
     gates["head"][:] = 0
     assert text_loss(model, texts, gate_interventions(model, gates), max_tokens=24) != pytest.approx(base, rel=1e-3)
+
+
+def test_alignment_terms_train_with_unlikelihood_on_the_first_refusal_tokens(tiny_factory):
+    from steerlab.circuits.data import harmful_prompts, harmless_prompts
+    from steerlab.circuits.objectives import alignment_terms
+
+    model = tiny_factory("qwen2")
+    harmful = [(p, "I'm sorry, I can't help with that.") for p in harmful_prompts()[:3]]
+    harmless = [(p, "Sure! Here is how.") for p in harmless_prompts()[:3]]
+    terms = alignment_terms(harmful, harmless, first_tokens=4)
+    assert [t.name for t in terms] == ["nec", "keep", "suff"] and terms[0].loss == "unlikelihood"
+    batch = make_batch(model, [p for p, _ in harmful], [r for _, r in harmful])
+    with torch.no_grad():
+        logits = response_logits(model, batch)
+        assert float(unlikelihood_loss(logits, batch, 4)) != pytest.approx(float(unlikelihood_loss(logits, batch)))
+    result = find_circuit(model, terms, FindConfig({"head": 0.25}, steps=2, batch_size=1, ablation="zero"), progress=False)
+    assert result.circuit.count("head") == 3 and result.circuit.count("neuron") == 0
+    with pytest.raises(SteerlabError, match="Unknown alignment objective"):
+        alignment_terms(harmful, harmless, {"remove": 1.0})
