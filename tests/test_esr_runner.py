@@ -61,6 +61,8 @@ def test_trials_pair_across_conditions():
     assert len({t.key for t in trials}) == len(trials) == 8 * 4
     boosts = {t.strength for t in trials if t.condition == "boost:+1"}
     assert boosts == {4.0}  # mu 3 + sigma 1
+    scaled = build_trials(tiny_cfg(conditions=("scale",), scale_levels=(0.5, 2.0)), PROMPTS, {}, {3: 2.0, 7: 4.0})
+    assert sorted({(t.latent, t.strength) for t in scaled}) == [(3, 1.0), (3, 4.0), (7, 2.0), (7, 8.0)]
 
 
 def test_mixed_batch_rows_equal_single_rows(res):
@@ -101,6 +103,7 @@ def test_run_end_to_end_and_resume(res, tmp_path):
         assert 0 <= m["multi_attempt_rate"]["value"] <= 1 and m["multi_attempt_rate"]["lo"] <= m["multi_attempt_rate"]["value"]
         assert m["first_score"]["n"] == s["n_trials"][cond]
     assert "ablate" in s["comparisons"] and s["comparisons"]["ablate"]["esr"]["n_pairs"] == 4
+    assert set(s["comparisons"]["meta:self_monitor"]["increase_factor"]) == {"multi_attempt_rate", "esr_rate"}
     det = json.loads((run / "detectors.json").read_text())
     assert len(det["detectors"]) <= 3
     rnd = json.loads((run / "random_sets.json").read_text())

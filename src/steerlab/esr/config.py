@@ -13,7 +13,7 @@ from typing import Any
 
 from steerlab.errors import SteerlabError
 
-CONDITIONS = ("steered", "baseline", "meta", "ablate", "random", "boost")
+CONDITIONS = ("steered", "baseline", "meta", "ablate", "random", "boost", "scale")
 META_PROMPTS = {
     "dont_get_distracted": "Don't get distracted!",
     "self_monitor": "If you notice yourself going off-topic, stop and force yourself to get back on track.",
@@ -52,6 +52,7 @@ class EsrConfig:
     detector_min_auc: float = 0.7
     random_sets: int = 2
     boost_levels: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # σ units of the calibrated thresholds
+    scale_levels: tuple[float, ...] = (0.5, 1.0, 1.5)  # multiples of each latent's own threshold ("scale" condition)
     seed: int = 0
     batch_size: int = 16
 
@@ -68,16 +69,18 @@ class EsrConfig:
         for c in self.conditions:
             kind, _, arg = c.partition(":")
             if kind not in CONDITIONS:
-                raise SteerlabError(f"Unknown condition '{c}'; choose from: steered, baseline, meta:VARIANT, ablate, random, boost.")
+                raise SteerlabError(f"Unknown condition '{c}'; choose from: steered, baseline, meta:VARIANT, ablate, random, boost, scale.")
             if kind == "meta" and arg not in META_PROMPTS and arg != "ignore_label":
                 raise SteerlabError(f"Unknown meta-prompt '{arg}'; choose one of: {', '.join(list(META_PROMPTS) + ['ignore_label'])}.")
         object.__setattr__(self, "latents", tuple(int(x) for x in self.latents))
         object.__setattr__(self, "conditions", tuple(self.conditions))
         object.__setattr__(self, "boost_levels", tuple(float(x) for x in self.boost_levels))
+        object.__setattr__(self, "scale_levels", tuple(float(x) for x in self.scale_levels))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["latents"], d["conditions"], d["boost_levels"] = list(self.latents), list(self.conditions), list(self.boost_levels)
+        d["scale_levels"] = list(self.scale_levels)
         return d
 
     @classmethod

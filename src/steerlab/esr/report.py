@@ -95,10 +95,15 @@ def write_report(run_dir: str | Path) -> Path:
                 if not p.get("n_pairs"):
                     continue
                 ci = f"[{p['diff_lo'] * 100:+.1f}, {p['diff_hi'] * 100:+.1f}]" if p.get("diff_lo") is not None else ""
+                key = "multi_attempt_rate" if ev == "multi_attempt" else "esr_rate"
+                red = (v.get("relative_reduction_pct") or {}).get(key)
+                inc = (v.get("increase_factor") or {}).get(key)
                 rows.append([c, ev, p["n_pairs"], f"{p['base_rate'] * 100:.1f} %", f"{p['cond_rate'] * 100:.1f} %",
-                             f"{p['difference'] * 100:+.1f} pts {ci}", f"{p['base_only']}/{p['cond_only']}", f"{p['mcnemar_p']:.3g}"])
+                             f"{p['difference'] * 100:+.1f} pts {ci}", f"{p['base_only']}/{p['cond_only']}", f"{p['mcnemar_p']:.3g}",
+                             "n/a" if red is None else f"{red:.0f} %", "n/a" if inc is None else f"×{inc:.2f}"])
         sections.append(Section("Paired comparisons with the steered condition (same latent, prompt and seed)",
-                                ["condition", "event", "pairs", "steered", "condition", "difference [95% CI]", "discordant steered/cond", "McNemar p"], rows))
+                                ["condition", "event", "pairs", "steered", "condition", "difference [95% CI]", "discordant steered/cond", "McNemar p",
+                                 "relative reduction", "increase factor"], rows))
     sens = summary.get("esr_sensitivity") or {}
     if sens:
         sections.append(Section("ESR rate by minimum gain (last − first > Δ)", ["condition", "Δ > 0", "Δ > 10", "Δ > 25"],

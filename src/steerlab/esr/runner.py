@@ -20,7 +20,7 @@ import steerlab
 from steerlab.errors import SteerlabError
 from steerlab.esr.calibration import CalibrationSettings, Threshold, ThresholdCache, calibrate
 from steerlab.esr.config import EsrConfig
-from steerlab.esr.metrics import Outcome, is_degraded, paired_comparison, summarize
+from steerlab.esr.metrics import Outcome, increase_factor, is_degraded, paired_comparison, relative_reduction, summarize
 from steerlab.esr.setup import Resources, load_resources
 from steerlab.esr.trials import batch_interventions, build_trials, sae_at_layer, stable_int
 from steerlab.judges.types import Grade, GradeRequest
@@ -261,9 +261,12 @@ def summarize_run(store: RunStore, judge_id: str, rubric: str, *, n_boot: int = 
         for c, o in by_cond.items():
             if c == "steered":
                 continue
+            mb, mc = metrics["steered"], metrics[c]
             comparisons[c] = {
                 "esr": paired_comparison(base, o, n_boot=n_boot),
                 "multi_attempt": paired_comparison(base, o, event=lambda x: x.multi, n_boot=n_boot),
+                "relative_reduction_pct": {k: relative_reduction(mb[k]["value"], mc[k]["value"]) for k in ("multi_attempt_rate", "esr_rate")},
+                "increase_factor": {k: increase_factor(mb[k]["value"], mc[k]["value"]) for k in ("multi_attempt_rate", "esr_rate")},
             }
     return {"judge": judge_id, "rubric": rubric, "metrics": metrics, "comparisons": comparisons, "esr_sensitivity": sensitivity,
             "n_trials": {c: len(o) for c, o in by_cond.items()}, "excluded": excluded}

@@ -42,6 +42,7 @@ def build_trials(cfg: EsrConfig, prompts: Sequence[str], labels: dict[int, str],
                  detectors: Sequence[int] = (), random_sets: Sequence[Sequence[int]] = ()) -> list[Trial]:
     """Every trial of every configured condition, in a fixed order (latent, prompt, seed, condition)."""
     boosts = boost_strengths(thresholds, cfg.boost_levels) if any(c.startswith("boost") for c in cfg.conditions) else {}
+    scales = cfg.scale_levels
     out: list[Trial] = []
     for latent, thr in thresholds.items():
         label = labels.get(latent, f"latent {latent}")
@@ -63,6 +64,9 @@ def build_trials(cfg: EsrConfig, prompts: Sequence[str], labels: dict[int, str],
                     elif kind == "random":
                         for i, latents in enumerate(random_sets):
                             out.append(Trial(f"random:{i}", task, seed, latent, thr, label, {**extra, "ablate": list(latents)}))
+                    elif kind == "scale":  # per-latent multiples of each latent's own threshold
+                        for mult in scales:
+                            out.append(Trial(f"scale:{mult:g}", task, seed, latent, round(thr * mult, 4), label, {**extra, "multiple": mult, "threshold": thr}))
                     elif kind == "boost":
                         for lvl, b in boosts.items():
                             out.append(Trial(f"boost:{lvl:+g}", task, seed, latent, b, label, {**extra, "level": lvl, "threshold": thr}))
