@@ -100,6 +100,16 @@ def test_traces_regrade_report(main_run):
     assert "Cross-judge agreement" in (main_run / "report.html").read_text()
 
 
+def test_finetune_command(main_run, tmp_path):
+    latents = ",".join(json.loads((main_run / "calibration.json").read_text())["thresholds"])
+    cli("esr", "finetune", tmp_path / "ft", *TINY, "--latents", latents, "--conditions", "steered", "--ratio", "0.5",
+        "--n-examples", "8", "--epochs", "1", "--answer-tokens", "24")
+    ft = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert ft["train"]["n_self_correction"] == 4 and ft["train"]["n_normal"] == 4
+    assert set(ft["base"]) == set(ft["tuned"]) == {"steered"}
+    assert set(ft["tuned_thresholds"]) == set(latents.split(","))
+
+
 def test_bad_input_one_sentence(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     bad = tmp_path / "p.txt"
@@ -109,6 +119,9 @@ def test_bad_input_one_sentence(tmp_path):
         (["--latents", "3,999999"], "out of range"),
         (["--target", "120"], "strictly between 0 and 100"),
     ]
+    r = subprocess.run([sys.executable, "-m", "steerlab", "esr", "finetune", str(tmp_path / "f"), "--ratio", "1.5"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "mix ratio must lie in [0, 1]" in r.stderr
     for extra, needle in cases:
         r = subprocess.run([sys.executable, "-m", "steerlab", "esr", "run", str(tmp_path / "x"), *map(str, extra)],
                            capture_output=True, text=True, env=env, timeout=300)

@@ -197,13 +197,14 @@ def finetune_cmd(base: dict, run_dir: Path = typer.Argument(...),
                  ratio: float = typer.Option(0.5, help="Share of self-correction examples in the training mix, in [0, 1]."),
                  n_examples: int = typer.Option(48, help="Training examples."), epochs: int = typer.Option(2),
                  rank: int = typer.Option(8, help="LoRA rank."), lr: float = typer.Option(2e-4),
+                 answer_tokens: int = typer.Option(64, help="Tokens of each generated training answer."),
                  conditions: str = typer.Option("steered,baseline", help="Conditions evaluated on base and tuned models.")) -> None:
     """Experiment 4: LoRA self-correction fine-tuning, then the same ESR evaluation on the base and tuned models."""
     from steerlab.esr import EsrConfig
     from steerlab.esr.finetune import FinetuneConfig, run_finetune
     from steerlab.esr.setup import load_resources
 
-    ft = FinetuneConfig(ratio=ratio, n_examples=n_examples, epochs=epochs, rank=rank, lr=lr)
+    ft = FinetuneConfig(ratio=ratio, n_examples=n_examples, epochs=epochs, rank=rank, lr=lr, answer_tokens=answer_tokens)
     cfg = EsrConfig(**{**base, "conditions": tuple(c.strip() for c in conditions.split(",") if c.strip())})
     out = run_finetune(cfg, ft, run_dir, load_resources(cfg))
     from rich.table import Table
