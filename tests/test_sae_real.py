@@ -17,13 +17,13 @@ def test_short_training_run_on_smollm2(smollm, tmp_path):
     from steerlab.sae.evaluate import evaluate_sae
     from steerlab.sae.train import TrainConfig, train_sae
 
-    corpus = default_corpus(stdlib_chars=300_000)
-    cfg = TrainConfig(layer=17, arch="topk", d_sae=1152, k=32, n_tokens=256 * 80, batch_size=256, lr=2e-3,
-                      buffer_tokens=6144, reuse=3.0, warmup_steps=10, checkpoint_every=0, log_every=10)
+    corpus = default_corpus(stdlib_chars=200_000)
+    cfg = TrainConfig(layer=8, arch="topk", d_sae=1152, k=32, n_tokens=256 * 60, batch_size=256, lr=2e-3,
+                      buffer_tokens=4096, reuse=4.0, warmup_steps=10, checkpoint_every=0, log_every=10)
     result = train_sae(smollm, corpus, cfg, tmp_path, progress=False)
     assert result.history[-1]["fvu"] < 0.6 * result.history[0]["fvu"]
     _, held_out = corpus.split(cfg.held_out)
-    ev = evaluate_sae(smollm, load_sae(tmp_path / "sae"), held_out.documents, n_tokens=2048, ce_tokens=512)
+    ev = evaluate_sae(smollm, load_sae(tmp_path / "sae"), held_out.documents, n_tokens=1024, ce_tokens=256)
     assert ev.l0 <= 32 and ev.fvu < 0.6, ev
     assert ev.ce_zero > ev.ce_sae > ev.ce_clean - 0.05 and ev.ce_recovered > 0.5, ev
 
@@ -40,7 +40,7 @@ def test_cached_default_sae_meets_targets(smollm):
     assert sae.d_sae >= 8 * smollm.arch.d_model and sae.cfg.activation == "topk"
     assert 0.5 <= (sae.layer + 1) / smollm.arch.n_layers <= 0.7
     _, held_out = default_corpus().split(recipe("smollm2-135m-instruct").held_out)
-    ev = evaluate_sae(smollm, sae, held_out.documents[::-1], n_tokens=4096, ce_tokens=1024)
+    ev = evaluate_sae(smollm, sae, held_out.documents[::-1], n_tokens=2048, ce_tokens=512)
     assert ev.fvu <= 0.30 and ev.l0 <= 32.5 and ev.ce_recovered >= 0.80, ev
     saved = json.loads((folder / "eval.json").read_text())
     assert saved["fvu"] <= 0.30 and saved["ce_recovered"] >= 0.80
