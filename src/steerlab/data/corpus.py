@@ -175,8 +175,15 @@ def _read_file(path: Path) -> list[Document]:
     suffix = path.suffix.lower()
     if suffix in (".txt", ".md"):
         return list(_chunks(path.read_text(encoding="utf-8", errors="replace")))
-    if suffix in (".jsonl", ".json"):
+    if suffix == ".jsonl":
         return _read_jsonl(path)
+    if suffix == ".json":
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SteerlabError(f"{path} is not valid JSON ({exc.msg}).") from exc
+        rows = rows if isinstance(rows, list) else [rows]
+        return [_row_document(row, f"{path} item {n}") for n, row in enumerate(rows, 1)]
     if suffix == ".parquet":
         return _read_parquet(path)
     raise SteerlabError(f"Cannot read corpus file {path}: use .txt, .md, .jsonl or .parquet.")
