@@ -19,7 +19,7 @@ from steerlab.data.corpus import Document
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 from steerlab.sae.core import Sae
-from steerlab.sae.harvest import SiteCapture, iter_activations, keep_mask, no_grad_model, right_pad, special_ids, token_rows
+from steerlab.sae.harvest import iter_activations, keep_mask, no_grad_model, right_pad, special_ids, token_rows
 
 
 @dataclass
