@@ -1,0 +1,6 @@
+"""Persona features: model diffing over SAE latents, and validation of the top latents by steering."""
+
+from steerlab.persona.diff import DiffResult, LatentChange, check_pair, diff_models
+from steerlab.persona.prompts import EVAL_PROMPTS, HELD_OUT_PROMPTS, load_prompts
+
+__all__ = ["DiffResult", "EVAL_PROMPTS", "HELD_OUT_PROMPTS", "LatentChange", "check_pair", "diff_models", "load_prompts"]
