@@ -279,7 +279,7 @@ def _apply_mask(hidden, mask, fill, where, kind, arch) -> torch.Tensor:
 def _apply_clamp(hidden: torch.Tensor, op: _ClampOp, where: torch.Tensor) -> torch.Tensor:
     z = op.sae.encode_latents(hidden, op.latents)  # [B, T, U] fp32
     target = torch.where(op.active.unsqueeze(1), op.value.unsqueeze(1), z)
-    delta = (target - z) @ op.sae.W_dec[op.latents] / op.sae.cfg.input_scale  # keeps the SAE error term
+    delta = op.sae.decode_delta(target - z, op.latents)  # only the edited latents move: the SAE error term is kept
     return hidden + (where.unsqueeze(-1) * delta).to(hidden.dtype)
 
 

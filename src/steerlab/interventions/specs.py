@@ -152,7 +152,9 @@ class SteerLatent(Intervention):
 
     def as_add_vector(self) -> AddVector:
         """The equivalent AddVector (decoder rows in model space, undoing the SAE input scale)."""
-        directions = self.sae.W_dec.detach()[self.latent] / self.sae.cfg.input_scale
+        flat = self.latent.reshape(-1)
+        directions = self.sae.decode_delta(torch.eye(len(flat)), flat).detach()  # one decoder row per latent
+        directions = directions.reshape(*self.latent.shape, -1)
         return AddVector(
             layer=self.sae.layer if self.layer is None else self.layer,
             vector=directions,
