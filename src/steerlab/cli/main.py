@@ -35,6 +35,7 @@ def _register() -> None:
     from steerlab.cli import sae_commands; sae_commands.register(app)
     from steerlab.cli import circuits_commands; circuits_commands.register(app)
     from steerlab.cli import esr_commands; esr_commands.register(app)
+    from steerlab.cli import persona_commands; persona_commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,62 @@
+"""Write a diff's outputs: the ranked table (CSV + JSON), a bar plot of the top latents, one HTML page."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from steerlab.persona.diff import DiffResult, LatentChange
+from steerlab.report import Section, write_page
+
+_COLUMNS = ("rank", "latent", "delta_mean", "mean_base", "mean_tuned", "delta_freq", "freq_base", "freq_tuned", "effect_size")
+
+
+def _row(r: LatentChange) -> list[object]:
+    return [f"#{r.rank}", r.latent] + [f"{getattr(r, c):.4g}" for c in _COLUMNS[2:]]
+
+
+def plot_top(result: DiffResult, n: int = 20) -> bytes:
+    """PNG bytes: horizontal bars of the change in mean activation for the top n latents."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result.top(n)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+    labels = [f"#{r.rank} (latent {r.latent})" for r in rows][::-1]
+    ax.barh(labels, [r.delta_mean for r in rows][::-1], color="#c0504d")
+    ax.set_xlabel("change in mean activation over response tokens (tuned - base)")
+    ax.set_title(f"Top {len(rows)} latents, ranked by {result.rank_by}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_diff(result: DiffResult, out: str | Path, top: int = 20) -> dict[str, Path]:
+    """Write latents.csv (all latents, ranked), diff.json, and report.html into `out`; return the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "latents.csv", "json": out / "diff.json", "html": out / "report.html"}
+    paths["csv"].write_text(result.to_csv(), encoding="utf-8")
+    paths["json"].write_text(result.to_json(), encoding="utf-8")
+    summary = result.summary()
+    fit = [
+        ["base", f"{result.fvu_base:.4g}", f"{result.median_norm_base:.4g}"],
+        ["tuned", f"{result.fvu_tuned:.4g}", f"{result.median_norm_tuned:.4g}"],
+    ]
+    bottom = [[f"#-{i + 1}"] + _row(r)[1:] for i, r in enumerate(result.bottom(top))]
+    examples = [[p, r] for p, r in list(zip(result.prompts, result.responses))[:10]]
+    sections = [
+        Section("SAE fit on response tokens", header=["model", "FVU", "median residual norm"], rows=fit,
+                text="FVU = sum ||x - x_hat||^2 / sum ||x - mean x||^2; a much higher FVU on the tuned model means the SAE fits it poorly."),
+        Section(f"Top {top} increases (ranked by {result.rank_by})", header=list(_COLUMNS),
+                rows=[_row(r) for r in result.top(top)], image=plot_top(result, top)),
+        Section(f"Top {top} decreases", header=list(_COLUMNS), rows=bottom),
+        Section("Prompts and the responses both models were scored on (first 10)", header=["prompt", "response"], rows=examples),
+    ]
+    write_page(paths["html"], f"Persona diff: {result.base} -> {result.tuned}", sections,
+               meta={k: summary[k] for k in ("sae", "layer", "site", "n_prompts", "n_tokens")})
+    return paths
