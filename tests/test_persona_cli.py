@@ -1,0 +1,104 @@
+"""`steerlab persona diff` end to end on tiny models saved to disk; bad input -> one sentence, exit code 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+import torch
+
+from steerlab.cli import main as cli_main
+from steerlab.errors import SteerlabError
+from steerlab.persona import EVAL_PROMPTS, HELD_OUT_PROMPTS, load_prompts
+from steerlab.sae import Sae, SaeConfig, save_sae
+from steerlab.testing import tiny_model
+
+
+def run_cli(monkeypatch, capsys, *args):
+    capsys.readouterr()  # drop output of the set-up (e.g. model-saving progress bars)
+    monkeypatch.setattr(sys, "argv", ["steerlab", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        cli_main()
+    out = capsys.readouterr()
+    return exc.value.code, out.out + out.err
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Base and tuned (weights of one MLP perturbed) tiny models on disk, an SAE folder and a prompt file."""
+    root = tmp_path_factory.mktemp("persona")
+    base = tiny_model("llama", seed=0)
+    base.hf.save_pretrained(root / "base")
+    base.tokenizer.save_pretrained(root / "base")
+    tuned = tiny_model("llama", seed=0)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(1)
+        w = tuned.hf.model.layers[0].mlp.down_proj.weight
+        w.add_(0.5 * torch.randn(w.shape, generator=gen))
+    tuned.hf.save_pretrained(root / "tuned")
+    tuned.tokenizer.save_pretrained(root / "tuned")
+    sae = save_sae(Sae.random(SaeConfig(d_in=64, d_sae=96, layer=1), seed=0), root / "sae")
+    prompts = root / "prompts.txt"
+    prompts.write_text("hello there\nwhat is up?\n\ntell me a story\n")
+    return root, sae, prompts
+
+
+def test_diff_writes_table_and_page(monkeypatch, capsys, tmp_path, setup):
+    root, sae, prompts = setup
+    out = tmp_path / "diff"
+    code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", root / "tuned", "--sae", sae,
+                         "--prompts", prompts, "--out", out, "--max-new-tokens", "5", "--top", "5")
+    assert code in (0, None), text
+    assert "FVU base" in text and "response tokens" in text
+    rows = list(csv.DictReader((out / "latents.csv").open()))
+    assert len(rows) == 96 and [int(r["rank"]) for r in rows] == list(range(1, 97))
+    deltas = [float(r["delta_mean"]) for r in rows]
+    assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0  # the perturbation changed something
+    data = json.loads((out / "diff.json").read_text())
+    assert data["n_prompts"] == 3 and data["layer"] == 1 and data["fvu_base"] > 0
+    assert (out / "report.html").read_text().count("<table>") == 4
+
+
+@pytest.mark.parametrize("case", ["width", "empty", "vocab", "rank", "responses"])
+def test_bad_input_exit_2(monkeypatch, capsys, tmp_path, setup, case):
+    root, sae, prompts = setup
+    tuned = root / "tuned"
+    extra: list[str] = []
+    if case == "width":
+        sae = save_sae(Sae.random(SaeConfig(d_in=32, d_sae=64, layer=1)), tmp_path / "w32")
+    elif case == "empty":
+        prompts = tmp_path / "empty.txt"
+        prompts.write_text("\n  \n")
+    elif case == "vocab":
+        other = tiny_model("llama", seed=0)
+        other.tokenizer.add_tokens(["<extra>"])
+        other.hf.save_pretrained(tmp_path / "other")
+        other.tokenizer.save_pretrained(tmp_path / "other")
+        tuned = tmp_path / "other"
+    elif case == "rank":
+        extra = ["--rank-by", "median"]
+    else:
+        (tmp_path / "r.json").write_text(json.dumps(["one answer"]))
+        extra = ["--responses", tmp_path / "r.json"]
+    code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", tuned, "--sae", sae,
+                         "--prompts", prompts, "--out", tmp_path / "o", *extra)
+    assert code == 2, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in text and len(errors) == 1 and text.strip().endswith(errors[0])
+    assert errors[0].rstrip(".").count(". ") == 0, errors[0]  # one sentence
+
+
+def test_prompt_sets_and_loader(tmp_path):
+    assert len(EVAL_PROMPTS) >= 20 and len(HELD_OUT_PROMPTS) >= 5
+    assert not set(EVAL_PROMPTS) & set(HELD_OUT_PROMPTS)
+    assert load_prompts(None) == list(EVAL_PROMPTS)
+    (tmp_path / "p.json").write_text(json.dumps(["a", {"prompt": "b"}, ""]))
+    assert load_prompts(tmp_path / "p.json") == ["a", "b"]
+    (tmp_path / "p.jsonl").write_text('{"prompt": "x"}\n\n{"prompt": "y"}\n')
+    assert load_prompts(tmp_path / "p.jsonl") == ["x", "y"]
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    for path, match in ((tmp_path / "bad.json", "neither"), (tmp_path / "nope.txt", "does not exist")):
+        with pytest.raises(SteerlabError, match=match):
+            load_prompts(path)
