@@ -2,5 +2,9 @@
 
 from steerlab.persona.diff import DiffResult, LatentChange, check_pair, diff_models
 from steerlab.persona.prompts import EVAL_PROMPTS, HELD_OUT_PROMPTS, load_prompts
+from steerlab.persona.validate import SteerPoint, Validation, median_residual_norm, steer_sweep, steering_vector
 
-__all__ = ["DiffResult", "EVAL_PROMPTS", "HELD_OUT_PROMPTS", "LatentChange", "check_pair", "diff_models", "load_prompts"]
+__all__ = [
+    "DiffResult", "EVAL_PROMPTS", "HELD_OUT_PROMPTS", "LatentChange", "SteerPoint", "Validation", "check_pair", "diff_models",
+    "load_prompts", "median_residual_norm", "steer_sweep", "steering_vector",
+]
