@@ -47,7 +47,7 @@ class EsrConfig:
     target: float = 30.0
     calib_steps: int = 8
     calib_prompts: int = 2
-    calib_upper: float | None = None  # None = 1.5 × the median residual norm at the steering layer
+    calib_upper: float | None = None  # None = 0.75 × the median residual norm at the steering layer
     n_detectors: int = 16
     detector_min_auc: float = 0.7
     random_sets: int = 2
