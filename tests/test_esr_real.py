@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.real
 
 TINY = ["--n-latents", "2", "--prompts-per-latent", "2", "--max-new-tokens", "24", "--calib-steps", "2", "--calib-prompts", "1",
-        "--n-detectors", "4", "--batch-size", "16"]
+        "--n-detectors", "4", "--detector-min-auc", "0.5", "--batch-size", "16"]
 
 
 def cli(*args):
@@ -46,7 +46,8 @@ def test_run_all_main_conditions(main_run):
     s = _summary(main_run)
     assert {"steered", "baseline", "meta:self_monitor"} <= set(s["metrics"])
     for cond, m in s["metrics"].items():
-        assert s["n_trials"][cond] == 4 or cond.startswith(("ablate", "random"))
+        left_out = sum((s["excluded"].get(cond) or {}).values())
+        assert s["n_trials"][cond] + left_out == 4
         for key in ("multi_attempt_rate", "esr_rate"):
             e = m[key]
             assert 0.0 <= e["lo"] <= e["value"] <= e["hi"] <= 1.0
@@ -56,7 +57,8 @@ def test_run_all_main_conditions(main_run):
     cal = json.loads((main_run / "calibration.json").read_text())
     assert len(cal["thresholds"]) == 2 and all(t["threshold"] >= 0 for t in cal["thresholds"].values())
     det = json.loads((main_run / "detectors.json").read_text())
-    assert det["n_prompts"] == 20 and len(det["detectors"]) <= 4
+    assert det["n_prompts"] == 20 and 1 <= len(det["detectors"]) <= 4
+    assert {"ablate", "random:0"} <= set(s["metrics"]) | set(s["excluded"])
     html = (main_run / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 4
 
@@ -92,7 +94,8 @@ def test_calibrate_detectors_ablate_random(main_run, tmp_path):
 def test_traces_regrade_report(main_run):
     cli("esr", "traces", main_run)
     traces = json.loads((main_run / "traces.json").read_text())
-    assert "stats" in traces and traces["stats"]["n_baseline"] >= 1
+    assert traces["stats"]["n_episodes"] == len(traces["episodes"])
+    assert traces["stats"]["n_baseline"] >= 1 or not json.loads((main_run / "detectors.json").read_text())["detectors"]
     out = cli("esr", "regrade", main_run, "--judge", "heuristic", "--low", "0.15", "--high", "0.65")
     reg = json.loads((main_run / "regrade.json").read_text())
     assert reg["n_pairs"] > 0 and 0.0 <= reg["multi_attempt_agreement"] <= 1.0

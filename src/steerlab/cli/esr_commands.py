@@ -39,6 +39,7 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "steer_layer": (Optional[int], None, "Steer at this layer (default: the SAE's layer)."),
     "ablation_layer": (str, "feature", "Zero-clamp detectors at the 'feature' (SAE) layer or the 'steering' layer."),
     "n_detectors": (int, 16, "Off-topic detectors to keep."),
+    "detector_min_auc": (float, 0.7, "Detectors need at least this AUC (off-topic vs on-topic answers)."),
     "seed": (int, 0, "Run seed (latents, prompts, trial seeds)."),
     "batch_size": (int, 16, "Rows per forward pass (mixed conditions)."),
 }

@@ -33,7 +33,7 @@ def collect_traces(store: RunStore, res: Resources, cfg: EsrConfig, detectors: S
                    condition: str = "steered", limit: int = 24) -> dict:
     """Traces of multi-attempt episodes of one condition, plus mean detector activity on baseline answers."""
     if not detectors:
-        return {"episodes": [], "note": "no detectors in this run"}
+        return {"episodes": [], "note": "no detectors in this run", "stats": episode_stats([], [])}
     grades = store.grades(res.judge.judge_id, res.judge.rubric_version)
     trials = {t.key: t for t in store.trials()}
     episodes, baseline = [], []
