@@ -1,0 +1,39 @@
+"""On the packaged SmolLM2 with its cached default SAE (marked `real`, well under 90 s): a shift planted along one
+latent's direction at the SAE layer is recovered as rank 1, and the SAE's FVU is reported for both models."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.real
+
+LATENT = 123
+
+
+def test_planted_shift_on_smollm2(smollm):
+    import steerlab
+    from steerlab.persona import EVAL_PROMPTS, diff_models, median_residual_norm
+    from steerlab.sae.default import default_sae
+
+    try:
+        sae = default_sae("smollm2-135m-instruct", train=False, progress=False)
+    except Exception:
+        pytest.skip("default SAE not built yet (steerlab sae default)")
+    tuned = steerlab.load("smollm2-135m-instruct")
+    prompts = list(EVAL_PROMPTS[:4])
+    same = diff_models(smollm, tuned, sae, prompts, max_new_tokens=12)
+    assert max(abs(r.delta_mean) for r in same.latents) == 0.0
+    assert 0 < same.fvu_base < 0.75  # the default SAE reconstructs chat responses (0.52 measured on 24 prompts)
+    norm = median_residual_norm(smollm, prompts, sae.layer)
+    vector = 0.3 * norm * sae.direction(LATENT).detach() / sae.direction(LATENT).detach().norm()
+
+    def hook(module, args, output):
+        return (output[0] + vector,) + tuple(output[1:]) if isinstance(output, tuple) else output + vector
+
+    handle = tuned.hf.model.layers[sae.layer].register_forward_hook(hook)
+    try:
+        shifted = diff_models(smollm, tuned, sae, prompts, same.responses)
+    finally:
+        handle.remove()
+    assert shifted.rank_of(LATENT) == 1
+    assert shifted.fvu_tuned > shifted.fvu_base
