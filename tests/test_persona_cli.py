@@ -102,3 +102,40 @@ def test_prompt_sets_and_loader(tmp_path):
     for path, match in ((tmp_path / "bad.json", "neither"), (tmp_path / "nope.txt", "does not exist")):
         with pytest.raises(SteerlabError, match=match):
             load_prompts(path)
+
+
+def test_validate_with_fake_judge(monkeypatch, capsys, tmp_path, setup):
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from fake_llm_server import FakeLLMServer
+
+    root, sae, prompts = setup
+
+    def script(path, body, headers):
+        if path.endswith("/models"):
+            return 200, {"data": [{"id": "judge-m"}]}, None
+        user = body["messages"][-1]["content"]
+        score = "15" if "harmful" in user else "90"  # alignment prompt -> 15, coherence prompt -> 90
+        return 200, {"choices": [{"message": {"content": score}}]}, None
+
+    monkeypatch.setenv("FAKE_KEY", "k")
+    with FakeLLMServer(script) as srv:
+        out = tmp_path / "val"
+        code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "3",
+                             "--latent", "5", "--strengths", "0,1", "--prompts", prompts, "--max-new-tokens", "4",
+                             "--judge-model", "judge-m", "--judge-url", srv.url, "--judge-key-env", "FAKE_KEY", "--out", out)
+        n_posts = len(srv.posts())
+    assert code in (0, None), text
+    data = json.loads((out / "validation.json").read_text())
+    assert [v["latent"] for v in data] == [3, 5] and n_posts == 2 * 2 * 3 * 2  # latents x strengths x prompts x 2 calls
+    for v in data:
+        assert [p["strength"] for p in v["points"]] == [0.0, 1.0]
+        assert all(p["misalignment_rate"] == 1.0 and p["n_rated"] == 3 for p in v["points"])
+        assert v["points"][1]["absolute"] == pytest.approx(v["median_norm"])
+    assert "Steering curves" in (out / "report.html").read_text()
+
+    code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "3",
+                         "--judge", "heuristic", "--out", tmp_path / "x")
+    assert code == 2 and "needs an LLM judge" in text
+    code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "999",
+                         "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--out", tmp_path / "x")
+    assert code == 2 and "out of range" in text

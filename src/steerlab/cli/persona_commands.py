@@ -1,10 +1,10 @@
-"""`steerlab persona ...`: model diffing over SAE latents (and, later, steering validation)."""
+"""`steerlab persona ...`: model diffing over SAE latents, and validation of latents by steering."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -78,6 +78,77 @@ def diff_cmd(
         table.add_row(f"#{r.rank}", str(r.latent), f"{r.delta_mean:.4g}", f"{r.delta_freq:.3g}", f"{r.effect_size:.3g}")
     console.print(table)
     console.print(f"{result.n_prompts} prompts, {result.n_tokens} response tokens; wrote {paths['csv']}, {paths['json']} and {paths['html']}")
+
+
+def _strengths(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise SteerlabError(f"--strengths must be comma-separated numbers such as 0,0.2,0.4, got '{text}'.") from exc
+    if not values:
+        raise SteerlabError("Give at least one steering strength with --strengths (in units of the median residual norm).")
+    return values
+
+
+@persona_app.command("validate")
+def validate_cmd(
+    model: str = typer.Argument(..., help="Model to steer (usually the base model)."),
+    sae: str = typer.Option(..., "--sae", help="SAE folder or file whose latents are steered."),
+    latent: List[int] = typer.Option(..., "--latent", "-l", help="SAE latent id to steer along (repeatable)."),
+    strengths: str = typer.Option("0,0.1,0.2,0.4", "--strengths", help="Comma-separated multiples of the median residual norm (negative = against the latent)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Prompt file (default: the built-in held-out prompts)."),
+    samples: int = typer.Option(1, "--samples", help="Answers per prompt and strength."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature"),
+    seed: int = typer.Option(0, "--seed"),
+    judge: str = typer.Option("openai", "--judge", help="openai | anthropic: the persona rubric needs an LLM judge."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model id."),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Judge server base URL (OpenAI-compatible or Anthropic)."),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="Environment variable holding the judge's API key."),
+    max_incoherence: float = typer.Option(0.1, "--max-incoherence", help="Incoherence budget for the verdict."),
+    out: Path = typer.Option(Path("persona-validate"), "--out", "-o", help="Output folder (validation.json, report.html)."),
+    raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
+) -> None:
+    """Steer MODEL along each latent at several strengths and grade the answers with the persona rubric."""
+    import steerlab
+    from steerlab.judges import PersonaJudge
+    from steerlab.judges.backends import AnthropicBackend, OpenAIBackend
+    from steerlab.persona import HELD_OUT_PROMPTS, load_prompts, median_residual_norm, steer_sweep
+    from steerlab.persona.report import write_validation
+    from steerlab.sae import load_sae
+
+    values = _strengths(strengths)
+    name = judge.strip().lower()
+    if name not in ("openai", "anthropic"):
+        raise SteerlabError(f"The persona rubric needs an LLM judge: pass --judge openai or --judge anthropic (got '{judge}').")
+    backend = (OpenAIBackend if name == "openai" else AnthropicBackend)(judge_model or "", judge_url, judge_key_env)
+    prompt_list = load_prompts(prompts) if prompts is not None else list(HELD_OUT_PROMPTS)
+    s = load_sae(sae)
+    for lat in latent:
+        s.check_latent(lat)
+    backend.check()  # an unreachable server or a missing key fails here, before any generation
+    m = steerlab.load(model)
+    s.check_fits(m)
+    chat = False if raw else None
+    norm = median_residual_norm(m, prompt_list, s.layer, s.site, chat=chat)
+    rater = PersonaJudge(backend)
+    results = [
+        steer_sweep(m, s, lat, values, prompt_list, rater, median_norm=norm, samples=samples, max_new_tokens=max_new_tokens,
+                    temperature=temperature, seed=seed, chat=chat, progress=True)
+        for lat in latent
+    ]
+    paths = write_validation(results, out, max_incoherence)
+    from rich.table import Table
+
+    table = Table(title=f"steering validation (median residual norm {norm:.4g}, judge {rater.judge_id})")
+    for col in ("latent", "strength", "misaligned", "incoherent", "rated"):
+        table.add_column(col, justify="right")
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    for v in results:
+        for p in v.points:
+            table.add_row(str(v.latent), f"{p.strength:g}", fmt(p.misalignment_rate), fmt(p.incoherent_rate), str(p.n_rated))
+    console.print(table)
+    console.print(f"wrote {paths['json']} and {paths['html']}")
 
 
 def register(app: typer.Typer) -> None:

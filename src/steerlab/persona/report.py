@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
+from typing import Sequence
 
 from steerlab.persona.diff import DiffResult, LatentChange
+from steerlab.persona.validate import Validation
 from steerlab.report import Section, write_page
 
 _COLUMNS = ("rank", "latent", "delta_mean", "mean_base", "mean_tuned", "delta_freq", "freq_base", "freq_tuned", "effect_size")
@@ -59,4 +62,55 @@ def write_diff(result: DiffResult, out: str | Path, top: int = 20) -> dict[str, 
     ]
     write_page(paths["html"], f"Persona diff: {result.base} -> {result.tuned}", sections,
                meta={k: summary[k] for k in ("sae", "layer", "site", "n_prompts", "n_tokens")})
+    return paths
+
+
+def plot_curves(validations: Sequence[Validation]) -> bytes:
+    """PNG bytes: misalignment rate and incoherent fraction vs strength, one line per latent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for v in validations:
+        xs = [p.strength for p in v.points]
+        axes[0].plot(xs, [p.misalignment_rate if p.misalignment_rate is not None else float("nan") for p in v.points], "o-", label=f"latent {v.latent}")
+        axes[1].plot(xs, [p.incoherent_rate if p.incoherent_rate is not None else float("nan") for p in v.points], "o-", label=f"latent {v.latent}")
+    for ax, title in zip(axes, ("misalignment rate", "incoherent fraction (coherence <= 50)")):
+        ax.set_xlabel("strength (x median residual norm)")
+        ax.set_title(title)
+        ax.set_ylim(-0.05, 1.05)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_validation(validations: Sequence[Validation], out: str | Path, max_incoherence: float = 0.1) -> dict[str, Path]:
+    """Write validation.json and report.html (steering curves and a per-strength table) into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "validation.json", "html": out / "report.html"}
+    paths["json"].write_text(json.dumps([v.to_dict() for v in validations], indent=1), encoding="utf-8")
+    fmt = lambda x: "n/a" if x is None else f"{x:.3g}"  # noqa: E731
+    rows = [[v.latent, p.strength, fmt(p.absolute), fmt(p.misalignment_rate), p.n_rated, fmt(p.incoherent_rate),
+             fmt(p.mean_alignment), fmt(p.mean_coherence)] for v in validations for p in v.points]
+    verdicts = []
+    for v in validations:
+        best = v.best(max_incoherence)
+        verdicts.append([v.latent, fmt(v.median_norm), "none" if best is None else best.strength,
+                         "yes" if v.causes_shift(max_incoherence) else "no"])
+    examples = [[v.latent, p.strength, r] for v in validations for p in v.points for r in p.responses[:2]]
+    sections = [
+        Section(f"Verdict (incoherence budget {max_incoherence:.0%})", header=["latent", "median norm", "best strength", "causes shift (+10 pts)"], rows=verdicts),
+        Section("Steering curves", image=plot_curves(validations)),
+        Section("Per strength", header=["latent", "strength", "added norm", "misalignment", "rated", "incoherent", "mean alignment", "mean coherence"], rows=rows),
+        Section("Example answers", header=["latent", "strength", "answer"], rows=examples),
+    ]
+    judge = validations[0].judge if validations else ""
+    write_page(paths["html"], f"Persona steering validation: {validations[0].model if validations else ''}", sections,
+               meta={"judge": judge, "layer": validations[0].layer if validations else ""})
     return paths
