@@ -125,7 +125,13 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
         ]))
     sweep = _load(run / "sweep.json")
     if sweep:
-        parts.append("<h2>Sparsity vs faithfulness</h2>" + _sweep_plot(sweep) + _table(list(sweep[0].keys()), [list(r.values()) for r in sweep]))
+        points = list(sweep)
+        removed = [r for r in (ablation or {}).get("rows", []) if r["condition"] == "circuit removed"]
+        randoms = [r for r in (ablation or {}).get("rows", []) if r["condition"].startswith("random circuit removed")]
+        if removed and randoms and "fraction" in ablation:  # the found circuit is one more point of the curve
+            points.append({"fraction": ablation["fraction"], "asr": removed[0]["asr"], "random_asr": randoms[0]["asr"], "loss_change": removed[0]["loss_change"]})
+        points.sort(key=lambda r: r["fraction"])
+        parts.append("<h2>Sparsity vs faithfulness</h2>" + _sweep_plot(points) + _table(list(sweep[0].keys()), [list(r.values()) for r in sweep]))
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>circuit report</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
