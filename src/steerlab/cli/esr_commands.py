@@ -89,12 +89,15 @@ def print_summary(summary: dict) -> None:
 
     from steerlab.esr.report import SUMMARY_HEADER, summary_rows
 
-    table = Table(title=f"ESR (judge {summary['judge']}; 95% cluster-bootstrap CIs)")
-    for h in SUMMARY_HEADER:
-        table.add_column(h)
+    table = Table(title=f"ESR, judge {summary['judge']} (95% CIs, the wider of analytic and cluster bootstrap)")
+    keep = [0, 1, 2, 3, 4]  # condition, n, first score, multi-attempt, ESR (the report has every column)
+    for i in keep:
+        table.add_column(SUMMARY_HEADER[i], no_wrap=True)
     for row in summary_rows(summary):
-        table.add_row(*row)
-    console.print(table)
+        table.add_row(*[row[i] for i in keep])
+    from rich.console import Console
+
+    Console(width=max(console.width, 110)).print(table)  # never squash the numbers in a narrow or piped terminal
 
 
 @esr_app.command("run")

@@ -50,10 +50,15 @@ class Estimate:
         return asdict(self)
 
     def fmt(self, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
-        """'12.3% [4.5, 20.1]' style text (the bootstrap CI when present, else the analytic one)."""
+        """'12.3% [4.5, 20.1]' style text with the wider (union) of the analytic and the cluster-bootstrap CIs.
+
+        The union is conservative: a bootstrap over few latents collapses to [0, 0] at 0%, where Wilson does not.
+        """
         if self.value is None:
             return "n/a"
-        lo, hi = (self.boot_lo, self.boot_hi) if self.boot_lo is not None else (self.lo, self.hi)
+        los = [x for x in (self.lo, self.boot_lo) if x is not None]
+        his = [x for x in (self.hi, self.boot_hi) if x is not None]
+        lo, hi = (min(los), max(his)) if los and his else (None, None)
         core = f"{self.value * scale:.{digits}f}{unit}"
         return core if lo is None else f"{core} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
 

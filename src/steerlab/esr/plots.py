@@ -21,10 +21,10 @@ def _png(fig) -> bytes:
 
 def _ci(est: dict, scale: float) -> tuple[float, float, float]:
     v = (est.get("value") or 0.0) * scale
-    lo = est.get("boot_lo") if est.get("boot_lo") is not None else est.get("lo")
-    hi = est.get("boot_hi") if est.get("boot_hi") is not None else est.get("hi")
-    lo = v if lo is None else lo * scale
-    hi = v if hi is None else hi * scale
+    los = [x for x in (est.get("lo"), est.get("boot_lo")) if x is not None]
+    his = [x for x in (est.get("hi"), est.get("boot_hi")) if x is not None]
+    lo = min(los) * scale if los else v
+    hi = max(his) * scale if his else v
     return v, max(0.0, v - lo), max(0.0, hi - v)
 
 

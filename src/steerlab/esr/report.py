@@ -83,9 +83,9 @@ def write_report(run_dir: str | Path) -> Path:
     main = [c for c in conds if not c.startswith("boost:")]
     excluded = summary.get("excluded") or {}
     note = ("Trials left out of the metrics (no attempt found, judge error, or not graded yet): " + json.dumps(excluded)) if excluded else ""
-    sections.append(Section("Summary (95% CIs: cluster bootstrap over latents)", SUMMARY_HEADER, summary_rows(summary), text=note))
+    sections.append(Section("Summary (95% CIs: the wider of Wilson / t and the cluster bootstrap over latents)", SUMMARY_HEADER, summary_rows(summary), text=note))
     if main:
-        sections.append(Section("Conditions (error bars: 95% cluster-bootstrap CI)", image=plots.condition_bars(summary["metrics"], main, summary.get("target"))))
+        sections.append(Section("Conditions (error bars: the wider of the analytic and cluster-bootstrap 95% CIs)", image=plots.condition_bars(summary["metrics"], main, summary.get("target"))))
     comp = summary.get("comparisons") or {}
     if comp:
         rows = []
