@@ -48,6 +48,8 @@ def setup(tmp_path_factory):
 def test_diff_writes_table_and_page(monkeypatch, capsys, tmp_path, setup):
     root, sae, prompts = setup
     out = tmp_path / "diff"
+    (root / "inspect").mkdir(exist_ok=True)  # labels beside the SAE folder are picked up by default
+    (root / "inspect" / "labels.csv").write_text("index,label\n" + "".join(f"{i},label-of-{i}\n" for i in range(96)))
     code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", root / "tuned", "--sae", sae,
                          "--prompts", prompts, "--out", out, "--max-new-tokens", "5", "--top", "5")
     assert code in (0, None), text
@@ -58,7 +60,8 @@ def test_diff_writes_table_and_page(monkeypatch, capsys, tmp_path, setup):
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0  # the perturbation changed something
     data = json.loads((out / "diff.json").read_text())
     assert data["n_prompts"] == 3 and data["layer"] == 1 and data["fvu_base"] > 0
-    assert (out / "report.html").read_text().count("<table>") == 4
+    page = (out / "report.html").read_text()
+    assert page.count("<table>") == 4 and f"label-of-{rows[0]['latent']}" in page
 
 
 @pytest.mark.parametrize("case", ["width", "empty", "vocab", "rank", "responses"])
@@ -88,6 +91,16 @@ def test_bad_input_exit_2(monkeypatch, capsys, tmp_path, setup, case):
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert "Traceback" not in text and len(errors) == 1 and text.strip().endswith(errors[0])
     assert errors[0].rstrip(".").count(". ") == 0, errors[0]  # one sentence
+
+
+def test_labels_loader(tmp_path):
+    from steerlab.persona.report import load_labels
+
+    (tmp_path / "l.csv").write_text("latent,label\n3,sarcasm\n")
+    assert load_labels(tmp_path / "l.csv") == {3: "sarcasm"} and load_labels(None) == {}
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SteerlabError, match="columns"):
+        load_labels(tmp_path / "bad.csv")
 
 
 def test_prompt_sets_and_loader(tmp_path):

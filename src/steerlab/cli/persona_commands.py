@@ -47,13 +47,14 @@ def diff_cmd(
     top: int = typer.Option(20, "--top", help="Latents shown in the report and summary."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Length of the base model's answers."),
     batch_size: int = typer.Option(8, "--batch-size"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="labels.csv from 'steerlab sae inspect' (default: the one beside the SAE folder, if any)."),
     raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
 ) -> None:
     """Rank SAE latents by their change from BASE to TUNED over the same response tokens."""
     import steerlab
     from steerlab.persona import diff_models, load_prompts
     from steerlab.persona.diff import RANK_KEYS
-    from steerlab.persona.report import write_diff
+    from steerlab.persona.report import default_labels_path, load_labels, write_diff
     from steerlab.sae import load_sae
 
     if rank_by not in RANK_KEYS:
@@ -62,20 +63,22 @@ def diff_cmd(
         raise SteerlabError("--top must be at least 1.")
     prompt_list = load_prompts(prompts)
     fixed = _responses(responses, len(prompt_list))
+    label_map = load_labels(labels if labels is not None else default_labels_path(sae))
     s = load_sae(sae)
     base_model = steerlab.load(base)
     s.check_fits(base_model)
     tuned_model = steerlab.load(tuned)
     result = diff_models(base_model, tuned_model, s, prompt_list, fixed, rank_by=rank_by, max_new_tokens=max_new_tokens,
                          chat=False if raw else None, batch_size=batch_size, progress=True)
-    paths = write_diff(result, out, top=top)
+    paths = write_diff(result, out, top=top, labels=label_map)
     from rich.table import Table
 
     table = Table(title=f"top {min(top, 10)} latents by {rank_by} (FVU base {result.fvu_base:.3g}, tuned {result.fvu_tuned:.3g})")
-    for col in ("rank", "latent", "d_mean", "d_freq", "effect"):
-        table.add_column(col, justify="right")
+    for col in ("rank", "latent", "d_mean", "d_freq", "effect", "label"):
+        table.add_column(col, justify="left" if col == "label" else "right")
     for r in result.top(min(top, 10)):
-        table.add_row(f"#{r.rank}", str(r.latent), f"{r.delta_mean:.4g}", f"{r.delta_freq:.3g}", f"{r.effect_size:.3g}")
+        table.add_row(f"#{r.rank}", str(r.latent), f"{r.delta_mean:.4g}", f"{r.delta_freq:.3g}", f"{r.effect_size:.3g}",
+                      label_map.get(r.latent, ""))
     console.print(table)
     console.print(f"{result.n_prompts} prompts, {result.n_tokens} response tokens; wrote {paths['csv']}, {paths['json']} and {paths['html']}")
 

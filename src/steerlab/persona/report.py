@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
 from typing import Sequence
 
+from steerlab.errors import SteerlabError
 from steerlab.persona.diff import DiffResult, LatentChange
 from steerlab.persona.validate import Validation
 from steerlab.report import Section, write_page
@@ -14,8 +16,29 @@ from steerlab.report import Section, write_page
 _COLUMNS = ("rank", "latent", "delta_mean", "mean_base", "mean_tuned", "delta_freq", "freq_base", "freq_tuned", "effect_size")
 
 
-def _row(r: LatentChange) -> list[object]:
-    return [f"#{r.rank}", r.latent] + [f"{getattr(r, c):.4g}" for c in _COLUMNS[2:]]
+def _row(r: LatentChange, labels: dict[int, str] | None = None) -> list[object]:
+    return [f"#{r.rank}", r.latent, (labels or {}).get(r.latent, "")] + [f"{getattr(r, c):.4g}" for c in _COLUMNS[2:]]
+
+
+def load_labels(path: str | Path | None) -> dict[int, str]:
+    """Latent labels from a CSV with 'index' (or 'latent') and 'label' columns, as `steerlab sae inspect` writes."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise SteerlabError(f"Label file {path} does not exist; pass the labels.csv written by 'steerlab sae inspect'.")
+    with path.open(encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        key = "index" if "index" in (reader.fieldnames or []) else "latent"
+        if key not in (reader.fieldnames or []) or "label" not in (reader.fieldnames or []):
+            raise SteerlabError(f"Label file {path} needs 'index' (or 'latent') and 'label' columns.")
+        return {int(row[key]): row["label"] for row in reader if row.get(key, "").strip().isdigit()}
+
+
+def default_labels_path(sae_path: str | Path) -> Path | None:
+    """The labels.csv that `steerlab sae default`/`inspect` leaves beside an SAE folder, if there is one."""
+    candidate = Path(sae_path).expanduser().parent / "inspect" / "labels.csv"
+    return candidate if candidate.is_file() else None
 
 
 def plot_top(result: DiffResult, n: int = 20) -> bytes:
@@ -38,7 +61,7 @@ def plot_top(result: DiffResult, n: int = 20) -> bytes:
     return buf.getvalue()
 
 
-def write_diff(result: DiffResult, out: str | Path, top: int = 20) -> dict[str, Path]:
+def write_diff(result: DiffResult, out: str | Path, top: int = 20, labels: dict[int, str] | None = None) -> dict[str, Path]:
     """Write latents.csv (all latents, ranked), diff.json, and report.html into `out`; return the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,14 +73,15 @@ def write_diff(result: DiffResult, out: str | Path, top: int = 20) -> dict[str, 
         ["base", f"{result.fvu_base:.4g}", f"{result.median_norm_base:.4g}"],
         ["tuned", f"{result.fvu_tuned:.4g}", f"{result.median_norm_tuned:.4g}"],
     ]
-    bottom = [[f"#-{i + 1}"] + _row(r)[1:] for i, r in enumerate(result.bottom(top))]
+    bottom = [[f"#-{i + 1}"] + _row(r, labels)[1:] for i, r in enumerate(result.bottom(top))]
+    header = ["rank", "latent", "label", *_COLUMNS[2:]]
     examples = [[p, r] for p, r in list(zip(result.prompts, result.responses))[:10]]
     sections = [
         Section("SAE fit on response tokens", header=["model", "FVU", "median residual norm"], rows=fit,
                 text="FVU = sum ||x - x_hat||^2 / sum ||x - mean x||^2; a much higher FVU on the tuned model means the SAE fits it poorly."),
-        Section(f"Top {top} increases (ranked by {result.rank_by})", header=list(_COLUMNS),
-                rows=[_row(r) for r in result.top(top)], image=plot_top(result, top)),
-        Section(f"Top {top} decreases", header=list(_COLUMNS), rows=bottom),
+        Section(f"Top {top} increases (ranked by {result.rank_by})", header=header,
+                rows=[_row(r, labels) for r in result.top(top)], image=plot_top(result, top)),
+        Section(f"Top {top} decreases", header=header, rows=bottom),
         Section("Prompts and the responses both models were scored on (first 10)", header=["prompt", "response"], rows=examples),
     ]
     write_page(paths["html"], f"Persona diff: {result.base} -> {result.tuned}", sections,
