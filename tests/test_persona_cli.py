@@ -62,6 +62,11 @@ def test_diff_writes_table_and_page(monkeypatch, capsys, tmp_path, setup):
     assert data["n_prompts"] == 3 and data["layer"] == 1 and data["fvu_base"] > 0
     page = (out / "report.html").read_text()
     assert page.count("<table>") == 4 and f"label-of-{rows[0]['latent']}" in page
+    # A second run on the first run's exact response tokens (no generation) gives the same table.
+    code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", root / "tuned", "--sae", sae,
+                         "--prompts", prompts, "--responses", out / "diff.json", "--out", tmp_path / "again")
+    assert code in (0, None), text
+    assert (tmp_path / "again" / "latents.csv").read_text() == (out / "latents.csv").read_text()
 
 
 @pytest.mark.parametrize("case", ["width", "empty", "vocab", "rank", "responses"])

@@ -63,6 +63,11 @@ def test_planted_latent_ranks_first(base, planted, sae):
     assert swapped.bottom(1)[0].latent == PLANTED
     forward = {r.latent: r.delta_mean for r in by_effect.latents}
     assert all(r.delta_mean == pytest.approx(-forward[r.latent], abs=1e-9) for r in swapped.latents)
+    # Re-scoring the exact token ids reproduces the first run bit for bit.
+    again = diff_models(base, planted, sae, PROMPTS, result.response_ids)
+    assert [(r.latent, r.delta_mean) for r in again.latents] == [(r.latent, r.delta_mean) for r in result.latents]
+    with pytest.raises(SteerlabError, match="outside the tokenizer"):
+        diff_models(base, planted, sae, PROMPTS[:1], [[10**6]])
 
 
 def test_identical_models_give_zero_change(base, sae):

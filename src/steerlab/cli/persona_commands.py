@@ -14,8 +14,9 @@ from steerlab.progress import console
 persona_app = typer.Typer(help="Persona features: diff a base and a tuned model over SAE latents.", no_args_is_help=True)
 
 
-def _responses(path: Optional[Path], n: int) -> Optional[list[str]]:
-    """Responses from a JSON list of strings or a .jsonl of {"response": ...}; None when no file is given."""
+def _responses(path: Optional[Path], n: int) -> Optional[list]:
+    """Responses from a JSON list of strings, a .jsonl of {"response": ...}, or a previous diff.json (its exact
+    token ids); None when no file is given."""
     if path is None:
         return None
     if not path.is_file():
@@ -25,6 +26,11 @@ def _responses(path: Optional[Path], n: int) -> Optional[list[str]]:
         items = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
     except json.JSONDecodeError as exc:
         raise SteerlabError(f"Response file {path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+    if isinstance(items, dict) and isinstance(items.get("response_ids"), list):
+        items = items["response_ids"]
+        if len(items) != n:
+            raise SteerlabError(f"{path} has {len(items)} responses for {n} prompts; pass the same prompts it was made with.")
+        return items
     if not isinstance(items, list):
         raise SteerlabError(f"Response file {path} must hold a JSON list of responses.")
     out = [item.get("response") if isinstance(item, dict) else item for item in items]
@@ -41,7 +47,7 @@ def diff_cmd(
     tuned: str = typer.Argument(..., help="Fine-tuned model (same architecture and tokenizer)."),
     sae: str = typer.Option(..., "--sae", help="SAE folder or file (trained on the base model's layer)."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help=".txt (one per line), .json or .jsonl prompts (default: the built-in evaluation prompts)."),
-    responses: Optional[Path] = typer.Option(None, "--responses", help="Fixed responses, one per prompt (JSON list or .jsonl); default: the base model's greedy answers."),
+    responses: Optional[Path] = typer.Option(None, "--responses", help="Fixed responses, one per prompt (JSON list, .jsonl, or a previous diff.json); default: the base model's greedy answers."),
     out: Path = typer.Option(Path("persona-diff"), "--out", "-o", help="Output folder (latents.csv, diff.json, report.html)."),
     rank_by: str = typer.Option("mean", "--rank-by", help="mean | freq | effect."),
     top: int = typer.Option(20, "--top", help="Latents shown in the report and summary."),

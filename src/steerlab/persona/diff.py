@@ -117,6 +117,7 @@ class DiffResult:
     median_norm_tuned: float
     prompts: list[str] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
+    response_ids: list[list[int]] = field(default_factory=list)  # the exact tokens scored (text may not re-tokenize the same)
 
     def top(self, n: int = 20) -> list[LatentChange]:
         """The n largest increases (#1..#n)."""
@@ -135,11 +136,11 @@ class DiffResult:
 
     def summary(self) -> dict:
         """Everything but the per-latent rows and texts."""
-        return {k: v for k, v in asdict(self).items() if k not in ("latents", "prompts", "responses")}
+        return {k: v for k, v in asdict(self).items() if k not in ("latents", "prompts", "responses", "response_ids")}
 
     def to_dict(self) -> dict:
         return {**self.summary(), "latents": [asdict(r) for r in self.latents],
-                "prompts": self.prompts, "responses": self.responses}
+                "prompts": self.prompts, "responses": self.responses, "response_ids": self.response_ids}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -202,7 +203,7 @@ def diff_models(
     tuned: Model,
     sae: Sae,
     prompts: Sequence[str],
-    responses: Sequence[str] | None = None,
+    responses: Sequence[str] | Sequence[Sequence[int]] | None = None,
     *,
     rank_by: str = "mean",
     max_new_tokens: int = 48,
@@ -212,7 +213,8 @@ def diff_models(
 ) -> DiffResult:
     """Rank the SAE's latents by their change from base to tuned over the same response tokens.
 
-    responses: one per prompt; None = the base model's greedy answers (max_new_tokens each).
+    responses: one per prompt, as text or as token ids (e.g. a previous result's response_ids);
+    None = the base model's greedy answers (max_new_tokens each).
     """
     prompts = [p for p in prompts]
     if not prompts or not any(isinstance(p, str) and p.strip() for p in prompts):
@@ -229,9 +231,14 @@ def diff_models(
         gens = generate(base, prompts, max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size, progress=progress)
         response_ids = [list(g.token_ids) for g in gens]
         texts = [g.text for g in gens]
-    else:
+    elif all(isinstance(r, str) for r in responses):
         texts = list(responses)
         response_ids = [base.tokenizer(r, add_special_tokens=False)["input_ids"] for r in texts]
+    else:
+        response_ids = [[int(t) for t in r] for r in responses]
+        if any(not 0 <= t < len(base.tokenizer) for r in response_ids for t in r):
+            raise SteerlabError(f"A response token id is outside the tokenizer's vocabulary (0 to {len(base.tokenizer) - 1}).")
+        texts = [base.tokenizer.decode(r) for r in response_ids]
     keep = [i for i, r in enumerate(response_ids) if r]
     if not keep:
         raise SteerlabError("Every response is empty, so there are no response tokens to compare; raise --max-new-tokens or give responses.")
@@ -267,6 +274,6 @@ def diff_models(
         latents=rows, rank_by=rank_by, layer=sae.layer, site=sae.site, base=base.name, tuned=tuned.name,
         sae=sae.source, n_prompts=len(keep), n_tokens=sb.n, fvu_base=sb.fvu(), fvu_tuned=st.fvu(),
         median_norm_base=sb.median_norm(), median_norm_tuned=st.median_norm(),
-        prompts=[prompts[i] for i in keep], responses=[texts[i] for i in keep],
+        prompts=[prompts[i] for i in keep], responses=[texts[i] for i in keep], response_ids=response_ids,
     )
 
