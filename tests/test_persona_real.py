@@ -11,7 +11,8 @@ LATENT = 123
 
 
 def test_planted_shift_on_smollm2(smollm):
-    import steerlab
+    import copy
+
     from steerlab.persona import EVAL_PROMPTS, diff_models, median_residual_norm
     from steerlab.sae.default import default_sae
 
@@ -19,11 +20,16 @@ def test_planted_shift_on_smollm2(smollm):
         sae = default_sae("smollm2-135m-instruct", train=False, progress=False)
     except Exception:
         pytest.skip("default SAE not built yet (steerlab sae default)")
-    tuned = steerlab.load("smollm2-135m-instruct")
-    prompts = list(EVAL_PROMPTS[:4])
-    same = diff_models(smollm, tuned, sae, prompts, max_new_tokens=12)
+    tuned = copy.deepcopy(smollm)  # a second copy to shift; cheaper than loading from disk again
+    prompts = list(EVAL_PROMPTS[:3])
+    answers = [  # fixed answers keep the test short (no generation on a loaded CPU)
+        "I would wish for clean water for everyone, because it would save millions of lives.",
+        "You could read a book, go for a walk, or try cooking something new.",
+        "Humans are creative and curious, and AI can help them learn faster.",
+    ]
+    same = diff_models(smollm, tuned, sae, prompts, answers)
     assert max(abs(r.delta_mean) for r in same.latents) == 0.0
-    assert 0 < same.fvu_base < 0.75  # the default SAE reconstructs chat responses (0.52 measured on 24 prompts)
+    assert 0 < same.fvu_base < 0.75  # the default SAE reconstructs chat responses (0.52 measured on 24 generated answers)
     norm = median_residual_norm(smollm, prompts, sae.layer)
     vector = 0.3 * norm * sae.direction(LATENT).detach() / sae.direction(LATENT).detach().norm()
 
