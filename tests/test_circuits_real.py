@@ -55,7 +55,8 @@ def test_smollm_lora_learns_the_backdoor_target_and_mask_step_has_gradients():
         t.pairs, t.teacher_pairs = t.pairs[:2], (t.teacher_pairs or t.pairs)[:2]
     fill_teachers(organism, terms)
     masks = UnitMasks(organism)
-    loss, parts = mask_step(organism, masks.sample(), terms, [[0, 1], [0, 1]], "zero", None, layers=[28, 29])
+    soft = {k: torch.sigmoid(z) for k, z in masks.logits.items()}  # deterministic gates, gradient everywhere
+    loss, parts = mask_step(organism, soft, terms, [[0, 1], [0, 1]], "zero", None, layers=[28, 29])
     loss.backward()
     assert parts["remove"] > parts["keep"] >= 0
     for kind, z in masks.logits.items():
