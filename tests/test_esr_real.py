@@ -60,7 +60,7 @@ def test_run_all_main_conditions(main_run):
     assert det["n_prompts"] == 20 and 1 <= len(det["detectors"]) <= 4
     assert {"ablate", "random:0"} <= set(s["metrics"]) | set(s["excluded"])
     html = (main_run / "report.html").read_text()
-    assert html.count("data:image/png;base64") >= 4
+    assert html.count("data:image/png;base64") >= 3  # conditions, calibration, detectors (+ deltas when any restart)
 
 
 def test_sweep_baseline_meta_commands(main_run, tmp_path):
