@@ -93,7 +93,10 @@ def main() -> None:
     def upto_eos(ids):
         return ids[: next((k for k, t in enumerate(ids) if t in stops), len(ids))]
 
-    same = sum(upto_eos(check_hf[i, -width:].tolist()) == upto_eos(g.token_ids) for i, g in enumerate(check_ours))
+    same = 0
+    for i, g in enumerate(check_ours):
+        ours_ids = upto_eos(g.token_ids)
+        same += check_hf[i, -width:].tolist()[: len(ours_ids)] == ours_ids
     print(f"\nmodel {model.name}, batch {args.batch}, {args.new_tokens} new tokens, greedy fp32, torch threads {torch.get_num_threads()}")
     print(f"greedy outputs identical to transformers generate (up to EOS): {same}/{args.batch} rows")
     print(f"{'path':32s} {'tokens/s':>10s} {'best s':>8s} {'median s':>9s}")
