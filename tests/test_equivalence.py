@@ -196,8 +196,12 @@ def test_sampling_row_is_independent_of_its_batch(tiny_factory, family):
     assert ids_of(other_seed) != ids_of(batched)
 
 
-def test_recorded_residuals_equal_hf_hidden_states(tiny_factory):
-    model = tiny_factory("llama")
+def test_recorded_residuals_equal_hf_hidden_states():
+    from steerlab.testing import tiny_model
+
+    # A private model: output_hidden_states makes transformers leave capture hooks on the layers,
+    # which must not leak into the session-wide tiny models other tests inspect.
+    model = tiny_model("llama")
     rec = steerlab.trace(model, ["hello"], [Record(1, "resid_post", positions="all", name="post"), Record(1, "resid_pre", positions="all", name="pre")])[0]
     ids = torch.tensor([model.encode("hello", chat=False)])
     with torch.no_grad():
