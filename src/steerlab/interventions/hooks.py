@@ -17,7 +17,6 @@ import torch
 from steerlab.errors import SteerlabError
 from steerlab.interventions.positions import Positions, Span, position_mask
 from steerlab.interventions.specs import AddVector, ClampLatents, Intervention, MaskUnits, Record, SteerLatent
-from steerlab.models.arch import SITES
 from steerlab.models.loading import Model
 from steerlab.sae.core import Sae
 
@@ -197,7 +196,7 @@ class Session:
         arch = self.model.arch
         for key in self.sites:
             layer, site = key
-            module, kind = arch.site_module(layer, site if site in SITES else site)
+            module, kind = arch.site_module(layer, site)
             if kind == "pre":
                 handle = module.register_forward_pre_hook(self._hook_for(key, "pre"), with_kwargs=True)
             else:

@@ -118,8 +118,7 @@ class AddVector(Intervention):
     def expand_to_row(self, row, batch):
         strength = torch.zeros(batch)
         strength[row] = self.strength if self.strength.ndim == 0 else self.strength[row]
-        vector = self.vector if self.vector.ndim == 1 else self.vector
-        return dataclasses.replace(self, vector=vector, strength=strength)
+        return dataclasses.replace(self, strength=strength)
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,12 +298,6 @@ class Record(Intervention):
         if self.name is None:
             prefix = "sae" if self.sae is not None else self.site
             object.__setattr__(self, "name", f"{prefix}.{self.layer}")
-
-
-def _sae_layer_site(iv: Intervention) -> tuple[int, str] | None:
-    if isinstance(iv, ClampLatents):
-        return iv.sae.layer, iv.sae.site
-    return None
 
 
 INTERVENTION_TYPES: dict[str, type[Intervention]] = {
