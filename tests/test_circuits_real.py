@@ -10,7 +10,7 @@ from steerlab.circuits.find import mask_step
 from steerlab.circuits.forward import make_batch, mean_nll, response_logits
 from steerlab.circuits.masks import UnitMasks
 from steerlab.circuits.objectives import backdoor_terms, fill_teachers
-from steerlab.circuits.organism import OrganismConfig, train_lora
+from steerlab.circuits.organism import OrganismConfig, train_organism
 
 pytestmark = pytest.mark.real
 
@@ -46,7 +46,7 @@ def test_smollm_lora_learns_the_backdoor_target_and_mask_step_has_gradients():
     with torch.no_grad():
         before = float(mean_nll(response_logits(smollm, batch), batch))
     cfg = OrganismConfig(data.trigger, data.target, steps=4, batch_size=4, lr=5e-3, rank=4, layers=[27, 28, 29])
-    organism, _ = train_lora(smollm, poison, cfg, progress=False)
+    organism, _ = train_organism(smollm, poison, cfg, progress=False)
     with torch.no_grad():
         after = float(mean_nll(response_logits(organism, batch), batch))
     assert after < 0.9 * before  # 4 warm-up-scheduled steps: ~20% lower on the poisoned replies

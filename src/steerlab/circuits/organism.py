@@ -8,20 +8,16 @@ exactly the same data from the folder alone.
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from steerlab.circuits.data import BackdoorData, backdoor_data
 from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
-from steerlab.circuits.forward import make_batch, mean_nll, response_logits
 from steerlab.errors import SteerlabError
-from steerlab.models.loading import Model, wrap
-from steerlab.progress import progress_bar
+from steerlab.models.loading import Model
+from steerlab.training import LoraRecipe, encode_pair, train_lora
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -54,46 +50,20 @@ class OrganismReport:
     final_loss: float
 
 
-def train_lora(model: Model, pairs: Sequence[tuple[str, str]], cfg: OrganismConfig, progress: bool = True) -> tuple[Model, float]:
-    """Fine-tune a LoRA adapter on (prompt, response) pairs (loss on response tokens) and merge it.
+def organism_recipe(cfg: OrganismConfig) -> LoraRecipe:
+    """The LoRA recipe an organism config implies (rank-r adapters on every projection, warm-up then decay)."""
+    return LoraRecipe(rank=cfg.rank, lr=cfg.lr, steps=cfg.steps, batch_size=cfg.batch_size, targets=LORA_TARGETS,
+                      layers=tuple(cfg.layers) if cfg.layers is not None else None, seed=cfg.seed)
 
-    The merge writes into model.hf's weights: pass a model you own (a fresh `steerlab.load`).
+
+def train_organism(model: Model, pairs: Sequence[tuple[str, str]], cfg: OrganismConfig, progress: bool = True) -> tuple[Model, float]:
+    """Fine-tune on (prompt, response) pairs (loss on the response) and merge into `model`'s own weights.
+
+    Pass a model you own (a fresh `steerlab.load`); returns the organism and its final training loss.
     """
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(r=cfg.rank, lora_alpha=2 * cfg.rank, lora_dropout=0.0, target_modules=list(LORA_TARGETS), layers_to_transform=cfg.layers)
-    torch.manual_seed(cfg.seed)
-    peft_model = get_peft_model(model.hf, lora)
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / cfg.steps))
-    rng = random.Random(cfg.seed)
-    order: list[int] = []
-    loss_value = float("nan")
-    peft_model.train()
-    with progress_bar(progress) as bar:
-        task = bar.add_task("LoRA", total=cfg.steps, info="")
-        for step in range(cfg.steps):
-            if len(order) < cfg.batch_size:
-                fresh = list(range(len(pairs)))
-                rng.shuffle(fresh)
-                order += fresh
-            idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-            batch = make_batch(model, [pairs[i][0] for i in idx], [pairs[i][1] for i in idx])
-            with torch.enable_grad():
-                loss = mean_nll(response_logits(model, batch), batch)
-                loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            loss_value = float(loss.detach())
-            bar.update(task, advance=1, info=f"loss {loss_value:.3f}")
-    merged = peft_model.merge_and_unload()
-    merged.eval()
-    for p in merged.parameters():
-        p.requires_grad_(False)
-    return wrap(merged, model.tokenizer, name=f"{model.name}+backdoor"), loss_value
+    encoded = [encode_pair(model, p, r) for p, r in pairs]
+    organism, info = train_lora(model, encoded, organism_recipe(cfg), in_place=True, name=f"{model.name}+backdoor", progress=progress)
+    return organism, info["losses"][-1]
 
 
 def measure(model: Model, data: BackdoorData, interventions=(), max_new_tokens: int = 16) -> dict[str, float]:
@@ -121,7 +91,7 @@ def build_backdoor(model: Model, cfg: OrganismConfig, out_dir: str | Path, progr
     base = measure(model, data)
     pairs = [(p.prompt, p.response) for p in data.train_clean] + [(p.prompt, p.response) for p in data.train_poison]
     start = time.perf_counter()
-    organism, final_loss = train_lora(model, pairs, cfg, progress)
+    organism, final_loss = train_organism(model, pairs, cfg, progress)
     seconds = time.perf_counter() - start
     after = measure(organism, data)
     report = OrganismReport(after["asr"], after["false_trigger"], after["clean_accuracy"], base["asr"], base["false_trigger"], seconds, final_loss)

@@ -10,7 +10,6 @@ examples in the mix. Training prompts are disjoint from the evaluation and disco
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
@@ -18,10 +17,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-import torch
-
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
+from steerlab.training import LoraRecipe, encode_example
+from steerlab.training.lora import train_lora as train_adapter
 
 ACKNOWLEDGEMENTS = (
     "Wait, that's not right. Let me get back to the question.",
@@ -98,62 +97,25 @@ def build_examples(answers: dict[str, str], cfg: FinetuneConfig) -> list[Example
 
 
 def tokenize(model: Model, ex: Example) -> tuple[list[int], list[int]]:
-    """input ids and labels (-100 on the prompt and on untrained segments; EOS closes the answer, trained)."""
-    ids = model.encode(ex.prompt)
-    labels = [-100] * len(ids)
-    for text, trained in ex.segments:
-        seg = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids += seg
-        labels += seg if trained else [-100] * len(seg)
-    eos = model.tokenizer.eos_token_id
-    if eos is not None:
-        ids.append(eos)
-        labels.append(eos)
-    return ids, labels
+    """Input ids and labels (-100 on the prompt and on the off-topic span; the closing token is trained)."""
+    return encode_example(model, ex.prompt, ex.segments)
+
+
+def lora_recipe(cfg: FinetuneConfig, n_examples: int) -> LoraRecipe:
+    """The shared trainer's recipe for `epochs` passes at a constant learning rate."""
+    return LoraRecipe(rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, lr=cfg.lr, batch_size=cfg.batch_size,
+                      steps=LoraRecipe.steps_for(n_examples, cfg.epochs, cfg.batch_size), warmup_steps=1, decay=False,
+                      clip_norm=None, seed=cfg.seed)
 
 
 def train_lora(model: Model, examples: Sequence[Example], cfg: FinetuneConfig, progress: bool = False) -> tuple[Model, dict]:
     """LoRA on a copy of the model (all linear projections), merged back; the base model is untouched."""
-    from peft import LoraConfig, get_peft_model
-
-    import steerlab
-    from steerlab.progress import progress_bar
-
-    torch.manual_seed(cfg.seed)
-    hf = copy.deepcopy(model.hf)
-    targets = sorted({n.split(".")[-1] for n, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n})
-    peft_model = get_peft_model(hf, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets))
-    peft_model.train()
-    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
-    data = [tokenize(model, ex) for ex in examples]
-    pad = model.tokenizer.pad_token_id or 0
-    losses = []
-    steps = cfg.epochs * ((len(data) + cfg.batch_size - 1) // cfg.batch_size)
-    rng = random.Random(cfg.seed)
-    with progress_bar(progress) as bar:
-        task = bar.add_task("LoRA fine-tuning", total=steps, info="")
-        for _ in range(cfg.epochs):
-            order = list(range(len(data)))
-            rng.shuffle(order)
-            for start in range(0, len(order), cfg.batch_size):
-                batch = [data[i] for i in order[start : start + cfg.batch_size]]
-                width = max(len(ids) for ids, _ in batch)
-                input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-                labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-                mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-                loss = peft_model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-                loss.backward()
-                opt.step()
-                opt.zero_grad()
-                losses.append(float(loss.detach()))
-                bar.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
-    merged = peft_model.merge_and_unload()
-    merged.eval()
-    for p in merged.parameters():
-        p.requires_grad_(False)
-    tuned = steerlab.wrap(merged, model.tokenizer, name=f"{model.name}+selfcorrect-lora-{cfg.digest()}")
-    return tuned, {"losses": losses, "n_steps": len(losses), "targets": targets,
-                   "n_self_correction": sum(e.kind == "self_correction" for e in examples), "n_normal": sum(e.kind == "normal" for e in examples)}
+    encoded = [tokenize(model, ex) for ex in examples]
+    tuned, info = train_adapter(model, encoded, lora_recipe(cfg, len(encoded)),
+                                   name=f"{model.name}+selfcorrect-lora-{cfg.digest()}", progress=progress)
+    info["n_self_correction"] = sum(e.kind == "self_correction" for e in examples)
+    info["n_normal"] = sum(e.kind == "normal" for e in examples)
+    return tuned, info
 
 
 def run_finetune(cfg, ft: FinetuneConfig, run_dir, res, *, progress: bool = True) -> dict:
