@@ -5,7 +5,7 @@ import random
 import pytest
 
 from steerlab.errors import SteerlabError
-from steerlab.esr.calibration import Bisection, CalibrationSettings, Threshold, ThresholdCache, calibrate
+from steerlab.esr.calibration import Bisection, CalibrationSettings, Threshold, ThresholdCache, calibrate, decreasing_isotonic, isotonic_root
 
 
 def test_confidence_direction():
@@ -34,8 +34,8 @@ def test_calibrate_converges_on_noisy_curve():
 
     rng = random.Random(0)
 
-    def measure(boosts):
-        return {lat: max(0.0, min(100.0, 100 * math.exp(-b / (20 * lat)) + rng.gauss(0, 5))) for lat, b in boosts.items()}
+    def measure(boosts, n):
+        return {lat: [max(0.0, min(100.0, 100 * math.exp(-b / (20 * lat)) + rng.gauss(0, 5))) for _ in range(n)] for lat, b in boosts.items()}
 
     settings = CalibrationSettings(target=30, steps=25, prompts_per_step=1, lower=0, upper=200)
     out = calibrate([1, 2], measure, settings)
@@ -47,8 +47,8 @@ def test_calibrate_converges_on_noisy_curve():
 
 
 def test_saturation_flag():
-    out = calibrate([0], lambda boosts: {0: 100.0}, CalibrationSettings(steps=12, lower=0, upper=10))
-    assert out[0].saturated and out[0].threshold > 9.5
+    out = calibrate([0], lambda boosts, n: {0: [100.0] * n}, CalibrationSettings(steps=12, lower=0, upper=10))
+    assert out[0].saturated and out[0].threshold > 9.5 and out[0].estimate == "median"  # never bracketed: posterior median
 
 
 def test_cache_is_keyed_by_config(tmp_path):
@@ -64,3 +64,39 @@ def test_settings_errors():
         CalibrationSettings(target=0)
     with pytest.raises(SteerlabError, match="upper bound"):
         CalibrationSettings(lower=5, upper=5)
+
+
+def test_decreasing_isotonic_pools_violators_by_hand():
+    # (boost, score): 1->90, 2->40, 3->60 violates (40 < 60), pooled to 50 at boost 2.5; 4->0
+    blocks = decreasing_isotonic([(3, 60), (1, 90), (2, 40), (4, 0)])
+    assert blocks == [(1, 90, 1), (2.5, 50, 2), (4, 0, 1)]
+    # crossing 30 lies between (2.5, 50) and (4, 0): 2.5 + (50 - 30) / 50 * 1.5 = 3.1
+    assert isotonic_root([(3, 60), (1, 90), (2, 40), (4, 0)], 30) == pytest.approx(3.1)
+    assert isotonic_root([(1, 90), (2, 80)], 30) is None  # never below the target: not bracketed
+
+
+def test_isotonic_estimate_is_near_target_on_all_or_nothing_trials():
+    """Trials score 95 (on topic) or 0 with P(on topic) = sigmoid((b0 - b) / 1.5), as SmolLM2's steered answers do."""
+    import math
+
+    rng = random.Random(1)
+    b0 = {lat: 8.0 + lat for lat in range(24)}
+
+    def p_on(lat, b):
+        return 1 / (1 + math.exp(-(b0[lat] - b) / 1.5))
+
+    def measure(boosts, n):
+        return {lat: [95.0 if rng.random() < p_on(lat, b) else 0.0 for _ in range(n)] for lat, b in boosts.items()}
+
+    settings = CalibrationSettings(target=30, steps=8, prompts_per_step=4, lower=0, upper=100, prior_mean=12, prior_std=25)
+    out = calibrate(list(b0), measure, settings)
+    true_scores = [95 * p_on(lat, t.threshold) for lat, t in out.items()]
+    mean = sum(true_scores) / len(true_scores)
+    assert 20 <= mean <= 40, mean
+    assert sum(t.estimate == "isotonic" for t in out.values()) >= 20
+    assert all(len(t.samples) == 8 * 4 for t in out.values())
+
+
+def test_threshold_round_trips_through_dict():
+    t = Threshold(3, 1.5, 30.0, False, [(1.0, 50.0)], "isotonic", [(1.0, 95.0), (1.0, 5.0)])
+    assert Threshold.from_dict(t.to_dict()) == t

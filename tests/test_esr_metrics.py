@@ -34,6 +34,14 @@ def test_mean_ci_t_interval():
     assert mean_ci([7.0]) == (7.0, None, None)
 
 
+def test_mean_ci_stays_inside_the_scale():
+    # scores 0, 0, 0, 100: mean 25, sd 50, t(0.975, 3) = 3.182 -> 25 ± 79.6 = [-54.6, 104.6] before clipping
+    m, lo, hi = mean_ci([0.0, 0.0, 0.0, 100.0])
+    assert lo == pytest.approx(-54.6, abs=0.1) and hi == pytest.approx(104.6, abs=0.1)
+    m, lo, hi = mean_ci([0.0, 0.0, 0.0, 100.0], bounds=(0.0, 100.0))
+    assert (m, lo, hi) == (25.0, 0.0, 100.0)
+
+
 def _outcomes():
     # latent 1: an ESR episode (10 -> 60), a single attempt; latent 2: a worsening restart (50 -> 20), a single attempt
     return [Outcome(2, 10, 60, 1), Outcome(1, 30, 30, 1), Outcome(3, 50, 20, 2), Outcome(1, 40, 40, 2)]

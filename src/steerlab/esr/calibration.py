@@ -4,6 +4,11 @@ Goal: the boost b* at which the mean judge first-attempt score equals the target
 the score at the posterior median; a Beta model of that noisy score says how sure we are that b* is
 left or right of it, and the posterior on a grid is updated in log space. All latents of a run step
 together, so each step is one batched, heterogeneous generation (every row its own latent and boost).
+
+The final estimate differs from the original: per-trial first scores are nearly all-or-nothing, so a
+few noisy steps leave the posterior median off the root. We fit a decreasing isotonic curve to every
+trial measured during the search and take the boost where it crosses the target; only when the
+measurements never bracket the target do we keep the posterior median (recorded in `estimate`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class CalibrationSettings:
     prior_std: float | None = None
     confidence_weight: float = 5.0
     grid: int = 10_000
+    verify_prompts: int = 0  # prompts for the final check at the threshold (0 = 2 × prompts_per_step)
+    estimator: str = "isotonic"  # "isotonic" (all trials) or "median" (the original's posterior median)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 100.0:
@@ -42,6 +49,12 @@ class CalibrationSettings:
             raise SteerlabError("Calibration needs at least one step and one prompt per step.")
         if not self.upper > self.lower:
             raise SteerlabError(f"The calibration upper bound ({self.upper:g}) must exceed the lower bound ({self.lower:g}).")
+        if self.estimator not in ("isotonic", "median"):
+            raise SteerlabError(f"The calibration estimator must be 'isotonic' or 'median'; got '{self.estimator}'.")
+
+    @property
+    def n_verify(self) -> int:
+        return self.verify_prompts or 2 * self.prompts_per_step
 
 
 class Bisection:
@@ -96,12 +109,42 @@ class Threshold:
     achieved: float
     saturated: bool
     history: list[tuple[float, float]] = field(default_factory=list)
+    estimate: str = "median"  # how `threshold` was obtained: "isotonic" or "median"
+    samples: list[tuple[float, float]] = field(default_factory=list)  # every (boost, trial first score) of the search
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Threshold":
+        data = dict(data)
+        for name in ("history", "samples"):
+            data[name] = [tuple(h) for h in data.get(name, [])]
+        return cls(**data)
 
-Measure = Callable[[dict[int, float]], dict[int, float]]  # {latent: boost} -> {latent: mean first score 0-100}
+
+Measure = Callable[[dict[int, float], int], dict[int, list[float]]]  # ({latent: boost}, n prompts) -> per-trial first scores
+
+
+def decreasing_isotonic(points: Sequence[tuple[float, float]]) -> list[tuple[float, float, int]]:
+    """Pool-adjacent-violators fit of a non-increasing curve: blocks of (mean boost, mean score, n), by boost."""
+    blocks: list[list[float]] = []  # [sum boost, sum score, n]
+    for x, y in sorted(points):
+        blocks.append([x, y, 1])
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] < blocks[-1][1] / blocks[-1][2]:
+            last = blocks.pop()
+            for i in range(3):
+                blocks[-1][i] += last[i]
+    return [(b[0] / b[2], b[1] / b[2], int(b[2])) for b in blocks]
+
+
+def isotonic_root(points: Sequence[tuple[float, float]], target: float) -> float | None:
+    """The boost where the decreasing fit crosses `target` (linear between block centres); None if not bracketed."""
+    blocks = decreasing_isotonic(points)
+    for (x0, y0, _), (x1, y1, _) in zip(blocks, blocks[1:]):
+        if y0 >= target > y1:
+            return x0 + (y0 - target) / (y0 - y1) * (x1 - x0)
+    return None
 
 
 def calibrate(latents: Sequence[int], measure: Measure, settings: CalibrationSettings,
@@ -109,21 +152,28 @@ def calibrate(latents: Sequence[int], measure: Measure, settings: CalibrationSet
     """Search every latent's threshold at once; `measure` runs one batched generation + grading per call."""
     searches = {lat: Bisection(settings.lower, settings.upper, settings.prior_mean, settings.prior_std, settings.grid) for lat in latents}
     history: dict[int, list[tuple[float, float]]] = {lat: [] for lat in latents}
+    samples: dict[int, list[tuple[float, float]]] = {lat: [] for lat in latents}
     for step in range(settings.steps):
         boosts = {lat: s.median() for lat, s in searches.items()}
-        scores = measure(boosts)
+        scores = measure(boosts, settings.prompts_per_step)
         for lat, s in searches.items():
-            s.update(boosts[lat], scores[lat] / 100.0, settings.target / 100.0, settings.confidence_weight)
-            history[lat].append((round(boosts[lat], 4), round(scores[lat], 2)))
+            mean = sum(scores[lat]) / len(scores[lat])
+            s.update(boosts[lat], mean / 100.0, settings.target / 100.0, settings.confidence_weight)
+            history[lat].append((round(boosts[lat], 4), round(mean, 2)))
+            samples[lat] += [(round(boosts[lat], 4), round(v, 2)) for v in scores[lat]]
         if on_step:
             on_step(step)
-    final = {lat: round(s.median(), 2) for lat, s in searches.items()}
-    achieved = measure(final)  # verification with the same number of prompts as a search step
+    final: dict[int, float] = {}
+    how: dict[int, str] = {}
+    for lat, s in searches.items():
+        root = isotonic_root(samples[lat], settings.target) if settings.estimator == "isotonic" else None
+        final[lat], how[lat] = (round(root, 2), "isotonic") if root is not None else (round(s.median(), 2), "median")
+    achieved = measure(final, settings.n_verify)  # a separate check at the threshold, not used for the estimate
     span = settings.upper - settings.lower
     return {
-        lat: Threshold(lat, final[lat], round(achieved[lat], 2),
+        lat: Threshold(lat, final[lat], round(sum(achieved[lat]) / len(achieved[lat]), 2),
                        saturated=min(final[lat] - settings.lower, settings.upper - final[lat]) < 0.02 * span,
-                       history=history[lat])
+                       history=history[lat], estimate=how[lat], samples=samples[lat])
         for lat in latents
     }
 
@@ -151,9 +201,7 @@ class ThresholdCache:
         data = self._load().get(self.key(config, latent))
         if data is None:
             return None
-        data = dict(data["threshold"])
-        data["history"] = [tuple(h) for h in data.get("history", [])]
-        return Threshold(**data)
+        return Threshold.from_dict(data["threshold"])
 
     def put(self, config: dict, items: Sequence[Threshold]) -> None:
         data = self._load()

@@ -76,8 +76,8 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """Mean with a t-based 95% CI (None when fewer than two values)."""
+def mean_ci(values: Sequence[float], bounds: tuple[float, float] | None = None) -> tuple[float, float | None, float | None]:
+    """Mean with a t-based 95% CI (None when fewer than two values), clipped to `bounds` when the scale has them."""
     n = len(values)
     if n == 0:
         raise ValueError("mean_ci needs at least one value")
@@ -88,7 +88,10 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float | None, float | None]
 
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return mean, lo, hi
 
 
 def is_degraded(text: str, repeats: int = 5) -> bool:
@@ -175,20 +178,20 @@ def summarize(outcomes: Sequence[Outcome], *, min_delta: float = 0.0, n_boot: in
         blo, bhi = cluster_bootstrap(o, fn, n_boot, seed)
         out[name] = Estimate(k / n, lo, hi, blo, bhi, n)
 
-    def mean(name: str, values: list[float], fn: Callable) -> None:
+    def mean(name: str, values: list[float], fn: Callable, bounds: tuple[float, float] | None = None) -> None:
         if not values:
             out[name] = Estimate(None, None, None, None, None, 0)
             return
-        m, lo, hi = mean_ci(values)
+        m, lo, hi = mean_ci(values, bounds)
         blo, bhi = cluster_bootstrap(o, fn, n_boot, seed)
         out[name] = Estimate(m, lo, hi, blo, bhi, len(values))
 
     prop("multi_attempt_rate", len(multi), len(o), multi_attempt_rate)
     prop("esr_rate", sum(x.esr(min_delta) for x in o), len(o), lambda s: esr_rate(s, min_delta))
     prop("improvement_rate", sum(x.esr(min_delta) for x in multi), len(multi), lambda s: improvement_rate(s, min_delta))
-    mean("mean_score_improvement", [x.last - x.first for x in multi], mean_score_improvement)
-    mean("first_score", [x.first for x in o], first_score)
-    mean("mean_attempts", [float(x.n_attempts) for x in o], mean_attempts)
+    mean("mean_score_improvement", [x.last - x.first for x in multi], mean_score_improvement, (-100.0, 100.0))
+    mean("first_score", [x.first for x in o], first_score, (0.0, 100.0))
+    mean("mean_attempts", [float(x.n_attempts) for x in o], mean_attempts, (1.0, math.inf))
     out["degraded_rate"] = Estimate(
         sum(x.degraded for x in outcomes) / len(outcomes) if outcomes else None, None, None, None, None, len(outcomes))
     return out

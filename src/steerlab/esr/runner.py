@@ -95,16 +95,16 @@ def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Gra
 
 
 def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) -> Callable[[dict[int, float]], dict[int, float]]:
-    """{latent: boost} -> {latent: mean first-attempt score} from one mixed batch (same token budget as trials)."""
+    """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (same token budget as trials)."""
     calls = [0]
 
-    def measure(boosts: dict[int, float]) -> dict[int, float]:
+    def measure(boosts: dict[int, float], n_prompts: int) -> dict[int, list[float]]:
         call = calls[0]
         calls[0] += 1
         rows = []  # (latent, prompt, seed)
         for lat in boosts:
             rng = random.Random(stable_int(cfg.seed, "calibration", lat, call))
-            for j in rng.sample(range(len(res.prompts)), min(settings.prompts_per_step, len(res.prompts))):
+            for j in rng.sample(range(len(res.prompts)), min(n_prompts, len(res.prompts))):
                 rows.append((lat, res.prompts[j], stable_int(cfg.seed, "calibration-seed", lat, call, j)))
         from steerlab.store import Trial
 
@@ -116,7 +116,7 @@ def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) 
         out: dict[int, list[float]] = {lat: [] for lat in boosts}
         for t, g in zip(trials, grades):
             out[t.latent].append(g.first_score if g.attempts else 0.0)  # no attempt at all = no answer: 0
-        return {lat: sum(v) / len(v) for lat, v in out.items()}
+        return out
 
     return measure
 
@@ -127,7 +127,7 @@ def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSetting
         "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "judge": res.judge.judge_id,
         "rubric": res.judge.rubric_version, "settings": settings.__dict__, "max_new_tokens": cfg.max_new_tokens,
         "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty, "steer_layer": cfg.steer_layer,
-        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 1,
+        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 2,
     }
 
 
@@ -136,7 +136,7 @@ def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_d
     """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir."""
     saved = _load(run_dir, "calibration.json")
     if saved is not None and sorted(int(k) for k in saved["thresholds"]) == sorted(latents):
-        return {int(k): Threshold(**{**v, "history": [tuple(h) for h in v["history"]]}) for k, v in saved["thresholds"].items()}
+        return {int(k): Threshold.from_dict(v) for k, v in saved["thresholds"].items()}
     settings = calibration_settings(res, cfg)
     key = calibration_key(res, cfg, settings)
     cache = cache or ThresholdCache(cache_root() / "esr" / "thresholds.json")
