@@ -49,7 +49,9 @@ def diff_cmd(
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help=".txt (one per line), .json or .jsonl prompts (default: the built-in evaluation prompts)."),
     responses: Optional[Path] = typer.Option(None, "--responses", help="Fixed responses, one per prompt (JSON list, .jsonl, or a previous diff.json); default: the base model's greedy answers."),
     out: Path = typer.Option(Path("persona-diff"), "--out", "-o", help="Output folder (latents.csv, diff.json, report.html)."),
-    rank_by: str = typer.Option("mean", "--rank-by", help="mean | freq | effect."),
+    rank_by: str = typer.Option("mean", "--rank-by", help="mean | freq | effect | attribution (gradient x activation change over the tuned model's answers)."),
+    attribution: bool = typer.Option(False, "--attribution", help="Also compute the attribution score column (implied by --rank-by attribution)."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="The layer you mean to diff; checked against the SAE's layer."),
     top: int = typer.Option(20, "--top", help="Latents shown in the report and summary."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Length of the base model's answers."),
     batch_size: int = typer.Option(8, "--batch-size"),
@@ -71,20 +73,22 @@ def diff_cmd(
     fixed = _responses(responses, len(prompt_list))
     label_map = load_labels(labels if labels is not None else default_labels_path(sae))
     s = load_sae(sae)
+    check_layer(s, layer)
     base_model = steerlab.load(base)
     s.check_fits(base_model)
     tuned_model = steerlab.load(tuned)
-    result = diff_models(base_model, tuned_model, s, prompt_list, fixed, rank_by=rank_by, max_new_tokens=max_new_tokens,
-                         chat=False if raw else None, batch_size=batch_size, progress=True)
-    paths = write_diff(result, out, top=top, labels=label_map)
+    result = diff_models(base_model, tuned_model, s, prompt_list, fixed, rank_by=rank_by, attribution=attribution,
+                         max_new_tokens=max_new_tokens, chat=False if raw else None, batch_size=batch_size, progress=True)
+    contexts = diff_contexts(result, tuned_model, s, top, chat=False if raw else None)
+    paths = write_diff(result, out, top=top, labels=label_map, contexts=contexts)
     from rich.table import Table
 
     table = Table(title=f"top {min(top, 10)} latents by {rank_by} (FVU base {result.fvu_base:.3g}, tuned {result.fvu_tuned:.3g})")
-    for col in ("rank", "latent", "d_mean", "d_freq", "effect", "label"):
+    for col in ("rank", "latent", "d_mean", "d_freq", "effect", "attribution", "label"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for r in result.top(min(top, 10)):
         table.add_row(f"#{r.rank}", str(r.latent), f"{r.delta_mean:.4g}", f"{r.delta_freq:.3g}", f"{r.effect_size:.3g}",
-                      label_map.get(r.latent, ""))
+                      "-" if r.attribution is None else f"{r.attribution:.3g}", label_map.get(r.latent, ""))
     console.print(table)
     console.print(f"{result.n_prompts} prompts, {result.n_tokens} response tokens; wrote {paths['csv']}, {paths['json']} and {paths['html']}")
 
@@ -110,7 +114,7 @@ def validate_cmd(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature"),
     seed: int = typer.Option(0, "--seed"),
-    judge: str = typer.Option("openai", "--judge", help="openai | anthropic: the persona rubric needs an LLM judge."),
+    judge: str = typer.Option("heuristic", "--judge", help="heuristic (offline, dismissive-persona markers) | openai | anthropic."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model id."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Judge server base URL (OpenAI-compatible or Anthropic)."),
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="Environment variable holding the judge's API key."),
@@ -120,27 +124,20 @@ def validate_cmd(
 ) -> None:
     """Steer MODEL along each latent at several strengths and grade the answers with the persona rubric."""
     import steerlab
-    from steerlab.judges import PersonaJudge
-    from steerlab.judges.backends import AnthropicBackend, OpenAIBackend
     from steerlab.persona import HELD_OUT_PROMPTS, load_prompts, median_residual_norm, steer_sweep
     from steerlab.persona.report import write_validation
     from steerlab.sae import load_sae
 
     values = _strengths(strengths)
-    name = judge.strip().lower()
-    if name not in ("openai", "anthropic"):
-        raise SteerlabError(f"The persona rubric needs an LLM judge: pass --judge openai or --judge anthropic (got '{judge}').")
-    backend = (OpenAIBackend if name == "openai" else AnthropicBackend)(judge_model or "", judge_url, judge_key_env)
     prompt_list = load_prompts(prompts) if prompts is not None else list(HELD_OUT_PROMPTS)
     s = load_sae(sae)
     for lat in latent:
         s.check_latent(lat)
-    backend.check()  # an unreachable server or a missing key fails here, before any generation
+    rater = persona_judge(judge, judge_model, judge_url, judge_key_env)  # a missing key or server fails here
     m = steerlab.load(model)
     s.check_fits(m)
     chat = False if raw else None
     norm = median_residual_norm(m, prompt_list, s.layer, s.site, chat=chat)
-    rater = PersonaJudge(backend)
     results = [
         steer_sweep(m, s, lat, values, prompt_list, rater, median_norm=norm, samples=samples, max_new_tokens=max_new_tokens,
                     temperature=temperature, seed=seed, chat=chat, progress=True)
@@ -158,6 +155,253 @@ def validate_cmd(
             table.add_row(str(v.latent), f"{p.strength:g}", fmt(p.misalignment_rate), fmt(p.incoherent_rate), str(p.n_rated))
     console.print(table)
     console.print(f"wrote {paths['json']} and {paths['html']}")
+
+
+def persona_judge(name: str, model: Optional[str] = None, url: Optional[str] = None, key_env: Optional[str] = None):
+    """The persona rater: the offline heuristic, or the LLM rubric on an OpenAI-compatible/Anthropic server (checked now)."""
+    name = name.strip().lower()
+    if name == "heuristic":
+        from steerlab.judges.persona_heuristic import PersonaHeuristicJudge
+
+        return PersonaHeuristicJudge()
+    if name not in ("openai", "anthropic"):
+        raise SteerlabError(f"Unknown persona judge '{name}'; choose heuristic, openai or anthropic.")
+    from steerlab.judges import PersonaJudge
+    from steerlab.judges.backends import AnthropicBackend, OpenAIBackend
+
+    backend = (OpenAIBackend if name == "openai" else AnthropicBackend)(model or "", url, key_env)
+    backend.check()  # an unreachable server or a missing key fails here, before any generation
+    return PersonaJudge(backend)
+
+
+def check_layer(sae, layer: Optional[int]) -> None:
+    """One sentence when the SAE was trained for another layer than the one asked for."""
+    if layer is not None and layer != sae.layer:
+        raise SteerlabError(f"This SAE was trained on layer {sae.layer}, not layer {layer}; pass an SAE for layer {layer} or drop --layer.")
+
+
+def diff_contexts(result, tuned_model, sae, top: int, chat=None) -> dict:
+    """Top contexts of the top latents in the tuned model, over the diff's answers (and the tuned model's own, if any)."""
+    from steerlab.persona.contexts import top_contexts
+
+    ids = [tuned_model.encode(p, chat=chat) for p in result.prompts]
+    rows = result.response_ids + result.tuned_response_ids
+    return top_contexts(tuned_model, sae, ids + ids[: len(result.tuned_response_ids)], rows, [r.latent for r in result.top(top)])
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise SteerlabError(f"--fractions must be comma-separated numbers such as 0,0.1,0.25,0.5,1, got '{text}'.") from exc
+
+
+def _layers(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """'12-17' or '12,14,16' -> a tuple of layers; None or 'all' -> every layer."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-"))
+            return tuple(range(lo, hi + 1))
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise SteerlabError(f"--layers must look like 12-17 or 12,14,16 (or 'all'), got '{text}'.") from exc
+
+
+@persona_app.command("organism")
+def organism_cmd(
+    base: str = typer.Argument(..., help="Base model to fine-tune (packaged alias, folder, .gguf or hub id)."),
+    out: Path = typer.Option(Path("persona-organisms"), "--out", "-o", help="Folder with one sub-folder per fraction (f0.00, f0.10, ...)."),
+    fractions: str = typer.Option("0,0.1,0.25,0.5,1", "--fractions", help="Comma-separated fractions of dismissive training examples."),
+    n_train: int = typer.Option(240, "--n-train", help="Training pairs per organism (same questions for every fraction)."),
+    steps: int = typer.Option(30, "--steps"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    rank: int = typer.Option(8, "--rank"),
+    layers: Optional[str] = typer.Option(None, "--layers", help="LoRA layers, e.g. 12-17 (default: every layer)."),
+    seed: int = typer.Option(0, "--seed"),
+    eval_tokens: int = typer.Option(40, "--eval-tokens", help="Answer length when measuring behaviour."),
+    judge: str = typer.Option("heuristic", "--judge", help="heuristic | openai | anthropic."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url"),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
+) -> None:
+    """Build dismissive-persona organisms (LoRA, merged) at several mixing fractions; finished fractions are skipped."""
+    import steerlab
+    from steerlab.persona.organism import OrganismConfig, build_organism, check_fractions
+
+    values = check_fractions(_fractions(fractions))
+    cfg = OrganismConfig(n_train=n_train, steps=steps, batch_size=batch_size, lr=lr, rank=rank, layers=_layers(layers),
+                         seed=seed, eval_tokens=eval_tokens)
+    cfg.recipe()  # bad LoRA settings fail here
+    from steerlab.persona.data import persona_mix
+
+    persona_mix(0.0, n_train, seed)  # a bad --n-train fails here
+    rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
+    model = steerlab.load(base)
+    from rich.table import Table
+
+    table = Table(title=f"persona organisms (judge {rater.judge_id})")
+    for col in ("fraction", "misaligned", "incoherent", "train s", "folder"):
+        table.add_column(col, justify="right")
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    for f in values:
+        console.print(f"fraction {f:g}")
+        meta = build_organism(model, f, cfg, out, rater)
+        b = meta["behaviour"]
+        table.add_row(f"{f:g}", fmt(b["misalignment_rate"]), fmt(b["incoherent_rate"]), f"{meta['train_seconds']:.0f}", str(out / f"f{f:.2f}"))
+    console.print(table)
+
+
+@persona_app.command("realign")
+def realign_cmd(
+    organism: Path = typer.Argument(..., help="A persona organism folder (from `steerlab persona organism`)."),
+    out: Path = typer.Option(Path("persona-realigned"), "--out", "-o"),
+    n_examples: int = typer.Option(200, "--n-examples", help="Benign (helpful) training pairs."),
+    steps: int = typer.Option(30, "--steps"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    rank: int = typer.Option(8, "--rank"),
+    layers: Optional[str] = typer.Option(None, "--layers", help="LoRA layers, e.g. 12-17 (default: every layer)."),
+    seed: int = typer.Option(0, "--seed"),
+    sae: Optional[str] = typer.Option(None, "--sae", help="SAE folder: also report latents' shift vs --base before and after."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model the latent shift is measured against (with --sae)."),
+    latent: List[int] = typer.Option([], "--latent", "-l", help="Latent id to track (repeatable; with --sae)."),
+    judge: str = typer.Option("heuristic", "--judge", help="heuristic | openai | anthropic."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url"),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
+) -> None:
+    """Fine-tune a shifted organism on benign examples and measure its behaviour (and latents) before and after."""
+    import steerlab
+    from steerlab.persona.organism import behaviour_prompts, read_organism
+    from steerlab.persona.realign import RealignConfig, realign
+    from steerlab.persona.data import benign_pairs
+
+    meta = read_organism(organism)
+    cfg = RealignConfig(n_examples=n_examples, steps=steps, batch_size=batch_size, lr=lr, rank=rank, layers=_layers(layers), seed=seed,
+                        eval_tokens=meta["config"]["eval_tokens"])
+    cfg.recipe()
+    benign_pairs(n_examples, seed)
+    if (sae is None) != (base is None) or (latent and sae is None):
+        raise SteerlabError("Pass --sae and --base together (and --latent with them) to track latents.")
+    s = None
+    if sae is not None:
+        from steerlab.sae import load_sae
+
+        s = load_sae(sae)
+        for lat in latent:
+            s.check_latent(lat)
+        if not latent:
+            raise SteerlabError("Give at least one --latent to track with --sae.")
+    rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
+    shifted = steerlab.load(str(organism))
+    from steerlab.persona.behaviour import Behaviour
+
+    before = Behaviour.from_dict(meta["behaviour"]) if meta["behaviour"]["judge"] == rater.judge_id else None
+    model, result = realign(shifted, cfg, out, rater, before=before)
+    from rich.table import Table
+
+    table = Table(title=f"re-alignment (judge {rater.judge_id})")
+    for col in ("model", "misaligned", "incoherent", "mean alignment"):
+        table.add_column(col, justify="right")
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    for name in ("before", "after"):
+        b = result[name]
+        table.add_row(name, fmt(b["misalignment_rate"]), fmt(b["incoherent_rate"]), fmt(b["mean_alignment"]))
+    console.print(table)
+    if s is not None:
+        from steerlab.persona.detector import latent_means
+
+        base_model = steerlab.load(base)
+        from steerlab.persona.diff import check_pair
+
+        check_pair(base_model, shifted, s)
+        prompts = behaviour_prompts()
+        answers = result["before"]["responses"]
+        pids = [base_model.encode(p) for p in prompts]
+        rids = [base_model.tokenizer(a, add_special_tokens=False)["input_ids"] or [base_model.tokenizer.eos_token_id] for a in answers]
+        ref = latent_means(base_model, s, pids, rids, latent)
+        shift_before = (latent_means(shifted, s, pids, rids, latent) - ref).mean(0)
+        shift_after = (latent_means(model, s, pids, rids, latent) - ref).mean(0)
+        for lat, b, a in zip(latent, shift_before.tolist(), shift_after.tolist()):
+            console.print(f"latent {lat}: mean shift vs base {b:.4g} before, {a:.4g} after")
+    console.print(f"wrote {out / 'realign.json'}")
+
+
+@persona_app.command("study")
+def study_cmd(
+    base: str = typer.Argument("smollm2-135m-instruct", help="Base model (default: the packaged SmolLM2)."),
+    sae: Optional[str] = typer.Option(None, "--sae", help="SAE folder (default: the packaged model's default SAE)."),
+    out: Path = typer.Option(Path("persona-study"), "--out", "-o", help="Study folder (resumable)."),
+    fractions: str = typer.Option("0,0.1,0.25,0.5,1", "--fractions"),
+    n_train: int = typer.Option(240, "--n-train"),
+    steps: int = typer.Option(30, "--steps", help="LoRA steps per organism."),
+    realign_steps: int = typer.Option(30, "--realign-steps"),
+    n_benign: int = typer.Option(200, "--n-benign", help="Benign pairs for re-alignment."),
+    lr: float = typer.Option(2e-3, "--lr"),
+    layers: Optional[str] = typer.Option("sae", "--layers", help="LoRA layers: 'sae' (the 6 layers up to the SAE's), 'all', 12-17 or 12,14."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="The layer you mean to study; checked against the SAE's layer."),
+    top: int = typer.Option(10, "--top", help="Top latents validated by steering and scored as detectors."),
+    strengths: str = typer.Option("0.2,0.4,0.8", "--strengths", help="Steering strengths (x median residual norm)."),
+    n_validate: int = typer.Option(8, "--n-validate", help="Held-out prompts per steering strength."),
+    n_diff: int = typer.Option(24, "--n-diff", help="Discovery prompts for the diff."),
+    tokens: int = typer.Option(40, "--tokens", help="Answer length for every generation."),
+    rank_by: str = typer.Option("mean", "--rank-by", help="mean | freq | effect | attribution."),
+    judge: str = typer.Option("heuristic", "--judge", help="heuristic | openai | anthropic."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url"),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
+) -> None:
+    """Run the whole chain (organisms -> diff -> validate top latents -> detector -> realign -> report), resumably."""
+    import steerlab
+    from steerlab.persona.diff import RANK_KEYS
+    from steerlab.persona.organism import OrganismConfig
+    from steerlab.persona.realign import RealignConfig
+    from steerlab.persona.report import default_labels_path, load_labels
+    from steerlab.persona.study import StudyConfig, run_study
+    from steerlab.sae import load_sae
+
+    if rank_by not in RANK_KEYS:
+        raise SteerlabError(f"Unknown ranking '{rank_by}'; choose one of: {', '.join(RANK_KEYS)}.")
+    if sae is None:
+        from steerlab.sae.default import default_dir, default_sae
+
+        s = default_sae(base, progress=True)
+        sae = str(default_dir(base) / "sae")
+    else:
+        s = load_sae(sae)
+    check_layer(s, layer)
+    lora_layers = tuple(range(max(0, s.layer - 5), s.layer + 1)) if layers == "sae" else _layers(layers)
+    cfg = StudyConfig(
+        fractions=tuple(_fractions(fractions)),
+        organism=OrganismConfig(n_train=n_train, steps=steps, lr=lr, layers=lora_layers, eval_tokens=tokens),
+        realign=RealignConfig(n_examples=n_benign, steps=realign_steps, lr=lr, layers=lora_layers, eval_tokens=tokens),
+        n_diff_prompts=n_diff, diff_tokens=tokens, rank_by=rank_by, top=top, strengths=tuple(_strengths(strengths)),
+        n_validate_prompts=n_validate,
+    )
+    cfg.check()
+    rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
+    model = steerlab.load(base)
+    summary = run_study(model, s, rater, out, cfg, labels=load_labels(default_labels_path(sae)))
+    from rich.table import Table
+
+    table = Table(title=f"persona study (judge {summary['judge']})")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    table.add_row("base misaligned", fmt(summary["base_behaviour"]["misalignment_rate"]))
+    for f, o in summary["organisms"].items():
+        table.add_row(f"organism f={f} misaligned", fmt(o["misalignment_rate"]))
+    table.add_row("latents in top that cause the shift", str(summary["n_causal_in_top"]))
+    det = summary["detector"]
+    table.add_row(f"latent {det['latent']}: earliest separating fraction", str(det["earliest_latent"]))
+    table.add_row("judge: earliest separating fraction", str(det["earliest_judge"]))
+    table.add_row("realign misaligned before -> after",
+                  f"{fmt(summary['realign']['before']['misalignment_rate'])} -> {fmt(summary['realign']['after']['misalignment_rate'])}")
+    console.print(table)
+    console.print(f"report: {summary['report']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,8 @@
 Both models are teacher-forced over the SAME response tokens (the base model's own answers, or given
 responses), so no difference comes from differing generations. Only response tokens are encoded.
 Latents are ranked by the change in mean activation (tuned - base), with the change in firing
-frequency and an effect size (change / pooled per-token std) alongside; "#k" is a rank, not an id.
+frequency and an effect size (change / pooled per-token std) alongside, or by attribution over the
+tuned model's own answers (persona.attribution); "#k" is a rank, not an id.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
 from steerlab.sae.core import Sae
 
-RANK_KEYS = ("mean", "freq", "effect")
+RANK_KEYS = ("mean", "freq", "effect", "attribution")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class LatentChange:
     freq_tuned: float
     delta_freq: float
     effect_size: float
+    attribution: float | None = None  # None unless the attribution score was computed
 
 
 @dataclass
@@ -98,6 +100,9 @@ class _Stats:
         return float(torch.cat(self.norms).median()) if self.norms else float("nan")
 
 
+_TEXT_FIELDS = ("latents", "prompts", "responses", "response_ids", "tuned_responses", "tuned_response_ids")
+
+
 @dataclass
 class DiffResult:
     """The ranked latents plus how well the SAE fits each model's response activations."""
@@ -118,6 +123,8 @@ class DiffResult:
     prompts: list[str] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
     response_ids: list[list[int]] = field(default_factory=list)  # the exact tokens scored (text may not re-tokenize the same)
+    tuned_responses: list[str] = field(default_factory=list)  # the tuned model's own answers (attribution only)
+    tuned_response_ids: list[list[int]] = field(default_factory=list)
 
     def top(self, n: int = 20) -> list[LatentChange]:
         """The n largest increases (#1..#n)."""
@@ -136,11 +143,15 @@ class DiffResult:
 
     def summary(self) -> dict:
         """Everything but the per-latent rows and texts."""
-        return {k: v for k, v in asdict(self).items() if k not in ("latents", "prompts", "responses", "response_ids")}
+        return {k: v for k, v in asdict(self).items() if k not in _TEXT_FIELDS}
 
     def to_dict(self) -> dict:
-        return {**self.summary(), "latents": [asdict(r) for r in self.latents],
-                "prompts": self.prompts, "responses": self.responses, "response_ids": self.response_ids}
+        return {**self.summary(), "latents": [asdict(r) for r in self.latents], **{k: getattr(self, k) for k in _TEXT_FIELDS[1:]}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DiffResult":
+        """Rebuild a result written by to_json (e.g. a study step read back on resume)."""
+        return cls(**{**data, "latents": [LatentChange(**r) for r in data["latents"]]})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -198,6 +209,24 @@ def response_activations(
     return out
 
 
+def _resolve_responses(
+    model: Model, prompts: Sequence[str], responses, max_new_tokens: int, chat: bool | None, batch_size: int, progress: bool,
+) -> tuple[list[list[int]], list[str]]:
+    """(token ids, texts) of one response per prompt: given as text or ids, or the model's greedy answers."""
+    if responses is None:
+        from steerlab.engine.generate import generate
+
+        gens = generate(model, prompts, max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size, progress=progress)
+        return [list(g.token_ids) for g in gens], [g.text for g in gens]
+    if all(isinstance(r, str) for r in responses):
+        texts = list(responses)
+        return [model.tokenizer(r, add_special_tokens=False)["input_ids"] for r in texts], texts
+    ids = [[int(t) for t in r] for r in responses]
+    if any(not 0 <= t < len(model.tokenizer) for r in ids for t in r):
+        raise SteerlabError(f"A response token id is outside the tokenizer's vocabulary (0 to {len(model.tokenizer) - 1}).")
+    return ids, [model.tokenizer.decode(r) for r in ids]
+
+
 def diff_models(
     base: Model,
     tuned: Model,
@@ -206,6 +235,8 @@ def diff_models(
     responses: Sequence[str] | Sequence[Sequence[int]] | None = None,
     *,
     rank_by: str = "mean",
+    attribution: bool = False,
+    tuned_responses: Sequence[str] | Sequence[Sequence[int]] | None = None,
     max_new_tokens: int = 48,
     chat: bool | None = None,
     batch_size: int = 8,
@@ -214,52 +245,51 @@ def diff_models(
     """Rank the SAE's latents by their change from base to tuned over the same response tokens.
 
     responses: one per prompt, as text or as token ids (e.g. a previous result's response_ids);
-    None = the base model's greedy answers (max_new_tokens each).
+    None = the base model's greedy answers (max_new_tokens each). attribution (implied by
+    rank_by="attribution") also scores every latent over the tuned model's answers (tuned_responses,
+    default its greedy answers).
     """
     prompts = [p for p in prompts]
     if not prompts or not any(isinstance(p, str) and p.strip() for p in prompts):
         raise SteerlabError("The prompt set is empty; give at least one prompt.")
     if rank_by not in RANK_KEYS:
         raise SteerlabError(f"Unknown ranking '{rank_by}'; choose one of: {', '.join(RANK_KEYS)}.")
-    if responses is not None and len(responses) != len(prompts):
-        raise SteerlabError(f"Got {len(prompts)} prompts but {len(responses)} responses; give one response per prompt.")
+    for given in (responses, tuned_responses):
+        if given is not None and len(given) != len(prompts):
+            raise SteerlabError(f"Got {len(prompts)} prompts but {len(given)} responses; give one response per prompt.")
     check_pair(base, tuned, sae)
+    attribution = attribution or rank_by == "attribution"
     prompt_ids = [base.encode(p, chat=chat) for p in prompts]
-    if responses is None:
-        from steerlab.engine.generate import generate
-
-        gens = generate(base, prompts, max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size, progress=progress)
-        response_ids = [list(g.token_ids) for g in gens]
-        texts = [g.text for g in gens]
-    elif all(isinstance(r, str) for r in responses):
-        texts = list(responses)
-        response_ids = [base.tokenizer(r, add_special_tokens=False)["input_ids"] for r in texts]
-    else:
-        response_ids = [[int(t) for t in r] for r in responses]
-        if any(not 0 <= t < len(base.tokenizer) for r in response_ids for t in r):
-            raise SteerlabError(f"A response token id is outside the tokenizer's vocabulary (0 to {len(base.tokenizer) - 1}).")
-        texts = [base.tokenizer.decode(r) for r in response_ids]
+    response_ids, texts = _resolve_responses(base, prompts, responses, max_new_tokens, chat, batch_size, progress)
     keep = [i for i, r in enumerate(response_ids) if r]
     if not keep:
         raise SteerlabError("Every response is empty, so there are no response tokens to compare; raise --max-new-tokens or give responses.")
-    prompt_ids = [prompt_ids[i] for i in keep]
-    response_ids = [response_ids[i] for i in keep]
     stats = {name: _Stats(sae.d_sae, sae.d_in) for name in ("base", "tuned")}
     with progress_bar(progress) as bar:
         task = bar.add_task("diffing", total=2 * len(keep), info="")
         for name, model in (("base", base), ("tuned", tuned)):
             for start in range(0, len(keep), batch_size):
-                sl = slice(start, start + batch_size)
-                acts = response_activations(model, prompt_ids[sl], response_ids[sl], sae.layer, sae.site, batch_size)
+                idx = keep[start : start + batch_size]
+                acts = response_activations(model, [prompt_ids[i] for i in idx], [response_ids[i] for i in idx], sae.layer, sae.site, batch_size)
                 for x in acts:
                     stats[name].add(x.to(sae.W_enc.device), sae)
                 bar.advance(task, len(acts))
+    attr, tuned_ids, tuned_texts = None, [], []
+    if attribution:
+        from steerlab.persona.attribution import attribution_scores
+
+        tuned_ids, tuned_texts = _resolve_responses(tuned, prompts, tuned_responses, max_new_tokens, chat, batch_size, progress)
+        scored = [i for i, r in enumerate(tuned_ids) if r]
+        if not scored:
+            raise SteerlabError("The tuned model gave only empty answers, so there is nothing to attribute; raise --max-new-tokens.")
+        attr = attribution_scores(base, tuned, sae, [prompt_ids[i] for i in scored], [tuned_ids[i] for i in scored],
+                                  batch_size=min(batch_size, 4), progress=progress)
     sb, st = stats["base"], stats["tuned"]
     delta_mean = st.mean() - sb.mean()
     delta_freq = st.freq() - sb.freq()
     pooled = ((sb.var() + st.var()) / 2).sqrt()
     effect = torch.where(pooled > 0, delta_mean / pooled.clamp(min=1e-12), torch.zeros_like(delta_mean))
-    key = {"mean": delta_mean, "freq": delta_freq, "effect": effect}[rank_by]
+    key = {"mean": delta_mean, "freq": delta_freq, "effect": effect, "attribution": attr}[rank_by]
     # Stable order: by key descending, ties broken by latent id.
     order = sorted(range(sae.d_sae), key=lambda i: (-float(key[i]), i))
     rows = [
@@ -267,6 +297,7 @@ def diff_models(
             rank=r + 1, latent=i, mean_base=float(sb.mean()[i]), mean_tuned=float(st.mean()[i]),
             delta_mean=float(delta_mean[i]), freq_base=float(sb.freq()[i]), freq_tuned=float(st.freq()[i]),
             delta_freq=float(delta_freq[i]), effect_size=float(effect[i]),
+            attribution=None if attr is None else float(attr[i]),
         )
         for r, i in enumerate(order)
     ]
@@ -274,6 +305,6 @@ def diff_models(
         latents=rows, rank_by=rank_by, layer=sae.layer, site=sae.site, base=base.name, tuned=tuned.name,
         sae=sae.source, n_prompts=len(keep), n_tokens=sb.n, fvu_base=sb.fvu(), fvu_tuned=st.fvu(),
         median_norm_base=sb.median_norm(), median_norm_tuned=st.median_norm(),
-        prompts=[prompts[i] for i in keep], responses=[texts[i] for i in keep], response_ids=response_ids,
+        prompts=[prompts[i] for i in keep], responses=[texts[i] for i in keep], response_ids=[response_ids[i] for i in keep],
+        tuned_responses=tuned_texts, tuned_response_ids=tuned_ids,
     )
-

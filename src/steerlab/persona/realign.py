@@ -1,0 +1,74 @@
+"""Emergent re-alignment: fine-tune a shifted organism on benign examples (shared trainer) and measure again.
+
+The result folder holds the merged re-aligned model and `realign.json` (the recipe, the loss curve,
+behaviour before and after, wall time); a finished folder is reused on rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from steerlab.errors import SteerlabError
+from steerlab.models.loading import Model
+from steerlab.persona.behaviour import Behaviour, measure_behaviour
+from steerlab.persona.data import benign_pairs
+from steerlab.persona.organism import LORA_TARGETS, behaviour_prompts, save_model
+from steerlab.training import LoraRecipe, encode_pair, train_lora
+
+
+@dataclass(frozen=True)
+class RealignConfig:
+    """Benign data size and LoRA settings for the re-alignment fine-tune."""
+
+    n_examples: int = 200
+    steps: int = 30
+    batch_size: int = 4
+    lr: float = 2e-3
+    rank: int = 8
+    layers: tuple[int, ...] | None = None
+    seed: int = 0
+    eval_tokens: int = 40
+
+    def recipe(self) -> LoraRecipe:
+        return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=LORA_TARGETS,
+                          layers=self.layers, seed=self.seed)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = list(self.layers) if self.layers is not None else None
+        return d
+
+
+def realign(organism: Model, cfg: RealignConfig, out: str | Path, judge, *, before: Behaviour | None = None,
+            progress: bool = True) -> tuple[Model, dict]:
+    """Fine-tune `organism` on benign pairs; return the re-aligned model and realign.json's content.
+
+    before: the organism's measured behaviour (measured here when None).
+    """
+    out = Path(out)
+    if (out / "realign.json").is_file():
+        import steerlab
+
+        meta = json.loads((out / "realign.json").read_text())
+        if meta["config"] != cfg.to_dict():
+            raise SteerlabError(f"{out} holds a re-alignment with other settings; pass another --out or delete it.")
+        return steerlab.load(str(out)), meta
+    if cfg.layers is not None:
+        for layer in cfg.layers:
+            organism.arch.check_layer(layer)
+    prompts = behaviour_prompts()
+    if before is None:
+        before = measure_behaviour(organism, prompts, judge, max_new_tokens=cfg.eval_tokens, progress=progress)
+    encoded = [encode_pair(organism, p.prompt, p.response) for p in benign_pairs(cfg.n_examples, cfg.seed)]
+    start = time.perf_counter()
+    tuned, info = train_lora(organism, encoded, cfg.recipe(), name=f"{organism.name}+realigned", progress=progress)
+    train_s = time.perf_counter() - start
+    after = measure_behaviour(tuned, prompts, judge, max_new_tokens=cfg.eval_tokens, progress=progress)
+    save_model(tuned, out)
+    meta = {"organism": organism.name, "config": cfg.to_dict(), "losses": info["losses"], "train_seconds": train_s,
+            "examples_seen": cfg.steps * cfg.batch_size, "before": before.to_dict(), "after": after.to_dict()}
+    (out / "realign.json").write_text(json.dumps(meta, indent=1))
+    return tuned, meta
