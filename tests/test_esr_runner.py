@@ -177,3 +177,32 @@ def test_selection_drops_latents_that_fire_on_prompts(res):
     # with labels, the offline rule rejects non-word labels ('tok3' is not a content word)
     labeled = select_latents(res, 3, seed=1)
     assert labeled["latents"] == [] and labeled["rejected"]["not_concrete"] == labeled["candidates"]
+
+
+class PromptRecorder(LengthJudge):
+    """Records the question each grade was asked about."""
+
+    judge_id = "test:recorder"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _grade(self, prompt, response, label):
+        self.seen.append(prompt)
+        return super()._grade(prompt, response, label)
+
+
+@pytest.mark.parametrize("judge_prompt", ["task", "full"])
+def test_meta_prompt_judge_sees_the_configured_question(res, tmp_path, judge_prompt):
+    from steerlab.esr.runner import grade_pending
+
+    cfg = tiny_cfg(conditions=("meta:self_monitor",), judge_prompt=judge_prompt)
+    trials = build_trials(cfg, PROMPTS, res.labels, {3: 2.0, 7: 4.0})
+    with RunStore(tmp_path / "run", {"esr": cfg.to_dict()}) as store:
+        store.add_trials(trials)
+        generate_pending(store, res, cfg)
+        judge = PromptRecorder()
+        grade_pending(store, judge)
+    assert judge.seen and all(("force yourself" in q) == (judge_prompt == "full") for q in judge.seen)
+    assert all(q.split(" If you notice")[0] in PROMPTS for q in judge.seen)

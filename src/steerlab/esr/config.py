@@ -31,6 +31,7 @@ class EsrConfig:
     judge: str = "heuristic"
     judge_model: str | None = None
     judge_base_url: str | None = None
+    judge_prompt: str = "task"  # the question the judge sees: "task" (without a meta-prompt suffix) or "full" (as the original)
     prompts_file: str | None = None
     discovery_file: str | None = None
     latents: tuple[int, ...] = ()  # explicit latents; empty = sample n_latents
@@ -46,7 +47,7 @@ class EsrConfig:
     conditions: tuple[str, ...] = ("steered", "baseline", "meta:self_monitor", "ablate")
     target: float = 30.0
     calib_steps: int = 8
-    calib_prompts: int = 2
+    calib_prompts: int = 4
     calib_upper: float | None = None  # None = 0.75 × the median residual norm at the steering layer
     n_detectors: int = 16
     detector_min_auc: float = 0.7
@@ -59,6 +60,8 @@ class EsrConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 100.0:
             raise SteerlabError(f"The calibration target must lie strictly between 0 and 100; got {self.target:g}.")
+        if self.judge_prompt not in ("task", "full"):
+            raise SteerlabError(f"judge_prompt must be 'task' or 'full'; got '{self.judge_prompt}'.")
         if self.ablation_layer not in ("feature", "steering"):
             raise SteerlabError(f"ablation_layer must be 'feature' or 'steering'; got '{self.ablation_layer}'.")
         for name in ("n_latents", "prompts_per_latent", "seeds_per_prompt", "max_new_tokens", "calib_steps", "calib_prompts", "batch_size"):

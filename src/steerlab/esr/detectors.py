@@ -80,35 +80,53 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
     normal_seq = [g.prompt_ids + g.token_ids for g in keep]
     shuffled_seq = [keep[i].prompt_ids + keep[p].token_ids for i, p in enumerate(perm)]
     starts = [len(g.prompt_ids) for g in keep]
-    normal = max_over_span(readout(res.model, normal_seq, res.sae, batch_size=cfg.batch_size), starts)
-    shuffled = max_over_span(readout(res.model, shuffled_seq, res.sae, batch_size=cfg.batch_size), starts)
+    normal_acts = readout(res.model, normal_seq, res.sae, batch_size=cfg.batch_size)
+    shuffled_acts = readout(res.model, shuffled_seq, res.sae, batch_size=cfg.batch_size)
+    normal, shuffled = max_over_span(normal_acts, starts), max_over_span(shuffled_acts, starts)
     result = contrast(normal, shuffled, n=cfg.n_detectors, min_auc=cfg.detector_min_auc)
+    result["activity"] = latent_activity(normal_acts + shuffled_acts, starts + starts)
     result.update({"n_prompts": len(keep), "labels": {str(i): res.label(i) for i in result["detectors"]},
                    "examples": [{"prompt": keep[i].prompt, "answer": keep[i].text[:400]} for i in range(min(3, len(keep)))]})
     return result
 
 
-def matched_random_sets(detectors: Sequence[int], frequencies: Sequence[float] | None, reference: dict[int, float] | None,
-                        d_sae: int, k: int, seed: int, exclude: Sequence[int] = ()) -> list[list[int]]:
-    """k sets of non-detector latents, each latent matched to one detector on activation frequency.
+def latent_activity(acts: Sequence[torch.Tensor], starts: Sequence[int]) -> dict[str, list[float]]:
+    """Per latent over answer tokens: firing frequency and mean activation when firing (what a zero-ablation removes)."""
+    tokens = torch.cat([a[s:] for a, s in zip(acts, starts)])
+    active = tokens > ACTIVE
+    count = active.sum(0).float()
+    mean_active = torch.where(count > 0, (tokens * active).sum(0) / count.clamp_min(1), torch.zeros_like(count))
+    return {"n_tokens": int(tokens.shape[0]), "frequency": [float(f"{x:.5g}") for x in (count / max(tokens.shape[0], 1)).tolist()],
+            "mean_active": [float(f"{x:.5g}") for x in mean_active.tolist()]}
 
-    For each detector, a latent is drawn at random from the 5 alive non-detector latents whose
-    (log) firing frequency is closest to the detector's; each set uses each latent once.
+
+def matched_random_sets(detectors: Sequence[int], activity: dict[str, list[float]], k: int, seed: int,
+                        exclude: Sequence[int] = (), pool_size: int = 5) -> list[list[int]]:
+    """k sets of non-detector latents, each latent matched to one detector on firing frequency and magnitude.
+
+    Distance is Euclidean in (log frequency, log mean activation when firing), both measured over the
+    same answer tokens; each detector's stand-in is drawn at random from its `pool_size` nearest
+    unused candidates, so no latent appears twice across sets.
     """
-    if frequencies is None:
-        raise ValueError("matched random sets need per-latent firing frequencies")
     import math
 
+    freq, mag = activity["frequency"], activity["mean_active"]
     banned = set(detectors) | set(exclude)
-    alive = [i for i in range(d_sae) if frequencies[i] > 0 and i not in banned]
+    alive = [i for i in range(len(freq)) if freq[i] > 0 and i not in banned]
+    if len(alive) < k * len(detectors):
+        raise ValueError(f"only {len(alive)} active non-detector latents for {k} sets of {len(detectors)}")
+
+    def point(i: int) -> tuple[float, float]:
+        return math.log(max(freq[i], 1e-7)), math.log(max(mag[i], 1e-7))
+
     sets: list[list[int]] = []
     used: set[int] = set()
     rng = random.Random(seed)
     for _ in range(k):
         chosen: list[int] = []
         for det in detectors:
-            target = math.log(max(frequencies[det], 1e-7))
-            pool = sorted((i for i in alive if i not in used), key=lambda i: abs(math.log(frequencies[i]) - target))[:5]
+            fx, mx = point(det)
+            pool = sorted((i for i in alive if i not in used), key=lambda i: math.dist(point(i), (fx, mx)))[:pool_size]
             pick = rng.choice(pool)
             used.add(pick)
             chosen.append(pick)

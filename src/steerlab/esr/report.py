@@ -54,6 +54,14 @@ def highlight(text: str) -> str:
     return "".join(out)
 
 
+def _geo(values) -> str:
+    """Geometric mean of positive values, for comparing matched sets at a glance."""
+    import math
+
+    vals = [v for v in values or [] if v and v > 0]
+    return f"{math.exp(sum(math.log(v) for v in vals) / len(vals)):.3g}" if vals else ""
+
+
 def examples_markup(rows: list[dict], judge_id: str, limit: int = 6) -> str:
     """Multi-attempt episodes (ESR ones first) with attempts' scores and the restart highlighted."""
     picked = []
@@ -130,7 +138,11 @@ def write_report(run_dir: str | Path) -> Path:
                                        det["stats"][str(d)]["normal_active"], det["stats"][str(d)]["shuffled_active"]] for d in det["detectors"]]))
     rnd = _read(run_dir, "random_sets.json")
     if rnd:
-        sections.append(Section("Random-latent control (matched on firing frequency)", text=json.dumps(rnd["sets"])))
+        rows = [["detectors", ", ".join(map(str, det["detectors"])) if det else "", _geo(rnd.get("detector_frequencies")), _geo(rnd.get("detector_magnitudes"))]]
+        rows += [[f"random set {i}", ", ".join(map(str, s)), _geo(f), _geo(m)]
+                 for i, (s, f, m) in enumerate(zip(rnd["sets"], rnd.get("frequencies", []), rnd.get("magnitudes", [])))]
+        sections.append(Section("Random-latent control (matched on firing frequency and magnitude)",
+                                ["set", "latents", "geometric-mean frequency", "geometric-mean activation"], rows))
     traces = _read(run_dir, "traces.json")
     if traces and traces.get("episodes"):
         sections.append(Section("Per-token detector activation through self-correction episodes",

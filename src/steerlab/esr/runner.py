@@ -158,7 +158,7 @@ def detectors_key(res: Resources, cfg: EsrConfig) -> str:
     """Everything that changes the discovered detectors, hashed (so every run with that setup shares them)."""
     blob = {"model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "prompts": res.discovery, "seed": cfg.seed,
             "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty,
-            "n": cfg.n_detectors, "min_auc": cfg.detector_min_auc, "version": 1}
+            "n": cfg.n_detectors, "min_auc": cfg.detector_min_auc, "version": 2}
     return f"{stable_int(json.dumps(blob, sort_keys=True, default=str), modulo=16**12):012x}"
 
 
@@ -180,16 +180,20 @@ def resolve_detectors(res: Resources, cfg: EsrConfig, run_dir: Path, progress: b
 
 
 def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], run_dir: Path) -> list[list[int]]:
+    """The random-latent control: sets matched to the detectors on firing frequency and magnitude (saved in the run dir)."""
     saved = _load(run_dir, "random_sets.json")
     if saved is None:
         from steerlab.esr.detectors import matched_random_sets
 
-        if res.frequencies is None:
-            raise SteerlabError("The random-latent control needs the SAE's firing frequencies (the default SAE has them); use the default SAE.")
-        sets = matched_random_sets(detectors, res.frequencies, None, res.sae.d_sae, cfg.random_sets, stable_int(cfg.seed, "random"),
-                                   exclude=[])
-        saved = {"sets": sets, "frequencies": [[res.frequencies[i] for i in s] for s in sets],
-                 "detector_frequencies": [res.frequencies[i] for i in detectors]}
+        activity = resolve_detectors(res, cfg, run_dir)["activity"]
+        try:
+            sets = matched_random_sets(detectors, activity, cfg.random_sets, stable_int(cfg.seed, "random"))
+        except ValueError as exc:
+            raise SteerlabError(f"The random-latent control cannot be matched: {exc}; lower --sets.") from exc
+        freq, mag = activity["frequency"], activity["mean_active"]
+        saved = {"sets": sets, "matched_on": "frequency and mean activation when firing, over discovery answer tokens",
+                 "frequencies": [[freq[i] for i in s] for s in sets], "magnitudes": [[mag[i] for i in s] for s in sets],
+                 "detector_frequencies": [freq[i] for i in detectors], "detector_magnitudes": [mag[i] for i in detectors]}
         _save(run_dir, "random_sets.json", saved)
     return saved["sets"]
 
@@ -216,15 +220,22 @@ def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progres
     return written
 
 
-def grade_pending(store: RunStore, judge, *, chunk: int = 32, progress: bool = False) -> int:
-    """Grade generations without a successful grade from this judge; the judge sees the task prompt (not the meta suffix)."""
+def grade_pending(store: RunStore, judge, *, chunk: int = 32, progress: bool = False, judge_prompt: str | None = None) -> int:
+    """Grade generations without a successful grade from this judge.
+
+    The judge sees the task prompt without any meta-prompt suffix ("task", the default: the suffix is not
+    part of the topic) or the prompt the model saw ("full", as the original code); None = the run's config.
+    """
+    if judge_prompt is None:
+        judge_prompt = store.config.get("esr", {}).get("judge_prompt", "task")
     todo = store.ungraded(judge.judge_id, judge.rubric_version)
     store.set_meta(f"judge:{judge.judge_id}", judge.config())
     with progress_bar(progress) as bar:
         task = bar.add_task(f"grading ({judge.judge_id})", total=len(todo), info="")
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
-            grades = judge.grade_many([GradeRequest(t.extra.get("task", t.prompt), text, t.label) for t, text in part])
+            grades = judge.grade_many([GradeRequest(t.extra.get("task", t.prompt) if judge_prompt == "task" else t.prompt, text, t.label)
+                                       for t, text in part])
             store.put_grades([(t.key, g) for (t, _), g in zip(part, grades)])
             bar.advance(task, len(part))
     return len(todo)
