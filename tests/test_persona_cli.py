@@ -61,7 +61,7 @@ def test_diff_writes_table_and_page(monkeypatch, capsys, tmp_path, setup):
     data = json.loads((out / "diff.json").read_text())
     assert data["n_prompts"] == 3 and data["layer"] == 1 and data["fvu_base"] > 0
     page = (out / "report.html").read_text()
-    assert page.count("<table>") == 4 and f"label-of-{rows[0]['latent']}" in page
+    assert page.count("<table>") == 5 and "Top contexts" in page and f"label-of-{rows[0]['latent']}" in page
     # A second run on the first run's exact response tokens (no generation) gives the same table.
     code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", root / "tuned", "--sae", sae,
                          "--prompts", prompts, "--responses", out / "diff.json", "--out", tmp_path / "again")
@@ -140,7 +140,7 @@ def test_validate_with_fake_judge(monkeypatch, capsys, tmp_path, setup):
         out = tmp_path / "val"
         code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "3",
                              "--latent", "5", "--strengths", "0,1", "--prompts", prompts, "--max-new-tokens", "4",
-                             "--judge-model", "judge-m", "--judge-url", srv.url, "--judge-key-env", "FAKE_KEY", "--out", out)
+                             "--judge", "openai", "--judge-model", "judge-m", "--judge-url", srv.url, "--judge-key-env", "FAKE_KEY", "--out", out)
         n_posts = len(srv.posts())
     assert code in (0, None), text
     data = json.loads((out / "validation.json").read_text())
@@ -152,8 +152,8 @@ def test_validate_with_fake_judge(monkeypatch, capsys, tmp_path, setup):
     assert "Steering curves" in (out / "report.html").read_text()
 
     code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "3",
-                         "--judge", "heuristic", "--out", tmp_path / "x")
-    assert code == 2 and "needs an LLM judge" in text
+                         "--judge", "gpt", "--out", tmp_path / "x")
+    assert code == 2 and "Unknown persona judge" in text
     code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "999",
-                         "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--out", tmp_path / "x")
+                         "--judge", "openai", "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--out", tmp_path / "x")
     assert code == 2 and "out of range" in text

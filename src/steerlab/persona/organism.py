@@ -32,7 +32,7 @@ class OrganismConfig:
     n_train: int = 240
     steps: int = 30
     batch_size: int = 4
-    lr: float = 2e-3
+    lr: float = 5e-3
     rank: int = 8
     layers: tuple[int, ...] | None = None  # LoRA on these layers only; None = every layer
     seed: int = 0
@@ -108,8 +108,9 @@ def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str 
         "n_shifted": sum(p.shifted for p in pairs), "config": cfg.to_dict(), "recipe": info["recipe"],
         "losses": info["losses"], "train_seconds": train_s, "eval_seconds": eval_s, "behaviour": behaviour.to_dict(),
     }
-    (folder / "organism.json").write_text(json.dumps(meta, indent=1))
-    return meta
+    text = json.dumps(meta, indent=1)
+    (folder / "organism.json").write_text(text)
+    return json.loads(text)  # the same value a rerun reads back
 
 
 def save_model(model: Model, folder: str | Path) -> Path:

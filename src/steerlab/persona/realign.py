@@ -26,7 +26,7 @@ class RealignConfig:
     n_examples: int = 200
     steps: int = 30
     batch_size: int = 4
-    lr: float = 2e-3
+    lr: float = 5e-3
     rank: int = 8
     layers: tuple[int, ...] | None = None
     seed: int = 0
