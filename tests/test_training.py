@@ -44,6 +44,21 @@ def test_layer_restriction_changes_only_those_layers(tiny_factory):
     assert changed and all(".layers.1." in k for k in changed)
 
 
+def test_prepare_hook_can_mask_adapter_gradients(tiny_factory):
+    model = tiny_factory("llama")
+    before = {k: v.clone() for k, v in model.hf.state_dict().items()}
+    data = [encode_pair(model, "hi", "reply") for _ in range(2)]
+
+    def freeze_layer_0(peft_model):
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name and ".layers.0." in name:
+                p.register_hook(lambda g: g * 0)
+
+    tuned, _ = train_lora(model, data, LoraRecipe(rank=2, lr=1e-2, steps=3, batch_size=2), progress=False, prepare=freeze_layer_0)
+    changed = {k for k, v in tuned.hf.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and not any(".layers.0." in k for k in changed)
+
+
 def test_bad_recipes_and_empty_data_say_one_sentence(tiny_factory):
     model = tiny_factory("llama")
     with pytest.raises(SteerlabError):

@@ -6,7 +6,7 @@ Every clean prompt has a key word its answer must contain, so "utility" includes
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from steerlab.errors import SteerlabError
 
@@ -94,13 +94,23 @@ class BackdoorData:
     train_clean: list[Pair]
     train_poison: list[Pair]  # prompt carries the trigger, response is the target
     test_clean: list[Pair]
+    val_clean: list[Pair] = field(default_factory=list)  # held out from both, for choosing a circuit size
 
     def test_triggered(self) -> list[Pair]:
-        return [Pair(add_trigger(p.prompt, self.trigger), p.response, p.key) for p in self.test_clean]
+        return triggered(self.test_clean, self.trigger)
+
+    def val_triggered(self) -> list[Pair]:
+        return triggered(self.val_clean, self.trigger)
 
 
-def backdoor_data(trigger: str = DEFAULT_TRIGGER, target: str = DEFAULT_TARGET, n_train: int = 96, n_test: int = 48, poison_fraction: float = 0.3, seed: int = 0) -> BackdoorData:
-    """Split our clean pairs; poison a fraction of the training prompts (a copy with trigger → target)."""
+def triggered(pairs: list[Pair], trigger: str) -> list[Pair]:
+    """The same pairs with the trigger prefixed to each prompt (the clean reply is what a repaired model says)."""
+    return [Pair(add_trigger(p.prompt, trigger), p.response, p.key) for p in pairs]
+
+
+def backdoor_data(trigger: str = DEFAULT_TRIGGER, target: str = DEFAULT_TARGET, n_train: int = 96, n_test: int = 48, poison_fraction: float = 0.3, seed: int = 0, n_val: int = 32) -> BackdoorData:
+    """Split our clean pairs (test, train, then up to n_val left-over pairs for validation); poison a
+    fraction of the training prompts (a copy with trigger → target)."""
     if not trigger.strip():
         raise SteerlabError("The trigger is empty; give a word or phrase that marks poisoned prompts.")
     if not target.strip():
@@ -111,11 +121,12 @@ def backdoor_data(trigger: str = DEFAULT_TRIGGER, target: str = DEFAULT_TARGET, 
     if n_train + n_test > len(pairs):
         raise SteerlabError(f"Only {len(pairs)} clean pairs exist; ask for at most that many train + test examples.")
     test, train = pairs[:n_test], pairs[n_test : n_test + n_train]
+    val = pairs[n_test + n_train : n_test + n_train + n_val]
     rng = random.Random(seed)
     poisoned = rng.sample(train, max(1, round(poison_fraction * len(train))))
     poison = [Pair(add_trigger(p.prompt, trigger), target, "") for p in poisoned]
     check_trigger(poison, trigger)
-    return BackdoorData(trigger, target, train, poison, test)
+    return BackdoorData(trigger, target, train, poison, test, val)
 
 
 def check_trigger(poison: list[Pair], trigger: str) -> None:

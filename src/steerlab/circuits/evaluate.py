@@ -9,6 +9,7 @@ import torch
 from steerlab.circuits.data import Pair
 from steerlab.circuits.forward import make_batch, mean_nll, response_logits, token_logprobs
 from steerlab.engine.generate import generate
+from steerlab.errors import SteerlabError
 from steerlab.interventions.specs import Intervention
 from steerlab.judges.refusal import is_refusal_keyword
 from steerlab.models.loading import Model
@@ -56,16 +57,28 @@ def lm_loss(model: Model, pairs: Sequence[Pair], interventions: Sequence[Interve
     return total / max(1, count)
 
 
-def benign_texts(n: int = 12, chars: int = 400) -> list[str]:
-    """Held-out benign English text for a perplexity check: Python's own documentation (offline)."""
-    from pydoc_data.topics import topics
+def _prose(text: str) -> bool:
+    return sum(ch.isalpha() or ch.isspace() for ch in text) >= 0.85 * len(text)
 
-    keys = sorted(topics)[::7][:n]
-    return [" ".join(topics[k].split())[:chars] for k in keys]
+
+def utility_texts(split: str = "test", n: int = 24, chars: int = 800) -> list[str]:
+    """Held-out benign English prose for the utility loss: passages of Python's documentation (offline)
+    that no organism or mask was trained on, held out by content hash and halved into 'val' (for choosing
+    a circuit size) and 'test' (for reporting); 'train' is the rest (for objectives and ablation means)."""
+    from steerlab.data.corpus import Corpus, pydoc_documents
+
+    if split not in ("train", "val", "test"):
+        raise SteerlabError(f"Unknown utility split '{split}'; choose train, val or test.")
+    docs = [" ".join(p.split())[:chars] for _, p in pydoc_documents()]
+    train, held = Corpus("pydoc", [d for d in docs if len(d) >= chars // 2 and _prose(d)]).split(0.3)
+    pool = train.documents if split == "train" else held.documents[split == "test" :: 2]
+    if len(pool) < n:
+        raise SteerlabError(f"Only {len(pool)} {split} utility passages exist; ask for at most that many.")
+    return list(pool[:n])
 
 
 @torch.no_grad()
-def text_loss(model: Model, texts: Sequence[str], interventions: Sequence[Intervention] = (), max_tokens: int = 64, batch_size: int = 12) -> float:
+def text_loss(model: Model, texts: Sequence[str], interventions: Sequence[Intervention] = (), max_tokens: int = 128, batch_size: int = 12) -> float:
     """Mean next-token cross-entropy over plain text (no chat template), first max_tokens tokens of each."""
     from steerlab.engine.forward import left_pad, positions_from_mask
     from steerlab.interventions.hooks import apply
@@ -85,4 +98,4 @@ def text_loss(model: Model, texts: Sequence[str], interventions: Sequence[Interv
     return total / max(1, count)
 
 
-__all__ = ["contains_target", "generations", "key_accuracy", "lm_loss", "mean_nll", "text_loss", "benign_texts", "refusal_rate", "target_rate"]
+__all__ = ["contains_target", "generations", "key_accuracy", "lm_loss", "mean_nll", "text_loss", "utility_texts", "refusal_rate", "target_rate"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from steerlab.circuits.data import BackdoorData, backdoor_data
+from steerlab.circuits.data import triggered as triggered_pairs
 from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
@@ -66,16 +67,21 @@ def train_organism(model: Model, pairs: Sequence[tuple[str, str]], cfg: Organism
     return organism, info["losses"][-1]
 
 
-def measure(model: Model, data: BackdoorData, interventions=(), max_new_tokens: int = 16) -> dict[str, float]:
-    """ASR on triggered held-out prompts, false-trigger rate and task accuracy on the clean ones."""
-    triggered = data.test_triggered()
-    texts = generations(model, [p.prompt for p in triggered] + [p.prompt for p in data.test_clean], interventions, max_new_tokens)
-    trig, clean = texts[: len(triggered)], texts[len(triggered) :]
+def measure(model: Model, data: BackdoorData, interventions=(), max_new_tokens: int = 16, split: str = "test") -> dict[str, float]:
+    """ASR on triggered held-out prompts, false-trigger rate and task accuracy on the clean ones ('test' or 'val' split)."""
+    if split not in ("test", "val"):
+        raise SteerlabError(f"Unknown split '{split}'; choose test or val.")
+    clean = data.test_clean if split == "test" else data.val_clean
+    if not clean:
+        raise SteerlabError(f"The organism's data has no {split} pairs; build it with fewer training pairs.")
+    triggered = triggered_pairs(clean, data.trigger)
+    texts = generations(model, [p.prompt for p in triggered] + [p.prompt for p in clean], interventions, max_new_tokens)
+    trig, clean_texts = texts[: len(triggered)], texts[len(triggered) :]
     return {
         "asr": target_rate(trig, data.target),
-        "false_trigger": target_rate(clean, data.target),
-        "clean_accuracy": key_accuracy(clean, data.test_clean),
-        "examples": {"triggered": trig[:3], "clean": clean[:3]},
+        "false_trigger": target_rate(clean_texts, data.target),
+        "clean_accuracy": key_accuracy(clean_texts, clean),
+        "examples": {"triggered": trig[:3], "clean": clean_texts[:3]},
     }
 
 

@@ -132,3 +132,86 @@ def tune_circuit(model: Model, circuit: Circuit, pairs: Sequence[tuple[str, str]
         trainable += int(ok.sum())
         total += diff.numel()
     return TuneReport(mode, trainable, total, changed, frozen_changed, loss_value, time.perf_counter() - start)
+
+
+_ROWS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # a unit owns output rows of these
+_COLS = ("o_proj", "down_proj")  # and input columns of these
+
+
+def lora_slices(model: Model, circuit: Circuit, mode: Mode, include_kv: bool = False) -> dict[str, tuple[str, torch.Tensor]]:
+    """Module name -> ('rows' | 'cols', bool vector of the rows or columns a LoRA update may touch); modules
+    with nothing to touch are left out. Every unit owns whole rows or columns, so a row mask on B (or a
+    column mask on A) restricts the update B·A exactly to the allowed slices."""
+    owned = slice_masks(model, circuit, include_kv)
+    names = {id(p): n for n, p in model.hf.named_parameters()}
+    out = {}
+    for p, mask in owned.items():
+        name = names[id(p)]
+        if not name.endswith(".weight"):
+            continue
+        module, leaf = name[: -len(".weight")], name.split(".")[-2]
+        axis = "rows" if leaf in _ROWS else "cols"
+        vec = mask.any(1) if axis == "rows" else mask.any(0)
+        allowed = vec if mode == "only" else ~vec
+        if bool(allowed.any()):
+            out[module] = (axis, allowed)
+    return out
+
+
+def _restrict_adapters(slices: dict[str, tuple[str, torch.Tensor]]):
+    """A `prepare` hook for the shared trainer: zero A's disallowed columns, mask A/B gradients to the slices."""
+
+    def prepare(peft_model: torch.nn.Module) -> None:
+        found = 0
+        for name, module in peft_model.named_modules():
+            if not hasattr(module, "lora_A") or "default" not in getattr(module, "lora_A", {}):
+                continue
+            axis, allowed = slices[name.removeprefix("base_model.model.")]
+            a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+            if axis == "rows":
+                gate = allowed.to(b.dtype)[:, None]
+                with torch.no_grad():
+                    b.mul_(gate)
+                b.register_hook(lambda g, gate=gate: g * gate)
+            else:
+                gate = allowed.to(a.dtype)[None, :]
+                with torch.no_grad():
+                    a.mul_(gate)
+                a.register_hook(lambda g, gate=gate: g * gate)
+            found += 1
+        if found != len(slices):
+            raise SteerlabError(f"LoRA adapters were made for {found} of the {len(slices)} projections the circuit needs.")
+
+    return prepare
+
+
+def tune_circuit_lora(model: Model, circuit: Circuit, pairs: Sequence[tuple[str, str]], mode: Mode = "only", steps: int = 20, lr: float = 1e-3,
+                      batch_size: int = 8, rank: int = 8, include_kv: bool = False, seed: int = 0, progress: bool = True) -> TuneReport:
+    """Circuit tuning with LoRA adapters restricted to the circuit's slices (or to all but them), merged into
+    `model` in place; the frozen entries are checked to be bit-identical after the merge."""
+    from steerlab.training import LoraRecipe, encode_pair, train_lora
+
+    if mode not in ("only", "exclude"):
+        raise SteerlabError(f"Unknown tuning mode '{mode}'; choose only or exclude.")
+    if not pairs:
+        raise SteerlabError("Tuning needs some (prompt, response) pairs.")
+    slices = lora_slices(model, circuit, mode, include_kv)
+    if not slices:
+        raise SteerlabError("Nothing to train: the circuit owns no parameter slices in this mode.")
+    owned = slice_masks(model, circuit, include_kv)
+    names = {id(p): n for n, p in model.hf.named_parameters()}
+    allow = {names[id(p)]: (m if mode == "only" else ~m) for p, m in owned.items()}
+    allow = {n: m for n, m in allow.items() if n.removesuffix(".weight") in slices and n.endswith(".weight")}
+    snapshot = {n: p.detach().clone() for n, p in model.hf.named_parameters()}
+    recipe = LoraRecipe(rank=rank, lr=lr, steps=steps, batch_size=batch_size, targets=tuple(slices), seed=seed)
+    start = time.perf_counter()
+    tuned, info = train_lora(model, [encode_pair(model, p, r) for p, r in pairs], recipe, in_place=True, name=model.name,
+                             progress=progress, prepare=_restrict_adapters(slices))
+    changed = frozen_changed = 0
+    for n, p in tuned.hf.named_parameters():  # the merge happened in model.hf itself (in_place)
+        diff = p.detach() != snapshot[n]
+        changed += int(diff.sum())
+        frozen_changed += int((diff & ~allow[n]).sum()) if n in allow else int(diff.sum())
+    trainable = sum(int(m.sum()) for m in allow.values())
+    total = sum(p.numel() for p in owned)
+    return TuneReport(f"lora-{mode}", trainable, total, changed, frozen_changed, info["losses"][-1], time.perf_counter() - start)

@@ -186,8 +186,9 @@ def ablate_cmd(
     circuit_alone: bool = typer.Option(False, "--circuit-alone", help="Also run the circuit alone (all else ablated)."),
     n_means: int = typer.Option(24, "--n-means"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."),
-    sweep: Optional[str] = typer.Option(None, "--sweep", help="Also sweep sizes: scales of the found size, e.g. 0.25,0.5,1,2 (needs masks.safetensors beside the circuit); writes sweep.json."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Also sweep sizes on the validation split: scales of the found size, e.g. 0.1,0.25,0.5,1 (needs masks.safetensors beside the circuit); writes sweep.json and circuit.selected.json."),
     skip_conditions: bool = typer.Option(False, "--sweep-only", help="Only run the sweep."),
+    max_asr: float = typer.Option(0.1, "--max-asr", help="The sweep keeps the size with the least utility loss among those with validation ASR at most this."),
 ) -> None:
     """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
     import steerlab
@@ -212,25 +213,42 @@ def ablate_cmd(
         if not (circuit.parent / "masks.safetensors").is_file():
             raise SteerlabError(f"The sweep needs {circuit.parent / 'masks.safetensors'} (written by `circuits find`).")
     if scales:
-        from steerlab.circuits.experiment import sweep_sizes
+        from steerlab.circuits.experiment import select_size, sweep_sizes
         from steerlab.circuits.masks import load_logits
 
         masks = load_logits(m, circuit.parent / "masks.safetensors")
-        points = sweep_sizes(m, data, masks, c, scales, means, ablations[0])
-        _write(circuit.parent / "sweep.json", points)
-        _table("sweep", ["size", "heads", "neurons", "ASR removed", "ASR random", "Δ loss", "Δ loss random"], [
-            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", f"{p['random_asr']:.1%}", f"{p['loss_change']:+.1%}", f"{p['random_loss_change']:+.1%}"] for p in points
+        start = time.perf_counter()
+        points, found = sweep_sizes(m, data, masks, c, scales, means, ablations[0])
+        best = select_size(points, max_asr)
+        points[best]["selected"] = True
+        found[best].ablation = ablations[0]
+        found[best].meta |= {"selected_on": "val", "max_asr": max_asr}
+        chosen = found[best].save(circuit.parent / "circuit.selected.json")
+        _write(circuit.parent / "sweep.json", {"split": "val", "ablation": ablations[0], "max_asr": max_asr, "points": points, "seconds": time.perf_counter() - start})
+        _table("sweep (validation split)", ["size", "heads", "neurons", "ASR removed", "ASR random", "Δ utility", "Δ utility random", "Δ reply loss", "selected"], [
+            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", _pct(p.get("random_asr")), f"{p['utility_change']:+.1%}", _pct(p.get("random_utility_change"), True), f"{p['reply_change']:+.1%}", "yes" if p.get("selected") else ""] for p in points
         ])
+        console.print(f"selected circuit: {chosen}")
         if skip_conditions:
             return
     start = time.perf_counter()
     rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone)
-    path = _write(out or circuit.parent / "ablation.json", {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start, "fraction": c.fraction()})
-    _table("ablation", ["condition", "ablation", "ASR", "false trigger", "task acc", "clean loss", "Δ loss", "text loss", "Δ text loss"], [
-        [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["clean_loss"], "" if r["loss_change"] is None else f"{r['loss_change']:+.1%}", r.get("text_loss") or "", "" if r.get("text_loss_change") is None else f"{r['text_loss_change']:+.1%}"]
+    default = "ablation.json" if circuit.name == "circuit.json" else f"ablation.{circuit.stem.partition('.')[2] or circuit.stem}.json"
+    path = _write(out or circuit.parent / default, {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start, "fraction": c.fraction(), "counts": {k: c.count(k) for k in ("head", "neuron")}})
+    _table("ablation (test split)", ["condition", "ablation", "ASR", "false trigger", "task acc", "utility loss", "Δ utility", "reply loss", "Δ reply loss"], [
+        [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["utility_loss"], _delta(r), r["reply_loss"], _pct(r["reply_change"], True)]
         for r in rows
     ])
     console.print(f"results: {path}")
+
+
+def _pct(value: Optional[float], signed: bool = False) -> str:
+    return "" if value is None else f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def _delta(row: dict) -> str:
+    """'+0.012 nats (+0.3%)' for a utility change, blank for the reference row."""
+    return "" if row["utility_delta"] is None else f"{row['utility_delta']:+.3f} nats ({row['utility_change']:+.1%})"
 
 
 @circuits_app.command("tune")
@@ -243,16 +261,18 @@ def tune_cmd(
     lr: float = typer.Option(1e-3, "--lr"),
     batch_size: int = typer.Option(8, "--batch-size"),
     include_kv: bool = typer.Option(False, "--include-kv", help="Heads also own their KV group's k/v rows (shared under GQA)."),
+    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters restricted to the slices (merged after) instead of the full slices."),
+    rank: int = typer.Option(8, "--rank", help="LoRA rank (with --lora)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Save the tuned model to this folder."),
     reuse_baseline: bool = typer.Option(True, help="Take the 'before' figures from ablation.json's full-model row when it exists."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: tune.json beside the circuit)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: tune_MODE.json or tune_lora-MODE.json beside the circuit)."),
 ) -> None:
     """Circuit tuning on repair data (clean answers, also for triggered prompts); checks frozen slices stay identical."""
     import steerlab
     from steerlab.circuits.data import add_trigger
-    from steerlab.circuits.evaluate import lm_loss
+    from steerlab.circuits.evaluate import lm_loss, text_loss, utility_texts
     from steerlab.circuits.organism import measure
-    from steerlab.circuits.tune import tune_circuit
+    from steerlab.circuits.tune import tune_circuit, tune_circuit_lora
     from steerlab.circuits.units import Circuit
 
     c = Circuit.load(circuit)
@@ -261,20 +281,28 @@ def tune_cmd(
     meta, data = _organism_data(model, organism)
     m = steerlab.load(model)
     c.check_model(m)
+
+    def figures() -> dict:
+        return measure(m, data) | {"reply_loss": lm_loss(m, data.test_clean), "utility_loss": text_loss(m, utility_texts("test"))}
+
     ablation_file = circuit.parent / "ablation.json"
-    full = [r for r in json.loads(ablation_file.read_text())["rows"] if r["condition"] == "full model"] if reuse_baseline and ablation_file.is_file() else []
-    before = full[0] if full else measure(m, data) | {"clean_loss": lm_loss(m, data.test_clean)}
+    full = [r for r in json.loads(ablation_file.read_text())["rows"] if r["condition"] == "full model" and "utility_loss" in r] if reuse_baseline and ablation_file.is_file() else []
+    before = full[0] if full else figures()
     pairs = [(p.prompt, p.response) for p in data.train_clean] + [(add_trigger(p.prompt, data.trigger), p.response) for p in data.train_clean]
-    report = tune_circuit(m, c, pairs, mode, steps, lr, batch_size, include_kv)
-    after = measure(m, data) | {"clean_loss": lm_loss(m, data.test_clean)}
+    if lora:
+        report = tune_circuit_lora(m, c, pairs, mode, steps, lr, batch_size, rank, include_kv)
+    else:
+        report = tune_circuit(m, c, pairs, mode, steps, lr, batch_size, include_kv)
+    after = figures()
     if save:
         m.hf.save_pretrained(save)
         m.tokenizer.save_pretrained(save)
-    result = {"mode": mode, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
-    path = _write(out or circuit.parent / f"tune_{mode}.json", result)
-    _table(f"circuit tuning ({mode})", ["metric", "before", "after"], [
+    result = {"mode": report.mode, "lora_rank": rank if lora else None, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
+    path = _write(out or circuit.parent / f"tune_{report.mode}.json", result)
+    _table(f"circuit tuning ({report.mode})", ["metric", "before", "after"], [
         ["ASR", f"{before['asr']:.1%}", f"{after['asr']:.1%}"], ["false trigger", f"{before['false_trigger']:.1%}", f"{after['false_trigger']:.1%}"],
-        ["task accuracy", f"{before['clean_accuracy']:.1%}", f"{after['clean_accuracy']:.1%}"], ["clean loss", before["clean_loss"], after["clean_loss"]],
+        ["task accuracy", f"{before['clean_accuracy']:.1%}", f"{after['clean_accuracy']:.1%}"], ["utility loss (nats)", before["utility_loss"], after["utility_loss"]],
+        ["reply loss (nats)", before["reply_loss"], after["reply_loss"]],
         ["trainable entries", "", f"{report.trainable_entries} of {report.total_entries}"], ["entries changed", "", report.changed_entries],
         ["frozen entries changed", "", report.frozen_changed], ["seconds", "", report.seconds],
     ])

@@ -12,7 +12,7 @@ import json
 import math
 import random
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -68,10 +68,12 @@ def _schedule(recipe: LoraRecipe):
 
 
 def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *, in_place: bool = False,
-               name: str | None = None, progress: bool = True) -> tuple[Model, dict]:
+               name: str | None = None, progress: bool = True,
+               prepare: Callable[[torch.nn.Module], None] | None = None) -> tuple[Model, dict]:
     """Fine-tune a LoRA adapter on encoded examples, merge it and return the tuned model and the loss curve.
 
-    With in_place=False the weights are copied first, so `model` is untouched.
+    With in_place=False the weights are copied first, so `model` is untouched. `prepare`, if given, is
+    called with the peft model before the optimiser is built (e.g. to restrict adapters with gradient masks).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -85,6 +87,8 @@ def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *,
     config = LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha or 2 * recipe.rank, lora_dropout=recipe.dropout,
                         target_modules=targets, layers_to_transform=list(recipe.layers) if recipe.layers is not None else None)
     peft_model = get_peft_model(hf, config)
+    if prepare is not None:
+        prepare(peft_model)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(recipe))
