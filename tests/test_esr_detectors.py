@@ -54,3 +54,23 @@ def test_matched_sets_are_nearer_than_chance_and_disjoint():
     assert matched < 0.3 * chance
     with pytest.raises(ValueError):
         matched_random_sets(detectors, {"frequency": [0.0] * 99 + [0.1], "mean_active": [1.0] * 100}, k=1, seed=0)
+
+
+def test_auc_matches_pairwise_definition_with_ties():
+    gen = torch.Generator().manual_seed(0)
+    pos = torch.randint(0, 4, (9, 5), generator=gen).float()
+    neg = torch.randint(0, 4, (7, 5), generator=gen).float()
+    pairwise = (pos[:, None] > neg[None]).float().mean((0, 1)) + 0.5 * (pos[:, None] == neg[None]).float().mean((0, 1))
+    assert torch.allclose(auc(pos, neg), pairwise, atol=1e-6)
+
+
+def test_chance_auc_is_beaten_only_by_a_real_detector():
+    from steerlab.esr.detectors import chance_auc
+
+    gen = torch.Generator().manual_seed(1)
+    normal, shuffled = torch.rand(30, 400, generator=gen), torch.rand(90, 400, generator=gen)
+    level = chance_auc(normal, shuffled, n_perm=10)
+    assert 0.6 < level < 0.85  # many noise columns: some look separating by chance
+    assert float(auc(shuffled, normal).max()) < level + 0.05  # pure noise does not clear it by much
+    shuffled[:, 7] += 1.0  # a planted detector
+    assert float(auc(shuffled, normal)[7]) > level

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.real
 
 TINY = ["--n-latents", "2", "--prompts-per-latent", "2", "--max-new-tokens", "24", "--calib-steps", "2", "--calib-prompts", "1",
-        "--n-detectors", "4", "--detector-min-auc", "0.5", "--batch-size", "16"]
+        "--n-detectors", "4", "--detector-min-auc", "0.5", "--detector-cut", "fixed", "--discovery-answers", "1",
+        "--discovery-derangements", "1", "--batch-size", "16"]
 
 
 def cli(*args):

@@ -45,7 +45,7 @@ def res(tiny_factory):
 def tiny_cfg(**kw):
     base = dict(latents=(3, 7), prompts_per_latent=2, max_new_tokens=6, calib_steps=2, calib_prompts=1, calib_upper=8.0,
                 conditions=("steered", "baseline", "meta:self_monitor", "ablate", "random", "boost"), n_detectors=3,
-                random_sets=2, detector_min_auc=0.5, boost_levels=(-1.0, 1.0), batch_size=5)
+                random_sets=2, detector_min_auc=0.5, detector_cut="fixed", boost_levels=(-1.0, 1.0), batch_size=5)
     base.update(kw)
     return EsrConfig(**base)
 

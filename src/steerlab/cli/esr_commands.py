@@ -25,7 +25,7 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "judge_base_url": (Optional[str], None, "The judge's base URL (openai-compatible servers)."),
     "judge_prompt": (str, "task", "The question the judge sees: 'task' (without a meta-prompt suffix) or 'full' (the prompt as the model saw it, as the original)."),
     "prompts_file": (Optional[str], None, "Evaluation prompts, one per line (default: the packaged 40)."),
-    "discovery_file": (Optional[str], None, "Held-out prompts for detector discovery (default: the packaged 20)."),
+    "discovery_file": (Optional[str], None, "Held-out prompts for detector discovery (default: the packaged 40)."),
     "latents": (Optional[str], None, "Comma-separated latent ids (default: sample --n-latents)."),
     "n_latents": (int, 8, "Latents to sample when --latents is not given."),
     "prompts_per_latent": (int, 4, "Prompts per latent (drawn without replacement)."),
@@ -41,6 +41,9 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "ablation_layer": (str, "feature", "Zero-clamp detectors at the 'feature' (SAE) layer or the 'steering' layer."),
     "n_detectors": (int, 16, "Off-topic detectors to keep."),
     "detector_min_auc": (float, 0.7, "Detectors need at least this AUC (off-topic vs on-topic answers)."),
+    "detector_cut": (str, "chance", "'chance': a detector's AUC must also beat the best AUC chance reaches over all latents (permutation null); 'fixed': --detector-min-auc only."),
+    "discovery_answers": (int, 2, "Seeded answers per discovery prompt."),
+    "discovery_derangements": (int, 3, "Off-topic pairings (derangements) per answer set."),
     "seed": (int, 0, "Run seed (latents, prompts, trial seeds)."),
     "batch_size": (int, 16, "Rows per forward pass (mixed conditions)."),
 }

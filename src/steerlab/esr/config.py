@@ -51,6 +51,9 @@ class EsrConfig:
     calib_upper: float | None = None  # None = 0.75 × the median residual norm at the steering layer
     n_detectors: int = 16
     detector_min_auc: float = 0.7
+    detector_cut: str = "chance"  # "chance": AUC must also beat the best AUC chance reaches over all latents; "fixed": min AUC only
+    discovery_answers: int = 2  # seeded answers per discovery prompt
+    discovery_derangements: int = 3  # off-topic pairings per answer set
     random_sets: int = 2
     boost_levels: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # σ units of the calibrated thresholds
     scale_levels: tuple[float, ...] = (0.5, 1.0, 1.5)  # multiples of each latent's own threshold ("scale" condition)
@@ -62,9 +65,12 @@ class EsrConfig:
             raise SteerlabError(f"The calibration target must lie strictly between 0 and 100; got {self.target:g}.")
         if self.judge_prompt not in ("task", "full"):
             raise SteerlabError(f"judge_prompt must be 'task' or 'full'; got '{self.judge_prompt}'.")
+        if self.detector_cut not in ("chance", "fixed"):
+            raise SteerlabError(f"detector_cut must be 'chance' or 'fixed'; got '{self.detector_cut}'.")
         if self.ablation_layer not in ("feature", "steering"):
             raise SteerlabError(f"ablation_layer must be 'feature' or 'steering'; got '{self.ablation_layer}'.")
-        for name in ("n_latents", "prompts_per_latent", "seeds_per_prompt", "max_new_tokens", "calib_steps", "calib_prompts", "batch_size"):
+        for name in ("n_latents", "prompts_per_latent", "seeds_per_prompt", "max_new_tokens", "calib_steps", "calib_prompts", "batch_size",
+                     "discovery_answers", "discovery_derangements"):
             if getattr(self, name) < 1:
                 raise SteerlabError(f"{name} must be at least 1; got {getattr(self, name)}.")
         if self.temperature < 0:

@@ -5,7 +5,8 @@ Held-out prompts get one unsteered answer each. "Normal" pairs are (prompt, its 
 exact token ids are read out and each latent's max over the answer tokens is taken. Per latent we
 report active fractions, means, Cohen's d and the AUC (shuffled vs normal). Detectors = the top
 `n` latents by Cohen's d among those with AUC ≥ `min_auc` and shuffled mean > normal mean; the
-original code's strict rule (never on normal, on ≥ 80% of shuffled) is reported beside it.
+original code's strict rule (never on normal, on ≥ 80% of shuffled) is reported beside it, and so is
+the best AUC chance alone reaches over all latents (a permutation null), to judge the detectors by.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Sequence
 import torch
 
 import steerlab
+from steerlab.errors import SteerlabError
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.readout import max_over_span, readout
 from steerlab.esr.setup import Resources
@@ -37,10 +39,30 @@ def derangement(n: int, seed: int) -> list[int]:
 
 
 def auc(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Per-column AUC of pos [n_pos, d] vs neg [n_neg, d]: P(pos > neg) + ½ P(tie)."""
-    greater = (pos[:, None, :] > neg[None, :, :]).float().mean((0, 1))
-    ties = (pos[:, None, :] == neg[None, :, :]).float().mean((0, 1))
-    return greater + 0.5 * ties
+    """Per-column AUC of pos [n_pos, d] vs neg [n_neg, d]: P(pos > neg) + ½ P(tie), from mid-ranks (memory O(d·n))."""
+    n_pos, n_neg = pos.shape[0], neg.shape[0]
+    pos_t = pos.T.contiguous().double()
+    ordered = torch.cat([pos, neg]).T.contiguous().double().sort(dim=1).values
+    less = torch.searchsorted(ordered, pos_t, right=False)
+    leq = torch.searchsorted(ordered, pos_t, right=True)
+    rank_sum = ((less + leq + 1).double() / 2).sum(1)
+    return ((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
+
+
+def chance_auc(normal: torch.Tensor, shuffled: torch.Tensor, *, n_perm: int = 20, seed: int = 0, quantile: float = 0.95) -> float:
+    """The best AUC over all latents that chance alone reaches: a quantile of the max under random relabelling.
+
+    With thousands of latents and tens of pairs some latent always looks separating; a detector's AUC
+    means little unless it clears this level.
+    """
+    rows = torch.cat([shuffled, normal])
+    gen = torch.Generator().manual_seed(seed)
+    maxima = []
+    for _ in range(n_perm):
+        perm = torch.randperm(rows.shape[0], generator=gen)
+        fake_pos, fake_neg = rows[perm[: shuffled.shape[0]]], rows[perm[shuffled.shape[0]:]]
+        maxima.append(float(auc(fake_pos, fake_neg).max()))
+    return float(torch.tensor(maxima).quantile(quantile))
 
 
 def cohens_d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -52,7 +74,7 @@ def cohens_d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def contrast(normal: torch.Tensor, shuffled: torch.Tensor, *, n: int = 16, min_auc: float = 0.8) -> dict:
-    """Rank latents by how well they separate shuffled from normal pairs; returns detectors and stats."""
+    """Rank latents by how well they separate shuffled from normal pairs (AUC ≥ min_auc); returns detectors and stats."""
     a, d = auc(shuffled, normal), cohens_d(shuffled, normal)
     nf, sf = (normal > ACTIVE).float().mean(0), (shuffled > ACTIVE).float().mean(0)
     nm, sm = normal.mean(0), shuffled.mean(0)
@@ -70,23 +92,45 @@ def contrast(normal: torch.Tensor, shuffled: torch.Tensor, *, n: int = 16, min_a
 
 
 def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
-    """Generate unsteered answers to the discovery prompts, contrast normal vs shuffled pairs, pick detectors."""
-    prompts = res.discovery
-    seeds = [stable_int(cfg.seed, "discovery", i) for i in range(len(prompts))]
-    gens = steerlab.generate(res.model, prompts, None, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                             repetition_penalty=cfg.repetition_penalty, seed=seeds, batch_size=cfg.batch_size, progress=progress)
-    keep = [g for g in gens if g.token_ids]
-    perm = derangement(len(keep), stable_int(cfg.seed, "derangement"))
-    normal_seq = [g.prompt_ids + g.token_ids for g in keep]
-    shuffled_seq = [keep[i].prompt_ids + keep[p].token_ids for i, p in enumerate(perm)]
-    starts = [len(g.prompt_ids) for g in keep]
+    """Generate unsteered answers to the discovery prompts, contrast normal vs shuffled pairs, pick detectors.
+
+    Each prompt gets `discovery_answers` seeded answers; every answer set is shuffled by
+    `discovery_derangements` derangements, so there are that many more off-topic pairs than normal ones.
+    """
+    prompts = list(res.discovery)
+    if len(prompts) < 2:
+        raise SteerlabError("Detector discovery needs at least two held-out prompts.")
+    answer_sets = []
+    for rep in range(cfg.discovery_answers):
+        seeds = [stable_int(cfg.seed, "discovery", rep, i) for i in range(len(prompts))]
+        gens = steerlab.generate(res.model, prompts, None, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                 repetition_penalty=cfg.repetition_penalty, seed=seeds, batch_size=cfg.batch_size, progress=progress)
+        answer_sets.append([g for g in gens if g.token_ids])
+    normal_seq, normal_starts, shuffled_seq, shuffled_starts = [], [], [], []
+    for rep, keep in enumerate(answer_sets):
+        if len(keep) < 2:
+            continue
+        normal_seq += [g.prompt_ids + g.token_ids for g in keep]
+        normal_starts += [len(g.prompt_ids) for g in keep]
+        for d in range(cfg.discovery_derangements):
+            perm = derangement(len(keep), stable_int(cfg.seed, "derangement", rep, d))
+            shuffled_seq += [keep[i].prompt_ids + keep[p].token_ids for i, p in enumerate(perm)]
+            shuffled_starts += [len(keep[i].prompt_ids) for i in range(len(keep))]
+    if not normal_seq:
+        raise SteerlabError("The model gave fewer than two non-empty answers to the discovery prompts; raise max_new_tokens.")
     normal_acts = readout(res.model, normal_seq, res.sae, batch_size=cfg.batch_size)
     shuffled_acts = readout(res.model, shuffled_seq, res.sae, batch_size=cfg.batch_size)
-    normal, shuffled = max_over_span(normal_acts, starts), max_over_span(shuffled_acts, starts)
-    result = contrast(normal, shuffled, n=cfg.n_detectors, min_auc=cfg.detector_min_auc)
-    result["activity"] = latent_activity(normal_acts + shuffled_acts, starts + starts)
-    result.update({"n_prompts": len(keep), "labels": {str(i): res.label(i) for i in result["detectors"]},
-                   "examples": [{"prompt": keep[i].prompt, "answer": keep[i].text[:400]} for i in range(min(3, len(keep)))]})
+    normal, shuffled = max_over_span(normal_acts, normal_starts), max_over_span(shuffled_acts, shuffled_starts)
+    chance = round(chance_auc(normal, shuffled, seed=stable_int(cfg.seed, "chance-auc")), 4)
+    cut = max(cfg.detector_min_auc, chance + 1e-4) if cfg.detector_cut == "chance" else cfg.detector_min_auc
+    result = contrast(normal, shuffled, n=cfg.n_detectors, min_auc=cut)
+    result["chance_auc"], result["cut"] = chance, cfg.detector_cut
+    result["best_auc"] = round(float(auc(shuffled, normal).max()), 4)
+    result["activity"] = latent_activity(normal_acts + shuffled_acts, normal_starts + shuffled_starts)
+    first = answer_sets[0]
+    result.update({"n_prompts": len(prompts), "n_normal": len(normal_seq), "n_shuffled": len(shuffled_seq),
+                   "labels": {str(i): res.label(i) for i in result["detectors"]},
+                   "examples": [{"prompt": first[i].prompt, "answer": first[i].text[:400]} for i in range(min(3, len(first)))]})
     return result
 
 

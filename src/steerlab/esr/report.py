@@ -130,8 +130,14 @@ def write_report(run_dir: str | Path) -> Path:
                                 image=plots.sweep_plot([lv for lv, _ in sweep], [summary["metrics"][c] for _, c in sweep])))
     det = _read(run_dir, "detectors.json")
     if det:
-        text = (f"{len(det['detectors'])} detectors from {det['n_prompts']} held-out prompts (rule: top by Cohen's d with AUC ≥ {det['min_auc']}; "
-                f"{det['n_eligible']} eligible); the original strict rule (never on normal, ≥80% of shuffled) finds {len(det['strict_rule'])}.")
+        text = (f"{len(det['detectors'])} detectors from {det['n_prompts']} held-out prompts "
+                f"({det.get('n_normal', det['n_prompts'])} on-topic and {det.get('n_shuffled', det['n_prompts'])} off-topic answers; "
+                f"rule: top by Cohen's d with AUC ≥ {det['min_auc']:.3f}; {det['n_eligible']} eligible); the original strict rule "
+                f"(never on normal, ≥80% of shuffled) finds {len(det['strict_rule'])}.")
+        if "chance_auc" in det:
+            verdict = "above" if det["best_auc"] > det["chance_auc"] else "not above"
+            text += (f" Best AUC over all latents {det['best_auc']:.3f}; chance alone reaches {det['chance_auc']:.3f} "
+                     f"(95th percentile of the best AUC under random relabelling), so the best candidate is {verdict} chance.")
         sections.append(Section("Off-topic detectors", image=plots.detector_plot(det["stats"], det["detectors"]) if det["detectors"] else b"",
                                 text=text, header=["latent", "label", "AUC", "d", "normal active", "shuffled active"],
                                 rows=[[d, det["labels"].get(str(d), ""), det["stats"][str(d)]["auc"], det["stats"][str(d)]["cohens_d"],

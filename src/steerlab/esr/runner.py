@@ -158,7 +158,8 @@ def detectors_key(res: Resources, cfg: EsrConfig) -> str:
     """Everything that changes the discovered detectors, hashed (so every run with that setup shares them)."""
     blob = {"model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "prompts": res.discovery, "seed": cfg.seed,
             "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty,
-            "n": cfg.n_detectors, "min_auc": cfg.detector_min_auc, "version": 2}
+            "n": cfg.n_detectors, "min_auc": cfg.detector_min_auc, "cut": cfg.detector_cut,
+            "answers": cfg.discovery_answers, "derangements": cfg.discovery_derangements, "version": 3}
     return f"{stable_int(json.dumps(blob, sort_keys=True, default=str), modulo=16**12):012x}"
 
 
