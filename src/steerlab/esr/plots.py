@@ -50,11 +50,13 @@ def calibration_plot(thresholds: dict[str, dict], target: float) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     for lat, t in thresholds.items():
         hist = t.get("history") or []
-        axes[0].plot([h[0] for h in hist], [h[1] for h in hist], "o-", ms=3, lw=0.8, label=str(lat))
+        line = axes[0].plot([h[0] for h in hist], [h[1] for h in hist], "o-", ms=3, lw=0.8, label=str(lat))[0]
+        samples = t.get("samples") or []
+        axes[0].scatter([s[0] for s in samples], [s[1] for s in samples], s=6, alpha=0.25, color=line.get_color())
     axes[0].axhline(target, color="#c0392b", ls="--", lw=1)
     axes[0].set_xlabel("boost (residual units)")
     axes[0].set_ylabel("mean first-attempt score")
-    axes[0].set_title("probabilistic bisection: measured points", fontsize=10)
+    axes[0].set_title("search: step means (lines) and single trials (dots)", fontsize=10)
     if len(thresholds) <= 12:
         axes[0].legend(fontsize=7, ncol=2)
     lats = list(thresholds)

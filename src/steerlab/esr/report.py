@@ -121,9 +121,12 @@ def write_report(run_dir: str | Path) -> Path:
         ts = cal["thresholds"]
         sections.append(Section(f"Calibration (target first-attempt score {summary.get('target')})",
                                 image=plots.calibration_plot(ts, summary.get("target") or 30.0),
-                                text=f"probabilistic bisection, settings {json.dumps(cal['settings'])}; {cal['cached']} of {len(ts)} thresholds from the cache",
-                                header=["latent", "threshold", "score at threshold", "saturated at a bound"],
-                                rows=[[k, v["threshold"], v["achieved"], v["saturated"]] for k, v in ts.items()]))
+                                text=(f"probabilistic bisection chooses where to measure; the threshold is where a decreasing isotonic fit of every "
+                                      f"search trial crosses the target (the posterior median when the trials never bracket it). Settings "
+                                      f"{json.dumps(cal['settings'])}; {cal['cached']} of {len(ts)} thresholds from the cache. The score at the threshold "
+                                      f"is a separate check on fresh prompts."),
+                                header=["latent", "threshold", "estimate", "score at threshold", "saturated at a bound"],
+                                rows=[[k, v["threshold"], v.get("estimate", "median"), v["achieved"], v["saturated"]] for k, v in ts.items()]))
     sweep = sorted((float(c.split(":")[1]), c) for c in conds if c.startswith("boost:"))
     if sweep:
         sections.append(Section("Boost sweep (σ units of the calibrated thresholds)",
