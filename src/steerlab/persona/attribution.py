@@ -63,7 +63,7 @@ def latent_gradients(
     store: dict = {}
     with torch.enable_grad(), _latent_leaf(model, sae, store):
         logits = model.hf(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        logp = torch.log_softmax(logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
         target = input_ids[:, 1:]
         token_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         in_answer = torch.zeros_like(token_logp, dtype=torch.bool)

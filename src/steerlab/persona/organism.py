@@ -75,7 +75,7 @@ def read_organism(folder: str | Path) -> dict:
 def check_fractions(fractions: Sequence[float]) -> list[float]:
     """Sorted distinct fractions in [0, 1]; one sentence otherwise."""
     if not fractions:
-        raise SteerlabError("Give at least one mixing fraction (e.g. 0,0.1,0.25,0.5,1).")
+        raise SteerlabError("Give at least one mixing fraction, for example 0,0.1,0.25,0.5,1.")
     bad = [f for f in fractions if not 0.0 <= f <= 1.0]
     if bad:
         raise SteerlabError(f"Mixing fractions must lie between 0 and 1; got {bad[0]:g}.")

@@ -59,7 +59,7 @@ class StudyConfig:
         """One sentence for a setting the chain cannot use, before any work."""
         fr = check_fractions(self.fractions)
         if fr[0] != 0.0 or len(fr) < 2:
-            raise SteerlabError("A study needs the clean fraction 0 and at least one shifted fraction (e.g. 0,0.25,1).")
+            raise SteerlabError("A study needs the clean fraction 0 and at least one shifted fraction, for example 0,0.25,1.")
         if not 1 <= self.n_diff_prompts <= len(EVAL_PROMPTS):
             raise SteerlabError(f"n_diff_prompts must be between 1 and {len(EVAL_PROMPTS)}.")
         if self.top < 1 or self.n_validate_prompts < 1 or not self.strengths:
