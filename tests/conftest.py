@@ -28,3 +28,21 @@ def smollm():
     import steerlab
 
     return steerlab.load("smollm2-135m-instruct")
+
+
+@pytest.fixture()
+def run_cli(monkeypatch, capsys):
+    """Run `steerlab ARGS...` in-process as a user would; returns (exit code, stdout + stderr)."""
+    import sys
+
+    from steerlab.cli.main import main as cli_main
+
+    def run(*args):
+        capsys.readouterr()  # drop output of the test's own set-up
+        monkeypatch.setattr(sys, "argv", ["steerlab", *map(str, args)])
+        with pytest.raises(SystemExit) as exc:
+            cli_main()
+        out = capsys.readouterr()
+        return exc.value.code, out.out + out.err
+
+    return run
