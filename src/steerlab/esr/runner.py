@@ -200,23 +200,37 @@ def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], ru
 
 
 # --- stage 4: trials -----------------------------------------------------------------------------------
-def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progress: bool = False, max_batches: int | None = None) -> int:
-    """Generate every trial without a generation, in mixed batches, each batch written as it finishes."""
-    pending = store.pending()
-    layer = cfg.steer_layer if cfg.steer_layer is not None else res.sae.layer
-    ablation_sae = sae_at_layer(res.sae, layer if cfg.ablation_layer == "steering" else None)
+def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progress: bool = False, max_batches: int | None = None,
+                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None) -> int:
+    """Generate every trial without a generation, in mixed batches, each batch written as it finishes.
+
+    ray_address: spread the batches over Ray actors ('local' starts a cluster here); backend: 'hf' or 'vllm'.
+    loader: how Ray workers get (model, SAE) (default: load them from cfg; tests ship small ones).
+    """
+    from steerlab.distributed.work import generate_trials, plan_batches
+
+    batches = plan_batches(store.pending(), cfg.batch_size, max_batches)
     written = 0
     with progress_bar(progress) as bar:
-        task = bar.add_task("generating trials", total=len(pending), info="")
-        for n, start in enumerate(range(0, len(pending), cfg.batch_size)):
-            if max_batches is not None and n >= max_batches:
-                break
-            batch = pending[start : start + cfg.batch_size]
-            ivs = batch_interventions(batch, res.sae, cfg.steer_layer, ablation_sae)
-            gens = steerlab.generate(res.model, [t.prompt for t in batch], ivs, max_new_tokens=cfg.max_new_tokens,
-                                     temperature=cfg.temperature, repetition_penalty=cfg.repetition_penalty,
-                                     seed=[t.seed for t in batch], batch_size=cfg.batch_size)
-            written += store.put_generations((t.key, g.text, g.token_ids, g.finish_reason, {"finish": g.finish_reason}) for t, g in zip(batch, gens))
+        task = bar.add_task("generating trials", total=sum(len(b) for b in batches), info="")
+        if ray_address is not None:
+            from steerlab.distributed import ConfigLoader, RayOptions, generate_pending_ray
+
+            if backend != "hf":
+                raise SteerlabError("The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself).")
+            opts = RayOptions(address=ray_address, workers=ray_workers)
+            return generate_pending_ray(store, batches, cfg, loader or ConfigLoader(cfg), opts,
+                                        on_batch=lambda b, n: bar.advance(task, n))
+        if backend == "vllm":
+            from steerlab.engine.vllm_backend import VllmTrialRunner
+
+            run = VllmTrialRunner(cfg, res.sae)
+        elif backend == "hf":
+            run = lambda batch: generate_trials(res.model, res.sae, cfg, batch)  # noqa: E731
+        else:
+            raise SteerlabError(f"Unknown backend '{backend}'; choose hf or vllm.")
+        for batch in batches:
+            written += store.put_generations(run(batch))
             bar.advance(task, len(batch))
     return written
 
@@ -295,7 +309,8 @@ class RunResult:
 
 
 def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None, progress: bool = True,
-            max_batches: int | None = None, report: bool = True) -> RunResult:
+            max_batches: int | None = None, report: bool = True, ray_address: str | None = None,
+            ray_workers: int | None = None, backend: str = "hf") -> RunResult:
     """The whole ESR loop for one config; resumable (rerun with the same config to finish a killed run)."""
     run_dir = Path(run_dir).expanduser()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -328,7 +343,8 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     try:
         store.add_trials(trials)
         t = time.perf_counter()
-        generate_pending(store, res, cfg, progress=progress, max_batches=max_batches)
+        generate_pending(store, res, cfg, progress=progress, max_batches=max_batches, ray_address=ray_address,
+                         ray_workers=ray_workers, backend=backend)
         seconds["generation"] = time.perf_counter() - t
         t = time.perf_counter()
         grade_pending(store, res.judge, progress=progress)

@@ -1,0 +1,236 @@
+"""The benchmark cases: each builds its model once and returns batch -> a callable that generates and returns token rows.
+
+Every callable produces exactly `new_tokens` tokens per row, greedily, from the same left-padded
+prompt ids, and returns the new token ids (list of lists) so the runs can be checked against each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+Work = dict[str, Any]
+Maker = Callable[[int], Callable[[], list[list[int]]]]
+
+# Cases that need an optional peer package: case -> importable module name.
+PEER_CASES = {"tl_bridge": "transformer_lens", "nnsight": "nnsight", "nnsight_rows": "nnsight"}
+
+
+def load_workload(path) -> Work:
+    return torch.load(path, weights_only=False)
+
+
+def _padded(work: Work, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from steerlab.engine.forward import left_pad
+
+    return left_pad(work["ids"][:batch], work["pad_id"], torch.device("cpu"))
+
+
+def _hf_model(work: Work):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf = AutoModelForCausalLM.from_pretrained(work["model_dir"], dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(work["model_dir"])
+    return hf, tok
+
+
+def _gen_kwargs(work: Work) -> dict[str, Any]:
+    n = work["new_tokens"]
+    return {"max_new_tokens": n, "min_new_tokens": n, "do_sample": False, "pad_token_id": work["pad_id"]}
+
+
+def _adder(delta: torch.Tensor):
+    """A forward hook that adds `delta` ([d] or [B, d]) to a decoder layer's output at every position."""
+    delta = delta if delta.ndim == 1 else delta.unsqueeze(1)
+
+    def hook(module, args, output):
+        if isinstance(output, tuple):
+            return (output[0] + delta,) + tuple(output[1:])
+        return output + delta
+
+    return hook
+
+
+# --- plain transformers -------------------------------------------------------------------------------
+def hf_generate(work: Work, steer: bool = False) -> Maker:
+    hf, _ = _hf_model(work)
+
+    def make(batch: int):
+        ids, mask = _padded(work, batch)
+
+        @torch.inference_mode()
+        def run():
+            handle = hf.model.layers[work["layer"]].register_forward_hook(_adder(work["vector"])) if steer else None
+            try:
+                out = hf.generate(input_ids=ids, attention_mask=mask, **_gen_kwargs(work))
+            finally:
+                if handle is not None:
+                    handle.remove()
+            return out[:, ids.shape[1]:].tolist()
+
+        return run
+
+    return make
+
+
+def hf_hook(work: Work) -> Maker:
+    return hf_generate(work, steer=True)
+
+
+def hook_loop_rows(work: Work) -> Maker:
+    """How plain-hook (and TransformerLens) users run many configurations: one generate + hook per configuration."""
+    hf, _ = _hf_model(work)
+    layer = hf.model.layers[work["layer"]]
+
+    def make(batch: int):
+        rows = [_padded({**work, "ids": [work["ids"][i]]}, 1) for i in range(batch)]
+
+        @torch.inference_mode()
+        def run():
+            out = []
+            for i, (ids, mask) in enumerate(rows):
+                handle = layer.register_forward_hook(_adder(work["row_vectors"][i]))
+                try:
+                    gen = hf.generate(input_ids=ids, attention_mask=mask, **_gen_kwargs(work))
+                finally:
+                    handle.remove()
+                out.append(gen[0, ids.shape[1]:].tolist())
+            return out
+
+        return run
+
+    return make
+
+
+# --- TransformerLens ------------------------------------------------------------------------------------
+def tl_bridge(work: Work) -> Maker:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(work["model_dir"], device="cpu", dtype=torch.float32)
+    vector = work["vector"]
+    name = f"blocks.{work['layer']}.hook_resid_post"
+
+    def add(resid, hook):
+        return resid + vector
+
+    def make(batch: int):
+        ids, mask = _padded(work, batch)
+
+        @torch.inference_mode()
+        def run():
+            with bridge.hooks(fwd_hooks=[(name, add)]):
+                out = bridge.generate(ids, attention_mask=mask, max_new_tokens=work["new_tokens"], do_sample=False,
+                                      stop_at_eos=False, return_type="tokens", verbose=False)
+            return out[:, ids.shape[1]:].tolist()
+
+        return run
+
+    return make
+
+
+# --- nnsight ----------------------------------------------------------------------------------------------
+def _nnsight_model(work: Work):
+    from nnsight import LanguageModel
+
+    hf, tok = _hf_model(work)
+    return LanguageModel(hf, tokenizer=tok)
+
+
+def nnsight_one(work: Work) -> Maker:
+    lm = _nnsight_model(work)
+    layer, vector = work["layer"], work["vector"]
+
+    def make(batch: int):
+        ids, mask = _padded(work, batch)
+        inputs = {"input_ids": ids, "attention_mask": mask}
+
+        def run():
+            with lm.generate(**_gen_kwargs(work)) as tracer:
+                with tracer.invoke(inputs):
+                    for _ in tracer.all():
+                        lm.model.layers[layer].output[:] += vector
+                with tracer.invoke():
+                    out = tracer.result.save()
+            return out[:, ids.shape[1]:].tolist()
+
+        return run
+
+    return make
+
+
+def nnsight_rows(work: Work) -> Maker:
+    """nnsight's batched per-row steering: one invoke per configuration inside one generate trace."""
+    lm = _nnsight_model(work)
+    layer, vectors = work["layer"], work["row_vectors"]
+
+    def make(batch: int):
+        rows = [_padded({**work, "ids": [work["ids"][i]]}, 1) for i in range(batch)]
+        width = max(len(work["ids"][i]) for i in range(batch))
+
+        def run():
+            with lm.generate(**_gen_kwargs(work)) as tracer:
+                for i, (ids, mask) in enumerate(rows):
+                    with tracer.invoke({"input_ids": ids, "attention_mask": mask}):
+                        v = vectors[i]
+                        for _ in tracer.all():
+                            lm.model.layers[layer].output[:] += v
+                with tracer.invoke():  # an empty invoke sees the whole batch
+                    out = tracer.result.save()
+            return out[:, width:].tolist()
+
+        return run
+
+    return make
+
+
+# --- steerlab ---------------------------------------------------------------------------------------------
+def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list]) -> Maker:
+    import steerlab
+    from steerlab.sae.default import default_sae
+
+    model = steerlab.load(work["model"])
+    sae = default_sae(work["model"], train=False, progress=False)
+
+    def make(batch: int):
+        ivs = interventions(model, sae, batch)
+        prompts = work["prompts"][:batch]
+
+        def run():
+            gens = steerlab.generate(model, prompts, ivs, max_new_tokens=work["new_tokens"],
+                                     ignore_eos=True, batch_size=batch)
+            return [g.token_ids for g in gens]
+
+        return run
+
+    return make
+
+
+def steerlab_unsteered(work: Work) -> Maker:
+    return _steerlab(work, lambda model, sae, b: [])
+
+
+def steerlab_steered(work: Work) -> Maker:
+    import steerlab
+
+    return _steerlab(work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])])
+
+
+def steerlab_rows(work: Work) -> Maker:
+    import steerlab
+
+    return _steerlab(work, lambda model, sae, b: [steerlab.SteerLatent(
+        sae, latent=work["latents"][:b], strength=work["strengths"][:b], layer=work["layer"])])
+
+
+def steerlab_ablate26(work: Work) -> Maker:
+    import steerlab
+
+    return _steerlab(work, lambda model, sae, b: [steerlab.AblateLatents(sae, work["ablate"])])
+
+
+CASES: dict[str, Callable[[Work], Maker]] = {
+    "hf_generate": hf_generate, "hf_hook": hf_hook, "tl_bridge": tl_bridge, "nnsight": nnsight_one,
+    "steerlab_unsteered": steerlab_unsteered, "steerlab_steered": steerlab_steered, "steerlab_rows": steerlab_rows,
+    "steerlab_ablate26": steerlab_ablate26, "nnsight_rows": nnsight_rows, "hook_loop_rows": hook_loop_rows,
+}

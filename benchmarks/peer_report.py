@@ -1,0 +1,71 @@
+"""Print the peer benchmark: tokens/s and peak memory per case and batch, output agreement, and the targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (numerator, denominator, batches it applies to (None = all), target ratio, label)
+TARGETS = [
+    ("steerlab_steered", "nnsight", (8, 32), 1.0, "steered vs nnsight"),
+    ("steerlab_steered", "tl_bridge", (8, 32), 1.3, "steered vs TransformerLens bridge"),
+    ("steerlab_steered", "steerlab_unsteered", None, 0.97, "steered vs own unsteered"),
+    ("steerlab_ablate26", "steerlab_unsteered", None, 0.9, "26-latent ablation vs unsteered"),
+    ("steerlab_rows", "steerlab_steered", (32,), 0.9, "32 distinct configs vs one config"),
+    ("steerlab_rows", "nnsight_rows", (32,), 1.5, "ESR workload vs nnsight (invoke per config)"),
+    ("steerlab_rows", "hook_loop_rows", (32,), 5.0, "ESR workload vs hook-per-config loop"),
+    ("steerlab_unsteered", "hf_generate", None, None, "unsteered vs plain generate"),
+    ("hf_hook", "hf_generate", None, None, "plain hook vs plain generate"),
+]
+
+# Which case each case's tokens are checked against (greedy fp32: the same computation gives the same tokens).
+REFERENCE = {
+    "steerlab_unsteered": "hf_generate", "steerlab_steered": "hf_hook", "tl_bridge": "hf_hook",
+    "nnsight": "hf_hook", "nnsight_rows": "hook_loop_rows", "steerlab_rows": "hook_loop_rows",
+}
+
+
+def _upto(row: list[int], stops: set[int]) -> list[int]:
+    return row[: next((k for k, t in enumerate(row) if t in stops), len(row))]
+
+
+def agreement(mine: list[list[int]], ref: list[list[int]], stops: set[int]) -> int:
+    """Rows whose tokens equal the reference's up to the reference row's first stop token."""
+    same = 0
+    for a, b in zip(mine, ref):
+        b = _upto(b, stops)
+        same += a[: len(b)] == b
+    return same
+
+
+def report(results: list[dict[str, Any]], meta: dict[str, Any], threads: int) -> None:
+    by = {(r["case"], r["batch"]): r for r in results}
+    cases = list(dict.fromkeys(r["case"] for r in results))
+    batches = meta["batches"]
+    stops = set(meta.get("stop_ids", []))
+    print(f"\nmodel {meta['model']}, layer {meta['layer']}, {meta['new_tokens']} new tokens per row, greedy fp32, "
+          f"best of {meta['repeats']}, torch threads {threads}")
+    head = "".join(f" | b={b} tok/s | b={b} peak MiB" for b in batches)
+    print(f"\n| case{head} | rows = reference |")
+    print("|---" + "|---:|---:" * len(batches) + "|---|")
+    for case in cases:
+        cells, agree = [], []
+        for b in batches:
+            r = by.get((case, b))
+            cells.append(f"{r['tok_s']:.1f} | {r['peak_mib']:.0f}" if r else "– | –")
+            ref = by.get((REFERENCE.get(case, ""), b))
+            if r and ref:
+                agree.append(f"{agreement(r['tokens'], ref['tokens'], stops)}/{b}")
+        note = f"{', '.join(agree)} vs {REFERENCE[case]}" if agree else ""
+        print(f"| {case} | " + " | ".join(cells) + f" | {note} |")
+    print("\n| ratio | batch | value | target | |")
+    print("|---|---:|---:|---:|---|")
+    for num, den, only, target, label in TARGETS:
+        for b in batches:
+            if only is not None and b not in only:
+                continue
+            a, c = by.get((num, b)), by.get((den, b))
+            if not a or not c:
+                continue
+            value = a["tok_s"] / c["tok_s"]
+            verdict = "" if target is None else ("met" if value >= target else f"MISSED by {100 * (1 - value / target):.0f}%")
+            print(f"| {label} ({num} / {den}) | {b} | {value:.2f} | {'' if target is None else f'≥ {target}'} | {verdict} |")
