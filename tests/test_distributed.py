@@ -39,11 +39,9 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch):
 
 
 # --- on a real local Ray cluster -----------------------------------------------------------------------
-ray = pytest.importorskip("ray")
-
-
 @pytest.fixture(scope="module")
 def cluster():
+    ray = pytest.importorskip("ray")  # the `ray` extra; without it only the tests above run
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -84,6 +82,7 @@ def single_process(setup, tmp_path_factory):
 def _pid_once_back(worker, timeout=60.0):
     import time
 
+    import ray
     from ray.exceptions import ActorUnavailableError
 
     end = time.time() + timeout
@@ -114,6 +113,7 @@ def test_ray_run_equals_single_process(cluster, setup, single_process, tmp_path)
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, setup, single_process, tmp_path, restart):
     from steerlab.distributed.ray_runner import run_batches, start_workers
 
+    ray = cluster
     model, sae, cfg, trials = setup
     store = _store(tmp_path, "killed", trials)
     batches = plan_batches(store.pending(), cfg.batch_size)
@@ -138,3 +138,23 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, setup, sing
     assert {r["n"] for r in _generation_counts(store)} == {1} and len(_generation_counts(store)) == len(trials)
     assert _results(store) == single_process  # re-queued batches give the same tokens
     store.close()
+
+
+@pytest.mark.parametrize("args, address", [(["--ray", "local"], "local"), (["--ray", "auto"], "auto"), ([], None)])
+def test_cli_threads_ray_and_backend_options(monkeypatch, tmp_path, args, address):
+    import steerlab.esr
+    from steerlab.cli.main import _register, app
+
+    _register()
+    seen = {}
+
+    def fake_run_esr(cfg, run_dir, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(steerlab.esr, "run_esr", fake_run_esr)
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["esr", "run", str(tmp_path / "run"), *args, "--ray-workers", "2", "--latents", "1"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"ray_address": address, "ray_workers": 2, "backend": "hf"}

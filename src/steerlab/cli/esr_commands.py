@@ -77,11 +77,11 @@ def with_config(fn: Callable) -> Callable:
     return wrapper
 
 
-def _run(base: dict, run_dir: Path, conditions: tuple[str, ...], **more: Any):
+def _run(base: dict, run_dir: Path, conditions: tuple[str, ...], *, runner: dict | None = None, **more: Any):
     from steerlab.esr import EsrConfig, run_esr
 
     cfg = EsrConfig(**{**base, "conditions": conditions, **more})
-    result = run_esr(cfg, run_dir)
+    result = run_esr(cfg, run_dir, **(runner or {}))
     print_summary(result.summary)
     console.print(f"\n[bold green]report:[/] {result.report.resolve()}")
     return result
@@ -107,9 +107,14 @@ def print_summary(summary: dict) -> None:
 @esr_app.command("run")
 @with_config
 def run_cmd(base: dict, run_dir: Path = typer.Argument(..., help="Run directory (resumable)."),
-            conditions: str = typer.Option("steered,baseline,meta:self_monitor,ablate", help="Comma-separated conditions.")) -> None:
+            conditions: str = typer.Option("steered,baseline,meta:self_monitor,ablate", help="Comma-separated conditions."),
+            ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                              help="Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one."),
+            ray_workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per GPU, else one per CPU)."),
+            backend: str = typer.Option("hf", help="Generation backend: hf (the fp32 oracle) or vllm (optional extra, GPU).")) -> None:
     """Experiment 1 (+ any conditions): steered trials with every listed condition, graded, with CIs and a report."""
-    _run(base, run_dir, tuple(c.strip() for c in conditions.split(",") if c.strip()))
+    runner = {"ray_address": ray, "ray_workers": ray_workers, "backend": backend}
+    _run(base, run_dir, tuple(c.strip() for c in conditions.split(",") if c.strip()), runner=runner)
 
 
 @esr_app.command("baseline")
