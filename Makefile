@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.steerlab-installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench bench-generate clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,18 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.steerlab-bench-installed
+
+# The peers (nnsight, TransformerLens) install beside our pins; the constraint keeps the CPU torch.
+$(BENCH_STAMP): $(STAMP) pyproject.toml benchmarks/constraints.txt
+	$(PIP) install -q -c benchmarks/constraints.txt -e ".[bench,ray]"
+	touch $(BENCH_STAMP)
+
+# One run: every peer and steerlab case at batch 1, 8, 32, ratios and targets printed.
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/bench_peers.py --json benchmarks/last_run.json
+
+bench-generate: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
 
 clean:
