@@ -224,7 +224,7 @@ def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progres
         if backend == "vllm":
             from steerlab.engine.vllm_backend import VllmTrialRunner
 
-            run = VllmTrialRunner(cfg, res.sae)
+            run = VllmTrialRunner(cfg, res.model, res.sae)
         elif backend == "hf":
             run = lambda batch: generate_trials(res.model, res.sae, cfg, batch)  # noqa: E731
         else:
