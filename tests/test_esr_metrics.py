@@ -130,3 +130,10 @@ def test_config_round_trip_and_conditions():
         EsrConfig(ablation_layer="middle")
     assert meta_prompt("self_monitor", "How do you X?", "cats").startswith("How do you X? If you notice yourself")
     assert "distracted with cats" in meta_prompt("ignore_label", "How do you X?", "cats")
+
+
+def test_device_and_dtype_are_part_of_the_config():
+    cfg = EsrConfig(dtype="bfloat16", device="auto")
+    assert EsrConfig.from_dict(cfg.to_dict()) == cfg and cfg.digest() != EsrConfig().digest()
+    with pytest.raises(SteerlabError, match="Unknown dtype"):
+        EsrConfig(dtype="int3")

@@ -37,7 +37,7 @@ def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/d
 
     start = time.perf_counter()
     cfg = demo_config(model_name, quick)
-    run_dir = Path(out) / ("quick" if quick else "full")
+    run_dir = Path(out) / f"{'quick' if quick else 'full'}-{cfg.digest()[:8]}"  # a changed demo config never collides with an old run
     with status(f"Loading {model_name}"):
         model = steerlab.load(model_name)
     if not (default_dir(model_name) / "sae" / "cfg.json").is_file():

@@ -18,6 +18,8 @@ esr_app = typer.Typer(help="Endogenous steering resistance: steer, grade attempt
 # name -> (type, default, help): options every experiment command shares; they build the EsrConfig.
 COMMON: dict[str, tuple[Any, Any, str]] = {
     "model": (str, "smollm2-135m-instruct", "Model (packaged alias, HF id or local path)."),
+    "device": (str, "cpu", "Where the model (and the SAE) run: cpu, cuda, cuda:N or auto."),
+    "dtype": (str, "float32", "Model weights: float32, bfloat16 or float16 (bf16 for large models on GPUs)."),
     "sae": (str, "default", "SAE: 'default' (the packaged model's cached SAE) or a path/reference."),
     "labels": (Optional[str], None, "Latent labels CSV (index,label)."),
     "judge": (str, "heuristic", "Judge: heuristic (offline), openai or anthropic."),

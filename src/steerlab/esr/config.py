@@ -26,6 +26,8 @@ class EsrConfig:
     """An ESR experiment. Strengths are raw residual units (boost × decoder row, as in the spec)."""
 
     model: str = "smollm2-135m-instruct"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1" or "auto"; the SAE follows the model
+    dtype: str = "float32"  # model weights: float32, bfloat16 or float16 (the SAE stays in its own dtype)
     sae: str = "default"  # "default" (the packaged model's cached SAE) or a path / reference for load_sae
     labels: str | None = None  # index,label CSV (default SAE: its own inspect/labels.csv)
     judge: str = "heuristic"
@@ -63,6 +65,8 @@ class EsrConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 100.0:
             raise SteerlabError(f"The calibration target must lie strictly between 0 and 100; got {self.target:g}.")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise SteerlabError(f"Unknown dtype '{self.dtype}'; choose one of: float32, bfloat16, float16.")
         if self.judge_prompt not in ("task", "full"):
             raise SteerlabError(f"judge_prompt must be 'task' or 'full'; got '{self.judge_prompt}'.")
         if self.detector_cut not in ("chance", "fixed"):

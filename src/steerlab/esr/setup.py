@@ -72,7 +72,7 @@ def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | Non
     discovery = load_prompts(cfg.discovery_file, DISCOVERY_PROMPTS)
     if cfg.prompts_per_latent > len(prompts):
         raise SteerlabError(f"prompts_per_latent ({cfg.prompts_per_latent}) exceeds the {len(prompts)} prompts available.")
-    model = model or steerlab.load(cfg.model)
+    model = model or steerlab.load(cfg.model, dtype=cfg.dtype, device=cfg.device)
     labels: dict[int, str] = {}
     freqs = None
     if sae is None:
@@ -81,6 +81,7 @@ def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | Non
         from steerlab.sae.inspect import import_labels
 
         labels = import_labels(cfg.labels)
+    sae = sae.to(model.device)  # hooks run the SAE where the activations are
     for latent in cfg.latents:
         if not 0 <= latent < sae.d_sae:
             raise SteerlabError(f"Latent {latent} is out of range: this SAE has latents 0 to {sae.d_sae - 1}.")
