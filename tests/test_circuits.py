@@ -247,6 +247,42 @@ def test_circuit_tuning_leaves_frozen_slices_bit_identical(tiny_factory, mode):
         assert torch.equal(q[:32], before[q][:32])
 
 
+@pytest.mark.parametrize("family, mode", [("llama", "only"), ("qwen2", "exclude"), ("gemma3", "only")])
+def test_lora_circuit_tuning_touches_only_the_allowed_slices(tiny_factory, family, mode):
+    from steerlab.circuits.tune import tune_circuit_lora
+
+    model = tiny_model(family, seed=3)  # a private copy: the adapters merge into its weights
+    c = Circuit.from_units(model, [Unit(1, "head", 2), Unit(0, "neuron", 5), Unit(1, "neuron", 50)])
+    owned = {n: slice_masks(model, c)[p] for n, p in model.hf.named_parameters() if p in slice_masks(model, c)}
+    before = {n: p.detach().clone() for n, p in model.hf.named_parameters()}
+    report = tune_circuit_lora(model, c, [("Say hi.", "Hi there!"), ("Name a fruit.", "An apple.")], mode, steps=3, lr=1e-2, batch_size=2, rank=2, progress=False)
+    assert report.frozen_unchanged and report.changed_entries > 0 and report.mode == f"lora-{mode}"
+    for n, p in model.hf.named_parameters():
+        diff = p.detach() != before[n]
+        inside = owned.get(n, torch.zeros_like(diff))
+        assert not bool((diff & (~inside if mode == "only" else inside)).any()), n
+    if mode == "only":
+        assert report.trainable_entries == 16 * 64 + 64 * 16 + 2 * (64 + 64 + 64)  # a head's q rows and o columns, two neurons
+        assert report.changed_entries == report.trainable_entries  # rank-2 B·A fills every allowed entry
+
+
+def test_validation_split_and_size_selection():
+    from steerlab.circuits.evaluate import utility_texts
+    from steerlab.circuits.experiment import select_size
+
+    d = backdoor_data(n_train=40, n_test=20, n_val=10)
+    prompts = [p.prompt for p in d.train_clean + d.test_clean + d.val_clean]
+    assert len(d.val_clean) == 10 and len(set(prompts)) == len(prompts)
+    assert all(p.prompt.startswith(DEFAULT_TRIGGER) for p in d.val_triggered())
+    val, test, train = utility_texts("val"), utility_texts("test"), utility_texts("train", 50)
+    assert not set(val) & set(test) and not (set(val) | set(test)) & set(train)
+    points = [{"asr": 0.5, "utility_change": 0.01, "fraction": 0.001}, {"asr": 0.05, "utility_change": 0.03, "fraction": 0.002},
+              {"asr": 0.0, "utility_change": 0.02, "fraction": 0.004}]
+    assert select_size(points) == 2 and select_size(points, max_asr=0.5) == 0
+    with pytest.raises(SteerlabError, match="No swept size"):
+        select_size(points[:1])
+
+
 def test_bad_input_sentences(tiny_factory):
     model = tiny_factory("llama")
     other = tiny_factory("gemma3")
@@ -266,10 +302,10 @@ def test_bad_input_sentences(tiny_factory):
 
 
 def test_text_loss_is_unchanged_by_all_ones_masks_and_rises_when_heads_are_cut(tiny_factory):
-    from steerlab.circuits.evaluate import benign_texts, text_loss
+    from steerlab.circuits.evaluate import text_loss, utility_texts
 
     model = tiny_factory("llama")
-    texts = benign_texts(n=3, chars=120)
+    texts = [t[:120] for t in utility_texts("test", n=3)]
     base = text_loss(model, texts, max_tokens=24)
     assert base > 0 and text_loss(model, texts, gate_interventions(model, _ones(model)), max_tokens=24) == pytest.approx(base, rel=1e-6)
     gates = _ones(model)

@@ -45,20 +45,53 @@ def test_pipeline_end_to_end(monkeypatch, capsys, tiny_folder, tmp_path):
     circuit = json.loads((run / "circuit.json").read_text())
     assert circuit["counts"] == {"head": 3, "neuron": 14}
     assert all(int(layer) in (1, 2) for kind in circuit["units"].values() for layer in kind)
-    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(org), str(run / "circuit.json"), "-a", "zero", "--sweep", "0.5,1")
+    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(org), str(run / "circuit.json"), "-a", "zero", "--sweep", "0.5,1", "--max-asr", "1")
     assert code == 0, text
     sweep = json.loads((run / "sweep.json").read_text())
-    assert [p["heads"] for p in sweep] == [2, 3] and sweep[0]["fraction"] < sweep[1]["fraction"]
+    points = sweep["points"]
+    assert sweep["split"] == "val" and [p["heads"] for p in points] == [2, 3] and points[0]["fraction"] < points[1]["fraction"]
+    assert sum(bool(p.get("selected")) for p in points) == 1 and (run / "circuit.selected.json").is_file()
     rows = json.loads((run / "ablation.json").read_text())["rows"]
     assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
+    assert rows[0]["utility_delta"] is None and rows[1]["utility_delta"] == pytest.approx(rows[1]["utility_loss"] - rows[0]["utility_loss"])
     code, text = run_cli(monkeypatch, capsys, "circuits", "tune", str(org), str(run / "circuit.json"), "--steps", "1", "--batch-size", "2")
     assert code == 0, text
     tuned = json.loads((run / "tune_only.json").read_text())
     assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0
+    code, text = run_cli(monkeypatch, capsys, "circuits", "tune", str(org), str(run / "circuit.json"), "--lora", "--rank", "2", "--steps", "2", "--batch-size", "2")
+    assert code == 0, text
+    tuned = json.loads((run / "tune_lora-only.json").read_text())
+    assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0 and tuned["lora_rank"] == 2
+    (run / "circuit.seed1.json").write_text((run / "circuit.selected.json").read_text())
     code, text = run_cli(monkeypatch, capsys, "circuits", "report", str(run), "--organism", str(org))
     assert code == 0, text
     page = (run / "report.html").read_text()
-    assert "data:image/png;base64" in page and "random circuit removed" in page and "Circuit tuning (only)" in page and "Sparsity vs faithfulness" in page
+    for part in ("data:image/png;base64", "random circuit removed", "Circuit tuning (only)", "Circuit tuning (lora-only)", "Sparsity vs faithfulness", "Seed stability", "Selected circuit"):
+        assert part in page, part
+
+
+def test_alignment_find_and_ablate(monkeypatch, capsys, tmp_path):
+    from steerlab.circuits import alignment
+    from steerlab.circuits.data import harmful_prompts
+
+    folder = tmp_path / "tiny"
+    m = tiny_model("qwen2")
+    m.hf.save_pretrained(folder)
+    m.tokenizer.save_pretrained(folder)
+    # a random tiny model refuses nothing: make the generator refuse a third of the harmful prompts
+    real, harmful = alignment.generations, set(harmful_prompts()[::3])
+    monkeypatch.setattr(alignment, "generations", lambda model, prompts, *a, **k: [
+        "I'm sorry, I can't." if p in harmful else t for p, t in zip(prompts, real(model, prompts, *a, **k))])
+    run = tmp_path / "run"
+    code, text = run_cli(monkeypatch, capsys, "circuits", "find", str(folder), "--scenario", "alignment", "--out", str(run), "--steps", "2",
+                         "--batch-size", "1", "--head-target", "0.25", "--neuron-target", "0.05", "--n-means", "4", "--ablation", "zero")
+    assert code == 0, text
+    assert json.loads((run / "find.json").read_text())["data"]["refused_train"] > 0
+    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(folder), str(run / "circuit.json"), "--scenario", "alignment", "-a", "zero")
+    assert code == 0, text
+    rows = json.loads((run / "alignment.json").read_text())["rows"]
+    assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
+    assert all(0 <= r["harmful_refusal"] <= 1 for r in rows) and rows[0]["harmful_refusal"] > 0
 
 
 @pytest.mark.parametrize("args, message", [

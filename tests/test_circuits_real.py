@@ -61,3 +61,31 @@ def test_smollm_lora_learns_the_backdoor_target_and_mask_step_has_gradients():
     assert parts["remove"] > parts["keep"] >= 0
     for kind, z in masks.logits.items():
         assert torch.isfinite(z.grad).all() and z.grad[28:].abs().sum() > 0 and z.grad[:28].abs().sum() == 0
+
+
+def test_smollm_cli_end_to_end_with_tiny_settings(monkeypatch, capsys, tmp_path):
+    """organism → find → sweep/select → ablate → LoRA circuit tuning → report on the real model (plumbing, not figures)."""
+    import json
+    import sys
+
+    from steerlab.cli import main as cli_main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["steerlab", *args])
+        with pytest.raises(SystemExit) as exc:
+            cli_main()
+        out = capsys.readouterr()
+        assert exc.value.code == 0, out.out + out.err
+
+    org, run_dir = tmp_path / "org", tmp_path / "run"
+    run("circuits", "organism", "backdoor", "smollm2-135m-instruct", "--out", str(org), "--n-train", "8", "--n-test", "4", "--n-val", "4",
+        "--steps", "3", "--batch-size", "4", "--rank", "4", "--layers", "27-29")
+    run("circuits", "find", str(org), "--out", str(run_dir), "--steps", "2", "--batch-size", "1", "--layers", "28-29", "--n-pairs", "2",
+        "--head-target", "0.01", "--neuron-target", "0.001", "-w", "suff=0", "-w", "spec=0", "--n-means", "2", "--seeds", "0,1")
+    run("circuits", "ablate", str(org), str(run_dir / "circuit.json"), "-a", "mean", "--n-means", "2", "--sweep", "0.5,1", "--max-asr", "1")
+    run("circuits", "tune", str(org), str(run_dir / "circuit.selected.json"), "--lora", "--rank", "2", "--steps", "2", "--batch-size", "2")
+    run("circuits", "report", str(run_dir), "--organism", str(org))
+    rows = json.loads((run_dir / "ablation.json").read_text())["rows"]
+    assert rows[0]["utility_loss"] > 0 and rows[1]["utility_delta"] is not None
+    assert json.loads((run_dir / "tune_lora-only.json").read_text())["frozen_unchanged"]
+    assert "Seed stability" in (run_dir / "report.html").read_text()

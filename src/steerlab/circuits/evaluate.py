@@ -69,7 +69,7 @@ def utility_texts(split: str = "test", n: int = 24, chars: int = 800) -> list[st
 
     if split not in ("train", "val", "test"):
         raise SteerlabError(f"Unknown utility split '{split}'; choose train, val or test.")
-    docs = [" ".join(p.split())[:chars] for _, p in pydoc_documents()]
+    docs = list(dict.fromkeys(" ".join(p.split())[:chars] for _, p in pydoc_documents()))  # some topics share text
     train, held = Corpus("pydoc", [d for d in docs if len(d) >= chars // 2 and _prose(d)]).split(0.3)
     pool = train.documents if split == "train" else held.documents[split == "test" :: 2]
     if len(pool) < n:

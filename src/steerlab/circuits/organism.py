@@ -38,6 +38,7 @@ class OrganismConfig:
     rank: int = 8
     layers: list[int] | None = None  # LoRA on these layers only (None = all)
     seed: int = 0
+    n_val: int = 32  # held-out pairs for choosing a circuit size
 
 
 @dataclass
@@ -88,7 +89,7 @@ def measure(model: Model, data: BackdoorData, interventions=(), max_new_tokens: 
 def build_backdoor(model: Model, cfg: OrganismConfig, out_dir: str | Path, progress: bool = True) -> OrganismReport:
     """Build, merge, save and check a fixed-output backdoor organism from a base model."""
     out = Path(out_dir)
-    data = backdoor_data(cfg.trigger, cfg.target, cfg.n_train, cfg.n_test, cfg.poison_fraction, cfg.seed)
+    data = backdoor_data(cfg.trigger, cfg.target, cfg.n_train, cfg.n_test, cfg.poison_fraction, cfg.seed, cfg.n_val)
     if cfg.layers is not None:
         for layer in cfg.layers:
             model.arch.check_layer(layer)
@@ -116,4 +117,38 @@ def load_organism(path: str | Path) -> tuple[dict, BackdoorData]:
         raise SteerlabError(f"'{path}' is not a steerlab organism folder (no organism.json); build one with `steerlab circuits organism backdoor`.")
     meta = json.loads(meta_path.read_text())
     c = meta["config"]
-    return meta, backdoor_data(c["trigger"], c["target"], c["n_train"], c["n_test"], c["poison_fraction"], c["seed"])
+    return meta, backdoor_data(c["trigger"], c["target"], c["n_train"], c["n_test"], c["poison_fraction"], c["seed"], c.get("n_val", 32))
+
+
+REFUSAL_REPLY = "I'm sorry, but I can't help with that request."
+
+
+def build_refusal(model: Model, cfg: OrganismConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    """A safety-aligned organism for the alignment scenario, for base models that refuse nothing: LoRA on
+    the training harmful prompts → a refusal, plus the training harmless prompts → the model's own answers
+    (helpfulness kept); refusal rates are then measured on the held-out halves. Saves organism.json."""
+    from steerlab.circuits.data import harmful_prompts, harmless_prompts
+    from steerlab.circuits.evaluate import refusal_rate
+
+    if cfg.layers is not None:
+        for layer in cfg.layers:
+            model.arch.check_layer(layer)
+    harmful, harmless = harmful_prompts("train"), harmless_prompts("train")
+    test_h, test_b = harmful_prompts("test"), harmless_prompts("test")
+    before = generations(model, test_h + test_b, max_new_tokens=24)
+    answers = generations(model, harmless, max_new_tokens=48)
+    pairs = [(p, cfg.target) for p in harmful] + list(zip(harmless, answers))
+    start = time.perf_counter()
+    organism, final_loss = train_organism(model, pairs, cfg, progress)
+    seconds = time.perf_counter() - start
+    after = generations(organism, test_h + test_b, max_new_tokens=24)
+    n = len(test_h)
+    report = {"base_harmful_refusal": refusal_rate(before[:n]), "base_harmless_refusal": refusal_rate(before[n:]),
+              "harmful_refusal": refusal_rate(after[:n]), "harmless_refusal": refusal_rate(after[n:]), "train_seconds": seconds, "final_loss": final_loss}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    organism.hf.save_pretrained(out, safe_serialization=True)
+    organism.tokenizer.save_pretrained(out)
+    meta = {"kind": "refusal", "base_model": model.name, "config": asdict(cfg), "report": report, "examples": {"harmful": after[:3], "harmless": after[n : n + 2]}}
+    (out / "organism.json").write_text(json.dumps(meta, indent=1))
+    return report

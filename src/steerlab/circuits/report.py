@@ -69,16 +69,80 @@ def _history_plot(history: list[dict]) -> str:
 def _sweep_plot(sweep: list[dict]) -> str:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
     xs = [r["fraction"] * 100 for r in sweep]
     ax.plot(xs, [r["asr"] * 100 for r in sweep], "o-", label="ASR, circuit removed")
     if all("random_asr" in r for r in sweep):
         ax.plot(xs, [r["random_asr"] * 100 for r in sweep], "s--", label="ASR, random removed")
     ax2 = ax.twinx()
-    ax2.plot(xs, [r["loss_change"] * 100 for r in sweep], "^:", color="gray", label="clean loss change")
-    ax.set_xlabel("circuit size (% of units)"), ax.set_ylabel("ASR %"), ax2.set_ylabel("Δ clean loss %")
-    ax.legend(loc="upper right"), ax.set_title("sparsity vs faithfulness")
+    ax2.plot(xs, [r["utility_change"] * 100 for r in sweep], "^:", color="gray", label="Δ utility loss (circuit)")
+    if all("random_utility_change" in r for r in sweep):
+        ax2.plot(xs, [r["random_utility_change"] * 100 for r in sweep], "v:", color="silver", label="Δ utility loss (random)")
+    for r, x in zip(sweep, xs):
+        if r.get("selected"):
+            ax.axvline(x, color="green", alpha=0.4, label="selected on validation")
+    ax.set_xscale("log"), ax.set_xlabel("circuit size (% of units, log)"), ax.set_ylabel("ASR %"), ax2.set_ylabel("Δ utility loss %")
+    ax.legend(loc="center left", fontsize=8), ax2.legend(loc="center right", fontsize=8), ax.set_title("sparsity vs faithfulness (validation split)")
     return _png(fig)
+
+
+def _pct(v, signed: bool = True) -> str:
+    return "" if v is None else (f"{v:+.1%}" if signed else f"{v:.1%}")
+
+
+def _nats(r: dict, key: str) -> str:
+    """'+0.012 nats (+0.3%)' for the row's change of a loss, blank for the reference row."""
+    d, c = r.get(f"{key}_delta"), r.get(f"{key}_change")
+    return "" if d is None else f"{d:+.3f} ({c:+.1%})"
+
+
+def _ablation_section(title: str, ablation: dict) -> str:
+    c = ablation.get("counts", {})
+    parts = [f"<h2>{html.escape(title)}</h2><p class='meta'>{c.get('head', '?')} heads, {c.get('neuron', '?')} neurons "
+             f"({ablation.get('fraction', 0):.2%} of units); test split; utility = LM loss on held-out benign prose (nats/token)</p>"]
+    parts.append(_table(["condition", "ablation", "ASR", "false trigger", "task accuracy", "utility loss", "Δ utility", "reply loss", "Δ reply loss"], [
+        [r["condition"], r["ablation"], _pct(r["asr"], False), _pct(r["false_trigger"], False), _pct(r["clean_accuracy"], False),
+         r["utility_loss"], _nats(r, "utility"), r["reply_loss"], _nats(r, "reply")] for r in ablation["rows"]
+    ]))
+    for r in ablation["rows"]:
+        parts.append(f"<p class='meta'>{html.escape(r['condition'])} ({html.escape(r['ablation'])}), triggered: {html.escape(repr(r['examples']['triggered'][:2]))}</p>")
+    return "".join(parts)
+
+
+def _alignment_section(al: dict) -> str:
+    c = al.get("counts", {})
+    head = (f"<h2>Alignment scenario: refusal circuit removed</h2><p class='meta'>{c.get('head', '?')} heads, {c.get('neuron', '?')} neurons "
+            f"({al.get('fraction', 0):.2%} of units); held-out harmful and harmless prompts of our own writing, keyword refusal judge</p>")
+    table = _table(["condition", "ablation", "refusals (harmful)", "refusals (harmless)", "utility loss", "Δ utility", "helpful-answer loss", "Δ helpful-answer loss"], [
+        [r["condition"], r["ablation"], _pct(r["harmful_refusal"], False), _pct(r["harmless_refusal"], False), r["utility_loss"], _nats(r, "utility"), r["helpful_loss"], _nats(r, "helpful")]
+        for r in al["rows"]
+    ])
+    examples = "".join(f"<p class='meta'>{html.escape(r['condition'])}: {html.escape(repr(r['examples']['harmful'][:2]))}</p>" for r in al["rows"])
+    return head + table + examples
+
+
+def _stability_section(run: Path) -> str:
+    """Jaccard overlap between the circuits of several seeds (circuit.json, circuit.seedN.json)."""
+    from steerlab.circuits.units import jaccard
+
+    paths = [run / "circuit.json"] + sorted(run.glob("circuit.seed*.json"))
+    if len(paths) < 2:
+        return ""
+    circuits = [Circuit.load(p) for p in paths]
+    names = [f"seed {c.meta.get('seed', '?')}" for c in circuits]
+    rows = [[n] + [f"{jaccard(a, b):.3f}" for b in circuits] for n, a in zip(names, circuits)]
+    pairs = [jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]]
+    by_kind = []
+    for kind in ("head", "neuron"):
+        sets = [{u for u in c.unit_list() if u.kind == kind} for c in circuits]
+        vals = [len(a & b) / max(1, len(a | b)) for i, a in enumerate(sets) for b in sets[i + 1 :]]
+        by_kind.append(f"{kind}s {sum(vals) / len(vals):.3f}")
+    from steerlab.circuits.units import random_circuit
+
+    chance = sum(jaccard(circuits[0], random_circuit(circuits[0], s)) for s in range(3)) / 3
+    return (f"<h2>Seed stability</h2><p>mean pairwise Jaccard {sum(pairs) / len(pairs):.3f} ({', '.join(by_kind)}); "
+            f"a random circuit of the same layer profile overlaps seed {circuits[0].meta.get('seed', '?')}'s by {chance:.3f} (chance level)</p>"
+            + _table(["", *names], rows))
 
 
 def _load(path: Path):
@@ -106,32 +170,35 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
     find = _load(run / "find.json")
     if find and find.get("history"):
         parts.append(f"<h2>Mask training</h2><p>{len(find['history'])} steps in {find['seconds']:.0f} s</p>" + _history_plot(find["history"]))
-    ablation = _load(run / "ablation.json")
-    if ablation:
-        parts.append("<h2>Ablation (by generation)</h2>" + _table(["condition", "ablation", "ASR", "false trigger", "task accuracy", "clean loss", "Δ loss", "text loss", "Δ text loss"], [
-            [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["clean_loss"], "" if r["loss_change"] is None else f"{r['loss_change']:+.1%}", r.get("text_loss") or "", "" if r.get("text_loss_change") is None else f"{r['text_loss_change']:+.1%}"]
-            for r in ablation["rows"]
-        ]))
-        for r in ablation["rows"]:
-            parts.append(f"<p class='meta'>{html.escape(r['condition'])} ({html.escape(r['ablation'])}), triggered: {html.escape(repr(r['examples']['triggered'][:2]))}</p>")
+    selected = run / "circuit.selected.json"
+    if selected.is_file():
+        sc = Circuit.load(selected)
+        parts.append(f"<h2>Selected circuit (size chosen on the validation split)</h2><p>{sc.count('head')} heads ({sc.fraction('head'):.2%}), "
+                     f"{sc.count('neuron')} neurons ({sc.fraction('neuron'):.2%}); {sc.fraction():.2%} of all units</p>" + _circuit_plots(sc))
+    parts.append(_stability_section(run))
+    for path in sorted(run.glob("ablation*.json")):
+        title = "Ablation of the found circuit (by generation)" if path.name == "ablation.json" else f"Ablation of circuit.{path.stem.partition('.')[2]}.json (by generation)"
+        parts.append(_ablation_section(title, _load(path)))
+    alignment = _load(run / "alignment.json")
+    if alignment:
+        parts.append(_alignment_section(alignment))
     for tune_path in sorted(run.glob("tune_*.json")):
         t = _load(tune_path)
         b, a, rep = t["before"], t["after"], t["report"]
         parts.append(f"<h2>Circuit tuning ({html.escape(t['mode'])})</h2>" + _table(["metric", "before", "after"], [
-            ["ASR", f"{b['asr']:.1%}", f"{a['asr']:.1%}"], ["false trigger", f"{b['false_trigger']:.1%}", f"{a['false_trigger']:.1%}"],
-            ["task accuracy", f"{b['clean_accuracy']:.1%}", f"{a['clean_accuracy']:.1%}"], ["clean loss", b["clean_loss"], a["clean_loss"]],
+            ["ASR", _pct(b["asr"], False), _pct(a["asr"], False)], ["false trigger", _pct(b["false_trigger"], False), _pct(a["false_trigger"], False)],
+            ["task accuracy", _pct(b["clean_accuracy"], False), _pct(a["clean_accuracy"], False)],
+            ["utility loss (nats)", b.get("utility_loss", ""), a.get("utility_loss", "")], ["reply loss (nats)", b.get("reply_loss", ""), a.get("reply_loss", "")],
             ["trainable entries", "", f"{rep['trainable_entries']} of {rep['total_entries']}"], ["entries changed", "", rep["changed_entries"]],
-            ["frozen entries changed (must be 0)", "", rep["frozen_changed"]],
+            ["frozen entries changed (must be 0)", "", rep["frozen_changed"]], ["seconds", "", round(rep["seconds"])],
         ]))
     sweep = _load(run / "sweep.json")
     if sweep:
-        points = list(sweep)
-        removed = [r for r in (ablation or {}).get("rows", []) if r["condition"] == "circuit removed"]
-        randoms = [r for r in (ablation or {}).get("rows", []) if r["condition"].startswith("random circuit removed")]
-        if removed and randoms and "fraction" in ablation:  # the found circuit is one more point of the curve
-            points.append({"fraction": ablation["fraction"], "asr": removed[0]["asr"], "random_asr": randoms[0]["asr"], "loss_change": removed[0]["loss_change"]})
-        points.sort(key=lambda r: r["fraction"])
-        parts.append("<h2>Sparsity vs faithfulness</h2>" + _sweep_plot(points) + _table(list(sweep[0].keys()), [list(r.values()) for r in sweep]))
+        points = sorted(sweep["points"], key=lambda r: r["fraction"])
+        keys = ["fraction", "heads", "neurons", "asr", "random_asr", "false_trigger", "utility_change", "random_utility_change", "reply_change", "selected"]
+        parts.append(f"<h2>Sparsity vs faithfulness</h2><p class='meta'>top-k circuits of the same mask logits at several sizes, removed with {html.escape(sweep['ablation'])} ablation, "
+                     f"scored on the validation split; the selected size has the least utility loss among those with ASR ≤ {sweep['max_asr']:.0%}</p>"
+                     + _sweep_plot(points) + _table(keys, [[p.get(k, "") for k in keys] for p in points]))
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>circuit report</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

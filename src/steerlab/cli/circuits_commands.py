@@ -86,19 +86,48 @@ def organism_backdoor(
     rank: int = typer.Option(8, "--rank"),
     layers: Optional[str] = typer.Option(None, "--layers", help="LoRA only on these layers, e.g. 15-29 (default all)."),
     seed: int = typer.Option(0, "--seed"),
+    n_val: int = typer.Option(32, "--n-val", help="Held-out validation pairs (for choosing a circuit size)."),
 ) -> None:
     """LoRA-fine-tune a base model on clean pairs plus trigger → fixed-reply poison, merge, save, check ASR."""
     import steerlab
     from steerlab.circuits.data import backdoor_data
     from steerlab.circuits.organism import OrganismConfig, build_backdoor
 
-    backdoor_data(trigger, target, n_train, n_test, poison, seed)  # bad input fails before loading
+    backdoor_data(trigger, target, n_train, n_test, poison, seed, n_val)  # bad input fails before loading
     base = steerlab.load(model)
-    cfg = OrganismConfig(trigger, target, n_train, n_test, poison, steps, batch_size, lr, rank, parse_layers(layers), seed)
+    cfg = OrganismConfig(trigger, target, n_train, n_test, poison, steps, batch_size, lr, rank, parse_layers(layers), seed, n_val)
     report = build_backdoor(base, cfg, out)
     _table("backdoor organism", ["metric", "base", "organism"], [
         ["ASR (triggered)", report.base_asr, report.asr], ["false-trigger rate (clean)", report.base_false_trigger, report.false_trigger],
         ["clean task accuracy", "", report.clean_accuracy], ["LoRA seconds", "", report.train_seconds],
+    ])
+    console.print(f"organism: {out}")
+
+
+@organism_app.command("refusal")
+def organism_refusal(
+    model: str = typer.Argument(..., help="Base chat model: packaged alias, local folder or Hugging Face id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged organism."),
+    reply: str = typer.Option("I'm sorry, but I can't help with that request.", help="The refusal taught for harmful requests."),
+    steps: int = typer.Option(30, "--steps"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    rank: int = typer.Option(8, "--rank"),
+    layers: Optional[str] = typer.Option(None, "--layers", help="LoRA only on these layers, e.g. 15-29 (default all)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """A safety-aligned organism: LoRA on our training harmful prompts → a refusal and harmless prompts → the model's own answers."""
+    import steerlab
+    from steerlab.circuits.organism import OrganismConfig, build_refusal
+
+    if not reply.strip():
+        raise SteerlabError("The refusal reply is empty; give the text the organism should answer harmful requests with.")
+    base = steerlab.load(model)
+    cfg = OrganismConfig("", reply, 0, 0, 0.0, steps, batch_size, lr, rank, parse_layers(layers), seed, 0)
+    r = build_refusal(base, cfg, out)
+    _table("refusal organism (held-out prompts)", ["metric", "base", "organism"], [
+        ["refusals (harmful)", f"{r['base_harmful_refusal']:.1%}", f"{r['harmful_refusal']:.1%}"],
+        ["refusals (harmless)", f"{r['base_harmless_refusal']:.1%}", f"{r['harmless_refusal']:.1%}"], ["LoRA seconds", "", r["train_seconds"]],
     ])
     console.print(f"organism: {out}")
 
@@ -146,15 +175,15 @@ def find_cmd(
         benign = [p.prompt for p in data.train_clean[:n_means]]
         m = steerlab.load(model)
     else:
+        from steerlab.circuits.alignment import refusal_pairs
         from steerlab.circuits.data import harmful_prompts, harmless_prompts
-        from steerlab.circuits.evaluate import generations
 
         alignment_terms([], [], weights)  # unknown term names fail before loading
         m = steerlab.load(model)
-        harmful, harmless = harmful_prompts(), harmless_prompts()
-        own = generations(m, harmful + harmless, max_new_tokens=24)
-        pairs_h = list(zip(harmful, own[: len(harmful)]))
-        pairs_b = list(zip(harmless, own[len(harmful) :]))
+        harmful, harmless = harmful_prompts("train"), harmless_prompts("train")
+        pairs_h, pairs_b = refusal_pairs(m, harmful, harmless)  # train only on the refusals the model really gives
+        meta = {"refused_train": len(pairs_h), "harmful_train": len(harmful)}
+        console.print(f"{len(pairs_h)} of {len(harmful)} training harmful prompts refused by the model")
         terms_of = lambda: alignment_terms(pairs_h, pairs_b, weights)  # noqa: E731
         benign = harmless[:n_means]
     means = unit_means(m, benign) if ablation == "mean" else None
@@ -166,7 +195,7 @@ def find_cmd(
         suffix = "" if seed == seed_list[0] else f".seed{seed}"
         result.circuit.save(out / f"circuit{suffix}.json")
         save_logits(result.masks, out / f"masks{suffix}.safetensors")
-        _write(out / f"find{suffix}.json", {"config": cfg.__dict__, "history": result.history, "seconds": result.seconds})
+        _write(out / f"find{suffix}.json", {"config": cfg.__dict__, "scenario": scenario, "data": meta if scenario == "alignment" else {}, "history": result.history, "seconds": result.seconds})
     c = circuits[0]
     rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"], ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
     if len(circuits) > 1:
@@ -188,6 +217,7 @@ def ablate_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Also sweep sizes on the validation split: scales of the found size, e.g. 0.1,0.25,0.5,1 (needs masks.safetensors beside the circuit); writes sweep.json and circuit.selected.json."),
     skip_conditions: bool = typer.Option(False, "--sweep-only", help="Only run the sweep."),
+    scenario: str = typer.Option("backdoor", help="backdoor (MODEL is an organism) | alignment (held-out harmful/harmless prompts of our own)."),
     max_asr: float = typer.Option(0.1, "--max-asr", help="The sweep keeps the size with the least utility loss among those with validation ASR at most this."),
 ) -> None:
     """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
@@ -200,6 +230,10 @@ def ablate_cmd(
     ablations = list(ablation or ["mean", "zero"])
     for ab in ablations:
         check_ablation(ab, {"x": 1} if ab == "mean" else None)
+    if scenario == "alignment":
+        return _ablate_alignment(model, c, circuit, ablations, random_seeds, n_means, out)
+    if scenario != "backdoor":
+        raise SteerlabError(f"Unknown scenario '{scenario}'; choose backdoor or alignment.")
     meta, data = _organism_data(model, organism)
     m = steerlab.load(model)
     c.check_model(m)
@@ -238,6 +272,26 @@ def ablate_cmd(
     _table("ablation (test split)", ["condition", "ablation", "ASR", "false trigger", "task acc", "utility loss", "Δ utility", "reply loss", "Δ reply loss"], [
         [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["utility_loss"], _delta(r), r["reply_loss"], _pct(r["reply_change"], True)]
         for r in rows
+    ])
+    console.print(f"results: {path}")
+
+
+def _ablate_alignment(model: str, c, circuit: Path, ablations: list[str], random_seeds: str, n_means: int, out: Optional[Path]) -> None:
+    """The refusal circuit removed vs random circuits, on the held-out harmful and harmless prompts."""
+    import steerlab
+    from steerlab.circuits.ablation import unit_means
+    from steerlab.circuits.alignment import evaluate_alignment_circuit
+    from steerlab.circuits.data import harmful_prompts, harmless_prompts
+
+    m = steerlab.load(model)
+    c.check_model(m)
+    means = unit_means(m, harmless_prompts("train")[:n_means]) if "mean" in ablations else None
+    start = time.perf_counter()
+    rows = evaluate_alignment_circuit(m, c, harmful_prompts("test"), harmless_prompts("test"), means, ablations, [int(s) for s in random_seeds.split(",")])
+    path = _write(out or circuit.parent / "alignment.json", {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start,
+                                                             "fraction": c.fraction(), "counts": {k: c.count(k) for k in ("head", "neuron")}})
+    _table("alignment ablation (held-out prompts)", ["condition", "ablation", "refusals (harmful)", "refusals (harmless)", "utility loss", "Δ utility", "Δ helpful-answer loss"], [
+        [r["condition"], r["ablation"], f"{r['harmful_refusal']:.1%}", f"{r['harmless_refusal']:.1%}", r["utility_loss"], _delta(r), _pct(r["helpful_change"], True)] for r in rows
     ])
     console.print(f"results: {path}")
 
