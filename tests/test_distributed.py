@@ -23,6 +23,7 @@ def test_plan_batches_cuts_in_order():
 def test_actor_plan_is_gpu_aware():
     assert actor_plan({"CPU": 16.0, "GPU": 4.0}, RayOptions()) == (4, {"num_gpus": 1, "num_cpus": 1})
     assert actor_plan({"CPU": 16.0, "GPU": 4.0}, RayOptions(workers=2)) == (2, {"num_gpus": 1, "num_cpus": 1})
+    assert actor_plan({"CPU": 16.0, "GPU": 8.0}, RayOptions(gpus_per_worker=4)) == (2, {"num_gpus": 4, "num_cpus": 1})
     assert actor_plan({"CPU": 8.0}, RayOptions(threads=2)) == (4, {"num_cpus": 2})
 
 

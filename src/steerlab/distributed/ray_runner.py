@@ -36,6 +36,7 @@ class RayOptions:
     address: str = "local"
     workers: int | None = None  # default: one per GPU, else one per `threads` CPUs
     threads: int = 1  # CPU threads per actor (CPU clusters)
+    gpus_per_worker: int = 1  # GPUs per actor on GPU clusters (a model sharded over several GPUs)
     max_restarts: int = 1  # per actor, after which it is retired
 
 
@@ -72,7 +73,7 @@ def actor_plan(resources: dict[str, float], opts: RayOptions) -> tuple[int, dict
     """(number of actors, resources each asks for): one GPU each when the cluster has GPUs, else `threads` CPUs."""
     gpus = int(resources.get("GPU", 0))
     if gpus:
-        return opts.workers or gpus, {"num_gpus": 1, "num_cpus": 1}
+        return opts.workers or max(1, gpus // opts.gpus_per_worker), {"num_gpus": opts.gpus_per_worker, "num_cpus": 1}
     return opts.workers or max(1, int(resources.get("CPU", 1)) // opts.threads), {"num_cpus": opts.threads}
 
 
