@@ -1,4 +1,4 @@
-"""Persona features: model diffing over SAE latents, and validation of the top latents by steering."""
+"""Persona features: model diffing over SAE latents, validation by steering, organisms, a detector, re-alignment."""
 
 from steerlab.persona.diff import DiffResult, LatentChange, check_pair, diff_models
 from steerlab.persona.prompts import EVAL_PROMPTS, HELD_OUT_PROMPTS, load_prompts
@@ -8,3 +8,5 @@ __all__ = [
     "DiffResult", "EVAL_PROMPTS", "HELD_OUT_PROMPTS", "LatentChange", "SteerPoint", "Validation", "check_pair", "diff_models",
     "load_prompts", "median_residual_norm", "steer_sweep", "steering_vector",
 ]
+# The heavier parts (organism, detector, realign, study) are imported from their modules:
+# steerlab.persona.study.run_study, steerlab.persona.organism.build_organism, steerlab.persona.detector.auroc, ...
