@@ -22,12 +22,12 @@ def cache_kwarg(hf: Any) -> str:
 def call_model(
     hf: Any,
     input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor,
     cache: Any = None,
     last_only: bool = True,
 ) -> tuple[torch.Tensor, Any]:
-    """Run the model; returns (logits [B, T or 1, V], updated cache)."""
+    """Run the model; returns (logits [B, T or 1, V], updated cache). attention_mask None = no row is padded."""
     kwargs: dict[str, Any] = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
+from steerlab.engine.kv_cache import preallocate
 from steerlab.engine.sampling import Sampling, choose
 from steerlab.errors import SteerlabError
 from steerlab.interventions.hooks import Session, apply, batch_per_row
@@ -34,6 +35,8 @@ class Generation:
     records: dict[str, torch.Tensor] = field(default_factory=dict)
     logprobs: torch.Tensor | None = None  # log-prob of each kept token under the (steered) model, if asked
 
+
+PREALLOCATE = True  # KV cache buffers allocated once per batch (engine.kv_cache) instead of torch.cat per step
 
 InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
 
@@ -149,7 +152,12 @@ def _generate_batch(
     reasons = ["length"] * batch
     with apply(model, interventions) as session:
         session.set_step(token_positions, prompt_lengths)
-        logits, cache = call_model(hf, input_ids, attention_mask, position_ids, new_cache(hf))
+        cache = new_cache(hf)
+        if PREALLOCATE:
+            cache = preallocate(cache, input_ids.shape[1] + max_new_tokens)
+        # No row padded: no mask at all, so attention takes its plain causal path (no 4D mask built per step).
+        padded = not bool(attention_mask.all())
+        logits, cache = call_model(hf, input_ids, attention_mask if padded else None, position_ids, cache)
         for step in range(max_new_tokens):
             last = logits[:, -1].float()
             token = choose(last, sampling, seed_t, step, seen)
@@ -173,10 +181,11 @@ def _generate_batch(
                 active, token, seed_t = active[keep], token[keep], seed_t[keep]
                 attention_mask, prompt_lengths = attention_mask[keep], prompt_lengths[keep]
                 seen = None if seen is None else seen[keep]
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], 1)
+            if padded:
+                attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], 1)
             new_positions = (prompt_lengths + step).unsqueeze(1)
             session.set_step(new_positions, prompt_lengths)
-            logits, cache = call_model(hf, token.unsqueeze(1), attention_mask, new_positions, cache)
+            logits, cache = call_model(hf, token.unsqueeze(1), attention_mask if padded else None, new_positions, cache)
         generated = tokens.cpu()
         lengths = _kept_lengths(generated, reasons, stop_ids.tolist())
         original_lengths = torch.tensor([len(e) for e in encoded])

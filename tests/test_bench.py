@@ -1,0 +1,58 @@
+"""The benchmark's own logic (agreement, ratios against targets) and the engine's preallocated KV cache it measures."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from peer_report import agreement, report  # noqa: E402
+
+
+def test_agreement_compares_up_to_the_reference_eos():
+    stops = {2}
+    assert agreement([[5, 6, 7], [5, 6, 9]], [[5, 6, 2], [5, 6, 7]], stops) == 1  # row 0 equal up to EOS; row 1 differs
+
+
+def test_report_prints_ratios_and_misses(capsys):
+    rows = [{"case": c, "batch": 8, "tok_s": r, "peak_mib": 900.0, "tokens": [[1]] * 8}
+            for c, r in [("nnsight", 100.0), ("steerlab_steered", 90.0), ("steerlab_unsteered", 92.0), ("hf_hook", 99.0)]]
+    report(rows, {"model": "m", "layer": 18, "new_tokens": 32, "repeats": 2, "batches": [8], "stop_ids": [2]}, 2)
+    out = capsys.readouterr().out
+    assert "| steered vs nnsight (steerlab_steered / nnsight) | 8 | 0.90 | ≥ 1.0 | MISSED by 10% |" in out
+    assert "steered vs own unsteered (steerlab_steered / steerlab_unsteered) | 8 | 0.98 | ≥ 0.97 | met" in out
+    assert "8/8 vs hf_hook" in out
+
+
+@pytest.mark.parametrize("capacity", [3, 1000])
+def test_preallocated_cache_equals_the_growing_one(tiny_factory, monkeypatch, capacity):
+    """Also when the batch outgrows the planned capacity (capacity 3 < prompt + new tokens)."""
+    import torch
+
+    import importlib
+
+    import steerlab
+    from steerlab.engine import kv_cache
+
+    engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
+
+    model = tiny_factory("llama")
+    prompts = ["How do you boil an egg?", "Hi", "Explain how to iron a shirt, step by step."]
+    ivs = [steerlab.AddVector(1, torch.randn(3, model.arch.d_model), 2.0)]
+    monkeypatch.setattr(engine, "PREALLOCATE", False)
+    plain = steerlab.generate(model, prompts, ivs, max_new_tokens=12, return_logprobs=True)
+    monkeypatch.setattr(engine, "PREALLOCATE", True)
+    used = []
+
+    def spy(cache, n):
+        cache = kv_cache.preallocate(cache, capacity)
+        used.append({type(layer).__name__ for layer in cache.layers})
+        return cache
+
+    monkeypatch.setattr(engine, "preallocate", spy)
+    fast = steerlab.generate(model, prompts, ivs, max_new_tokens=12, return_logprobs=True)
+    assert used == [{"PreallocatedLayer"}]
+    for a, b in zip(plain, fast):
+        assert a.token_ids == b.token_ids
+        assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
