@@ -177,7 +177,7 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
                      f"{sc.count('neuron')} neurons ({sc.fraction('neuron'):.2%}); {sc.fraction():.2%} of all units</p>" + _circuit_plots(sc))
     parts.append(_stability_section(run))
     for path in sorted(run.glob("ablation*.json")):
-        title = "Ablation of the found circuit (by generation)" if path.name == "ablation.json" else f"Ablation of circuit.{path.stem.partition('.')[2]}.json (by generation)"
+        title = "Ablation of the found circuit (by generation)" if path.name == "ablation.json" else f"Ablation by generation ({path.name})"
         parts.append(_ablation_section(title, _load(path)))
     alignment = _load(run / "alignment.json")
     if alignment:
