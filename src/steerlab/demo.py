@@ -16,8 +16,8 @@ from steerlab.progress import console, status
 
 CONDITIONS = ("steered", "baseline", "meta:self_monitor", "ablate")
 # Detectors: AUC ≥ 0.6 and above the best AUC chance reaches over all latents (the default "chance" cut).
-FULL = dict(n_latents=8, prompts_per_latent=5, max_new_tokens=64, calib_steps=8, calib_prompts=4, n_detectors=8,
-            detector_min_auc=0.6, batch_size=24)
+FULL = dict(n_latents=8, prompts_per_latent=5, max_new_tokens=64, calib_steps=6, calib_prompts=4, n_detectors=8,
+            detector_min_auc=0.6, batch_size=32)
 QUICK = dict(n_latents=2, prompts_per_latent=3, max_new_tokens=32, calib_steps=3, calib_prompts=2, n_detectors=8,
              detector_min_auc=0.6, discovery_answers=1, discovery_derangements=1, batch_size=24)
 
