@@ -33,7 +33,9 @@ def done(tmp_path_factory):
 
 def test_every_step_runs_and_the_page_has_every_part(done):
     _, sae, out, summary = done
-    assert set(summary["timings_s"]) == {"base_behaviour", "organisms", "diff", "contexts", "validate", "repair", "detector", "realign"}
+    assert set(summary["timings_s"]) == {"base_behaviour", "organisms", "diff", "contexts", "validate", "repair", "repair_control", "detector", "realign"}
+    assert [c[0] for c in summary["repair_control_curve"]] == [0.0, -0.5]
+    assert summary["repair_control_curve"][0] == summary["repair_curve"][0]  # strength 0 is the same unsteered model
     assert set(summary["organisms"]) == {"0.00", "0.50", "1.00"}
     assert [v["rank"] for v in summary["validated"]] == [1, 2, 3]
     for v in summary["validated"]:

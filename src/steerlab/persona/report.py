@@ -226,7 +226,12 @@ def write_study(out: str | Path, summary: dict, diff: DiffResult, validations: S
                  "yes" if next(s["causes_shift"] for s in summary["validated"] if s["latent"] == v.latent) else "no"]
                 for v in validations]
     steer_examples = [[v.latent, p.strength, r] for v in validations if v.latent == primary for p in v.points for r in p.responses[:3]]
-    repair_rows = [[p["strength"], fmt(p["misalignment_rate"]), fmt(p["incoherent_rate"]), fmt(p["mean_alignment"])] for p in repair["points"]]
+    repair_rows = [[f"latent {primary}", p["strength"], fmt(p["misalignment_rate"]), fmt(p["incoherent_rate"]), fmt(p["mean_alignment"])]
+                   for p in repair["points"]]
+    repair_rows += [["random unit direction (control)", p["strength"], fmt(p["misalignment_rate"]), fmt(p["incoherent_rate"]),
+                     fmt(p["mean_alignment"])] for p in repair.get("control", {}).get("points", [])]
+    repair_examples = [[name, p["strength"], r] for name, sweep in ((f"latent {primary}", repair), ("random", repair.get("control", {})))
+                       for p in sweep.get("points", []) for r in p["responses"][:2]]
     det_rows = [[d.latent, labels.get(d.latent, "")] + [fmt(r.latent_auroc) for r in d.fractions] + [fmt(d.earliest_latent)] for d in detections]
     judge_row = [["judge", "(100 - alignment per answer)"] + [fmt(r.judge_auroc) for r in det.fractions] + [fmt(det.earliest_judge)]]
     fr_header = ["latent", "label"] + [f"AUROC f={r.fraction:g}" for r in det.fractions] + [f"earliest f (AUROC >= {det.threshold:g})"]
@@ -248,7 +253,9 @@ def write_study(out: str | Path, summary: dict, diff: DiffResult, validations: S
         Section("Steering the base model along each top latent (strength: misaligned/incoherent)",
                 header=["latent", "label", "diff rank", "curve", "causes shift"], rows=verdicts, image=plot_curves(validations)),
         Section(f"Answers steered along latent {primary}", header=["latent", "strength", "answer"], rows=steer_examples),
-        Section(f"Steering the shifted organism against latent {primary}", header=["strength", "misaligned", "incoherent", "mean alignment"], rows=repair_rows),
+        Section(f"Steering the shifted organism against latent {primary} (and along a random direction of the same norm)",
+                header=["direction", "strength", "misaligned", "incoherent", "mean alignment"], rows=repair_rows),
+        Section("Answers of the steered organism", header=["direction", "strength", "answer"], rows=repair_examples),
         Section("Detector: AUROC of per-prompt latent shifts, each fraction vs the clean organism", header=fr_header, rows=det_rows + judge_row,
                 image=plot_roc(det)),
         Section(f"Detector sweep for latent {det.latent}", image=plot_sweep(det)),

@@ -179,6 +179,16 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
         return v.to_dict()
 
     rep = study.step("repair", repair)
+
+    def repair_control() -> dict:
+        """The same sweep along a seeded random unit direction: is the repair specific to the latent?"""
+        from steerlab.persona.validate import direction_sweep, random_direction
+
+        v = direction_sweep(shifted, random_direction(sae.d_in, seed=primary), sae.layer, sae.site, [0.0, *cfg.repair_strengths],
+                            v_prompts, judge, median_norm=val["median_norm"], max_new_tokens=cfg.organism.eval_tokens, progress=progress)
+        return v.to_dict()
+
+    control = study.step("repair_control", repair_control)
     lat_ids = [r.latent for r in top]
     det_prompt_ids = [base.encode(p) for p in b_prompts]
     det_resp_ids = [base.tokenizer(r, add_special_tokens=False)["input_ids"] or [base.tokenizer.eos_token_id] for r in base_b.responses]
@@ -211,10 +221,11 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
 
     re = study.step("realign", realign_step)
     summary = _summary(cfg, orgs, diff_result, validations, val, causal, primary, rep, detections, re, study.state["timings"], base_b)
+    summary["repair_control_curve"] = [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in control["points"]]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     from steerlab.persona.report import write_study
 
-    summary["report"] = str(write_study(out, summary, diff_result, validations, detections, rep, re, orgs, base_b,
+    summary["report"] = str(write_study(out, summary, diff_result, validations, detections, rep | {"control": control}, re, orgs, base_b,
                                         json.loads((out / "contexts.json").read_text()), labels or {}))
     return summary
 

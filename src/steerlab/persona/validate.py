@@ -121,6 +121,39 @@ def steer_sweep(
     progress: bool = False,
 ) -> Validation:
     """Generate under AddVector(unit direction, strength x median norm) at every position, for each strength; grade all."""
+    sae.check_fits(model)
+    sae.check_latent(latent)
+    return direction_sweep(model, steering_vector(sae, latent), sae.layer, sae.site, strengths, prompts, judge,
+                           latent=latent, median_norm=median_norm, samples=samples, max_new_tokens=max_new_tokens,
+                           temperature=temperature, seed=seed, chat=chat, batch_size=batch_size, progress=progress)
+
+
+def random_direction(width: int, seed: int = 0) -> torch.Tensor:
+    """A seeded random unit vector: the control direction for a latent's steering curve."""
+    v = torch.randn(width, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm()
+
+
+def direction_sweep(
+    model: Model,
+    direction: torch.Tensor,
+    layer: int,
+    site: str,
+    strengths: Sequence[float],
+    prompts: Sequence[str],
+    judge: PersonaRater,
+    *,
+    latent: int = -1,
+    median_norm: float | None = None,
+    samples: int = 1,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    seed: int = 0,
+    chat: bool | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> Validation:
+    """Steer along any unit direction (a latent's, or a random control; latent=-1) and grade every answer."""
     prompts = [p for p in prompts]
     if not prompts:
         raise SteerlabError("The prompt set is empty; give at least one prompt.")
@@ -128,14 +161,11 @@ def steer_sweep(
         raise SteerlabError("Give at least one steering strength (in units of the median residual norm).")
     if samples < 1:
         raise SteerlabError("samples must be at least 1.")
-    sae.check_fits(model)
-    sae.check_latent(latent)
-    norm = median_residual_norm(model, prompts, sae.layer, sae.site, chat=chat) if median_norm is None else float(median_norm)
-    direction = steering_vector(sae, latent)
+    norm = median_residual_norm(model, prompts, layer, site, chat=chat) if median_norm is None else float(median_norm)
     rows = [(s, p) for s in strengths for p in prompts for _ in range(samples)]
     strength_per_row = torch.tensor([float(s) * norm for s, _ in rows])
-    iv = AddVector(layer=sae.layer, vector=direction, strength=strength_per_row, site=sae.site, positions="all",
-                   label=f"latent:{latent}")
+    iv = AddVector(layer=layer, vector=direction.detach().float(), strength=strength_per_row, site=site, positions="all",
+                   label=f"latent:{latent}" if latent >= 0 else "random")
     # Seeds repeat across strengths so that each strength sees the same sampling noise.
     seeds = [seed + (i % (len(prompts) * samples)) for i in range(len(rows))]
     gens = generate(model, [p for _, p in rows], [iv], max_new_tokens=max_new_tokens, temperature=temperature,
@@ -146,5 +176,5 @@ def steer_sweep(
     for k, s in enumerate(strengths):
         chunk = slice(k * per, (k + 1) * per)
         points.append(_summarise(float(s), float(s) * norm, grades[chunk], [g.text for g in gens[chunk]]))
-    return Validation(latent=latent, layer=sae.layer, site=sae.site, model=model.name, median_norm=norm, points=points,
+    return Validation(latent=latent, layer=layer, site=site, model=model.name, median_norm=norm, points=points,
                       judge=str(getattr(judge, "judge_id", type(judge).__name__)))
