@@ -44,14 +44,15 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any], threads: int) ->
     stops = set(meta.get("stop_ids", []))
     print(f"\nmodel {meta['model']}, layer {meta['layer']}, {meta['new_tokens']} new tokens per row, greedy fp32, "
           f"best of {meta['repeats']}, torch threads {threads}")
-    head = "".join(f" | b={b} tok/s | b={b} peak MiB" for b in batches)
+    head = "".join(f" | b={b} tok/s | b={b} peak RSS MiB (+ over loaded)" for b in batches)
     print(f"\n| case{head} | rows = reference |")
     print("|---" + "|---:|---:" * len(batches) + "|---|")
     for case in cases:
         cells, agree = [], []
         for b in batches:
             r = by.get((case, b))
-            cells.append(f"{r['tok_s']:.1f} | {r['peak_mib']:.0f}" if r else "– | –")
+            grow = r["peak_mib"] - r.get("rss_mib", r["peak_mib"]) if r else 0
+            cells.append(f"{r['tok_s']:.1f} | {r['peak_mib']:.0f} (+{grow:.0f})" if r else "– | –")
             ref = by.get((REFERENCE.get(case, ""), b))
             if r and ref:
                 agree.append(f"{agreement(r['tokens'], ref['tokens'], stops)}/{b}")
