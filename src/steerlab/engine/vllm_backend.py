@@ -170,13 +170,17 @@ def _make_hook(runner, index: int):
 def _current_token_rows(runner, n_tokens: int, batch: int) -> torch.Tensor:
     from vllm.forward_context import get_forward_context
 
-    meta = get_forward_context().attn_metadata
-    if isinstance(meta, dict):
-        meta = next(iter(meta.values()))
-    qsl = meta.query_start_loc
-    n_reqs = qsl.shape[0] - 1
-    req_ids = runner.input_batch.req_ids[:n_reqs]
-    rows = [(runner.requests[r].sampling_params.extra_args or {}).get(ROW_KEY, batch) for r in req_ids]
+    try:
+        meta = get_forward_context().attn_metadata
+        if isinstance(meta, dict):
+            meta = next(iter(meta.values()))
+        qsl = meta.query_start_loc
+        n_reqs = qsl.shape[0] - 1
+        req_ids = runner.input_batch.req_ids[:n_reqs]
+        rows = [(runner.requests[r].sampling_params.extra_args or {}).get(ROW_KEY, batch) for r in req_ids]
+    except (AttributeError, KeyError, StopIteration) as err:
+        raise SteerlabError(f"This vLLM version lays out its batch differently ({err!r}); install the range "
+                            "steerlab[vllm] pins.") from err
     return token_rows(qsl, torch.tensor(rows, device=qsl.device), n_tokens, none_row=batch)
 
 
