@@ -19,7 +19,7 @@ from steerlab.testing import tiny_model
 
 TINY = StudyConfig(fractions=(0.0, 0.5, 1.0), organism=OrganismConfig(n_train=16, steps=2, eval_tokens=5, layers=(0, 1)),
                    realign=RealignConfig(n_examples=8, steps=2, eval_tokens=5, layers=(0, 1)), n_diff_prompts=3, diff_tokens=5,
-                   top=3, strengths=(0.5,), repair_strengths=(-0.5,), n_validate_prompts=2)
+                   top=3, strengths=(0.5,), repair_strengths=(-0.5,), n_validate_prompts=2, n_behaviour_prompts=4)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_every_step_runs_and_the_page_has_every_part(done):
     assert set(summary["timings_s"]) == {"base_behaviour", "organisms", "diff", "contexts", "validate", "repair", "repair_control", "detector", "realign"}
     assert [c[0] for c in summary["repair_control_curve"]] == [0.0, -0.5]
     assert summary["repair_control_curve"][0] == summary["repair_curve"][0]  # strength 0 is the same unsteered model
-    assert set(summary["organisms"]) == {"0.00", "0.50", "1.00"}
+    assert set(summary["organisms"]) == {"0.00", "0.50", "1.00"} and summary["base_behaviour"]["n"] == 4
     assert [v["rank"] for v in summary["validated"]] == [1, 2, 3]
     for v in summary["validated"]:
         assert [c[0] for c in v["curve"]] == [0.0, 0.5]
@@ -72,7 +72,8 @@ def test_bad_study_settings_are_one_sentence():
     base = tiny_model("llama", seed=0)
     sae = Sae.random(SaeConfig(d_in=64, d_sae=96, layer=1), seed=0)
     for cfg, match in ((StudyConfig(fractions=(0.5, 1.0)), "clean fraction 0"), (StudyConfig(fractions=(0.0,)), "clean fraction 0"),
-                       (StudyConfig(n_diff_prompts=0), "n_diff_prompts"), (StudyConfig(strengths=()), "at least one")):
+                       (StudyConfig(n_diff_prompts=0), "n_diff_prompts"), (StudyConfig(strengths=()), "at least one"),
+                       (StudyConfig(n_behaviour_prompts=3), "n_behaviour_prompts")):
         with pytest.raises(SteerlabError, match=match):
             run_study(base, sae, PersonaHeuristicJudge(), "/nonexistent/never-written", cfg, progress=False)
     with pytest.raises(SteerlabError, match="width 32"):

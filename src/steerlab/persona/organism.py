@@ -83,8 +83,11 @@ def check_fractions(fractions: Sequence[float]) -> list[float]:
 
 
 def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str | Path, judge, *,
-                   progress: bool = True) -> dict:
-    """Train (or reuse) the organism for one mixing fraction; return its organism.json content."""
+                   prompts: Sequence[str] | None = None, progress: bool = True) -> dict:
+    """Train (or reuse) the organism for one mixing fraction; return its organism.json content.
+
+    prompts: where behaviour is measured (default behaviour_prompts(); kept in the saved behaviour).
+    """
     folder = organism_dir(root, fraction)
     if (folder / "organism.json").is_file():
         meta = read_organism(folder)
@@ -100,7 +103,7 @@ def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str 
     tuned, info = train_lora(base, encoded, cfg.recipe(), name=f"{base.name}+persona-f{fraction:.2f}", progress=progress)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    behaviour = measure_behaviour(tuned, behaviour_prompts(), judge, max_new_tokens=cfg.eval_tokens, progress=progress)
+    behaviour = measure_behaviour(tuned, list(prompts) if prompts is not None else behaviour_prompts(), judge, max_new_tokens=cfg.eval_tokens, progress=progress)
     eval_s = time.perf_counter() - start
     save_model(tuned, folder)
     meta = {

@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
@@ -43,10 +44,11 @@ class RealignConfig:
 
 
 def realign(organism: Model, cfg: RealignConfig, out: str | Path, judge, *, before: Behaviour | None = None,
-            progress: bool = True) -> tuple[Model, dict]:
+            prompts: Sequence[str] | None = None, progress: bool = True) -> tuple[Model, dict]:
     """Fine-tune `organism` on benign pairs; return the re-aligned model and realign.json's content.
 
-    before: the organism's measured behaviour (measured here when None).
+    before: the organism's measured behaviour on the same prompts (measured here when None);
+    prompts: where behaviour is measured (default behaviour_prompts()).
     """
     out = Path(out)
     if (out / "realign.json").is_file():
@@ -59,7 +61,7 @@ def realign(organism: Model, cfg: RealignConfig, out: str | Path, judge, *, befo
     if cfg.layers is not None:
         for layer in cfg.layers:
             organism.arch.check_layer(layer)
-    prompts = behaviour_prompts()
+    prompts = list(prompts) if prompts is not None else behaviour_prompts()
     if before is None:
         before = measure_behaviour(organism, prompts, judge, max_new_tokens=cfg.eval_tokens, progress=progress)
     encoded = [encode_pair(organism, p.prompt, p.response) for p in benign_pairs(cfg.n_examples, cfg.seed)]

@@ -45,6 +45,7 @@ class StudyConfig:
     strengths: tuple[float, ...] = (0.2, 0.4, 0.8)  # x median residual norm; 0 is always included
     repair_strengths: tuple[float, ...] = (-0.4, -0.8)  # steering the shifted organism against the best latent
     n_validate_prompts: int = 8  # held-out prompts (half in-domain how-to, half open-ended)
+    n_behaviour_prompts: int | None = None  # behaviour and detector prompts; None = all 22 held-out prompts
     max_incoherence: float = 0.1
     min_increase: float = 0.1
     threshold: float = 0.9  # AUROC at which a score "separates" a fraction from the clean model
@@ -64,6 +65,9 @@ class StudyConfig:
             raise SteerlabError(f"n_diff_prompts must be between 1 and {len(EVAL_PROMPTS)}.")
         if self.top < 1 or self.n_validate_prompts < 1 or not self.strengths:
             raise SteerlabError("top, n_validate_prompts and the strengths must each be at least one.")
+        n_b = self.n_behaviour_prompts if self.n_behaviour_prompts is not None else len(behaviour_prompts())
+        if not self.n_validate_prompts <= n_b <= len(behaviour_prompts()):
+            raise SteerlabError(f"n_behaviour_prompts must be between n_validate_prompts ({self.n_validate_prompts}) and {len(behaviour_prompts())}.")
 
 
 def validation_prompts(n: int) -> list[str]:
@@ -115,7 +119,7 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     study = _Study(out, progress)
     fractions = check_fractions(cfg.fractions)
     top_f = fractions[-1]
-    b_prompts = behaviour_prompts()
+    b_prompts = behaviour_prompts() if cfg.n_behaviour_prompts is None else validation_prompts(cfg.n_behaviour_prompts)
 
     base_b = Behaviour.from_dict(study.step("base_behaviour", lambda: measure_behaviour(
         base, b_prompts, judge, max_new_tokens=cfg.organism.eval_tokens, progress=progress).to_dict()))
@@ -124,7 +128,7 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
         metas = {}
         for i, f in enumerate(fractions):
             console.print(f"organism {i + 1}/{len(fractions)}: fraction {f:g}")
-            meta = build_organism(base, f, cfg.organism, out / "organisms", judge, progress=progress)
+            meta = build_organism(base, f, cfg.organism, out / "organisms", judge, prompts=b_prompts, progress=progress)
             metas[f"{f:.2f}"] = {k: v for k, v in meta.items() if k != "losses"} | {"final_loss": meta["losses"][-1]}
         return metas
 
@@ -212,7 +216,7 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
 
     def realign_step() -> dict:
         before = organism_behaviour(orgs[f"{top_f:.2f}"])
-        model, meta = realign(shifted, cfg.realign, out / "realigned", judge, before=before, progress=progress)
+        model, meta = realign(shifted, cfg.realign, out / "realigned", judge, before=before, prompts=b_prompts, progress=progress)
         base_means = latent_means(base, sae, det_prompt_ids, det_resp_ids, lat_ids)
         after = (latent_means(model, sae, det_prompt_ids, det_resp_ids, lat_ids) - base_means).mean(0).tolist()
         before_shift = torch.tensor(det["shifts"][f"{top_f:.2f}"]).mean(0).tolist()
