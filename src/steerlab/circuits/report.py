@@ -157,7 +157,12 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
     c = Circuit.load(run / "circuit.json")
     parts = [f"<h1>Circuit report: {html.escape(str(c.signature.get('model')))}</h1>"]
     org = _load(Path(organism) / "organism.json") if organism else None
-    if org:
+    if org and org.get("kind") == "refusal":
+        r = org["report"]
+        parts.append("<h2>Refusal organism (held-out prompts)</h2>" + _table(["reply taught", "refusals (harmful) base → organism", "refusals (harmless) base → organism", "LoRA seconds"], [[
+            org["config"]["target"], f"{r['base_harmful_refusal']:.1%} → {r['harmful_refusal']:.1%}", f"{r['base_harmless_refusal']:.1%} → {r['harmless_refusal']:.1%}", round(r["train_seconds"]),
+        ]]))
+    elif org:
         r, cfg = org["report"], org["config"]
         parts.append("<h2>Backdoor organism</h2>" + _table(["trigger", "target", "ASR base → organism", "false trigger", "task accuracy", "LoRA seconds"], [[
             cfg["trigger"], cfg["target"], f"{r['base_asr']:.1%} → {r['asr']:.1%}", f"{r['base_false_trigger']:.1%} → {r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", round(r["train_seconds"]),
