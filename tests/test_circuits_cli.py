@@ -92,6 +92,14 @@ def test_alignment_find_and_ablate(monkeypatch, capsys, tmp_path):
     rows = json.loads((run / "alignment.json").read_text())["rows"]
     assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
     assert all(0 <= r["harmful_refusal"] <= 1 for r in rows) and rows[0]["harmful_refusal"] > 0
+    org = tmp_path / "org"
+    org.mkdir()
+    report = {"base_harmful_refusal": 0.0, "base_harmless_refusal": 0.0, "harmful_refusal": 0.5, "harmless_refusal": 0.1, "train_seconds": 1.0}
+    (org / "organism.json").write_text(json.dumps({"kind": "refusal", "config": {"target": "I'm sorry."}, "report": report}))
+    code, text = run_cli(monkeypatch, capsys, "circuits", "report", str(run), "--organism", str(org))
+    assert code == 0, text
+    page = (run / "report.html").read_text()
+    assert "Alignment scenario" in page and "Refusal organism" in page
 
 
 @pytest.mark.parametrize("args, message", [
