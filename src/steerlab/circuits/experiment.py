@@ -48,6 +48,7 @@ def _row(model: Model, data: BackdoorData, name: str, ablation: str, ivs, base: 
 def evaluate_backdoor_circuit(
     model: Model, data: BackdoorData, circuit: Circuit, means: Means | None, ablations: Sequence[str] = ("mean", "zero"),
     random_seeds: Sequence[int] = (0,), circuit_alone: bool = False, max_new_tokens: int = 16, progress: bool = True,
+    n_texts: int = 24,
 ) -> list[dict]:
     """Rows of ASR / false-trigger / task accuracy / utility and reply loss per condition (changes vs the full model), test split."""
     circuit.check_model(model)
@@ -62,14 +63,14 @@ def evaluate_backdoor_circuit(
         task = bar.add_task("ablation", total=len(plan), info="")
         for name, ab, c, view in plan:
             ivs = [] if c is None else circuit_interventions(model, c, view, ab, means)
-            rows.append(_row(model, data, name, ab, ivs, rows[0] if rows else None, max_new_tokens))
+            rows.append(_row(model, data, name, ab, ivs, rows[0] if rows else None, max_new_tokens, n_texts=n_texts))
             bar.update(task, advance=1, info=f"{name} ({ab}): ASR {rows[-1]['asr']:.0%}")
     return rows
 
 
 def sweep_sizes(
     model: Model, data: BackdoorData, masks, base: Circuit, scales: Sequence[float], means: Means | None, ablation: str = "mean",
-    random_seed: int | None = 0, max_new_tokens: int = 16, progress: bool = True,
+    random_seed: int | None = 0, max_new_tokens: int = 16, progress: bool = True, n_texts: int = 24,
 ) -> tuple[list[dict], list[Circuit]]:
     """Sparsity vs faithfulness on the validation split: circuits of scale × the found size (top-k of the same
     mask logits) removed, each next to a random circuit of the same profile. Returns the points and circuits."""
@@ -77,7 +78,7 @@ def sweep_sizes(
         raise SteerlabError("The sweep scores sizes on validation pairs, and this organism has none; build it with fewer training pairs.")
     layers = base.meta.get("searched_layers")
     targets = base.meta.get("targets") or {k: base.fraction(k) for k in ("head", "neuron")}
-    full = _row(model, data, "full model", "none", [], None, max_new_tokens, "val")
+    full = _row(model, data, "full model", "none", [], None, max_new_tokens, "val", n_texts)
     out: list[dict] = []
     circuits: list[Circuit] = []
     with progress_bar(progress) as bar:
@@ -85,11 +86,11 @@ def sweep_sizes(
         for scale in scales:
             fractions = {k: min(0.99, v * scale) for k, v in targets.items() if k in masks.logits}
             c = masks.extract(model, fractions, layers=layers, **(base.meta | {"scale": scale}))
-            r = _row(model, data, "circuit removed", ablation, circuit_interventions(model, c, "removed", ablation, means), full, max_new_tokens, "val")
+            r = _row(model, data, "circuit removed", ablation, circuit_interventions(model, c, "removed", ablation, means), full, max_new_tokens, "val", n_texts)
             point = {"scale": scale, "fraction": c.fraction(), "heads": c.count("head"), "neurons": c.count("neuron"), "asr": r["asr"],
                      "false_trigger": r["false_trigger"], "utility_loss": r["utility_loss"], "utility_change": r["utility_change"], "reply_change": r["reply_change"]}
             if random_seed is not None:
-                rr = _row(model, data, "random removed", ablation, circuit_interventions(model, random_circuit(c, random_seed), "removed", ablation, means), full, max_new_tokens, "val")
+                rr = _row(model, data, "random removed", ablation, circuit_interventions(model, random_circuit(c, random_seed), "removed", ablation, means), full, max_new_tokens, "val", n_texts)
                 point |= {"random_asr": rr["asr"], "random_utility_change": rr["utility_change"]}
             out.append(point)
             circuits.append(c)

@@ -219,6 +219,7 @@ def ablate_cmd(
     skip_conditions: bool = typer.Option(False, "--sweep-only", help="Only run the sweep."),
     scenario: str = typer.Option("backdoor", help="backdoor (MODEL is an organism) | alignment (held-out harmful/harmless prompts of our own)."),
     max_asr: float = typer.Option(0.1, "--max-asr", help="The sweep keeps the size with the least utility loss among those with validation ASR at most this."),
+    utility_texts: int = typer.Option(24, "--utility-texts", help="Held-out benign passages per condition for the utility loss (fewer = faster, noisier)."),
 ) -> None:
     """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
     import steerlab
@@ -226,6 +227,8 @@ def ablate_cmd(
     from steerlab.circuits.experiment import evaluate_backdoor_circuit
     from steerlab.circuits.units import Circuit
 
+    if utility_texts < 1:
+        raise SteerlabError(f"--utility-texts must be at least 1; got {utility_texts}.")
     c = Circuit.load(circuit)
     ablations = list(ablation or ["mean", "zero"])
     for ab in ablations:
@@ -252,7 +255,7 @@ def ablate_cmd(
 
         masks = load_logits(m, circuit.parent / "masks.safetensors")
         start = time.perf_counter()
-        points, found = sweep_sizes(m, data, masks, c, scales, means, ablations[0])
+        points, found = sweep_sizes(m, data, masks, c, scales, means, ablations[0], n_texts=utility_texts)
         best = select_size(points, max_asr)
         points[best]["selected"] = True
         found[best].ablation = ablations[0]
@@ -266,7 +269,8 @@ def ablate_cmd(
         if skip_conditions:
             return
     start = time.perf_counter()
-    rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone)
+    rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone,
+                                     n_texts=utility_texts)
     default = "ablation.json" if circuit.name == "circuit.json" else f"ablation.{circuit.stem.partition('.')[2] or circuit.stem}.json"
     path = _write(out or circuit.parent / default, {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start, "fraction": c.fraction(), "counts": {k: c.count(k) for k in ("head", "neuron")}})
     _table("ablation (test split)", ["condition", "ablation", "ASR", "false trigger", "task acc", "utility loss", "Δ utility", "reply loss", "Δ reply loss"], [
