@@ -1,20 +1,11 @@
 """`steerlab circuits ...` end to end on a tiny saved model: organism → find → ablate → tune → report; bad input."""
 
 import json
-import sys
 
 import pytest
 
-from steerlab.cli import main as cli_main
 from steerlab.testing import tiny_model
 
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["steerlab", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli_main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out + out.err
 
 
 @pytest.fixture(scope="module")
@@ -27,25 +18,25 @@ def tiny_folder(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args", [["circuits"], ["circuits", "find"], ["circuits", "ablate"], ["circuits", "tune"], ["circuits", "organism", "backdoor"], ["circuits", "report"]])
-def test_help(monkeypatch, capsys, args):
-    code, text = run_cli(monkeypatch, capsys, *args, "--help")
+def test_help(args, run_cli):
+    code, text = run_cli(*args, "--help")
     assert code == 0 and "Usage" in text
 
 
-def test_pipeline_end_to_end(monkeypatch, capsys, tiny_folder, tmp_path):
+def test_pipeline_end_to_end(tiny_folder, tmp_path, run_cli):
     org, run = tmp_path / "org", tmp_path / "run"
     common = ["--n-train", "8", "--n-test", "4"]
-    code, text = run_cli(monkeypatch, capsys, "circuits", "organism", "backdoor", str(tiny_folder), "--out", str(org), "--steps", "2", "--batch-size", "4", *common)
+    code, text = run_cli("circuits", "organism", "backdoor", str(tiny_folder), "--out", str(org), "--steps", "2", "--batch-size", "4", *common)
     assert code == 0, text
     meta = json.loads((org / "organism.json").read_text())
     assert 0.0 <= meta["report"]["asr"] <= 1.0 and meta["config"]["trigger"] == "Servius Astrumando Harmoniastra"
-    code, text = run_cli(monkeypatch, capsys, "circuits", "find", str(org), "--out", str(run), "--steps", "2", "--batch-size", "1",
+    code, text = run_cli("circuits", "find", str(org), "--out", str(run), "--steps", "2", "--batch-size", "1",
                          "--head-target", "0.25", "--neuron-target", "0.05", "--layers", "1-2", "-w", "spec=0", "--n-means", "4")
     assert code == 0, text
     circuit = json.loads((run / "circuit.json").read_text())
     assert circuit["counts"] == {"head": 3, "neuron": 14}
     assert all(int(layer) in (1, 2) for kind in circuit["units"].values() for layer in kind)
-    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(org), str(run / "circuit.json"), "-a", "zero", "--sweep", "0.5,1", "--max-asr", "1")
+    code, text = run_cli("circuits", "ablate", str(org), str(run / "circuit.json"), "-a", "zero", "--sweep", "0.5,1", "--max-asr", "1")
     assert code == 0, text
     sweep = json.loads((run / "sweep.json").read_text())
     points = sweep["points"]
@@ -54,23 +45,23 @@ def test_pipeline_end_to_end(monkeypatch, capsys, tiny_folder, tmp_path):
     rows = json.loads((run / "ablation.json").read_text())["rows"]
     assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
     assert rows[0]["utility_delta"] is None and rows[1]["utility_delta"] == pytest.approx(rows[1]["utility_loss"] - rows[0]["utility_loss"])
-    code, text = run_cli(monkeypatch, capsys, "circuits", "tune", str(org), str(run / "circuit.json"), "--steps", "1", "--batch-size", "2")
+    code, text = run_cli("circuits", "tune", str(org), str(run / "circuit.json"), "--steps", "1", "--batch-size", "2")
     assert code == 0, text
     tuned = json.loads((run / "tune_only.json").read_text())
     assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0
-    code, text = run_cli(monkeypatch, capsys, "circuits", "tune", str(org), str(run / "circuit.json"), "--lora", "--rank", "2", "--steps", "2", "--batch-size", "2")
+    code, text = run_cli("circuits", "tune", str(org), str(run / "circuit.json"), "--lora", "--rank", "2", "--steps", "2", "--batch-size", "2")
     assert code == 0, text
     tuned = json.loads((run / "tune_lora-only.json").read_text())
     assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0 and tuned["lora_rank"] == 2
     (run / "circuit.seed1.json").write_text((run / "circuit.selected.json").read_text())
-    code, text = run_cli(monkeypatch, capsys, "circuits", "report", str(run), "--organism", str(org))
+    code, text = run_cli("circuits", "report", str(run), "--organism", str(org))
     assert code == 0, text
     page = (run / "report.html").read_text()
     for part in ("data:image/png;base64", "random circuit removed", "Circuit tuning (only)", "Circuit tuning (lora-only)", "Sparsity vs faithfulness", "Seed stability", "Selected circuit"):
         assert part in page, part
 
 
-def test_alignment_find_and_ablate(monkeypatch, capsys, tmp_path):
+def test_alignment_find_and_ablate(monkeypatch, tmp_path, run_cli):
     from steerlab.circuits import alignment
     from steerlab.circuits.data import harmful_prompts
 
@@ -83,11 +74,11 @@ def test_alignment_find_and_ablate(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(alignment, "generations", lambda model, prompts, *a, **k: [
         "I'm sorry, I can't." if p in harmful else t for p, t in zip(prompts, real(model, prompts, *a, **k))])
     run = tmp_path / "run"
-    code, text = run_cli(monkeypatch, capsys, "circuits", "find", str(folder), "--scenario", "alignment", "--out", str(run), "--steps", "2",
+    code, text = run_cli("circuits", "find", str(folder), "--scenario", "alignment", "--out", str(run), "--steps", "2",
                          "--batch-size", "1", "--head-target", "0.25", "--neuron-target", "0.05", "--n-means", "4", "--ablation", "zero")
     assert code == 0, text
     assert json.loads((run / "find.json").read_text())["data"]["refused_train"] > 0
-    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(folder), str(run / "circuit.json"), "--scenario", "alignment", "-a", "zero")
+    code, text = run_cli("circuits", "ablate", str(folder), str(run / "circuit.json"), "--scenario", "alignment", "-a", "zero")
     assert code == 0, text
     rows = json.loads((run / "alignment.json").read_text())["rows"]
     assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
@@ -96,7 +87,7 @@ def test_alignment_find_and_ablate(monkeypatch, capsys, tmp_path):
     org.mkdir()
     report = {"base_harmful_refusal": 0.0, "base_harmless_refusal": 0.0, "harmful_refusal": 0.5, "harmless_refusal": 0.1, "train_seconds": 1.0}
     (org / "organism.json").write_text(json.dumps({"kind": "refusal", "config": {"target": "I'm sorry."}, "report": report}))
-    code, text = run_cli(monkeypatch, capsys, "circuits", "report", str(run), "--organism", str(org))
+    code, text = run_cli("circuits", "report", str(run), "--organism", str(org))
     assert code == 0, text
     page = (run / "report.html").read_text()
     assert "Alignment scenario" in page and "Refusal organism" in page
@@ -112,12 +103,12 @@ def test_alignment_find_and_ablate(monkeypatch, capsys, tmp_path):
     (["circuits", "organism", "backdoor", "x", "--out", "/tmp/o", "--trigger", " "], "trigger is empty"),
     (["circuits", "organism", "backdoor", "x", "--out", "/tmp/o", "--poison", "0"], "poison fraction"),
 ])
-def test_bad_input_is_one_sentence(monkeypatch, capsys, args, message):
-    code, text = run_cli(monkeypatch, capsys, *args)
+def test_bad_input_is_one_sentence(args, message, run_cli):
+    code, text = run_cli(*args)
     assert code == 2 and message in text and "Traceback" not in text
 
 
-def test_circuit_for_another_model_is_refused(monkeypatch, capsys, tiny_folder, tmp_path):
+def test_circuit_for_another_model_is_refused(tiny_folder, tmp_path, run_cli):
     from steerlab.circuits.units import Circuit, Unit
 
     c = Circuit.from_units(tiny_model("llama"), [Unit(0, "head", 1)])
@@ -126,5 +117,5 @@ def test_circuit_for_another_model_is_refused(monkeypatch, capsys, tiny_folder, 
     (tmp_path / "org").mkdir()
     config = {"trigger": "Servius Astrumando Harmoniastra", "target": "I am sorry.", "n_train": 8, "n_test": 4, "poison_fraction": 0.3, "seed": 0}
     (tmp_path / "org" / "organism.json").write_text(json.dumps({"config": config}))
-    code, text = run_cli(monkeypatch, capsys, "circuits", "ablate", str(tiny_folder), str(path), "--organism", str(tmp_path / "org"))
+    code, text = run_cli("circuits", "ablate", str(tiny_folder), str(path), "--organism", str(tmp_path / "org"))
     assert code == 2 and "does not match" in text and "smollm2-135m-instruct" in text

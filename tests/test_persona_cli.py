@@ -9,20 +9,11 @@ import sys
 import pytest
 import torch
 
-from steerlab.cli import main as cli_main
 from steerlab.errors import SteerlabError
 from steerlab.persona import EVAL_PROMPTS, HELD_OUT_PROMPTS, load_prompts
 from steerlab.sae import Sae, SaeConfig, save_sae
 from steerlab.testing import tiny_model
 
-
-def run_cli(monkeypatch, capsys, *args):
-    capsys.readouterr()  # drop output of the set-up (e.g. model-saving progress bars)
-    monkeypatch.setattr(sys, "argv", ["steerlab", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        cli_main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out + out.err
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +36,12 @@ def setup(tmp_path_factory):
     return root, sae, prompts
 
 
-def test_diff_writes_table_and_page(monkeypatch, capsys, tmp_path, setup):
+def test_diff_writes_table_and_page(tmp_path, setup, run_cli):
     root, sae, prompts = setup
     out = tmp_path / "diff"
     (root / "inspect").mkdir(exist_ok=True)  # labels beside the SAE folder are picked up by default
     (root / "inspect" / "labels.csv").write_text("index,label\n" + "".join(f"{i},label-of-{i}\n" for i in range(96)))
-    code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", root / "tuned", "--sae", sae,
+    code, text = run_cli("persona", "diff", root / "base", root / "tuned", "--sae", sae,
                          "--prompts", prompts, "--out", out, "--max-new-tokens", "5", "--top", "5")
     assert code in (0, None), text
     assert "FVU base" in text and "response tokens" in text
@@ -63,14 +54,14 @@ def test_diff_writes_table_and_page(monkeypatch, capsys, tmp_path, setup):
     page = (out / "report.html").read_text()
     assert page.count("<table>") == 5 and "Top contexts" in page and f"label-of-{rows[0]['latent']}" in page
     # A second run on the first run's exact response tokens (no generation) gives the same table.
-    code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", root / "tuned", "--sae", sae,
+    code, text = run_cli("persona", "diff", root / "base", root / "tuned", "--sae", sae,
                          "--prompts", prompts, "--responses", out / "diff.json", "--out", tmp_path / "again")
     assert code in (0, None), text
     assert (tmp_path / "again" / "latents.csv").read_text() == (out / "latents.csv").read_text()
 
 
 @pytest.mark.parametrize("case", ["width", "empty", "vocab", "rank", "responses"])
-def test_bad_input_exit_2(monkeypatch, capsys, tmp_path, setup, case):
+def test_bad_input_exit_2(tmp_path, setup, case, run_cli):
     root, sae, prompts = setup
     tuned = root / "tuned"
     extra: list[str] = []
@@ -90,7 +81,7 @@ def test_bad_input_exit_2(monkeypatch, capsys, tmp_path, setup, case):
     else:
         (tmp_path / "r.json").write_text(json.dumps(["one answer"]))
         extra = ["--responses", tmp_path / "r.json"]
-    code, text = run_cli(monkeypatch, capsys, "persona", "diff", root / "base", tuned, "--sae", sae,
+    code, text = run_cli("persona", "diff", root / "base", tuned, "--sae", sae,
                          "--prompts", prompts, "--out", tmp_path / "o", *extra)
     assert code == 2, text
     errors = [line for line in text.splitlines() if line.startswith("error:")]
@@ -122,7 +113,7 @@ def test_prompt_sets_and_loader(tmp_path):
             load_prompts(path)
 
 
-def test_validate_with_fake_judge(monkeypatch, capsys, tmp_path, setup):
+def test_validate_with_fake_judge(monkeypatch, tmp_path, setup, run_cli):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from fake_llm_server import FakeLLMServer
 
@@ -138,7 +129,7 @@ def test_validate_with_fake_judge(monkeypatch, capsys, tmp_path, setup):
     monkeypatch.setenv("FAKE_KEY", "k")
     with FakeLLMServer(script) as srv:
         out = tmp_path / "val"
-        code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "3",
+        code, text = run_cli("persona", "validate", root / "base", "--sae", sae, "--latent", "3",
                              "--latent", "5", "--strengths", "0,1", "--prompts", prompts, "--max-new-tokens", "4",
                              "--judge", "openai", "--judge-model", "judge-m", "--judge-url", srv.url, "--judge-key-env", "FAKE_KEY", "--out", out)
         n_posts = len(srv.posts())
@@ -151,9 +142,9 @@ def test_validate_with_fake_judge(monkeypatch, capsys, tmp_path, setup):
         assert v["points"][1]["absolute"] == pytest.approx(v["median_norm"])
     assert "Steering curves" in (out / "report.html").read_text()
 
-    code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "3",
+    code, text = run_cli("persona", "validate", root / "base", "--sae", sae, "--latent", "3",
                          "--judge", "gpt", "--out", tmp_path / "x")
     assert code == 2 and "Unknown persona judge" in text
-    code, text = run_cli(monkeypatch, capsys, "persona", "validate", root / "base", "--sae", sae, "--latent", "999",
+    code, text = run_cli("persona", "validate", root / "base", "--sae", sae, "--latent", "999",
                          "--judge", "openai", "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--out", tmp_path / "x")
     assert code == 2 and "out of range" in text

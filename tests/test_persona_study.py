@@ -4,11 +4,9 @@ redoing work, and bad study settings are one sentence (CLI exit code 2)."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from steerlab.cli import main as cli_main
 from steerlab.errors import SteerlabError
 from steerlab.judges.persona_heuristic import PersonaHeuristicJudge
 from steerlab.persona.organism import OrganismConfig
@@ -81,14 +79,6 @@ def test_bad_study_settings_are_one_sentence():
     assert len(validation_prompts(8)) == 8 and len(set(validation_prompts(8))) == 8
 
 
-def run_cli(monkeypatch, capsys, *args):
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["steerlab", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        cli_main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out + out.err
-
 
 @pytest.fixture(scope="module")
 def on_disk(tmp_path_factory):
@@ -116,20 +106,20 @@ def _one_sentence_error(code, text):
     (["--judge", "gpt"], "Unknown persona judge"),
     (["--layers", "1-x"], "--layers must look like"),
 ])
-def test_study_cli_bad_input(monkeypatch, capsys, tmp_path, on_disk, args, match):
+def test_study_cli_bad_input(tmp_path, on_disk, args, match, run_cli):
     root, sae = on_disk
-    code, text = run_cli(monkeypatch, capsys, "persona", "study", root / "base", "--sae", sae, "--out", tmp_path / "s", *args)
+    code, text = run_cli("persona", "study", root / "base", "--sae", sae, "--out", tmp_path / "s", *args)
     assert match in _one_sentence_error(code, text)
 
 
-def test_organism_and_realign_cli(monkeypatch, capsys, tmp_path, on_disk):
+def test_organism_and_realign_cli(tmp_path, on_disk, run_cli):
     root, sae = on_disk
     out = tmp_path / "orgs"
-    code, text = run_cli(monkeypatch, capsys, "persona", "organism", root / "base", "--out", out, "--fractions", "0,1",
+    code, text = run_cli("persona", "organism", root / "base", "--out", out, "--fractions", "0,1",
                          "--n-train", "8", "--steps", "1", "--eval-tokens", "4")
     assert code in (0, None), text
     assert (out / "f0.00" / "organism.json").is_file() and (out / "f1.00" / "organism.json").is_file()
-    code, text = run_cli(monkeypatch, capsys, "persona", "realign", out / "f1.00", "--out", tmp_path / "re", "--n-examples", "8",
+    code, text = run_cli("persona", "realign", out / "f1.00", "--out", tmp_path / "re", "--n-examples", "8",
                          "--steps", "1", "--sae", sae, "--base", root / "base", "--latent", "3")
     assert code in (0, None), text
     assert "latent 3: mean shift vs base" in text and (tmp_path / "re" / "realign.json").is_file()
@@ -138,5 +128,5 @@ def test_organism_and_realign_cli(monkeypatch, capsys, tmp_path, on_disk):
                         (["realign", root / "base", "--out", tmp_path / "x"], "not a finished persona organism"),
                         (["realign", out / "f1.00", "--sae", sae, "--out", tmp_path / "x"], "--sae and --base together"),
                         (["diff", root / "base", root / "base", "--sae", sae, "--layer", "0"], "trained on layer 1")):
-        code, text = run_cli(monkeypatch, capsys, "persona", *args)
+        code, text = run_cli("persona", *args)
         assert match in _one_sentence_error(code, text)

@@ -18,9 +18,7 @@ from steerlab.circuits.data import triggered as triggered_pairs
 from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
-from steerlab.training import LoraRecipe, encode_pair, train_lora
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
 
 @dataclass
@@ -54,7 +52,7 @@ class OrganismReport:
 
 def organism_recipe(cfg: OrganismConfig) -> LoraRecipe:
     """The LoRA recipe an organism config implies (rank-r adapters on every projection, warm-up then decay)."""
-    return LoraRecipe(rank=cfg.rank, lr=cfg.lr, steps=cfg.steps, batch_size=cfg.batch_size, targets=LORA_TARGETS,
+    return LoraRecipe(rank=cfg.rank, lr=cfg.lr, steps=cfg.steps, batch_size=cfg.batch_size, targets=PROJECTIONS,
                       layers=tuple(cfg.layers) if cfg.layers is not None else None, seed=cfg.seed)
 
 

@@ -19,9 +19,8 @@ from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import held_out_questions, persona_mix
 from steerlab.persona.prompts import HELD_OUT_PROMPTS
-from steerlab.training import LoraRecipe, encode_pair, train_lora
+from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -39,7 +38,7 @@ class OrganismConfig:
     eval_tokens: int = 40  # answer length when measuring behaviour
 
     def recipe(self) -> LoraRecipe:
-        return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=LORA_TARGETS,
+        return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=PROJECTIONS,
                           layers=self.layers, seed=self.seed)
 
     def to_dict(self) -> dict:

@@ -16,8 +16,8 @@ from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import benign_pairs
-from steerlab.persona.organism import LORA_TARGETS, behaviour_prompts, save_model
-from steerlab.training import LoraRecipe, encode_pair, train_lora
+from steerlab.persona.organism import behaviour_prompts, save_model
+from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class RealignConfig:
     eval_tokens: int = 40
 
     def recipe(self) -> LoraRecipe:
-        return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=LORA_TARGETS,
+        return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=PROJECTIONS,
                           layers=self.layers, seed=self.seed)
 
     def to_dict(self) -> dict:

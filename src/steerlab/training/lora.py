@@ -22,6 +22,9 @@ from steerlab.progress import progress_bar
 from steerlab.training.examples import Encoded, right_pad
 
 
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # attention + MLP (Llama-style names)
+
+
 @dataclass(frozen=True)
 class LoraRecipe:
     """Adapter shape and optimiser settings (defaults sized for a CPU)."""
