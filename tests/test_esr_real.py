@@ -58,7 +58,7 @@ def test_run_all_main_conditions(main_run):
     cal = json.loads((main_run / "calibration.json").read_text())
     assert len(cal["thresholds"]) == 2 and all(t["threshold"] >= 0 for t in cal["thresholds"].values())
     det = json.loads((main_run / "detectors.json").read_text())
-    assert det["n_prompts"] == 20 and 1 <= len(det["detectors"]) <= 4
+    assert det["n_prompts"] == 40 and det["n_shuffled"] == det["n_normal"] and 1 <= len(det["detectors"]) <= 4
     assert {"ablate", "random:0"} <= set(s["metrics"]) | set(s["excluded"])
     html = (main_run / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 3  # conditions, calibration, detectors (+ deltas when any restart)
