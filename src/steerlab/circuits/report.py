@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 
 from steerlab.circuits.units import Circuit
 from steerlab.errors import SteerlabError
+from steerlab.report.figures import figure_png
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
@@ -20,12 +20,8 @@ _STYLE = (
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
+    """An <img> tag with the figure inlined."""
+    return f"<img src='data:image/png;base64,{base64.b64encode(figure_png(fig, dpi=90)).decode()}'>"
 
 
 def _table(header: list[str], rows: list[list]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import matplotlib
@@ -10,13 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from steerlab.report.figures import figure_png  # noqa: E402
+
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=90)
 
 
 def _ci(est: dict, scale: float) -> tuple[float, float, float]:

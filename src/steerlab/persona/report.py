@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 from typing import Sequence
@@ -11,7 +10,7 @@ from typing import Sequence
 from steerlab.errors import SteerlabError
 from steerlab.persona.diff import DiffResult, LatentChange
 from steerlab.persona.validate import Validation
-from steerlab.report import Section, write_page
+from steerlab.report import Section, figure_png, write_page
 
 _COLUMNS = ("rank", "latent", "delta_mean", "mean_base", "mean_tuned", "delta_freq", "freq_base", "freq_tuned", "effect_size", "attribution")
 
@@ -55,11 +54,7 @@ def plot_top(result: DiffResult, n: int = 20, labels: dict[int, str] | None = No
     ax.barh(names, [r.delta_mean for r in rows][::-1], color="#c0504d")
     ax.set_xlabel("change in mean activation over response tokens (tuned - base)")
     ax.set_title(f"Top {len(rows)} latents, ranked by {result.rank_by}")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=100)
 
 
 def write_diff(result: DiffResult, out: str | Path, top: int = 20, labels: dict[int, str] | None = None,
@@ -115,11 +110,7 @@ def plot_curves(validations: Sequence[Validation]) -> bytes:
         ax.set_title(title)
         ax.set_ylim(-0.05, 1.05)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=100)
 
 
 def write_validation(validations: Sequence[Validation], out: str | Path, max_incoherence: float = 0.1) -> dict[str, Path]:
@@ -149,16 +140,6 @@ def write_validation(validations: Sequence[Validation], out: str | Path, max_inc
     return paths
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def plot_roc(detection) -> bytes:
     """PNG bytes: the latent's ROC curve for each shifted fraction against the clean organism."""
     import matplotlib
@@ -177,7 +158,7 @@ def plot_roc(detection) -> bytes:
     ax.set_ylabel("true-positive rate")
     ax.set_title(f"latent {detection.latent}: per-prompt shift vs clean")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig, dpi=100)
 
 
 def plot_sweep(detection) -> bytes:
@@ -196,7 +177,7 @@ def plot_sweep(detection) -> bytes:
     ax.set_xlabel("fraction of dismissive training examples")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig, dpi=100)
 
 
 def write_study(out: str | Path, summary: dict, diff: DiffResult, validations: Sequence[Validation], detections: Sequence,

@@ -1,5 +1,6 @@
 """Reports: one self-contained HTML page per run (and PNG plots)."""
 
+from steerlab.report.figures import figure_png
 from steerlab.report.html import Section, write_page
 
-__all__ = ["Section", "write_page"]
+__all__ = ["figure_png", "Section", "write_page"]
