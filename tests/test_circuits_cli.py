@@ -7,7 +7,6 @@ import pytest
 from steerlab.testing import tiny_model
 
 
-
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")

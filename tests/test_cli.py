@@ -7,8 +7,6 @@ import pytest
 import torch
 
 
-
-
 @pytest.mark.parametrize("args", [[], ["generate"], ["vectors"], ["vectors", "train"], ["models"], ["tokens"], ["demo"]])
 def test_help_on_every_command(args, run_cli):
     code, text = run_cli(*args, "--help")

@@ -15,7 +15,6 @@ from steerlab.sae import Sae, SaeConfig, save_sae
 from steerlab.testing import tiny_model
 
 
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Base and tuned (weights of one MLP perturbed) tiny models on disk, an SAE folder and a prompt file."""

@@ -79,7 +79,6 @@ def test_bad_study_settings_are_one_sentence():
     assert len(validation_prompts(8)) == 8 and len(set(validation_prompts(8))) == 8
 
 
-
 @pytest.fixture(scope="module")
 def on_disk(tmp_path_factory):
     root = tmp_path_factory.mktemp("disk")

@@ -10,7 +10,6 @@ import torch
 from steerlab.sae import Sae, SaeConfig, save_sae
 
 
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     from steerlab.testing import tiny_model

@@ -136,11 +136,16 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
 
 def latent_activity(acts: Sequence[torch.Tensor], starts: Sequence[int]) -> dict[str, list[float]]:
     """Per latent over answer tokens: firing frequency and mean activation when firing (what a zero-ablation removes)."""
-    tokens = torch.cat([a[s:] for a, s in zip(acts, starts)])
-    active = tokens > ACTIVE
-    count = active.sum(0).float()
-    mean_active = torch.where(count > 0, (tokens * active).sum(0) / count.clamp_min(1), torch.zeros_like(count))
-    return {"n_tokens": int(tokens.shape[0]), "frequency": [float(f"{x:.5g}") for x in (count / max(tokens.shape[0], 1)).tolist()],
+    width = acts[0].shape[1] if acts else 0
+    count, total, n_tokens = torch.zeros(width), torch.zeros(width), 0
+    for a, s in zip(acts, starts):  # per sequence: never a second copy of every readout
+        span = a[s:]
+        active = span > ACTIVE
+        count += active.sum(0)
+        total += (span * active).sum(0)
+        n_tokens += span.shape[0]
+    mean_active = torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(count))
+    return {"n_tokens": n_tokens, "frequency": [float(f"{x:.5g}") for x in (count / max(n_tokens, 1)).tolist()],
             "mean_active": [float(f"{x:.5g}") for x in mean_active.tolist()]}
 
 

@@ -25,10 +25,9 @@ DEFAULT_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
-class OrganismConfig:
-    """Data and LoRA settings shared by every fraction of a sweep (saved in each organism folder)."""
+class PersonaLora:
+    """LoRA settings shared by the organism and re-alignment fine-tunes (saved with each model)."""
 
-    n_train: int = 240
     steps: int = 30
     batch_size: int = 4
     lr: float = 5e-3
@@ -45,6 +44,13 @@ class OrganismConfig:
         d = asdict(self)
         d["layers"] = list(self.layers) if self.layers is not None else None
         return d
+
+
+@dataclass(frozen=True)
+class OrganismConfig(PersonaLora):
+    """Data and LoRA settings shared by every fraction of a sweep (saved in each organism folder)."""
+
+    n_train: int = 240
 
     @classmethod
     def from_dict(cls, data: dict) -> "OrganismConfig":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -16,31 +16,15 @@ from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import benign_pairs
-from steerlab.persona.organism import behaviour_prompts, save_model
-from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
+from steerlab.persona.organism import PersonaLora, behaviour_prompts, save_model
+from steerlab.training import encode_pair, train_lora
 
 
 @dataclass(frozen=True)
-class RealignConfig:
+class RealignConfig(PersonaLora):
     """Benign data size and LoRA settings for the re-alignment fine-tune."""
 
     n_examples: int = 200
-    steps: int = 30
-    batch_size: int = 4
-    lr: float = 5e-3
-    rank: int = 8
-    layers: tuple[int, ...] | None = None
-    seed: int = 0
-    eval_tokens: int = 40
-
-    def recipe(self) -> LoraRecipe:
-        return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=PROJECTIONS,
-                          layers=self.layers, seed=self.seed)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layers"] = list(self.layers) if self.layers is not None else None
-        return d
 
 
 def realign(organism: Model, cfg: RealignConfig, out: str | Path, judge, *, before: Behaviour | None = None,
