@@ -14,6 +14,7 @@ import torch
 
 from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
 from steerlab.engine.kv_cache import preallocate
+from steerlab.engine.packed import MAX_ROWS as MAX_PACKED_ROWS, packed_linears
 from steerlab.engine.sampling import Sampling, choose
 from steerlab.errors import SteerlabError
 from steerlab.interventions.hooks import Session, apply, batch_per_row
@@ -37,6 +38,7 @@ class Generation:
 
 
 PREALLOCATE = True  # KV cache buffers allocated once per batch (engine.kv_cache) instead of torch.cat per step
+PACKED = True  # decode-step matmuls through oneDNN with pre-blocked weights on CPU fp32 (engine.packed)
 
 InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
 
@@ -150,7 +152,7 @@ def _generate_batch(
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), device=device) if options.return_logprobs else None
     reasons = ["length"] * batch
-    with apply(model, interventions) as session:
+    with apply(model, interventions) as session, packed_linears(hf, max_rows=MAX_PACKED_ROWS if PACKED else 0):
         session.set_step(token_positions, prompt_lengths)
         cache = new_cache(hf)
         if PREALLOCATE:
