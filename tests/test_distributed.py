@@ -141,8 +141,10 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, setup, sing
     store.close()
 
 
+@pytest.mark.parametrize("command", ["run", "baseline", "meta", "ablate", "random-control", "sweep"])
 @pytest.mark.parametrize("args, address", [(["--ray", "local"], "local"), (["--ray", "auto"], "auto"), ([], None)])
-def test_cli_threads_ray_and_backend_options(monkeypatch, tmp_path, args, address):
+def test_cli_threads_ray_and_backend_options(monkeypatch, tmp_path, args, address, command):
+    """Every experiment command that runs trials takes --ray, --ray-workers and --backend."""
     import steerlab.esr
     from steerlab.cli.main import _register, app
 
@@ -156,6 +158,6 @@ def test_cli_threads_ray_and_backend_options(monkeypatch, tmp_path, args, addres
     monkeypatch.setattr(steerlab.esr, "run_esr", fake_run_esr)
     from typer.testing import CliRunner
 
-    result = CliRunner().invoke(app, ["esr", "run", str(tmp_path / "run"), *args, "--ray-workers", "2", "--latents", "1"])
+    result = CliRunner().invoke(app, ["esr", command, str(tmp_path / "run"), *args, "--ray-workers", "2", "--latents", "1"])
     assert result.exit_code == 0, result.output
     assert seen == {"ray_address": address, "ray_workers": 2, "backend": "hf"}

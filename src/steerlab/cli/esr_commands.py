@@ -51,6 +51,14 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
 }
 
 
+# name -> (type, default, help): how the trials are generated; every command that runs trials takes them.
+RUNNER: dict[str, tuple[Any, Any, str]] = {
+    "ray": (Optional[str], None, "Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one."),
+    "ray_workers": (Optional[int], None, "Ray workers (default: one per GPU, else one per CPU)."),
+    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (optional extra, GPU)."),
+}
+
+
 def _latents(text: str | None) -> tuple[int, ...]:
     if not text:
         return ()
@@ -60,19 +68,29 @@ def _latents(text: str | None) -> tuple[int, ...]:
         raise SteerlabError(f"--latents must be comma-separated integers; got '{text}'.") from None
 
 
-def with_config(fn: Callable) -> Callable:
-    """Add the COMMON options to a command; it receives `base` (EsrConfig keyword arguments) instead."""
-    sig = inspect.signature(fn)
-    own = [p for p in sig.parameters.values() if p.name != "base"]
-    extra = [
+def _options(table: dict[str, tuple[Any, Any, str]]) -> list[inspect.Parameter]:
+    return [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, help=help_), annotation=typ)
-        for name, (typ, default, help_) in COMMON.items()
+        for name, (typ, default, help_) in table.items()
     ]
+
+
+def with_config(fn: Callable) -> Callable:
+    """Add the COMMON options to a command; it receives `base` (EsrConfig keyword arguments) instead.
+
+    A command with a `runner` parameter also gets the RUNNER options (--ray, --ray-workers, --backend), as a dict.
+    """
+    sig = inspect.signature(fn)
+    takes_runner = "runner" in sig.parameters
+    own = [p for p in sig.parameters.values() if p.name not in ("base", "runner")]
+    extra = _options(COMMON) + (_options(RUNNER) if takes_runner else [])
 
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
         base = {name: kwargs.pop(name) for name in COMMON}
         base["latents"] = _latents(base["latents"])
+        if takes_runner:
+            kwargs["runner"] = {"ray_address": kwargs.pop("ray"), "ray_workers": kwargs.pop("ray_workers"), "backend": kwargs.pop("backend")}
         return fn(base=base, **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
@@ -108,56 +126,51 @@ def print_summary(summary: dict) -> None:
 
 @esr_app.command("run")
 @with_config
-def run_cmd(base: dict, run_dir: Path = typer.Argument(..., help="Run directory (resumable)."),
-            conditions: str = typer.Option("steered,baseline,meta:self_monitor,ablate", help="Comma-separated conditions."),
-            ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
-                                              help="Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one."),
-            ray_workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per GPU, else one per CPU)."),
-            backend: str = typer.Option("hf", help="Generation backend: hf (the fp32 oracle) or vllm (optional extra, GPU).")) -> None:
+def run_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(..., help="Run directory (resumable)."),
+            conditions: str = typer.Option("steered,baseline,meta:self_monitor,ablate", help="Comma-separated conditions.")) -> None:
     """Experiment 1 (+ any conditions): steered trials with every listed condition, graded, with CIs and a report."""
-    runner = {"ray_address": ray, "ray_workers": ray_workers, "backend": backend}
     _run(base, run_dir, tuple(c.strip() for c in conditions.split(",") if c.strip()), runner=runner)
 
 
 @esr_app.command("baseline")
 @with_config
-def baseline_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
+def baseline_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...)) -> None:
     """Experiment 8: the same latents and prompts with no steering (expect ~0% multi-attempt)."""
-    _run(base, run_dir, ("baseline",))
+    _run(base, run_dir, ("baseline",), runner=runner)
 
 
 @esr_app.command("meta")
 @with_config
-def meta_cmd(base: dict, run_dir: Path = typer.Argument(...),
+def meta_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...),
              variant: str = typer.Option("self_monitor", help="self_monitor, dont_get_distracted, resist_manipulation or ignore_label.")) -> None:
     """Experiment 5: a meta-prompt asking the model to monitor itself, against plain steering."""
-    _run(base, run_dir, ("steered", f"meta:{variant}"))
+    _run(base, run_dir, ("steered", f"meta:{variant}"), runner=runner)
 
 
 @esr_app.command("ablate")
 @with_config
-def ablate_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
+def ablate_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...)) -> None:
     """Experiment 3: zero-clamp the off-topic detectors during steered trials (paired with plain steering)."""
-    _run(base, run_dir, ("steered", "ablate"))
+    _run(base, run_dir, ("steered", "ablate"), runner=runner)
 
 
 @esr_app.command("random-control")
 @with_config
-def random_cmd(base: dict, run_dir: Path = typer.Argument(...), sets: int = typer.Option(2, help="Random latent sets.")) -> None:
+def random_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...), sets: int = typer.Option(2, help="Random latent sets.")) -> None:
     """Experiment 10: ablate frequency-matched random latents instead of the detectors."""
-    _run(base, run_dir, ("steered", "ablate", "random"), random_sets=sets)
+    _run(base, run_dir, ("steered", "ablate", "random"), runner=runner, random_sets=sets)
 
 
 @esr_app.command("sweep")
 @with_config
-def sweep_cmd(base: dict, run_dir: Path = typer.Argument(...),
+def sweep_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...),
               levels: str = typer.Option("-2,-1,0,1,2", help="Boost levels in σ units of the calibrated thresholds.")) -> None:
     """Experiment 2: a boost sweep, μ + level·σ of the calibrated thresholds."""
     try:
         lv = tuple(float(x) for x in levels.split(","))
     except ValueError:
         raise SteerlabError(f"--levels must be comma-separated numbers; got '{levels}'.") from None
-    _run(base, run_dir, ("boost",), boost_levels=lv)
+    _run(base, run_dir, ("boost",), runner=runner, boost_levels=lv)
 
 
 @esr_app.command("calibrate")
