@@ -27,18 +27,26 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q
 
 BENCH_STAMP := $(VENV)/.steerlab-bench-installed
+TL_VENV := .venv-tl
+TL_STAMP := $(TL_VENV)/.installed
 
-# The peers (nnsight, TransformerLens) install beside our pins; the constraint keeps the CPU torch.
+# nnsight installs beside our pins; the constraint keeps the CPU torch.
 $(BENCH_STAMP): $(STAMP) pyproject.toml benchmarks/constraints.txt
 	$(PIP) install -q -c benchmarks/constraints.txt -e ".[bench,ray]"
 	touch $(BENCH_STAMP)
 
+# TransformerLens needs an older transformers than ours (benchmarks/tl-requirements.txt says why): its own venv.
+$(TL_STAMP): benchmarks/tl-requirements.txt
+	test -x $(TL_VENV)/bin/python || python3 -m venv $(TL_VENV)
+	$(TL_VENV)/bin/python -m pip install -q -r benchmarks/tl-requirements.txt
+	touch $(TL_STAMP)
+
 # One run: every peer and steerlab case at batch 1, 8, 32, ratios and targets printed.
-bench: $(BENCH_STAMP)
-	$(PY) benchmarks/bench_peers.py --json benchmarks/last_run.json
+bench: $(BENCH_STAMP) $(TL_STAMP)
+	$(PY) benchmarks/bench_peers.py --tl-python $(TL_VENV)/bin/python --json benchmarks/last_run.json
 
 bench-generate: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TL_VENV)

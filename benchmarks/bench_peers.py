@@ -104,11 +104,13 @@ def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any
     results = []
     env = dict(os.environ)
     for name in args.cases:
-        if name in PEER_CASES and not _peer_available(name):
-            print(f"  {name:20s} skipped: {PEER_CASES[name]} is not installed (pip install -e '.[bench]')", flush=True)
+        if name in PEER_CASES and not _peer_available(name, args):
+            how = "make bench builds .venv-tl" if name == "tl_bridge" else "pip install -e '.[bench]'"
+            print(f"  {name:20s} skipped: {PEER_CASES[name]} is not installed ({how})", flush=True)
             continue
         batches = [b for b in args.batches if not (name == "hook_loop_rows" and b > args.loop_max_batch)]
-        cmd = [sys.executable, __file__, "--child", name, "--workload", str(workload), "--repeats", str(args.repeats),
+        python = args.tl_python if name == "tl_bridge" and args.tl_python else sys.executable
+        cmd = [python, __file__, "--child", name, "--workload", str(workload), "--repeats", str(args.repeats),
                "--batches", ",".join(map(str, batches))]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -123,7 +125,11 @@ def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any
     return results
 
 
-def _peer_available(name: str) -> bool:
+def _peer_available(name: str, args: argparse.Namespace) -> bool:
+    """The peer's package imports in the interpreter its case runs in (TransformerLens: --tl-python)."""
+    if name == "tl_bridge" and args.tl_python:
+        check = subprocess.run([args.tl_python, "-c", f"import {PEER_CASES[name]}"], capture_output=True)
+        return check.returncode == 0
     import importlib.util
 
     return importlib.util.find_spec(PEER_CASES[name]) is not None
@@ -139,6 +145,8 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--loop-max-batch", type=int, default=32, help="Largest batch the hook-per-configuration loop runs.")
     parser.add_argument("--json", help="Also write every measurement here.")
+    parser.add_argument("--tl-python", help="Python of the TransformerLens venv (benchmarks/tl-requirements.txt); "
+                        "TransformerLens 4.3 decodes wrongly with its KV cache under our transformers 5.24.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -22,9 +22,16 @@ def load_workload(path) -> Work:
 
 
 def _padded(work: Work, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from steerlab.engine.forward import left_pad
-
-    return left_pad(work["ids"][:batch], work["pad_id"], torch.device("cpu"))
+    """Left-padded ids and mask, as steerlab.engine.forward.left_pad builds them (not imported: the
+    TransformerLens case runs in a venv without steerlab)."""
+    rows = work["ids"][:batch]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), work["pad_id"], dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return ids, mask
 
 
 def _hf_model(work: Work):

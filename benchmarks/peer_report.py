@@ -29,11 +29,16 @@ def _upto(row: list[int], stops: set[int]) -> list[int]:
 
 
 def agreement(mine: list[list[int]], ref: list[list[int]], stops: set[int]) -> int:
-    """Rows whose tokens equal the reference's up to the reference row's first stop token."""
+    """Rows whose tokens equal the reference's up to the first stop token in either row.
+
+    The `generate`-based cases force full length with `min_new_tokens`, which masks the EOS logit, while
+    steerlab's `ignore_eos` keeps EOS choosable and generates on after it: where a row's argmax is EOS the
+    two continue differently by design, so only the text before the first EOS is compared.
+    """
     same = 0
     for a, b in zip(mine, ref):
-        b = _upto(b, stops)
-        same += a[: len(b)] == b
+        n = min(len(_upto(a, stops)), len(_upto(b, stops)))
+        same += a[:n] == b[:n]
     return same
 
 

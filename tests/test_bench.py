@@ -10,9 +10,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from peer_report import agreement, report  # noqa: E402
 
 
-def test_agreement_compares_up_to_the_reference_eos():
+def test_agreement_compares_up_to_the_first_eos_in_either_row():
     stops = {2}
     assert agreement([[5, 6, 7], [5, 6, 9]], [[5, 6, 2], [5, 6, 7]], stops) == 1  # row 0 equal up to EOS; row 1 differs
+    # steerlab chose EOS where min_new_tokens forbade it to the reference: equal up to there.
+    assert agreement([[5, 2, 9]], [[5, 198, 4]], stops) == 1
+    assert agreement([[4, 2, 9]], [[5, 198, 4]], stops) == 0
 
 
 def test_report_prints_ratios_and_misses(capsys):
