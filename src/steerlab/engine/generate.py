@@ -15,6 +15,7 @@ import torch
 from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
 from steerlab.engine.kv_cache import preallocate
 from steerlab.engine.packed import MAX_ROWS as MAX_PACKED_ROWS, packed_linears
+from steerlab.engine import prefix as shared_prefix
 from steerlab.engine.sampling import Sampling, choose
 from steerlab.errors import SteerlabError
 from steerlab.interventions.hooks import Session, apply, batch_per_row
@@ -39,6 +40,7 @@ class Generation:
 
 PREALLOCATE = True  # KV cache buffers allocated once per batch (engine.kv_cache) instead of torch.cat per step
 PACKED = True  # decode-step matmuls through oneDNN with pre-blocked weights on CPU fp32 (engine.packed)
+SHARE_PREFIX = True  # the rows' common prompt prefix computed once below the first changed layer (engine.prefix)
 
 InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
 
@@ -153,13 +155,19 @@ def _generate_batch(
     logprobs = torch.zeros((batch, max_new_tokens), device=device) if options.return_logprobs else None
     reasons = ["length"] * batch
     with apply(model, interventions) as session, packed_linears(hf, max_rows=MAX_PACKED_ROWS if PACKED else 0):
-        session.set_step(token_positions, prompt_lengths)
         cache = new_cache(hf)
         if PREALLOCATE:
             cache = preallocate(cache, input_ids.shape[1] + max_new_tokens)
-        # No row padded: no mask at all, so attention takes its plain causal path (no 4D mask built per step).
+        prefix = shared_prefix.common_prefix(encoded) if SHARE_PREFIX else 0
+        shared = shared_prefix.shared_layers(model, session, cache, prefix)
+        if shared:
+            input_ids, attention_mask = shared_prefix.layout(encoded, prefix, pad_id, device)
+            logits, cache = shared_prefix.prefill(model, session, cache, input_ids, attention_mask, prompt_lengths, prefix, shared)
+        else:
+            session.set_step(token_positions, prompt_lengths)
+            # No row padded: no mask at all, so attention takes its plain causal path (no 4D mask built per step).
+            logits, cache = call_model(hf, input_ids, attention_mask if not bool(attention_mask.all()) else None, position_ids, cache)
         padded = not bool(attention_mask.all())
-        logits, cache = call_model(hf, input_ids, attention_mask if padded else None, position_ids, cache)
         for step in range(max_new_tokens):
             last = logits[:, -1].float()
             token = choose(last, sampling, seed_t, step, seen)

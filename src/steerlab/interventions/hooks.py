@@ -208,6 +208,22 @@ class Session:
             handle.remove()
         self._handles.clear()
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Run the plain model inside the block (hooks removed), then reinstall them."""
+        self.remove()
+        try:
+            yield
+        finally:
+            self.install()
+
+    def first_hooked_layer(self) -> int | None:
+        """The first decoder layer holding a hook (n_layers: none); the layers below it run as the plain model.
+        None when something records activations (a record needs every row's own forward)."""
+        if any(ops.records for ops in self.sites.values()):
+            return None
+        return min((layer for layer, _ in self.sites), default=self.model.arch.n_layers)
+
     # -- results ---------------------------------------------------------------------------------
     def set_step(self, token_positions: torch.Tensor, prompt_lengths: torch.Tensor) -> None:
         """Tell the hooks the absolute position of every token in the next forward (-1 = padding)."""

@@ -1,0 +1,116 @@
+"""Shared-prefix prefill: the prompt tokens every row shares are computed once, below the first layer an intervention hooks.
+
+Trials of one experiment begin with the same chat header (SmolLM2: the first 27 of about 40 tokens), and
+below the first layer that holds an intervention's hook, those tokens' keys and values are the same in every row.
+One row computes them and the batch gets copies. From that layer on, each row runs its own forward over the
+prefix, so steering at every position (the ESR rule) still happens there. Then the rest of each prompt
+runs as usual. Rows are laid out [prefix][padding][own suffix], with positions taken from the mask, so
+every token keeps its absolute position.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from steerlab.engine.forward import cache_kwarg, call_model, new_cache, positions_from_mask
+from steerlab.interventions.hooks import Session
+from steerlab.models.loading import Model
+
+MIN_PREFIX = 4  # shorter shared prefixes are not worth a second forward
+
+
+def common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own (its last logit)."""
+    if len(rows) < 2:
+        return 0
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    first = rows[0]
+    while n < limit and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
+
+
+def shared_layers(model: Model, session: Session, cache: Any, prefix: int) -> int:
+    """How many leading layers can share the prefix's keys and values (0 = do not share)."""
+    if prefix < MIN_PREFIX or os.environ.get("STEERLAB_SHARED_PREFIX", "1") == "0":
+        return 0
+    if model.arch.layout.attn != "self_attn" or _decoder(model) is None:
+        return 0  # rotary families only: a learned position embedding would be added to inputs_embeds again
+    from transformers.cache_utils import DynamicLayer
+
+    from steerlab.engine.kv_cache import layer_class
+
+    if not all(type(layer) in (DynamicLayer, layer_class()) for layer in getattr(cache, "layers", None) or [None]):
+        return 0  # sliding-window or other special cache layers keep the plain path
+    first = session.first_hooked_layer()
+    return 0 if first is None else first
+
+
+def layout(encoded: Sequence[Sequence[int]], prefix: int, pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """[prefix][left padding][suffix] ids and attention mask for rows sharing their first `prefix` tokens."""
+    width = max(len(r) for r in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    ids[:, :prefix] = torch.tensor(list(encoded[0][:prefix]), dtype=torch.long)
+    mask[:, :prefix] = 1
+    for i, row in enumerate(encoded):
+        suffix = row[prefix:]
+        ids[i, width - len(suffix):] = torch.tensor(list(suffix), dtype=torch.long)
+        mask[i, width - len(suffix):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+            prompt_lengths: torch.Tensor, prefix: int, shared: int) -> tuple[torch.Tensor, Any]:
+    """Fill `cache` for the whole prompt with the prefix computed once below layer `shared`; returns (last logits, cache)."""
+    hf, arch = model.hf, model.arch
+    batch = input_ids.shape[0]
+    position_ids, token_positions = positions_from_mask(attention_mask)
+    decoder = _decoder(model)
+    one = new_cache(hf)
+    captured: list[torch.Tensor] = []
+    with session.paused():
+        handle = None
+        if shared < arch.n_layers:
+            handle = arch.layers[shared].register_forward_pre_hook(
+                lambda mod, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+        try:
+            with _only_layers(decoder, 0, min(shared + 1, arch.n_layers)):  # layer `shared` runs only to be captured
+                decoder(input_ids=input_ids[:1, :prefix], position_ids=position_ids[:1, :prefix], use_cache=True,
+                        **{cache_kwarg(decoder): one})
+        finally:
+            if handle is not None:
+                handle.remove()
+    if shared < arch.n_layers:  # the changed layers run per row over the prefix, hooks on (empty layer 0 = past length 0)
+        session.set_step(token_positions[:, :prefix], prompt_lengths)
+        with _only_layers(decoder, shared, arch.n_layers):
+            decoder(inputs_embeds=captured[0].expand(batch, -1, -1).contiguous(), position_ids=position_ids[:, :prefix],
+                    use_cache=True, **{cache_kwarg(decoder): cache})
+    for i in range(shared):
+        k, v = one.layers[i].keys, one.layers[i].values
+        cache.layers[i].update(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous())
+    session.set_step(token_positions[:, prefix:], prompt_lengths)
+    padded = not bool(attention_mask.all())
+    return call_model(hf, input_ids[:, prefix:], attention_mask if padded else None, position_ids[:, prefix:], cache)
+
+
+def _decoder(model: Model) -> Any:
+    """The module that owns the decoder-layer list (LlamaModel and the like): it embeds, runs the layers, norms."""
+    layers = model.arch.layers
+    return next((m for m in model.hf.modules() if getattr(m, "layers", None) is layers and hasattr(m, "norm")), None)
+
+
+@contextmanager
+def _only_layers(decoder: Any, start: int, stop: int) -> Iterator[None]:
+    """Let the decoder run only layers [start, stop); each keeps its own index into the KV cache."""
+    full = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(full)[start:stop])
+    try:
+        yield
+    finally:
+        decoder.layers = full
