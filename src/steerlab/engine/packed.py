@@ -11,6 +11,7 @@ and edited weights are always what runs. Only fp32 on CPU, only without autograd
 from __future__ import annotations
 
 import os
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -19,6 +20,10 @@ import torch.nn.functional as F
 
 MAX_ROWS = 64  # up to this many rows per matmul use the packed weight (decode); more use F.linear (prefill)
 MAX_PACKED_BYTES = 4 << 30  # a packed copy doubles the Linear weights' memory: not for models past this size
+
+# module -> ((data_ptr, version, shape), packed weight). Kept outside the modules: an opaque oneDNN tensor
+# cannot be pickled or deep-copied, and models are both (Ray ships them, LoRA training copies them).
+_PACKED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
 def available() -> bool:
@@ -50,11 +55,11 @@ def _packed_weight(module: torch.nn.Linear) -> torch.Tensor:
     """The module's weight in oneDNN's blocked layout, rebuilt when the weight is replaced or edited."""
     weight = module.weight
     key = (weight.data_ptr(), weight._version, tuple(weight.shape))
-    cached = module.__dict__.get("_steerlab_packed")
+    cached = _PACKED.get(module)
     if cached is None or cached[0] != key:
         with torch.no_grad():
             cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
-        module.__dict__["_steerlab_packed"] = cached
+        _PACKED[module] = cached
     return cached[1]
 
 
@@ -91,4 +96,4 @@ def packed_linears(hf: Any, max_rows: int = MAX_ROWS) -> Iterator[int]:
 def release(hf: Any) -> None:
     """Drop every cached packed weight (frees the second copy of the Linear weights)."""
     for m in _linears(hf):
-        m.__dict__.pop("_steerlab_packed", None)
+        _PACKED.pop(m, None)
