@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import steerlab
-from steerlab import AblateLatents, AddVector, MaskUnits, Record, Sae, SaeConfig
+from steerlab import AblateLatents, AddVector, MaskUnits, Record, Sae, SaeConfig, Span
 from steerlab.engine import prefix as shared_prefix
 
 engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
@@ -25,22 +25,26 @@ def test_common_prefix_leaves_every_row_a_token_of_its_own():
 def _interventions(model, case):
     d, b = model.arch.d_model, len(PROMPTS)
     gen = torch.Generator().manual_seed(3)
-    if case == "none":
-        return []
-    if case == "add_per_row":
-        return [AddVector(1, torch.randn(b, d, generator=gen), 4.0)]
-    if case == "add_generated_only":
-        return [AddVector(1, torch.randn(d, generator=gen), 4.0, positions="generated")]
-    if case == "resid_pre_layer0":
-        return [AddVector(0, torch.randn(d, generator=gen), 4.0, site="resid_pre")]
-    if case == "head_mask":
-        mask = torch.ones(model.arch.n_heads)
-        mask[1] = 0.0
-        return [MaskUnits(2, "head", mask)]
-    if case == "ablate":
-        sae = Sae.random(SaeConfig(d_in=d, d_sae=32, activation="relu", layer=1, site="resid_post"), seed=0)
-        return [AblateLatents(sae, list(range(16)))]
-    raise ValueError(case)
+    sae = Sae.random(SaeConfig(d_in=d, d_sae=32, activation="relu", layer=1, site="resid_post"), seed=0)
+    head_mask = torch.ones(b, model.arch.n_heads)
+    head_mask[::2, 1] = 0.0
+    return {
+        "none": [],
+        "add_alike": [AddVector(1, torch.randn(d, generator=gen), 4.0)],
+        "add_generated_only": [AddVector(1, torch.randn(d, generator=gen), 4.0, positions="generated")],
+        "add_per_row": [AddVector(1, torch.randn(b, d, generator=gen), 4.0)],
+        "per_row_resid_pre_layer0": [AddVector(0, torch.randn(b, d, generator=gen), 4.0, site="resid_pre")],
+        "prompt_end_span": [AddVector(1, torch.randn(d, generator=gen), 4.0, positions=Span(-3, 0, anchor="prompt_end"))],
+        "head_mask_alike": [MaskUnits(2, "head", head_mask[0])],
+        "head_mask_per_row": [MaskUnits(2, "head", head_mask)],
+        "ablate": [AblateLatents(sae, list(range(16)))],
+    }[case]
+
+
+# Layers shared per case (None: nothing shared). Alike rows (no per-row field) share the whole prefix,
+# with the hooks run once on it; per-row edits share only the layers below the first hooked one.
+SHARED = {"none": 3, "add_alike": 3, "add_generated_only": 3, "add_per_row": 1, "per_row_resid_pre_layer0": None,
+          "prompt_end_span": 1, "head_mask_alike": 3, "head_mask_per_row": 2, "ablate": 3}
 
 
 def _run(model, ivs, monkeypatch, share, **kw):
@@ -52,15 +56,14 @@ def _run(model, ivs, monkeypatch, share, **kw):
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3", "mistral"])
-@pytest.mark.parametrize("case", ["none", "add_per_row", "add_generated_only", "resid_pre_layer0", "head_mask", "ablate"])
+@pytest.mark.parametrize("case", list(SHARED))
 def test_shared_prefix_equals_plain_prefill(tiny_factory, monkeypatch, family, case):
     model = tiny_factory(family)
     ivs = _interventions(model, case)
     plain, plain_calls = _run(model, ivs, monkeypatch, share=False)
     shared, calls = _run(model, ivs, monkeypatch, share=True)
     assert plain_calls == []
-    expected_layers = {"none": 3, "add_per_row": 1, "add_generated_only": 1, "resid_pre_layer0": None, "head_mask": 2, "ablate": 1}[case]
-    assert calls == ([] if expected_layers is None else [expected_layers])  # layer 0 hooked: nothing to share
+    assert calls == ([] if SHARED[case] is None else [SHARED[case]])
     for a, b in zip(plain, shared):
         assert a.token_ids == b.token_ids
         torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)

@@ -3,13 +3,15 @@
 Trials of one experiment begin with the same chat header (SmolLM2: the first 27 of about 40 tokens), and
 below the first layer that holds an intervention's hook, those tokens' keys and values are the same in every row.
 One row computes them and the batch gets copies. From that layer on, each row runs its own forward over the
-prefix, so steering at every position (the ESR rule) still happens there. Then the rest of each prompt
+prefix, so steering at every position (the ESR rule) still happens there; when every row gets the same
+edits (no per-row field), the one row runs them too and the whole prefix is shared. Then the rest of each prompt
 runs as usual. Rows are laid out [prefix][padding][own suffix], with positions taken from the mask, so
 every token keeps its absolute position.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -48,7 +50,9 @@ def shared_layers(model: Model, session: Session, cache: Any, prefix: int) -> in
     if not all(type(layer) in (DynamicLayer, layer_class()) for layer in getattr(cache, "layers", None) or [None]):
         return 0  # sliding-window or other special cache layers keep the plain path
     first = session.first_hooked_layer()
-    return 0 if first is None else first
+    if first is None:
+        return 0
+    return model.arch.n_layers if session.rows_alike() else first  # alike rows: the prefix's edits are alike too
 
 
 def layout(encoded: Sequence[Sequence[int]], prefix: int, pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,9 +78,11 @@ def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor,
     decoder = _decoder(model)
     one = new_cache(hf)
     captured: list[torch.Tensor] = []
-    with session.paused():
+    whole = shared == arch.n_layers  # every layer shared: the one row runs with the (row-independent) hooks on
+    session.set_step(token_positions[:1, :prefix], prompt_lengths[:1])
+    with contextlib.nullcontext() if whole else session.paused():
         handle = None
-        if shared < arch.n_layers:
+        if not whole:
             handle = arch.layers[shared].register_forward_pre_hook(
                 lambda mod, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
         try:
@@ -86,7 +92,7 @@ def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor,
         finally:
             if handle is not None:
                 handle.remove()
-    if shared < arch.n_layers:  # the changed layers run per row over the prefix, hooks on (empty layer 0 = past length 0)
+    if not whole:  # the hooked layers run per row over the prefix, hooks on (empty layer 0 = past length 0)
         session.set_step(token_positions[:, :prefix], prompt_lengths)
         with _only_layers(decoder, shared, arch.n_layers):
             decoder(inputs_embeds=captured[0].expand(batch, -1, -1).contiguous(), position_ids=position_ids[:, :prefix],

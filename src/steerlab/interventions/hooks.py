@@ -217,6 +217,14 @@ class Session:
         finally:
             self.install()
 
+    def rows_alike(self) -> bool:
+        """Every row gets the same edit at the same absolute position: no per-row field, no prompt-end span."""
+        if self.batch_size is not None:
+            return False
+        positions = [p for ops in self.sites.values()
+                     for p in [*(m[0] for m in ops.masks), *(op.positions for op in ops.clamps), *(q for q, _ in ops.adds.values())]]
+        return not any(isinstance(p, Span) and p.anchor == "prompt_end" for p in positions)
+
     def first_hooked_layer(self) -> int | None:
         """The first decoder layer holding a hook (n_layers: none); the layers below it run as the plain model.
         None when something records activations (a record needs every row's own forward)."""
