@@ -31,7 +31,9 @@ def done(tmp_path_factory):
 
 def test_every_step_runs_and_the_page_has_every_part(done):
     _, sae, out, summary = done
-    assert set(summary["timings_s"]) == {"base_behaviour", "organisms", "diff", "contexts", "validate", "repair", "repair_control", "detector", "realign"}
+    assert set(summary["timings_s"]) == {"base_behaviour", "organisms", "diff", "contexts", "validate", "validate_control", "repair",
+                                         "repair_control", "detector", "realign"}
+    assert [c[0] for c in summary["steer_control_curve"]] == [0.5]  # the base model along a random direction
     assert [c[0] for c in summary["repair_control_curve"]] == [0.0, -0.5]
     assert summary["repair_control_curve"][0] == summary["repair_curve"][0]  # strength 0 is the same unsteered model
     assert set(summary["organisms"]) == {"0.00", "0.50", "1.00"} and summary["base_behaviour"]["n"] == 4
@@ -44,7 +46,7 @@ def test_every_step_runs_and_the_page_has_every_part(done):
     assert [c[0] for c in summary["repair_curve"]] == [0.0, -0.5]
     assert set(summary["realign"]) >= {"before", "after", "latent_shift_before", "latent_shift_after"}
     page = (out / "report.html").read_text()
-    for part in ("Ranked latents", "Top contexts", "Steering the base model", "Detector", "Re-alignment", "Wall time"):
+    for part in ("Ranked latents", "Top contexts", "Steering the base model", "random direction", "Detector", "Re-alignment", "Wall time"):
         assert part in page, part
     assert page.count("data:image/png;base64") >= 4
     diff = json.loads((out / "diff.json").read_text())

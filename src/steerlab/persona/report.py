@@ -103,8 +103,9 @@ def plot_curves(validations: Sequence[Validation]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for v in validations:
         xs = [p.strength for p in v.points]
-        axes[0].plot(xs, [p.misalignment_rate if p.misalignment_rate is not None else float("nan") for p in v.points], "o-", label=f"latent {v.latent}")
-        axes[1].plot(xs, [p.incoherent_rate if p.incoherent_rate is not None else float("nan") for p in v.points], "o-", label=f"latent {v.latent}")
+        name, style = (f"latent {v.latent}", "o-") if v.latent >= 0 else ("random direction (control)", "k--")
+        axes[0].plot(xs, [p.misalignment_rate if p.misalignment_rate is not None else float("nan") for p in v.points], style, label=name)
+        axes[1].plot(xs, [p.incoherent_rate if p.incoherent_rate is not None else float("nan") for p in v.points], style, label=name)
     for ax, title in zip(axes, ("misalignment rate", "incoherent fraction (coherence <= 50)")):
         ax.set_xlabel("strength (x median residual norm)")
         ax.set_title(title)
@@ -181,8 +182,11 @@ def plot_sweep(detection) -> bytes:
 
 
 def write_study(out: str | Path, summary: dict, diff: DiffResult, validations: Sequence[Validation], detections: Sequence,
-                repair: dict, realigned: dict, organisms: dict, base_behaviour, contexts: dict, labels: dict[int, str]) -> Path:
-    """One self-contained page for a persona study: organisms, ranked latents, contexts, steering, detector, realign."""
+                repair: dict, realigned: dict, organisms: dict, base_behaviour, contexts: dict, labels: dict[int, str],
+                steer_control: Validation | None = None) -> Path:
+    """One self-contained page for a persona study: organisms, ranked latents, contexts, steering, detector, realign.
+
+    steer_control: the base model steered along a random unit direction at the same strengths (a row and a curve)."""
     fmt = lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x))  # noqa: E731
     top = diff.top(len(validations) or 10)
     attr_rank = {}
@@ -206,6 +210,9 @@ def write_study(out: str | Path, summary: dict, diff: DiffResult, validations: S
                  " ".join(f"{p.strength:g}:{fmt(p.misalignment_rate)}/{fmt(p.incoherent_rate)}" for p in v.points),
                  "yes" if next(s["causes_shift"] for s in summary["validated"] if s["latent"] == v.latent) else "no"]
                 for v in validations]
+    if steer_control is not None:
+        verdicts.append(["random direction", "(control, seed 0)", "-",
+                         " ".join(f"{p.strength:g}:{fmt(p.misalignment_rate)}/{fmt(p.incoherent_rate)}" for p in steer_control.points), "-"])
     steer_examples = [[v.latent, p.strength, r] for v in validations if v.latent == primary for p in v.points for r in p.responses[:3]]
     repair_rows = [[f"latent {primary}", p["strength"], fmt(p["misalignment_rate"]), fmt(p["incoherent_rate"]), fmt(p["mean_alignment"])]
                    for p in repair["points"]]
@@ -232,7 +239,7 @@ def write_study(out: str | Path, summary: dict, diff: DiffResult, validations: S
                 header=header, rows=latent_rows, image=plot_top(diff, len(top), labels)),
         Section("Top contexts (tuned model; peak token in [[ ]])", header=["latent", "label", "activation", "context"], rows=ctx_rows),
         Section("Steering the base model along each top latent (strength: misaligned/incoherent)",
-                header=["latent", "label", "diff rank", "curve", "causes shift"], rows=verdicts, image=plot_curves(validations)),
+                header=["latent", "label", "diff rank", "curve", "causes shift"], rows=verdicts, image=plot_curves(list(validations) + ([steer_control] if steer_control else []))),
         Section(f"Answers steered along latent {primary}", header=["latent", "strength", "answer"], rows=steer_examples),
         Section(f"Steering the shifted organism against latent {primary} (and along a random direction of the same norm)",
                 header=["direction", "strength", "misaligned", "incoherent", "mean alignment"], rows=repair_rows),

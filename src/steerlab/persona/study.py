@@ -172,6 +172,17 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
         return {"median_norm": norm, "prompts": v_prompts, "latents": results}
 
     val = study.step("validate", validate)
+
+    def validate_control() -> dict:
+        """The base model steered along a seeded random unit direction at the same strengths: does any
+        direction of that norm shift the persona, or only the latents that pass?"""
+        from steerlab.persona.validate import direction_sweep, random_direction
+
+        v = direction_sweep(base, random_direction(sae.d_in, seed=0), sae.layer, sae.site, list(cfg.strengths), v_prompts,
+                            judge, median_norm=val["median_norm"], max_new_tokens=cfg.organism.eval_tokens, progress=progress)
+        return v.to_dict()
+
+    steer_control = study.step("validate_control", validate_control)
     validations = [_validation(v) for v in val["latents"]]
     causal = [v for v, d in zip(validations, val["latents"]) if d["causes_shift"]]
     best = max(causal or validations, key=lambda v: _gain(v, cfg.max_incoherence))
@@ -226,11 +237,12 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     re = study.step("realign", realign_step)
     summary = _summary(cfg, orgs, diff_result, validations, val, causal, primary, rep, detections, re, study.state["timings"], base_b)
     summary["repair_control_curve"] = [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in control["points"]]
+    summary["steer_control_curve"] = [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in steer_control["points"]]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     from steerlab.persona.report import write_study
 
     summary["report"] = str(write_study(out, summary, diff_result, validations, detections, rep | {"control": control}, re, orgs, base_b,
-                                        json.loads((out / "contexts.json").read_text()), labels or {}))
+                                        json.loads((out / "contexts.json").read_text()), labels or {}, steer_control=_validation(steer_control)))
     return summary
 
 
