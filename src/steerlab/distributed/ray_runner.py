@@ -83,7 +83,18 @@ def start_workers(loader: Loader, cfg: EsrConfig, opts: RayOptions) -> list[Any]
     n, ask = actor_plan(ray.cluster_resources(), opts)
     actor = ray.remote(max_restarts=opts.max_restarts, max_task_retries=0, **ask)(TrialWorker)
     threads = 0 if "num_gpus" in ask else opts.threads
-    return [actor.remote(loader, cfg, threads) for _ in range(n)]
+    # One stored copy of the loader, referenced by the returned list for as long as the actors live: a restarted
+    # actor re-runs __init__ with it, and a by-value argument could already be freed then (Ray's reference counting).
+    loader_ref = ray.put(loader)
+    return _Workers([actor.remote(loader_ref, cfg, threads) for _ in range(n)], loader_ref)
+
+
+class _Workers(list):
+    """The actor handles, plus the stored loader their restarts need."""
+
+    def __init__(self, handles: list[Any], loader_ref: Any):
+        super().__init__(handles)
+        self.loader_ref = loader_ref
 
 
 def run_batches(store: RunStore, batches: Sequence[list[Trial]], workers: list[Any], *, max_restarts: int = 1,
