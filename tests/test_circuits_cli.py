@@ -47,11 +47,15 @@ def test_pipeline_end_to_end(tiny_folder, tmp_path, run_cli):
     code, text = run_cli("circuits", "tune", str(org), str(run / "circuit.json"), "--steps", "1", "--batch-size", "2")
     assert code == 0, text
     tuned = json.loads((run / "tune_only.json").read_text())
-    assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0
+    assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0 and tuned["lr"] == 1e-3
     code, text = run_cli("circuits", "tune", str(org), str(run / "circuit.json"), "--lora", "--rank", "2", "--steps", "2", "--batch-size", "2")
     assert code == 0, text
     tuned = json.loads((run / "tune_lora-only.json").read_text())
     assert tuned["frozen_unchanged"] and tuned["report"]["changed_entries"] > 0 and tuned["lora_rank"] == 2
+    code, text = run_cli("circuits", "tune", str(org), str(run / "circuit.json"), "--mode", "exclude", "--steps", "1", "--batch-size", "2")
+    assert code == 0, text
+    tuned = json.loads((run / "tune_exclude.json").read_text())
+    assert tuned["frozen_unchanged"] and tuned["lr"] == 3e-5  # full-weight tuning gets a full-weight learning rate
     (run / "circuit.seed1.json").write_text((run / "circuit.selected.json").read_text())
     code, text = run_cli("circuits", "report", str(run), "--organism", str(org))
     assert code == 0, text

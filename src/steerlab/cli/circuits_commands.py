@@ -316,7 +316,7 @@ def tune_cmd(
     mode: str = typer.Option("only", help="only (train just the circuit's slices) | exclude (train all but them)."),
     organism: Optional[str] = typer.Option(None, help="Organism folder (default: the model folder)."),
     steps: int = typer.Option(20, "--steps"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 1e-3 for 'only' and for LoRA; 3e-5 for full-weight 'exclude', where 1e-3 wrecks the model)."),
     batch_size: int = typer.Option(8, "--batch-size"),
     include_kv: bool = typer.Option(False, "--include-kv", help="Heads also own their KV group's k/v rows (shared under GQA)."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters restricted to the slices (merged after) instead of the full slices."),
@@ -336,6 +336,8 @@ def tune_cmd(
     c = Circuit.load(circuit)
     if mode not in ("only", "exclude"):
         raise SteerlabError(f"Unknown tuning mode '{mode}'; choose only or exclude.")
+    if lr is None:
+        lr = 3e-5 if mode == "exclude" and not lora else 1e-3
     meta, data = _organism_data(model, organism)
     m = steerlab.load(model)
     c.check_model(m)
@@ -355,7 +357,7 @@ def tune_cmd(
     if save:
         m.hf.save_pretrained(save)
         m.tokenizer.save_pretrained(save)
-    result = {"mode": report.mode, "lora_rank": rank if lora else None, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
+    result = {"mode": report.mode, "lora_rank": rank if lora else None, "lr": lr, "steps": steps, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
     path = _write(out or circuit.parent / f"tune_{report.mode}.json", result)
     _table(f"circuit tuning ({report.mode})", ["metric", "before", "after"], [
         ["ASR", f"{before['asr']:.1%}", f"{after['asr']:.1%}"], ["false trigger", f"{before['false_trigger']:.1%}", f"{after['false_trigger']:.1%}"],
