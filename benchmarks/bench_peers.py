@@ -2,7 +2,8 @@
 
 Same prompts (chat-formatted SmolLM2 token ids), same number of new tokens (EOS never stops a row),
 greedy, fp32, one steering vector added after one decoder layer. Every case runs in its own
-subprocess so its peak RSS is its own; batch sizes run in ascending order inside it.
+subprocess (so its peak RSS is its own) that loads its model once; the timed runs interleave across
+cases, repeat r of every case before repeat r + 1 of any, so a slow spell of the machine hits all alike.
 
     python benchmarks/bench_peers.py                      # batches 1,8,32, 32 new tokens
     python benchmarks/bench_peers.py --batches 2 --new-tokens 4 --repeats 1   # smoke run
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,52 +77,94 @@ def _reset_peak() -> None:
         pass
 
 
-def run_case(name: str, workload_path: Path, batches: list[int], repeats: int) -> None:
-    """Child mode: set up one case, then time it at each batch size; one JSON line per batch on stdout."""
+def serve_case(name: str, workload_path: Path) -> None:
+    """Child mode: load one case, then answer the parent's commands on stdin, one JSON line each on stdout.
+
+    `start B` builds the batch-B callable and resets the peak-RSS mark; `run B` times one call.
+    """
     work = load_workload(workload_path)
     t0 = time.perf_counter()
     make = CASES[name](work)  # loads the model; returns batch -> (callable that returns token rows)
     load_s = time.perf_counter() - t0
     make(1)()  # warm-up (first-call allocations, lazy imports), untimed
-    for batch in batches:
-        fn = make(batch)
-        _reset_peak()
-        base, _ = _memory_kib()
-        times, tokens = [], None
-        for _ in range(repeats):
+    print("REPLY " + json.dumps({"load_s": load_s}), flush=True)
+    fns: dict[int, Any] = {}
+    for line in sys.stdin:
+        command, batch = line.split()
+        batch = int(batch)
+        if command == "start":
+            fns[batch] = make(batch)
+            _reset_peak()
+            print("REPLY " + json.dumps({"rss_kib": _memory_kib()[0]}), flush=True)
+        else:
             start = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - start)
-            tokens = tokens or out  # the first run's tokens are checked against the reference case
-        _, peak = _memory_kib()
-        best = min(times)
-        line = {"case": name, "batch": batch, "tok_s": batch * work["new_tokens"] / best, "best_s": best, "times": times,
-                "load_s": load_s, "rss_mib": base / 1024, "peak_mib": peak / 1024, "tokens": tokens}
-        print("RESULT " + json.dumps(line), flush=True)
+            out = fns[batch]()
+            seconds = time.perf_counter() - start
+            print("REPLY " + json.dumps({"seconds": seconds, "peak_kib": _memory_kib()[1], "tokens": out}), flush=True)
+
+
+class _Child:
+    """One case's process: loads its model once, then runs timed calls on request."""
+
+    def __init__(self, name: str, python: str, workload: Path):
+        self.name = name
+        self.proc = subprocess.Popen([python, __file__, "--child", name, "--workload", str(workload)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.load_s = self._reply()["load_s"]
+
+    def ask(self, command: str, batch: int) -> dict[str, Any]:
+        self.proc.stdin.write(f"{command} {batch}\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> dict[str, Any]:
+        for line in self.proc.stdout:
+            if line.startswith("REPLY "):
+                return json.loads(line[6:])
+        tail = "\n".join(self.proc.stderr.read().strip().splitlines()[-8:])
+        raise RuntimeError(f"{self.name} exited ({self.proc.wait()}):\n{tail}")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any]]:
-    results = []
-    env = dict(os.environ)
+    """Every case in its own process, models loaded once; the timed runs interleave across cases (repeat r of
+    every case before repeat r + 1 of any, in a rotating order), so a slow spell of the machine hits all alike."""
+    children: list[_Child] = []
     for name in args.cases:
         if name in PEER_CASES and not _peer_available(name, args):
             how = "make bench builds .venv-tl" if name == "tl_bridge" else "pip install -e '.[bench]'"
             print(f"  {name:20s} skipped: {PEER_CASES[name]} is not installed ({how})", flush=True)
             continue
-        batches = [b for b in args.batches if not (name == "hook_loop_rows" and b > args.loop_max_batch)]
         python = args.tl_python if name == "tl_bridge" and args.tl_python else sys.executable
-        cmd = [python, __file__, "--child", name, "--workload", str(workload), "--repeats", str(args.repeats),
-               "--batches", ",".join(map(str, batches))]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        lines = [json.loads(x[7:]) for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-            print(f"  {name:20s} FAILED (exit {proc.returncode}):\n{tail}", flush=True)
-        for line in lines:
-            print(f"  {name:20s} batch {line['batch']:3d}: {line['tok_s']:8.1f} tok/s  peak {line['peak_mib']:7.0f} MiB", flush=True)
-        print(f"  {name:20s} done in {time.perf_counter() - start:.0f} s", flush=True)
-        results.extend(lines)
+        try:
+            children.append(_Child(name, python, workload))
+            print(f"  {name:20s} loaded in {children[-1].load_s:.0f} s", flush=True)
+        except RuntimeError as err:
+            print(f"  {name:20s} FAILED: {err}", flush=True)
+    results = []
+    try:
+        for batch in args.batches:
+            here = [c for c in children if not (c.name == "hook_loop_rows" and batch > args.loop_max_batch)]
+            base = {c.name: c.ask("start", batch)["rss_kib"] for c in here}
+            runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in here}
+            for rep in range(args.repeats):
+                for c in here[rep % len(here):] + here[: rep % len(here)]:
+                    runs[c.name].append(c.ask("run", batch))
+            for c in here:
+                times = [r["seconds"] for r in runs[c.name]]
+                best = min(times)
+                line = {"case": c.name, "batch": batch, "tok_s": batch * args.new_tokens / best, "best_s": best, "times": times,
+                        "median_tok_s": batch * args.new_tokens / statistics.median(times), "load_s": c.load_s,
+                        "rss_mib": base[c.name] / 1024, "peak_mib": runs[c.name][-1]["peak_kib"] / 1024, "tokens": runs[c.name][0]["tokens"]}
+                print(f"  {c.name:20s} batch {batch:3d}: {line['tok_s']:8.1f} tok/s best, {line['median_tok_s']:8.1f} median"
+                      f"  peak {line['peak_mib']:7.0f} MiB", flush=True)
+                results.append(line)
+    finally:
+        for c in children:
+            c.close()
     return results
 
 
@@ -141,7 +184,7 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=18)
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="Timed runs per case and batch, interleaved across cases; the best is reported.")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--loop-max-batch", type=int, default=32, help="Largest batch the hook-per-configuration loop runs.")
     parser.add_argument("--json", help="Also write every measurement here.")
@@ -152,7 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     args.batches = sorted(int(b) for b in args.batches.split(","))
     if args.child:
-        run_case(args.child, Path(args.workload), args.batches, args.repeats)
+        serve_case(args.child, Path(args.workload))
         return
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(args.cases) - set(CASES)
