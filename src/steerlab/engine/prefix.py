@@ -41,8 +41,9 @@ def shared_layers(model: Model, session: Session, cache: Any, prefix: int) -> in
     """How many leading layers can share the prefix's keys and values (0 = do not share)."""
     if prefix < MIN_PREFIX or os.environ.get("STEERLAB_SHARED_PREFIX", "1") == "0":
         return 0
-    if model.arch.layout.attn != "self_attn" or _decoder(model) is None:
-        return 0  # rotary families only: a learned position embedding would be added to inputs_embeds again
+    decoder = _decoder(model)
+    if decoder is None or not _embeds_pass_through(model, decoder):
+        return 0
     from transformers.cache_utils import DynamicLayer
 
     from steerlab.engine.kv_cache import layer_class
@@ -103,6 +104,18 @@ def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor,
     session.set_step(token_positions[:, prefix:], prompt_lengths)
     padded = not bool(attention_mask.all())
     return call_model(hf, input_ids[:, prefix:], attention_mask if padded else None, position_ids[:, prefix:], cache)
+
+
+def _embeds_pass_through(model: Model, decoder: Any) -> bool:
+    """The decoder feeds `inputs_embeds` to its first layer unchanged, so a captured residual can be fed back.
+
+    Not GPT-2 (adds learned positions to them), nor Gemma under transformers 4.x (scales them by sqrt(d)
+    in the forward; 5.x scales inside the embedding module, which `inputs_embeds` skips).
+    """
+    family = model.arch.model_type
+    if family in ("llama", "mistral", "qwen2", "qwen3"):
+        return True
+    return family.startswith("gemma") and hasattr(getattr(decoder, "embed_tokens", None), "embed_scale")
 
 
 def _decoder(model: Model) -> Any:
