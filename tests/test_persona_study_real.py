@@ -33,5 +33,6 @@ def test_tiny_study_on_smollm2(smollm, tmp_path):
     assert all(t[3] is not None for t in summary["diff"]["top"])  # attribution computed on the real model
     assert len(summary["validated"]) == 2 and all(0 <= r["latent_auroc"] <= 1 for r in summary["detector"]["fractions"])
     assert summary["realign"]["after"]["n"] == 6
-    assert set(summary["timings_s"]) == {"base_behaviour", "organisms", "diff", "contexts", "validate", "repair", "repair_control", "detector", "realign"}
+    assert set(summary["timings_s"]) == {"base_behaviour", "organisms", "diff", "contexts", "validate", "validate_control", "repair",
+                                         "repair_control", "detector", "realign"}
     assert (tmp_path / "report.html").stat().st_size > 10_000
