@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 
@@ -103,29 +103,15 @@ def _summarise(strength: float, absolute: float, grades: Sequence[PersonaGrade],
                       mean([g.coherence for g in rated]), responses)
 
 
-def steer_sweep(
-    model: Model,
-    sae: Sae,
-    latent: int,
-    strengths: Sequence[float],
-    prompts: Sequence[str],
-    judge: PersonaRater,
-    *,
-    median_norm: float | None = None,
-    samples: int = 1,
-    max_new_tokens: int = 64,
-    temperature: float = 0.0,
-    seed: int = 0,
-    chat: bool | None = None,
-    batch_size: int = 16,
-    progress: bool = False,
-) -> Validation:
-    """Generate under AddVector(unit direction, strength x median norm) at every position, for each strength; grade all."""
+def steer_sweep(model: Model, sae: Sae, latent: int, strengths: Sequence[float], prompts: Sequence[str], judge: PersonaRater,
+                **options: Any) -> Validation:
+    """Generate under AddVector(the latent's unit decoder direction, strength x median norm) at every position; grade all.
+
+    options: those of `direction_sweep` (median_norm, samples, max_new_tokens, temperature, seed, chat, batch_size, progress).
+    """
     sae.check_fits(model)
     sae.check_latent(latent)
-    return direction_sweep(model, steering_vector(sae, latent), sae.layer, sae.site, strengths, prompts, judge,
-                           latent=latent, median_norm=median_norm, samples=samples, max_new_tokens=max_new_tokens,
-                           temperature=temperature, seed=seed, chat=chat, batch_size=batch_size, progress=progress)
+    return direction_sweep(model, steering_vector(sae, latent), sae.layer, sae.site, strengths, prompts, judge, latent=latent, **options)
 
 
 def random_direction(width: int, seed: int = 0) -> torch.Tensor:
