@@ -40,7 +40,7 @@ class Generation:
 
 PREALLOCATE = True  # KV cache buffers allocated once per batch (engine.kv_cache) instead of torch.cat per step
 PACKED = True  # decode-step matmuls through oneDNN with pre-blocked weights on CPU fp32 (engine.packed)
-SHARE_PREFIX = True  # the rows' common prompt prefix computed once below the first changed layer (engine.prefix)
+SHARE_PREFIX = True  # the rows' common prompt start computed once below the first hooked layer, or whole for alike rows (engine.prefix)
 
 InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
 
@@ -160,14 +160,14 @@ def _generate_batch(
             cache = preallocate(cache, input_ids.shape[1] + max_new_tokens)
         prefix = shared_prefix.common_prefix(encoded) if SHARE_PREFIX else 0
         shared = shared_prefix.shared_layers(model, session, cache, prefix)
-        if shared:
+        if shared:  # rows laid out [shared prefix][padding][own suffix]
             input_ids, attention_mask = shared_prefix.layout(encoded, prefix, pad_id, device)
             logits, cache = shared_prefix.prefill(model, session, cache, input_ids, attention_mask, prompt_lengths, prefix, shared)
-        else:
-            session.set_step(token_positions, prompt_lengths)
-            # No row padded: no mask at all, so attention takes its plain causal path (no 4D mask built per step).
-            logits, cache = call_model(hf, input_ids, attention_mask if not bool(attention_mask.all()) else None, position_ids, cache)
+        # No row padded: no mask at all, so attention takes its plain causal path (no 4D mask built per step).
         padded = not bool(attention_mask.all())
+        if not shared:
+            session.set_step(token_positions, prompt_lengths)
+            logits, cache = call_model(hf, input_ids, attention_mask if padded else None, position_ids, cache)
         for step in range(max_new_tokens):
             last = logits[:, -1].float()
             token = choose(last, sampling, seed_t, step, seen)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -124,7 +123,7 @@ def _decoder(model: Model) -> Any:
     return next((m for m in model.hf.modules() if getattr(m, "layers", None) is layers and hasattr(m, "norm")), None)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _only_layers(decoder: Any, start: int, stop: int) -> Iterator[None]:
     """Let the decoder run only layers [start, stop); each keeps its own index into the KV cache."""
     full = decoder.layers
