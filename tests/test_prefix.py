@@ -87,3 +87,16 @@ def test_records_and_sliding_window_caches_keep_the_plain_prefill(tiny_factory, 
         torch.testing.assert_close(a.records["r"], b.records["r"])
     _, calls = _run(tiny_factory("gemma3"), [], monkeypatch, share=True)
     assert calls == []
+
+
+def test_shared_prefix_with_the_growing_cache(tiny_factory, monkeypatch):
+    """The prefix's keys and values also go into transformers' own (concatenating) cache layers correctly."""
+    monkeypatch.setattr(engine, "PREALLOCATE", False)
+    model = tiny_factory("llama")
+    ivs = _interventions(model, "add_per_row")
+    plain, _ = _run(model, ivs, monkeypatch, share=False)
+    shared, calls = _run(model, ivs, monkeypatch, share=True)
+    assert calls == [1]
+    for a, b in zip(plain, shared):
+        assert a.token_ids == b.token_ids
+        torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)

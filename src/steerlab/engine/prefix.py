@@ -40,8 +40,7 @@ def shared_layers(model: Model, session: Session, cache: Any, prefix: int) -> in
     """How many leading layers can share the prefix's keys and values (0 = do not share)."""
     if prefix < MIN_PREFIX or os.environ.get("STEERLAB_SHARED_PREFIX", "1") == "0":
         return 0
-    decoder = _decoder(model)
-    if decoder is None or not _embeds_pass_through(model, decoder):
+    if not _embeds_pass_through(model):
         return 0
     from transformers.cache_utils import DynamicLayer
 
@@ -75,7 +74,7 @@ def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor,
     hf, arch = model.hf, model.arch
     batch = input_ids.shape[0]
     position_ids, token_positions = positions_from_mask(attention_mask)
-    decoder = _decoder(model)
+    decoder = arch.decoder
     one = new_cache(hf)
     captured: list[torch.Tensor] = []
     whole = shared == arch.n_layers  # every layer shared: the one row runs with the (row-independent) hooks on
@@ -99,13 +98,13 @@ def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor,
                     use_cache=True, **{cache_kwarg(decoder): cache})
     for i in range(shared):
         k, v = one.layers[i].keys, one.layers[i].values
-        cache.layers[i].update(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous())
+        cache.layers[i].update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))  # the cache copies them
     session.set_step(token_positions[:, prefix:], prompt_lengths)
     padded = not bool(attention_mask.all())
     return call_model(hf, input_ids[:, prefix:], attention_mask if padded else None, position_ids[:, prefix:], cache)
 
 
-def _embeds_pass_through(model: Model, decoder: Any) -> bool:
+def _embeds_pass_through(model: Model) -> bool:
     """The decoder feeds `inputs_embeds` to its first layer unchanged, so a captured residual can be fed back.
 
     Not GPT-2 (adds learned positions to them), nor Gemma under transformers 4.x (scales them by sqrt(d)
@@ -114,13 +113,7 @@ def _embeds_pass_through(model: Model, decoder: Any) -> bool:
     family = model.arch.model_type
     if family in ("llama", "mistral", "qwen2", "qwen3"):
         return True
-    return family.startswith("gemma") and hasattr(getattr(decoder, "embed_tokens", None), "embed_scale")
-
-
-def _decoder(model: Model) -> Any:
-    """The module that owns the decoder-layer list (LlamaModel and the like): it embeds, runs the layers, norms."""
-    layers = model.arch.layers
-    return next((m for m in model.hf.modules() if getattr(m, "layers", None) is layers and hasattr(m, "norm")), None)
+    return family.startswith("gemma") and hasattr(getattr(model.arch.decoder, "embed_tokens", None), "embed_scale")
 
 
 @contextlib.contextmanager

@@ -12,10 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from steerlab.report.figures import figure_png  # noqa: E402
 
 
-def _png(fig) -> bytes:
-    return figure_png(fig, dpi=90)
-
-
 def _ci(est: dict, scale: float) -> tuple[float, float, float]:
     v = (est.get("value") or 0.0) * scale
     los = [x for x in (est.get("lo"), est.get("boot_lo")) if x is not None]
@@ -39,7 +35,7 @@ def condition_bars(metrics: dict[str, dict], conditions: Sequence[str], target: 
         if key == "first_score" and target is not None:
             ax.axhline(target, color="#c0392b", ls="--", lw=1, label=f"target {target:g}")
             ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def calibration_plot(thresholds: dict[str, dict], target: float) -> bytes:
@@ -62,7 +58,7 @@ def calibration_plot(thresholds: dict[str, dict], target: float) -> bytes:
     for i, l in enumerate(lats):
         axes[1].text(i, thresholds[l]["threshold"], f"{thresholds[l]['achieved']:.0f}", ha="center", va="bottom", fontsize=7)
     axes[1].set_title("thresholds (label: score measured at the threshold)", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def delta_histogram(deltas: dict[str, list[float]]) -> bytes:
@@ -76,7 +72,7 @@ def delta_histogram(deltas: dict[str, list[float]]) -> bytes:
     ax.set_xlabel("last − first attempt score")
     ax.set_ylabel("multi-attempt trials")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def sweep_plot(levels: list[float], metrics: list[dict]) -> bytes:
@@ -88,7 +84,7 @@ def sweep_plot(levels: list[float], metrics: list[dict]) -> bytes:
         ax.errorbar(levels, [v for v, _, _ in vals], yerr=[[l for _, l, _ in vals], [h for _, _, h in vals]], fmt="o-", capsize=3)
         ax.set_xlabel("boost (σ from mean threshold)")
         ax.set_title(title, fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def detector_plot(stats: dict[str, dict], detectors: Sequence[int]) -> bytes:
@@ -102,7 +98,7 @@ def detector_plot(stats: dict[str, dict], detectors: Sequence[int]) -> bytes:
     ax.set_xticks(range(len(detectors)), [str(d) for d in detectors], rotation=45, fontsize=7)
     ax.set_ylabel("Cohen's d (shuffled − normal)")
     ax.set_title("off-topic detectors (label: AUC)", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def trace_plot(traces: list[dict]) -> bytes:
@@ -115,7 +111,7 @@ def trace_plot(traces: list[dict]) -> bytes:
     ax.set_xlabel("token (0 = restart phrase)")
     ax.set_ylabel("Σ detector activations")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def bar_values(names: Sequence[str], values: Sequence[float], title: str, ylabel: str) -> bytes:
@@ -124,4 +120,4 @@ def bar_values(names: Sequence[str], values: Sequence[float], title: str, ylabel
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel)
-    return _png(fig)
+    return figure_png(fig)

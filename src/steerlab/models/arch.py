@@ -79,10 +79,12 @@ class Arch:
         self.model_type = model_type
         self.layout = FAMILIES[model_type]
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        layers = next((m for p in self.layout.layers if (m := _get(model, p)) is not None), None)
-        if layers is None:
+        path = next((p for p in self.layout.layers if _get(model, p) is not None), None)
+        if path is None:
             raise SteerlabError(f"Could not find the decoder layers of this '{model_type}' model.")
-        self.layers: nn.ModuleList = layers  # type: ignore[assignment]
+        self.layers: nn.ModuleList = _get(model, path)  # type: ignore[assignment]
+        # The module that owns the layer list (LlamaModel, GPT2Model, ...): it embeds, runs the layers, norms.
+        self.decoder: nn.Module = _get(model, path.rsplit(".", 1)[0])  # type: ignore[assignment]
         self.n_layers = len(self.layers)
         self.d_model = int(getattr(text_config, "hidden_size", None) or text_config.n_embd)
         self.n_heads = int(getattr(text_config, "num_attention_heads", None) or text_config.n_head)
