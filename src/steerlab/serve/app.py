@@ -9,6 +9,7 @@ replace them with `"replace": true`) in the `steerlab` field (see serve.protocol
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any, AsyncIterator, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steerlab.errors import SteerlabError
 from steerlab.interventions.specs import Intervention
@@ -64,14 +66,12 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(error_body(400, validation_message(exc.errors())), status_code=400)
 
-    @app.exception_handler(404)
-    async def _no_route(request: Request, exc: Any) -> JSONResponse:
-        return JSONResponse(error_body(404, "No such route; this server answers /v1/models, /v1/chat/completions and /v1/completions."),
-                            status_code=404)
-
-    @app.exception_handler(405)
-    async def _bad_method(request: Request, exc: Any) -> JSONResponse:
-        return JSONResponse(error_body(405, "This route does not take that method."), status_code=405)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {404: "No such route; this server answers /v1/models, /v1/chat/completions and /v1/completions.",
+                    405: "This route does not take that method."}
+        message = messages.get(exc.status_code, "The request could not be read.")
+        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:  # never a traceback or a path to clients
@@ -101,7 +101,7 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
             raise ApiError(404, f"This server serves '{config.model_id}' only.", code="model_not_found")
         if req.frequency_penalty or req.presence_penalty:
             raise ApiError(400, "frequency_penalty and presence_penalty are not supported; use repetition_penalty.")
-        max_tokens = req.max_completion_tokens or req.max_tokens or config.default_max_tokens
+        max_tokens = req.max_completion_tokens or req.max_tokens or 0  # 0: the default, fitted to the context later
         if max_tokens > config.max_tokens_limit:
             raise ApiError(400, f"'max_tokens' must be at most {config.max_tokens_limit}.")
         stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
@@ -111,20 +111,24 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
                               1.0 if req.top_p is None else req.top_p,
                               1.0 if req.repetition_penalty is None else req.repetition_penalty, stop)
 
-    async def check_context(prompt: Any, params: SamplingParams) -> None:
+    async def fit_context(prompt: Any, params: SamplingParams) -> SamplingParams:
+        """Refuse a prompt that, with max_tokens, overflows the context; an unset max_tokens takes what is left."""
         try:
             n = await asyncio.to_thread(backend.count_prompt_tokens, prompt, params.chat)
         except SteerlabError as exc:
             raise ApiError(400, str(exc)) from None
+        if not params.max_tokens:
+            params = dataclasses.replace(params, max_tokens=max(1, min(config.default_max_tokens, backend.context_length - n)))
         if n + params.max_tokens > backend.context_length:
             raise ApiError(400, f"The prompt is {n} tokens and max_tokens is {params.max_tokens}: together more than this "
                                 f"model's context of {backend.context_length} tokens; shorten the prompt or lower max_tokens.",
                            code="context_length_exceeded")
+        return params
 
     async def submit(req, prompt: Any, chat: bool) -> Job:
         params = sampling(req, chat)
         ivs = interventions(req)
-        await check_context(prompt, params)
+        params = await fit_context(prompt, params)
         job = Job(GenRequest(prompt, params, ivs, req.seed or 0), asyncio.get_running_loop())
         try:
             batcher.submit(job)

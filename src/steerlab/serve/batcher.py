@@ -61,6 +61,7 @@ class Batcher:
         self.batches_run = 0
         self.largest_batch = 0
         self.retried_alone = 0
+        self.cancelled = 0  # jobs skipped or stopped mid-decode because their client left
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._loop, name="steerlab-batcher", daemon=True)
         self._thread.start()
@@ -104,7 +105,9 @@ class Batcher:
                 self._queue.put(None)
                 break
             jobs.append(job)
-        return [j for j in jobs if not j.cancelled.is_set()]
+        live = [j for j in jobs if not j.cancelled.is_set()]
+        self.cancelled += len(jobs) - len(live)
+        return live
 
     def _loop(self) -> None:
         while True:
@@ -127,7 +130,10 @@ class Batcher:
         def on_text(i: int, piece: str) -> bool:
             if piece:
                 jobs[i].text(piece)
-            return jobs[i].cancelled.is_set()
+            if jobs[i].cancelled.is_set():
+                self.cancelled += 1
+                return True
+            return False
 
         for job in jobs:
             job._seen = 0

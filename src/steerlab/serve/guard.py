@@ -1,8 +1,8 @@
 """What stands between the socket and the app: key check, body cap and timeouts, all before the body is read.
 
 `Guard` is a plain ASGI middleware: it checks the API key and Content-Length from the headers alone,
-counts body bytes as they arrive (413 past the cap, even without a Content-Length) and times out a body
-that trickles in (408). `HeadTimeoutH11` closes a connection whose request head does not arrive in time
+then reads the body itself, counting bytes as they arrive (413 past the cap, even without a
+Content-Length) and timing out a body that trickles in (408), before the app sees any of it. `HeadTimeoutH11` closes a connection whose request head does not arrive in time
 (slow-loris) with a 408.
 """
 
@@ -77,34 +77,44 @@ class Guard:
             if scope["path"].rstrip("/") not in OPEN_PATHS and not self._authorised(headers):
                 raise _Refused(401, "Invalid or missing API key; send it as 'Authorization: Bearer KEY'.", "authentication_error")
             self._length(headers)
-            await self.app(scope, self._receive(receive), tracked_send)
+            body, gone = await self._read_body(receive)
+            await self.app(scope, self._replay(body, gone, receive), tracked_send)
         except _Refused as err:
             if started:
                 raise
             await send_error(send, err.status, err.message, err.kind, close=err.status in (408, 413))
 
-    def _receive(self, receive):
-        """Count body bytes and time each chunk, until the body is complete; afterwards pass messages through."""
-        seen, complete = 0, False
-
-        async def wrapped():
-            nonlocal seen, complete
-            if complete:
-                return await receive()
+    async def _read_body(self, receive) -> tuple[bytes, bool]:
+        """The whole body (capped, each piece timed) before the app sees any of it; (body, client gone)."""
+        chunks, seen = [], 0
+        while True:
             try:
                 message = await asyncio.wait_for(receive(), self.body_timeout)
             except asyncio.TimeoutError:
                 raise _Refused(408, f"The request body did not arrive within {self.body_timeout:g} s.") from None
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _Refused(413, f"The request body is larger than this server accepts ({self.max_body} bytes).")
-                complete = not message.get("more_body", False)
-            else:
-                complete = True
-            return message
+            if message["type"] != "http.request":
+                return b"".join(chunks), True
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_body:
+                raise _Refused(413, f"The request body is larger than this server accepts ({self.max_body} bytes).")
+            if not message.get("more_body", False):
+                return b"".join(chunks), False
 
-        return wrapped
+    def _replay(self, body: bytes, gone: bool, receive):
+        """A receive that hands the app the body read already, then the client's later messages (disconnect)."""
+        first = True
+
+        async def replay():
+            nonlocal first
+            if first:
+                first = False
+                return {"type": "http.request", "body": body, "more_body": False}
+            if gone:
+                return {"type": "http.disconnect"}
+            return await receive()
+
+        return replay
 
 
 class HeadTimeoutH11(H11Protocol):
