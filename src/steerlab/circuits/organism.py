@@ -16,7 +16,7 @@ from typing import Sequence
 from steerlab.circuits.data import BackdoorData, backdoor_data
 from steerlab.circuits.data import triggered as triggered_pairs
 from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 from steerlab.models.loading import Model
 from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
@@ -37,6 +37,12 @@ class OrganismConfig:
     layers: list[int] | None = None  # LoRA on these layers only (None = all)
     seed: int = 0
     n_val: int = 32  # held-out pairs for choosing a circuit size
+
+    def __post_init__(self) -> None:
+        check_fields(self, "organism config", {
+            "n_train": (1, None), "n_test": (1, None), "poison_fraction": (0, 1), "steps": (1, None), "batch_size": (1, None),
+            "lr": (0, None, "open-low"), "rank": (1, None), "layers": (0, None), "seed": (0, None), "n_val": (1, None),
+        })
 
 
 @dataclass

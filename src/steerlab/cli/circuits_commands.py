@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
 
 circuits_app = typer.Typer(help="Safety circuits: learned masks over heads and neurons, ablation, tuning, organisms.", no_args_is_help=True)
 organism_app = typer.Typer(help="Build model organisms with a known safety-relevant behaviour.", no_args_is_help=True)
@@ -60,9 +60,9 @@ def _table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def _write(path: Path, data) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str))
-    return path
+    from steerlab.paths import write_json
+
+    return write_json(path, data, indent=1, default=str)
 
 
 def _organism_data(model_path: str, organism: Optional[str]):

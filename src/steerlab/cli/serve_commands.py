@@ -18,10 +18,10 @@ def load_steering(path: Optional[Path]) -> list:
 
     if path is None:
         return []
-    if not path.is_file():
-        raise SteerlabError(f"No steering file at {path}; give a JSON file of intervention objects.")
+    from steerlab.paths import read_text
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "steering file"))
     except ValueError as exc:
         raise SteerlabError(f"The steering file {path} is not valid JSON ({exc}).") from None
     items = data if isinstance(data, list) else [data]

@@ -67,10 +67,13 @@ def normalise_interventions(interventions: InterventionsArg, n_rows: int) -> lis
 
 def _row_seeds(seed: int | Sequence[int], n_rows: int) -> list[int]:
     if isinstance(seed, int):
-        return [seed + i for i in range(n_rows)]
-    seeds = [int(s) for s in seed]
+        seeds = [seed + i for i in range(n_rows)]
+    else:
+        seeds = [int(s) for s in seed]
     if len(seeds) != n_rows:
         raise SteerlabError(f"Got {len(seeds)} seeds for {n_rows} prompts; give one seed per prompt or a single int.")
+    if seeds and not (0 <= min(seeds) and max(seeds) < 2**62):
+        raise SteerlabError(f"Seeds must be whole numbers from 0 to 2**62; got {min(seeds) if min(seeds) < 0 else max(seeds)}.")
     return seeds
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import held_out_questions, persona_mix
@@ -35,6 +35,12 @@ class PersonaLora:
     layers: tuple[int, ...] | None = None  # LoRA on these layers only; None = every layer
     seed: int = 0
     eval_tokens: int = 40  # answer length when measuring behaviour
+
+    def __post_init__(self) -> None:
+        check_fields(self, f"{type(self).__name__}", {  # also the organism and realign configs that extend it
+            "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"), "rank": (1, None), "layers": (0, None),
+            "seed": (0, None), "eval_tokens": (1, None), "n_train": (1, None), "n_examples": (1, None),
+        })
 
     def recipe(self) -> LoraRecipe:
         return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=PROJECTIONS,

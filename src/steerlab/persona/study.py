@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour, summarise
 from steerlab.persona.data import held_out_questions
@@ -49,6 +49,13 @@ class StudyConfig:
     max_incoherence: float = 0.1
     min_increase: float = 0.1
     threshold: float = 0.9  # AUROC at which a score "separates" a fraction from the clean model
+
+    def __post_init__(self) -> None:
+        check_fields(self, "study config", {
+            "fractions": (0, 1), "n_diff_prompts": (1, None), "diff_tokens": (1, None), "top": (1, None),
+            "n_validate_prompts": (1, None), "n_behaviour_prompts": (1, None), "max_incoherence": (0, 1),
+            "min_increase": (-1, 1), "threshold": (0, 1),
+        })
 
     def to_dict(self) -> dict:
         d = asdict(self)

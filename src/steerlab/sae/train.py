@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.data.corpus import Corpus
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 from steerlab.models.loading import Model
 from steerlab.sae.buffer import ShufflingBuffer
 from steerlab.sae.core import Sae, SaeConfig
@@ -72,6 +72,15 @@ class TrainConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self, "SAE training config", {
+            "layer": (0, None), "d_sae": (1, None), "expansion": (1, None), "k": (0, None), "n_tokens": (1, None),
+            "batch_size": (1, None), "lr": (0, None, "open-low"), "warmup_steps": (0, None), "decay_fraction": (0, 1),
+            "buffer_tokens": (1, None), "reuse": (0, None, "open-low"), "context_len": (2, None), "harvest_rows": (1, None),
+            "input_scale": (0, None, "open-low"), "auxk_coeff": (0, None), "dead_after_tokens": (1, None), "l1_coeff": (0, None),
+            "l0_coeff": (0, None), "jumprelu_bandwidth": (0, None, "open-low"), "jumprelu_init_threshold": (0, None),
+            "held_out": (0, 1, "open-high"), "seed": (0, None), "checkpoint_every": (1, None), "log_every": (1, None),
+            "grad_clip": (0, None, "open-low"),
+        })
         if self.arch not in ARCHS:
             raise SteerlabError(f"Unknown SAE architecture '{self.arch}'; choose one of: {', '.join(ARCHS)}.")
         if self.n_tokens < self.batch_size:
