@@ -69,6 +69,12 @@ def generate_cmd(
 
     prompts = _read_prompts(prompt, prompts_file)
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before any model work
+    from steerlab.engine.sampling import Sampling
+    from steerlab.errors import check_number
+
+    Sampling(temperature, top_p, top_k, repetition_penalty)  # NaN, infinity and out-of-range values: one sentence
+    check_number(seed, "--seed", 0, 2**62)
+    check_number(max_new_tokens, "--max-new-tokens", 1, 1_000_000)
     lm = steerlab.load(model, dtype=dtype, device=device)
     interventions = [build_intervention(s, lm) for s in specs]
     from steerlab.interventions.hooks import Session

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from steerlab.errors import SteerlabError
 from steerlab.judges.types import Grade
-from steerlab.store.schema import SCHEMA, SCHEMA_VERSION
+from steerlab.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from steerlab.store.trial import Trial
 
 DB_NAME = "run.sqlite"
@@ -40,7 +40,14 @@ class RunStore:
             raise SteerlabError(f"No run store at {self.path}; check the run directory.")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        if self.path.is_dir():
+            raise SteerlabError(f"{self.path} is a folder, not a run store; move it away or use a new run directory.")
         self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        try:
+            self._check_schema()
+        except BaseException:
+            self._db.close()
+            raise
         self._db.execute("PRAGMA busy_timeout = 60000")
         self._retry(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -49,6 +56,36 @@ class RunStore:
         self._write(lambda db: db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)))
         if config is not None:
             self._pin_config(config)
+
+    def _check_schema(self) -> None:
+        """One sentence for a file that is not a steerlab store, or one of a newer schema; older ones are migrated."""
+        where = f"{self.path}"
+        try:
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+        except sqlite3.DatabaseError:
+            raise SteerlabError(f"{where} is not a readable SQLite run store (corrupt or another kind of file); "
+                                "move it away or use a new run directory.") from None
+        if not tables:
+            return  # a new (or empty) file
+        if row is None or "trials" not in tables:
+            raise SteerlabError(f"{where} is an SQLite file of another program, not a steerlab run store; use a new run directory.")
+        try:
+            version = int(row[0])
+        except ValueError:
+            raise SteerlabError(f"{where} has an unreadable schema version '{row[0]}'; use a new run directory.") from None
+        current = int(SCHEMA_VERSION)
+        if version > current:
+            raise SteerlabError(f"{where} was written by a newer steerlab (store schema {version}; this one reads up to {current}); "
+                                "upgrade steerlab to open it.")
+        while version < current:
+            if version not in MIGRATIONS:
+                raise SteerlabError(f"{where} has the old store schema {version}, which this steerlab cannot migrate; "
+                                    "rerun into a new run directory.")
+            self._db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
+                                   f"UPDATE meta SET value = '{version + 1}' WHERE key = 'schema_version'; COMMIT;")
+            version += 1
 
     # --- plumbing -------------------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T], tries: int = 12) -> T:
