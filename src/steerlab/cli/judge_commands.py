@@ -92,14 +92,18 @@ def run_cmd(
     """Grade every response in a run that this judge has not graded yet (failed grades are retried)."""
     from steerlab.judges import CachedJudge, GradeCache
     from steerlab.judges.runner import grade_run
+    from steerlab.store.runstore import MAX_GRADE_TRIES
 
     j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout, max_tokens)
     if cache:
         j = CachedJudge(j, GradeCache())
     with _open_run(run_dir) as store:
         summary = grade_run(store, j, progress=True, check=False)
+        counts = store.grade_counts(j.judge_id, j.rubric_version)
     typer.echo(f"{summary.judge_id}: {summary.graded} graded, {summary.errors} errors (of {summary.attempted} to do)")
-    if summary.errors:
+    typer.echo(f"{counts['graded']} of {counts['generated']} trials graded; {counts['failed']} failed (retried on the next run), "
+               f"{counts['abandoned']} abandoned after {MAX_GRADE_TRIES} failed tries.")
+    if counts["failed"]:
         typer.echo("Run the same command again to retry the failed grades.")
 
 

@@ -23,6 +23,7 @@ from steerlab.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from steerlab.store.trial import Trial
 
 DB_NAME = "run.sqlite"
+MAX_GRADE_TRIES = 5  # a trial whose grade failed this many times is abandoned (not retried again, counted as such)
 T = TypeVar("T")
 
 
@@ -262,15 +263,32 @@ class RunStore:
         """(judge_id, rubric_version) pairs that have grades in this run."""
         return [(r["judge_id"], r["rubric_version"]) for r in self._read("SELECT DISTINCT judge_id, rubric_version FROM grades ORDER BY judge_id")]
 
-    def ungraded(self, judge_id: str, rubric_version: str) -> list[tuple[Trial, str]]:
-        """(trial, response) for generations with no successful grade from this judge and rubric."""
+    def ungraded(self, judge_id: str, rubric_version: str, max_tries: int = MAX_GRADE_TRIES) -> list[tuple[Trial, str]]:
+        """(trial, response) for generations with no successful grade from this judge and rubric.
+
+        A trial whose grade already failed max_tries times is abandoned: it is left out (see grade_counts).
+        """
         rows = self._read(
             "SELECT t.*, g.text AS response FROM trials t JOIN generations g USING (trial_key) "
             "LEFT JOIN grades r ON r.trial_key = t.trial_key AND r.judge_id = ? AND r.rubric_version = ? "
-            "WHERE r.trial_key IS NULL OR r.error IS NOT NULL ORDER BY t.rowid",
-            (judge_id, rubric_version),
+            "WHERE r.trial_key IS NULL OR (r.error IS NOT NULL AND r.tries < ?) ORDER BY t.rowid",
+            (judge_id, rubric_version, max_tries),
         )
         return [(self._trial(r), r["response"]) for r in rows]
+
+    def grade_counts(self, judge_id: str, rubric_version: str, max_tries: int = MAX_GRADE_TRIES) -> dict[str, int]:
+        """How many generated trials this judge graded, failed (to retry), abandoned (failed max_tries times) or never tried."""
+        row = self._read(
+            "SELECT COUNT(*) AS generated, "
+            "SUM(r.trial_key IS NOT NULL AND r.error IS NULL) AS graded, "
+            "SUM(r.error IS NOT NULL AND r.tries < ?) AS failed, "
+            "SUM(r.error IS NOT NULL AND r.tries >= ?) AS abandoned "
+            "FROM generations g LEFT JOIN grades r ON r.trial_key = g.trial_key AND r.judge_id = ? AND r.rubric_version = ?",
+            (max_tries, max_tries, judge_id, rubric_version),
+        )[0]
+        counts = {k: int(row[k] or 0) for k in ("generated", "graded", "failed", "abandoned")}
+        counts["not_tried"] = counts["generated"] - counts["graded"] - counts["failed"] - counts["abandoned"]
+        return counts
 
     # --- activations ----------------------------------------------------------------------------------
     def put_activation(self, trial_key: str, name: str, path: str | os.PathLike, shape: Sequence[int], dtype: str) -> None:
