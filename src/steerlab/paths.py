@@ -111,3 +111,65 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- content fingerprints ---------------------------------------------------------------------------------------------
+
+_DIGESTS: dict[tuple, str] = {}  # (path, stat signature) -> digest, for this process
+
+
+def _signature(path: Path) -> tuple:
+    """What changes whenever a file's bytes may have changed: any write updates ctime, which no tool can set back."""
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def file_digest(path: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
+    """sha256 of a file's bytes, remembered per stat signature (in memory, and in memo_dir across processes).
+
+    The signature (size, mtime, ctime, inode) is checked on every call; the bytes are hashed again whenever it
+    changed, so a file rewritten in place (a model folder rebuilt at the same path) gets a new digest.
+
+    Args:
+        path: the file.
+        memo_dir: a folder for remembered digests (e.g. the user cache); None keeps them in memory only.
+    Returns:
+        The hex digest.
+    """
+    import hashlib
+
+    path = Path(path)
+    sig = _signature(path)
+    if sig in _DIGESTS:
+        return _DIGESTS[sig]
+    memo = None
+    if memo_dir is not None:
+        memo = Path(memo_dir) / (hashlib.sha1(sig[0].encode()).hexdigest() + ".json")
+        try:
+            saved = json.loads(memo.read_text())
+            if tuple(saved["signature"]) == sig:
+                _DIGESTS[sig] = saved["sha256"]
+                return saved["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if _signature(path) == sig:  # unchanged while we read it
+        _DIGESTS[sig] = digest
+        if memo is not None:
+            with contextlib.suppress(OSError):
+                write_json(memo, {"signature": list(sig), "sha256": digest}, indent=None)
+    return digest
+
+
+def files_digest(paths: list[Path], root: Path, memo_dir: str | os.PathLike | None = None) -> str:
+    """One digest over several files: each file's name (relative to root), size and content digest."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0{file_digest(p, memo_dir)}\n".encode())
+    return h.hexdigest()

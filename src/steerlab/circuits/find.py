@@ -44,7 +44,7 @@ class FindConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "circuit search config", {
-            "targets": (0, 1, "open-low"), "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"),
+            "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"),
             "init_p": (0, 1, "open"), "warm_fraction": (0, 1), "teacher_k": (1, None), "seed": (0, None), "layers": (0, None),
             "attribution_batches": (0, None), "attribution_scale": (0, None, "open-low"),
         })

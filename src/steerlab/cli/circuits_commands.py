@@ -355,8 +355,11 @@ def tune_cmd(
         report = tune_circuit(m, c, pairs, mode, steps, lr, batch_size, include_kv)
     after = figures()
     if save:
-        m.hf.save_pretrained(save)
-        m.tokenizer.save_pretrained(save)
+        from steerlab.paths import atomic_dir
+
+        with atomic_dir(save) as tmp:
+            m.hf.save_pretrained(tmp)
+            m.tokenizer.save_pretrained(tmp)
     result = {"mode": report.mode, "lora_rank": rank if lora else None, "lr": lr, "steps": steps, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
     path = _write(out or circuit.parent / f"tune_{report.mode}.json", result)
     _table(f"circuit tuning ({report.mode})", ["metric", "before", "after"], [

@@ -69,8 +69,8 @@ class Intervention:
             if isinstance(value, torch.Tensor):
                 digest.update(str((value.dtype, tuple(value.shape))).encode())
                 digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-            elif isinstance(value, Sae):
-                digest.update(value.source.encode())
+            elif isinstance(value, Sae):  # what the SAE is (its weights), not only where it came from
+                digest.update(f"{value.source}:{value.content_digest()}".encode())
             else:
                 digest.update(json.dumps(positions_to_json(value) if f.name == "positions" else value, default=str).encode())
         return digest.hexdigest()[:16]

@@ -8,13 +8,13 @@ exists is finished: a rerun skips it, so a killed sweep resumes at the first mis
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 from steerlab.errors import SteerlabError, check_fields
+from steerlab.paths import atomic_dir, write_text
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import held_out_questions, persona_mix
@@ -123,21 +123,16 @@ def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str 
         "losses": info["losses"], "train_seconds": train_s, "eval_seconds": eval_s, "behaviour": behaviour.to_dict(),
     }
     text = json.dumps(meta, indent=1)
-    (folder / "organism.json").write_text(text)
+    write_text(folder / "organism.json", text)
     return json.loads(text)  # the same value a rerun reads back
 
 
 def save_model(model: Model, folder: str | Path) -> Path:
     """Merged weights + tokenizer, written to a temporary folder first so a kill never leaves half a model."""
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.hf.save_pretrained(tmp, safe_serialization=True)
-    model.tokenizer.save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    with atomic_dir(folder) as tmp:
+        model.hf.save_pretrained(tmp, safe_serialization=True)
+        model.tokenizer.save_pretrained(tmp)
     return folder
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.models.gguf_cache import cache_root
 from steerlab.sae.core import Sae
 from steerlab.sae.loading import load_sae
@@ -67,6 +68,6 @@ def build_default(model_name: str, *, force: bool = False, progress: bool = True
     result = train_sae(model, corpus, cfg, folder, resume=not force, progress=progress)
     _, held_out = corpus.split(cfg.held_out)
     ev = evaluate_sae(model, result.sae, held_out.documents, n_tokens=eval_tokens, ce_tokens=ce_tokens)
-    (folder / "eval.json").write_text(json.dumps(ev.to_dict(), indent=2))
+    write_json(folder / "eval.json", ev.to_dict())
     inspect_sae(model, result.sae, held_out.documents, folder / "inspect", n_tokens=20_000)
     return load_sae(folder / "sae")
