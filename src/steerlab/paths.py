@@ -116,6 +116,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 # --- content fingerprints ---------------------------------------------------------------------------------------------
 
 _DIGESTS: dict[tuple, str] = {}  # (path, stat signature) -> digest, for this process
+MEMO_MIN_BYTES = 16 << 20  # smaller files are hashed again in each process (cheap) and leave no memo file behind
 
 
 def _signature(path: Path) -> tuple:
@@ -143,7 +144,7 @@ def file_digest(path: str | os.PathLike, memo_dir: str | os.PathLike | None = No
     if sig in _DIGESTS:
         return _DIGESTS[sig]
     memo = None
-    if memo_dir is not None:
+    if memo_dir is not None and sig[1] >= MEMO_MIN_BYTES:
         memo = Path(memo_dir) / (hashlib.sha1(sig[0].encode()).hexdigest() + ".json")
         try:
             saved = json.loads(memo.read_text())

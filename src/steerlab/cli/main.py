@@ -36,6 +36,7 @@ def _register() -> None:
     from steerlab.cli import circuits_commands; circuits_commands.register(app)
     from steerlab.cli import esr_commands; esr_commands.register(app)
     from steerlab.cli import persona_commands; persona_commands.register(app)
+    from steerlab.cli import cache_commands; cache_commands.register(app)
 
 
 def _click_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:

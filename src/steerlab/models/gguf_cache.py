@@ -25,7 +25,7 @@ def converted_dir(gguf_path: Path) -> Path:
     return cache_root() / "models" / f"{gguf_path.stem}-{key}"
 
 
-def _cache_intact(target: Path) -> bool:
+def cache_intact(target: Path) -> bool:
     """A conversion is served only when its files still have the digest recorded when it was written."""
     from steerlab.models.files import folder_fingerprint
 
@@ -51,7 +51,7 @@ def ensure_converted(gguf_path: Path) -> Path:
         raise SteerlabError(f"GGUF file {gguf_path} does not exist.")
     _check_gguf_header(gguf_path)
     target = converted_dir(gguf_path)
-    if _cache_intact(target):
+    if cache_intact(target):
         return target
     from steerlab.models.files import folder_fingerprint
     from steerlab.paths import atomic_dir
