@@ -28,7 +28,11 @@ def load_labels(path: str | Path | None) -> dict[int, str]:
     path = Path(path)
     if not path.is_file():
         raise SteerlabError(f"Label file {path} does not exist; pass the labels.csv written by 'steerlab sae inspect'.")
-    with path.open(encoding="utf-8") as fh:
+    import io
+
+    from steerlab.paths import read_text
+
+    with io.StringIO(read_text(path, "label file")) as fh:
         reader = csv.DictReader(fh)
         key = "index" if "index" in (reader.fieldnames or []) else "latent"
         if key not in (reader.fieldnames or []) or "label" not in (reader.fieldnames or []):
