@@ -280,10 +280,10 @@ def _generations(run: Path) -> dict[str, str]:
 def test_kill_during_trial_generation_then_resume(tmp_path, monkeypatch):
     import kill_workers
 
-    env, n = _env(tmp_path), 20
+    env, n = _env(tmp_path), 12
     monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path / "cache"))
     kill_workers.trials(str(tmp_path / "whole"), n, 0)  # the uninterrupted run, in this process
-    _kill_after([sys.executable, WORKER, "trials", str(tmp_path / "killed"), str(n), "0.5"], env, 2)
+    _kill_after([sys.executable, WORKER, "trials", str(tmp_path / "killed"), str(n), "1.0"], env, 1)
     partial = _generations(tmp_path / "killed")
     assert 0 < len(partial) < n  # killed mid-run, with batches stored
     subprocess.run([sys.executable, WORKER, "trials", str(tmp_path / "killed"), str(n), "0"], env=env, check=True, capture_output=True)
