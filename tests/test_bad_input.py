@@ -8,6 +8,7 @@ Then: kill -9 during trial generation and during SAE training, each resumed to t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -218,6 +219,10 @@ def test_bad_input(case, inputs, tmp_path, monkeypatch, capsys):
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
         assert lines[0].rstrip().endswith((".", ")", "'")), err  # a whole sentence
     assert _snapshot(inputs, work) == before  # nothing written, nothing lost
+    if os.environ.get("STEERLAB_CATALOGUE_OUT"):  # the table in the closing note is made from this
+        shown = next(ln for ln in lines if ln.startswith("Error:")) if kind == USAGE else lines[0]
+        with open(os.environ["STEERLAB_CATALOGUE_OUT"], "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"case": name, "argv": argv, "message": shown}) + "\n")
 
 
 def test_catalogue_covers_every_command_group():
