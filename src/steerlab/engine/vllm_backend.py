@@ -359,13 +359,14 @@ class VllmBackend:
         seeds = list(seeds) if seeds is not None else list(range(batch))
         params = [SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k or -1,
                                  repetition_penalty=repetition_penalty, seed=int(seeds[i]), ignore_eos=ignore_eos,
-                                 stop_token_ids=[] if ignore_eos else list(stop_token_ids), detokenize=True,
+                                 stop_token_ids=[] if ignore_eos else list(stop_token_ids), detokenize=False,
                                  extra_args={ROW_KEY: i}) for i in range(batch)]
         try:
             outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False)
         finally:
             self.set_plan((), 0)  # no plan between calls: unsteered by default
         stops = set(stop_token_ids)
+        tokenizer = self.llm.get_tokenizer()
         result = []
         for out in outs:
             o = out.outputs[0]
@@ -373,7 +374,7 @@ class VllmBackend:
             reason = "eos" if o.finish_reason == "stop" else "length"
             if ids and ids[-1] in stops and not ignore_eos:  # the hf backend keeps tokens up to, not including, the EOS
                 ids = ids[:-1]
-            result.append((ids, o.text, reason))
+            result.append((ids, tokenizer.decode(ids, skip_special_tokens=True), reason))  # as the hf backend decodes
         return result
 
 

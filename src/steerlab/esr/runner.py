@@ -94,8 +94,12 @@ def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Gra
     return grades
 
 
-def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) -> Callable[[dict[int, float]], dict[int, float]]:
-    """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (same token budget as trials)."""
+def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings,
+                 texts: Callable[[list], list[str]] | None = None) -> Callable[[dict[int, float]], dict[int, float]]:
+    """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (same token budget as trials).
+
+    texts: generate the calibration trials' texts another way (the vllm backend); default the hf engine.
+    """
     calls = [0]
 
     def measure(boosts: dict[int, float], n_prompts: int) -> dict[int, list[float]]:
@@ -109,10 +113,14 @@ def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) 
         from steerlab.store import Trial
 
         trials = [Trial("calibration", p, s, lat, boosts[lat]) for lat, p, s in rows]
-        gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
-                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                 repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
-        grades = grade_requests(res.judge, [GradeRequest(t.prompt, g.text, res.label(t.latent)) for t, g in zip(trials, gens)])
+        if texts is None:
+            gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
+                                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                     repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
+            answers = [g.text for g in gens]
+        else:
+            answers = texts(trials)
+        grades = grade_requests(res.judge, [GradeRequest(t.prompt, a, res.label(t.latent)) for t, a in zip(trials, answers)])
         out: dict[int, list[float]] = {lat: [] for lat in boosts}
         for t, g in zip(trials, grades):
             out[t.latent].append(g.first_score if g.attempts else 0.0)  # no attempt at all = no answer: 0
@@ -132,20 +140,26 @@ def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSetting
 
 
 def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_dir: Path, *, progress: bool = False,
-                       cache: ThresholdCache | None = None) -> dict[int, Threshold]:
-    """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir."""
+                       cache: ThresholdCache | None = None, vllm_runner=None) -> dict[int, Threshold]:
+    """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir.
+
+    vllm_runner: calibrate through this esr.vllm_trials.VllmTrialRunner (keyed apart from hf thresholds).
+    """
     saved = _load(run_dir, "calibration.json")
     if saved is not None and sorted(int(k) for k in saved["thresholds"]) == sorted(latents):
         return {int(k): Threshold.from_dict(v) for k, v in saved["thresholds"].items()}
     settings = calibration_settings(res, cfg)
     key = calibration_key(res, cfg, settings)
+    if vllm_runner is not None:
+        key["backend"] = "vllm"
     cache = cache or ThresholdCache(cache_root() / "esr" / "thresholds.json")
     found = {lat: cache.get(key, lat) for lat in latents}
     missing = [lat for lat, t in found.items() if t is None]
     if missing:
         with progress_bar(progress) as bar:
             task = bar.add_task(f"calibrating {len(missing)} latents", total=settings.steps, info="")
-            fresh = calibrate(missing, make_measure(res, cfg, settings), settings, on_step=lambda s: bar.advance(task))
+            texts = None if vllm_runner is None else vllm_runner.calibration_texts
+            fresh = calibrate(missing, make_measure(res, cfg, settings, texts), settings, on_step=lambda s: bar.advance(task))
         cache.put(key, list(fresh.values()))
         found.update(fresh)
     _save(run_dir, "calibration.json", {"settings": settings.__dict__, "cached": len(latents) - len(missing),
@@ -201,11 +215,13 @@ def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], ru
 
 # --- stage 4: trials -----------------------------------------------------------------------------------
 def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progress: bool = False, max_batches: int | None = None,
-                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None) -> int:
+                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None,
+                     vllm_runner=None) -> int:
     """Generate every trial without a generation, in mixed batches, each batch written as it finishes.
 
     ray_address: spread the batches over Ray actors ('local' starts a cluster here); backend: 'hf' or 'vllm'.
     loader: how Ray workers get (model, SAE) (default: load them from cfg; tests ship small ones).
+    vllm_runner: the run's esr.vllm_trials.VllmTrialRunner when backend is 'vllm' (one engine per run); made here if None.
     """
     from steerlab.distributed.work import generate_trials, plan_batches
 
@@ -222,9 +238,9 @@ def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progres
             return generate_pending_ray(store, batches, cfg, loader or ConfigLoader(cfg), opts,
                                         on_batch=lambda b, n: bar.advance(task, n))
         if backend == "vllm":
-            from steerlab.engine.vllm_backend import VllmTrialRunner
+            from steerlab.esr.vllm_trials import VllmTrialRunner
 
-            run = VllmTrialRunner(cfg, res.model, res.sae)
+            run = vllm_runner or VllmTrialRunner(cfg, res.model, res.sae)
         elif backend == "hf":
             run = lambda batch: generate_trials(res.model, res.sae, cfg, batch)  # noqa: E731
         else:
@@ -316,7 +332,18 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    if backend not in ("hf", "vllm"):
+        raise SteerlabError(f"Unknown backend '{backend}'; choose hf or vllm.")
+    if backend == "vllm" and ray_address is not None:
+        raise SteerlabError("The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself).")
     res = res or load_resources(cfg, progress=progress)
+    vllm_runner = None
+    if backend == "vllm":
+        from steerlab.engine.vllm_backend import require_vllm
+        from steerlab.esr.vllm_trials import VllmTrialRunner
+
+        require_vllm()
+        vllm_runner = VllmTrialRunner(cfg, res.model, res.sae)  # one engine for calibration and trials, started on first use
     seconds["load"] = time.perf_counter() - t0
     t = time.perf_counter()
     latents = resolve_latents(res, cfg, run_dir)
@@ -325,7 +352,7 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     if all(c == "baseline" for c in cfg.conditions):  # nothing is steered: no calibration needed
         thresholds = {lat: Threshold(lat, 0.0, float("nan"), False) for lat in latents}
     else:
-        thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress)
+        thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress, vllm_runner=vllm_runner)
     seconds["calibration"] = time.perf_counter() - t
     detectors: list[int] = []
     random_sets: list[list[int]] = []
@@ -344,7 +371,7 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
         store.add_trials(trials)
         t = time.perf_counter()
         generate_pending(store, res, cfg, progress=progress, max_batches=max_batches, ray_address=ray_address,
-                         ray_workers=ray_workers, backend=backend)
+                         ray_workers=ray_workers, backend=backend, vllm_runner=vllm_runner)
         seconds["generation"] = time.perf_counter() - t
         t = time.perf_counter()
         grade_pending(store, res.judge, progress=progress)
