@@ -66,8 +66,8 @@ $(TL_STAMP): benchmarks/tl-requirements.txt
 	touch $(TL_STAMP)
 
 # One run: every peer and steerlab case at batch 1, 8, 32, ratios and targets printed.
-bench: $(BENCH_STAMP) $(TL_STAMP)
-	$(PY) benchmarks/bench_peers.py --tl-python $(TL_VENV)/bin/python --json benchmarks/last_run.json
+bench: $(BENCH_STAMP) $(TL_STAMP) $(VLLM_STAMP)
+	$(PY) benchmarks/bench_peers.py --tl-python $(TL_VENV)/bin/python --vllm-python $(VLLM_PY) --json benchmarks/last_run.json
 
 bench-generate: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
