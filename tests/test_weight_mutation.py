@@ -160,3 +160,23 @@ def test_circuit_tuning(monkeypatch, tmp_path, lora):
         assert report.changed_entries > 0 and report.frozen_unchanged
 
     _check(tiny_model("llama"), mutate, monkeypatch, tmp_path)
+
+
+@pytest.mark.real
+def test_packaged_model_follows_data_edits(monkeypatch):
+    """The issue's reproduction on SmolLM2: generate, add noise to ten layers' up_proj through .data, generate again."""
+    model = steerlab.load("smollm2-135m-instruct")  # its own copy: this test edits weights
+    prompt = ["How do you sort laundry before washing it?"]
+
+    def run(fast: bool):
+        for flag in ("PACKED", "SHARE_PREFIX", "PREALLOCATE"):
+            monkeypatch.setattr(engine, flag, fast)
+        return steerlab.generate(model, prompt, max_new_tokens=12, return_logprobs=True)
+
+    before = run(True)
+    for i, layer in enumerate(model.hf.model.layers[10:20]):
+        w = layer.mlp.up_proj.weight
+        w.data.add_(_noise(w, i, scale=2.0))
+    fast, plain = run(True), run(False)
+    assert _moved(before, plain)
+    _same(fast, plain, "SmolLM2 after a .data edit")
