@@ -31,12 +31,19 @@ class Resources:
         return self.labels.get(int(latent), f"latent {latent}")
 
 
+def sae_model_name(cfg: EsrConfig) -> str:
+    """The model whose default SAE a run uses: the base model of an adapter (organism) folder, else the model itself."""
+    from steerlab.models.loading import adapter_base
+
+    return (adapter_base(cfg.model) if Path(cfg.model).expanduser().is_dir() else None) or cfg.model
+
+
 def inspect_folder(cfg: EsrConfig) -> Path | None:
     """The inspect/ folder that belongs to the run's SAE: the default SAE's, or the one beside a local SAE folder."""
     if cfg.sae == "default":
         from steerlab.sae.default import default_dir
 
-        return default_dir(cfg.model) / "inspect"
+        return default_dir(sae_model_name(cfg)) / "inspect"
     local = Path(cfg.sae).expanduser()
     return local.parent / "inspect" if local.is_dir() and (local.parent / "inspect").is_dir() else None
 
@@ -51,7 +58,7 @@ def load_sae_for(cfg: EsrConfig, model: Model, progress: bool = True) -> tuple[S
     if cfg.sae == "default":
         from steerlab.sae.default import default_sae
 
-        sae = default_sae(cfg.model, progress=progress)
+        sae = default_sae(sae_model_name(cfg), progress=progress)
     else:
         sae = load_sae(cfg.sae)
     inspect = inspect_folder(cfg)

@@ -41,6 +41,16 @@ def read_answers(path: Path) -> list[dict]:
     return rows
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a killed run's unfinished last line, so the next append starts on a line of its own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 def generate_answers(
     model: Model,
     instructions: Sequence[str],
@@ -74,6 +84,7 @@ def generate_answers(
         from steerlab.engine.generate import generate as generate_fn
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(path)
     have = {(r["instruction"], r["mode"]): r for r in read_answers(path)}
     wanted = [(p, m) for p in instructions for m in modes]
     todo = [w for w in wanted if w not in have]
