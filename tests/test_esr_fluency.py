@@ -188,3 +188,46 @@ def test_shipped_default_sae_loads_without_training(monkeypatch):
     assert sae.d_sae == recipe["recipe"]["train"]["d_sae"] and sae.layer == recipe["recipe"]["train"]["layer"]
     assert all(f.stat().st_size < 25_000_000 for f in (folder / "sae").iterdir())
     assert sae.W_dec.dtype == torch.float32  # stored fp16, read as fp32
+
+
+def test_rebuild_pipeline_on_a_tiny_model(tmp_path, monkeypatch):
+    """The whole --rebuild path on a tiny model: own answers, mixed corpus, training, two evaluations, concepts, fp16 ship."""
+    from dataclasses import replace
+
+    from steerlab.sae import default as default_mod
+    from steerlab.sae.train import TrainConfig
+    from steerlab.testing import tiny_model
+
+    m = tiny_model("llama")
+    base = tmp_path / "tiny"
+    m.hf.save_pretrained(base)
+    m.tokenizer.save_pretrained(base)
+    name = str(base)
+    recipe = default_mod.DefaultRecipe(
+        corpus=replace(default_mod.CorpusRecipe(), n_instructions=6, max_new_tokens=8, eval_instructions=4, eval_sampled=2, batch_size=8),
+        train=TrainConfig(layer=1, d_sae=48, k=4, n_tokens=64 * 6, batch_size=64, buffer_tokens=512, context_len=32, checkpoint_every=0,
+                          held_out=0.3),
+    )
+    monkeypatch.setitem(default_mod.RECIPES, name, recipe)
+    monkeypatch.setattr(default_mod, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(default_mod, "SHIPPED_ROOT", tmp_path / "shipped")
+    import steerlab.data
+
+    docs = steerlab.data.Corpus("docs", [f"Document number {i} talks about topic {i % 7} in plain words." * 3 for i in range(200)])
+    monkeypatch.setattr(steerlab.data, "default_corpus", lambda: docs)
+    sae = default_mod.build_default(name, progress=False, eval_tokens=256, ce_tokens=64)
+    folder = default_mod.rebuilt_dir(name)
+    rec = json.loads((folder / "recipe.json").read_text())
+    assert rec["corpus"]["train_answers"] == 12 and rec["corpus"]["eval_answers"] == 6  # greedy + sampled; 4 greedy + 2 sampled
+    assert rec["corpus"]["chat_share_chars"] > 0.5 and rec["key"] == recipe.key()
+    ev = json.loads((folder / "eval.json").read_text())
+    assert {"chat_answers", "documentation"} == set(ev) and all(0 <= v["fvu"] < 10 for v in ev.values())
+    assert (folder / "inspect" / "concepts.json").is_file()
+    shipped = default_mod.ship(folder, name)
+    assert (shipped / "inspect" / "labels.csv").is_file()
+    again = default_mod.default_sae(name, train=False)
+    assert torch.allclose(again.W_dec, sae.W_dec.half().float())
+    # a second rebuild reuses the cached answers: same digests
+    rows_before = (default_mod.answers_path(name, recipe.corpus)).read_text()
+    default_mod.build_corpora(m, name, recipe.corpus, progress=False)
+    assert default_mod.answers_path(name, recipe.corpus).read_text() == rows_before

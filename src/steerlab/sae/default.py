@@ -37,8 +37,9 @@ class CorpusRecipe:
     temperature: float = 0.8
     answer_seed: int = 0
     doc_share: float = 0.3  # documentation characters as a share of the whole corpus (answers are the rest)
-    eval_instructions: int = 64  # held-out instructions (never trained on) answered for evaluation
-    batch_size: int = 128
+    eval_instructions: int = 64  # held-out instructions (never trained on) answered greedily for evaluation
+    eval_sampled: int = 32  # ... and the first of them answered with sampling too
+    batch_size: int = 64
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,11 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
         if progress:
             console.print(f"  answers {done}/{total}")
 
-    kw = dict(modes=corpus.modes, max_new_tokens=corpus.max_new_tokens, temperature=corpus.temperature,
-              seed=corpus.answer_seed, batch_size=corpus.batch_size, progress=say)
-    eval_rows = generate_answers(model, eval_prompts, path, **kw)
-    train_rows = generate_answers(model, train_prompts, path, **kw)
+    kw = dict(max_new_tokens=corpus.max_new_tokens, temperature=corpus.temperature, seed=corpus.answer_seed,
+              batch_size=corpus.batch_size, progress=say)
+    eval_rows = generate_answers(model, eval_prompts, path, modes=("greedy",), **kw)
+    eval_rows += generate_answers(model, eval_prompts[: corpus.eval_sampled], path, modes=("sampled",), **kw)
+    train_rows = generate_answers(model, train_prompts, path, modes=corpus.modes, **kw)
     chat_train = answer_documents(train_rows)
     chat_eval = answer_documents(eval_rows)
     docs_train, docs_eval = default_corpus().split(0.05)
