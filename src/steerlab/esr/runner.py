@@ -54,8 +54,9 @@ def resolve_latents(res: Resources, cfg: EsrConfig, run_dir: Path) -> list[int]:
         from steerlab.esr.selection import select_latents
 
         backend = getattr(res.judge, "backend", None)  # an LLM judge rates label concreteness; offline rule otherwise
-        saved = select_latents(res, cfg.n_latents, seed=stable_int(cfg.seed, "selection"), min_concreteness=cfg.min_concreteness,
-                               rater=backend.complete if backend is not None else None)
+        saved = select_latents(res, cfg.n_latents + cfg.spare_latents, seed=stable_int(cfg.seed, "selection"),
+                               min_concreteness=cfg.min_concreteness, rater=backend.complete if backend is not None else None,
+                               min_coherence=cfg.min_coherence)
         saved["labels"] = {str(i): res.label(i) for i in saved["latents"]}
         _save(run_dir, "selection.json", saved)
     if not saved["latents"]:
@@ -122,8 +123,11 @@ def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings,
             answers = texts(trials)
         grades = grade_requests(res.judge, [GradeRequest(t.prompt, a, res.label(t.latent)) for t, a in zip(trials, answers)])
         out: dict[int, list[float]] = {lat: [] for lat in boosts}
-        for t, g in zip(trials, grades):
+        texts: dict[int, list[str]] = {lat: [] for lat in boosts}
+        for t, g, gen in zip(trials, grades, gens):
             out[t.latent].append(g.first_score if g.attempts else 0.0)  # no attempt at all = no answer: 0
+            texts[t.latent].append(gen.text)
+        measure.last_texts = texts  # type: ignore[attr-defined]  # the final check's answers: their degeneration is recorded
         return out
 
     return measure
@@ -135,7 +139,7 @@ def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSetting
         "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "judge": res.judge.judge_id,
         "rubric": res.judge.rubric_version, "settings": settings.__dict__, "max_new_tokens": cfg.max_new_tokens,
         "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty, "steer_layer": cfg.steer_layer,
-        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 2,
+        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 3,
     }
 
 
@@ -165,6 +169,28 @@ def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_d
     _save(run_dir, "calibration.json", {"settings": settings.__dict__, "cached": len(latents) - len(missing),
                                         "thresholds": {str(k): v.to_dict() for k, v in found.items()}})
     return found  # type: ignore[return-value]
+
+
+def fluent_latents(latents: list[int], thresholds: dict[int, Threshold], cfg: EsrConfig, run_dir: Path) -> list[int]:
+    """The latents whose final calibration check stayed fluent (at most cfg.max_degenerate degenerate), n_latents at most.
+
+    Drift, not breakage: a latent that turns the answer into loops, number runs or non-words gives
+    the model nothing to notice. Dropped latents are listed in fluency.json; none left is an error.
+    """
+    if all(c == "baseline" for c in cfg.conditions):
+        return latents
+    rate = {lat: thresholds[lat].degenerate for lat in latents}
+    keep = [lat for lat in latents if rate[lat] is None or rate[lat] <= cfg.max_degenerate]
+    keep = keep if cfg.latents else keep[: cfg.n_latents]
+    _save(run_dir, "fluency.json", {"max_degenerate": cfg.max_degenerate, "kept": keep,
+                                    "dropped": [lat for lat in latents if lat not in keep],
+                                    "degenerate": {str(lat): rate[lat] for lat in latents},
+                                    "kinds": {str(lat): thresholds[lat].degenerate_kinds for lat in latents}})
+    if not keep:
+        worst = ", ".join(f"{lat}: {rate[lat]:.0%}" for lat in latents[:6])
+        raise SteerlabError(f"No latent stays fluent at its threshold (degenerate answers {worst}; the limit is "
+                            f"{cfg.max_degenerate:.0%}); pass other latents or raise --max-degenerate.")
+    return keep
 
 
 # --- stage 3: detectors --------------------------------------------------------------------------------
@@ -354,6 +380,8 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     else:
         thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress, vllm_runner=vllm_runner)
     seconds["calibration"] = time.perf_counter() - t
+    latents = fluent_latents(latents, thresholds, cfg, run_dir)
+    thresholds = {lat: thresholds[lat] for lat in latents}
     detectors: list[int] = []
     random_sets: list[list[int]] = []
     kinds = {c.partition(":")[0] for c in cfg.conditions}

@@ -26,6 +26,13 @@ def _tensor(value: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.as_tensor(value, dtype=dtype)
 
 
+def _check_finite(value: torch.Tensor, what: str) -> None:
+    """Refuse NaN or infinite steering values at the edge (they would silently poison every logit)."""
+    if not bool(torch.isfinite(value.detach()).all()):
+        bad = value.detach().reshape(-1)[~torch.isfinite(value.detach().reshape(-1))][0].item()
+        raise SteerlabError(f"The {what} must be a finite number; got {bad}.")
+
+
 def _rows_of(value: torch.Tensor, batched_ndim: int, idx: torch.Tensor) -> torch.Tensor:
     return value[idx] if value.ndim == batched_ndim else value
 
@@ -97,6 +104,8 @@ class AddVector(Intervention):
         object.__setattr__(self, "positions", check_positions(self.positions))
         if self.vector.ndim not in (1, 2) or self.strength.ndim > 1:
             raise SteerlabError("AddVector takes a vector [d] or [batch, d] and a strength scalar or [batch].")
+        _check_finite(self.strength, "steering strength")
+        _check_finite(self.vector, "steering vector")
 
     @property
     def batch_size(self) -> int | None:
@@ -139,6 +148,7 @@ class SteerLatent(Intervention):
         object.__setattr__(self, "latent", _tensor(self.latent, torch.long))
         object.__setattr__(self, "strength", _tensor(self.strength))
         object.__setattr__(self, "positions", check_positions(self.positions))
+        _check_finite(self.strength, "steering strength")
         for latent in self.latent.reshape(-1).tolist():
             self.sae.check_latent(latent)
 
