@@ -60,9 +60,9 @@ def _table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def _write(path: Path, data) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str))
-    return path
+    from steerlab.circuits.runs import write_json
+
+    return write_json(path, data)
 
 
 def _organism_data(model_path: str, organism: Optional[str]):
@@ -151,58 +151,26 @@ def find_cmd(
     n_means: int = typer.Option(24, "--n-means", help="Benign prompts for the mean-ablation cache."),
     n_pairs: Optional[int] = typer.Option(None, "--n-pairs", help="Use only the first N training pairs (teacher pass cost)."),
 ) -> None:
-    """Train hard-concrete masks to the targets and save the top-k circuit."""
-    import steerlab
-    from steerlab.circuits.ablation import check_ablation, unit_means
-    from steerlab.circuits.find import FindConfig, check_config, find_circuit
-    from steerlab.circuits.masks import save_logits
-    from steerlab.circuits.objectives import alignment_terms, backdoor_terms
-    from steerlab.circuits.units import jaccard
+    """Train hard-concrete masks to the targets and save the top-k circuit (one per seed)."""
+    from steerlab.circuits.ablation import check_ablation
+    from steerlab.circuits.find import FindConfig, check_config
+    from steerlab.circuits.runs import find_seeds, parse_seeds, prepare_find
 
-    targets = {"head": head_target, "neuron": neuron_target}
-    seed_list = [int(s) for s in seeds.split(",")]
-    cfg = FindConfig(targets, steps, batch_size, lr, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
+    seed_list = parse_seeds(seeds)
+    cfg = FindConfig({"head": head_target, "neuron": neuron_target}, steps, batch_size, lr, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
     check_config(cfg)
     check_ablation(ablation, {"x": 1} if ablation == "mean" else None)
-    if scenario not in ("backdoor", "alignment"):
-        raise SteerlabError(f"Unknown scenario '{scenario}'; choose backdoor or alignment.")
-    weights = parse_weights(weight)
-    meta: dict = {}
-    if scenario == "backdoor":
-        meta, data = _organism_data(model, organism)
-        terms_of = lambda: backdoor_terms(data, weights, n_pairs)  # noqa: E731
-        terms_of()  # unknown term names fail before loading
-        benign = [p.prompt for p in data.train_clean[:n_means]]
-        m = steerlab.load(model)
-    else:
-        from steerlab.circuits.alignment import refusal_pairs
-        from steerlab.circuits.data import harmful_prompts, harmless_prompts
-
-        alignment_terms([], [], weights)  # unknown term names fail before loading
-        m = steerlab.load(model)
-        harmful, harmless = harmful_prompts("train"), harmless_prompts("train")
-        pairs_h, pairs_b = refusal_pairs(m, harmful, harmless)  # train only on the refusals the model really gives
-        meta = {"refused_train": len(pairs_h), "harmful_train": len(harmful)}
-        console.print(f"{len(pairs_h)} of {len(harmful)} training harmful prompts refused by the model")
-        terms_of = lambda: alignment_terms(pairs_h, pairs_b, weights)  # noqa: E731
-        benign = harmless[:n_means]
-    means = unit_means(m, benign) if ablation == "mean" else None
-    circuits = []
-    for seed in seed_list:
-        cfg.seed = seed
-        result = find_circuit(m, terms_of(), cfg, means, scenario=scenario)
-        circuits.append(result.circuit)
-        suffix = "" if seed == seed_list[0] else f".seed{seed}"
-        result.circuit.save(out / f"circuit{suffix}.json")
-        save_logits(result.masks, out / f"masks{suffix}.safetensors")
-        _write(out / f"find{suffix}.json", {"config": cfg.__dict__, "scenario": scenario, "data": meta if scenario == "alignment" else {}, "history": result.history, "seconds": result.seconds})
-    c = circuits[0]
-    rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"], ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
-    if len(circuits) > 1:
-        pairs = [jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]]
-        rows.append(["Jaccard across seeds (mean)", "", f"{sum(pairs) / len(pairs):.3f}"])
+    inputs = prepare_find(model, scenario, organism, parse_weights(weight), n_pairs, n_means, ablation)
+    if scenario == "alignment":
+        console.print(f"{inputs.data_meta['refused_train']} of {inputs.data_meta['harmful_train']} training harmful prompts refused by the model")
+    run = find_seeds(inputs.model, inputs.terms_of, cfg, seed_list, out, inputs.means, scenario, inputs.data_meta)
+    c = run.circuits[0]
+    rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"],
+            ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
+    if run.jaccard is not None:
+        rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}"])
     _table("circuit", ["kind", "units", "fraction"], rows)
-    console.print(f"circuit: {out / 'circuit.json'}")
+    console.print("circuits: " + ", ".join(str(p) for p in run.paths))
 
 
 @circuits_app.command("ablate")
@@ -215,7 +183,7 @@ def ablate_cmd(
     circuit_alone: bool = typer.Option(False, "--circuit-alone", help="Also run the circuit alone (all else ablated)."),
     n_means: int = typer.Option(24, "--n-means"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."),
-    sweep: Optional[str] = typer.Option(None, "--sweep", help="Also sweep sizes on the validation split: scales of the found size, e.g. 0.1,0.25,0.5,1 (needs masks.safetensors beside the circuit); writes sweep.json and circuit.selected.json."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="First sweep sizes on the validation split: scales of the found size, e.g. 0.25,0.5,1,2, or 'default' for that grid (needs the masks file of the circuit's seed beside it); writes sweep[.seedN].json and circuit.selected[.seedN].json, then tests the selected circuit."),
     skip_conditions: bool = typer.Option(False, "--sweep-only", help="Only run the sweep."),
     scenario: str = typer.Option("backdoor", help="backdoor (MODEL is an organism) | alignment (held-out harmful/harmless prompts of our own)."),
     max_asr: float = typer.Option(0.1, "--max-asr", help="The sweep keeps the size with the least utility loss among those with validation ASR at most this."),
@@ -241,33 +209,18 @@ def ablate_cmd(
     m = steerlab.load(model)
     c.check_model(m)
     means = unit_means(m, [p.prompt for p in data.train_clean[:n_means]]) if "mean" in ablations else None
-    scales = None
-    if sweep:
-        try:
-            scales = [float(x) for x in sweep.split(",")]
-        except ValueError:
-            raise SteerlabError(f"Cannot read the sweep '{sweep}'; write scales like 0.25,0.5,1,2.") from None
-        if not (circuit.parent / "masks.safetensors").is_file():
-            raise SteerlabError(f"The sweep needs {circuit.parent / 'masks.safetensors'} (written by `circuits find`).")
-    if scales:
-        from steerlab.circuits.experiment import select_size, sweep_sizes
-        from steerlab.circuits.masks import load_logits
+    if sweep is not None:
+        from steerlab.circuits.runs import parse_scales, sweep_and_select
 
-        masks = load_logits(m, circuit.parent / "masks.safetensors")
-        start = time.perf_counter()
-        points, found = sweep_sizes(m, data, masks, c, scales, means, ablations[0], n_texts=utility_texts)
-        best = select_size(points, max_asr)
-        points[best]["selected"] = True
-        found[best].ablation = ablations[0]
-        found[best].meta |= {"selected_on": "val", "max_asr": max_asr}
-        chosen = found[best].save(circuit.parent / "circuit.selected.json")
-        _write(circuit.parent / "sweep.json", {"split": "val", "ablation": ablations[0], "max_asr": max_asr, "points": points, "seconds": time.perf_counter() - start})
+        done = sweep_and_select(m, data, circuit, parse_scales(sweep), means, ablations[0], max_asr, utility_texts)
         _table("sweep (validation split)", ["size", "heads", "neurons", "ASR removed", "ASR random", "Δ utility", "Δ utility random", "Δ reply loss", "selected"], [
-            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", _pct(p.get("random_asr")), f"{p['utility_change']:+.1%}", _pct(p.get("random_utility_change"), True), f"{p['reply_change']:+.1%}", "yes" if p.get("selected") else ""] for p in points
+            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", _pct(p.get("random_asr")), f"{p['utility_change']:+.1%}", _pct(p.get("random_utility_change"), True), f"{p['reply_change']:+.1%}", "yes" if p.get("selected") else ""] for p in done.points
         ])
-        console.print(f"selected circuit: {chosen}")
+        console.print(f"selected circuit: {done.selected_path}")
         if skip_conditions:
             return
+        c = Circuit.load(done.selected_path)
+        circuit = done.selected_path
     start = time.perf_counter()
     rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone,
                                      n_texts=utility_texts)
