@@ -133,6 +133,8 @@ def sweep_and_select(model: Model, data: BackdoorData, circuit_path: Path, scale
     """
     circuit_path = Path(circuit_path)
     found = Circuit.load(circuit_path)
+    if found.meta.get("compat") == "safeseek":
+        raise SteerlabError("A SafeSeek circuit is what σ > 0.5 gives at the best validation epoch; it has no size to sweep (drop --sweep).")
     masks_path = companion(circuit_path, "masks", "safetensors")
     if not masks_path.is_file():
         raise SteerlabError(f"The sweep needs {masks_path} (written by `circuits find` beside {circuit_path.name}).")
@@ -193,3 +195,26 @@ def prepare_find(model_path: str, scenario: str, organism: str | None = None, we
     means = unit_means(model, harmless[:n_means]) if ablation == "mean" else None
     return FindInputs(model, lambda: alignment_terms(pairs_h, pairs_b, weights), means,
                       {"refused_train": len(pairs_h), "harmful_train": len(harmful)})
+
+
+def find_safeseek_seeds(model: Model, data: BackdoorData, cfg, seeds: Sequence[int], out: Path, progress: bool = True) -> SeedRun:
+    """`find --compat safeseek` over seeds: per seed circuit{S}.json, safeseek_logits{S}.safetensors and find{S}.json
+    (with the circuit's size in SafeSeek's denominators beside ours)."""
+    from safetensors.torch import save_file
+
+    from steerlab.circuits.safeseek import find_safeseek, size_table
+
+    out = Path(out)
+    circuits, paths = [], []
+    for seed in seeds:
+        cfg.seed = seed
+        result = find_safeseek(model, data, cfg, progress=progress)
+        suffix = "" if seed == seeds[0] else f".seed{seed}"
+        paths.append(result.circuit.save(out / f"circuit{suffix}.json"))
+        save_file({k: v.contiguous() for k, v in result.logits.items()}, str(out / f"safeseek_logits{suffix}.safetensors"))
+        write_json(out / f"find{suffix}.json", {"compat": "safeseek", "config": result.circuit.meta["config"], "scenario": "backdoor",
+                                                 "history": result.history, "best_epoch": result.best_epoch, "seconds": result.seconds,
+                                                 "size": size_table(model, result.circuit)})
+        circuits.append(result.circuit)
+    pairwise = {f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]}
+    return SeedRun(circuits, paths, mean_jaccard(circuits), pairwise)

@@ -142,7 +142,7 @@ def find_cmd(
     neuron_target: float = typer.Option(0.01, "--neuron-target", help="Fraction of all MLP neurons in the circuit."),
     steps: int = typer.Option(100, "--steps"),
     batch_size: int = typer.Option(4, "--batch-size", help="Rows per objective term per step."),
-    lr: float = typer.Option(0.1, "--lr"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Mask learning rate (default 0.1; 1e-2 with --compat safeseek)."),
     param: str = typer.Option("hard_concrete", help="hard_concrete | sigmoid_ste (SafeSeek-compatible)."),
     ablation: str = typer.Option("mean", help="mean | zero."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Search only these layers, e.g. 15-29."),
@@ -150,14 +150,20 @@ def find_cmd(
     seeds: str = typer.Option("0", help="Comma-separated seeds; several give a Jaccard stability figure."),
     n_means: int = typer.Option(24, "--n-means", help="Benign prompts for the mean-ablation cache."),
     n_pairs: Optional[int] = typer.Option(None, "--n-pairs", help="Use only the first N training pairs (teacher pass cost)."),
+    compat: str = typer.Option("steerlab", "--compat", help="steerlab (hard concrete, KL, top-k) | safeseek (SafeSeek's units, CE objectives, σ > 0.5 at the best validation epoch, zero ablation)."),
+    head_mask: str = typer.Option("pre", "--head-mask", help="With --compat safeseek: pre (per head, input of o_proj) | post (SafeSeek's blocks of o_proj's output) | none."),
+    epochs: int = typer.Option(4, "--epochs", help="With --compat safeseek: epochs over the training pairs."),
 ) -> None:
-    """Train hard-concrete masks to the targets and save the top-k circuit (one per seed)."""
+    """Train masks and save the circuit (one per seed): hard concrete to the targets and top-k, or --compat safeseek."""
     from steerlab.circuits.ablation import check_ablation
     from steerlab.circuits.find import FindConfig, check_config
     from steerlab.circuits.runs import find_seeds, parse_seeds, prepare_find
+    from steerlab.circuits.safeseek import check_compat
 
     seed_list = parse_seeds(seeds)
-    cfg = FindConfig({"head": head_target, "neuron": neuron_target}, steps, batch_size, lr, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
+    if check_compat(compat) == "safeseek":
+        return _find_safeseek(model, out, scenario, organism, head_mask, epochs, batch_size, lr if lr is not None else 1e-2, weight, seed_list, n_pairs)
+    cfg = FindConfig({"head": head_target, "neuron": neuron_target}, steps, batch_size, lr if lr is not None else 0.1, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
     check_config(cfg)
     check_ablation(ablation, {"x": 1} if ablation == "mean" else None)
     inputs = prepare_find(model, scenario, organism, parse_weights(weight), n_pairs, n_means, ablation)
@@ -170,6 +176,37 @@ def find_cmd(
     if run.jaccard is not None:
         rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}"])
     _table("circuit", ["kind", "units", "fraction"], rows)
+    console.print("circuits: " + ", ".join(str(p) for p in run.paths))
+
+
+def _find_safeseek(model: str, out: Path, scenario: str, organism: Optional[str], head_mask: str, epochs: int, batch_size: int, lr: float,
+                   weight: Optional[List[str]], seeds: list[int], n_pairs: Optional[int]) -> None:
+    """`find --compat safeseek`: SafeSeek's units and objectives on the backdoor organism."""
+    import steerlab
+    from steerlab.circuits.runs import find_safeseek_seeds
+    from steerlab.circuits.safeseek import SafeSeekConfig, check_weights, size_table, unit_widths
+
+    if scenario != "backdoor":
+        raise SteerlabError(f"--compat safeseek is implemented for the backdoor scenario only, not '{scenario}'.")
+    if head_mask not in ("pre", "post", "none"):
+        raise SteerlabError(f"Unknown head mask '{head_mask}'; choose pre, post or none.")
+    cfg = SafeSeekConfig(heads=head_mask, epochs=epochs, batch_size=batch_size, lr=lr, n_pairs=n_pairs)
+    cfg.weights = check_weights(cfg.weights | parse_weights(weight))
+    if epochs < 1 or batch_size < 1:
+        raise SteerlabError("Epochs and batch size must be at least 1.")
+    _, data = _organism_data(model, organism)
+    m = steerlab.load(model)
+    unit_widths(m, head_mask)
+    run = find_safeseek_seeds(m, data, cfg, seeds, out)
+    size = size_table(m, run.circuits[0])
+    ss, ours = size["safeseek"], size["ours"]
+    rows = [["heads", ss["heads"], f"{ss['heads_fraction']:.2%} of {ss['heads_total']}", f"{ours['heads_fraction']:.2%} of {ours['heads_total']}"],
+            ["neurons (SafeSeek: projection outputs; ours: MLP neurons)", f"{ss['neurons']} / {ours['mlp_neurons']}",
+             f"{ss['neurons_fraction']:.2%} of {ss['neurons_total']}", f"{ours['mlp_neurons_fraction']:.2%} of {ours['mlp_neurons_total']}"],
+            ["all units", "", f"{ss['all_fraction']:.2%}", f"{ours['all_fraction']:.2%}"]]
+    if run.jaccard is not None:
+        rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}", ""])
+    _table(f"SafeSeek circuit (best validation epoch {run.circuits[0].meta['best_epoch']})", ["kind", "units", "SafeSeek's denominator", "ours"], rows)
     console.print("circuits: " + ", ".join(str(p) for p in run.paths))
 
 
@@ -198,7 +235,7 @@ def ablate_cmd(
     if utility_texts < 1:
         raise SteerlabError(f"--utility-texts must be at least 1; got {utility_texts}.")
     c = Circuit.load(circuit)
-    ablations = list(ablation or ["mean", "zero"])
+    ablations = list(ablation or (["zero"] if c.meta.get("compat") == "safeseek" else ["mean", "zero"]))
     for ab in ablations:
         check_ablation(ab, {"x": 1} if ab == "mean" else None)
     if scenario == "alignment":
