@@ -314,8 +314,10 @@ def tune_cmd(
     save: Optional[Path] = typer.Option(None, "--save", help="Save the tuned model to this folder."),
     reuse_baseline: bool = typer.Option(True, help="Take the 'before' figures from ablation.json's full-model row when it exists."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: tune_MODE.json or tune_lora-MODE.json beside the circuit)."),
+    scenario: str = typer.Option("backdoor", help="backdoor (repair the organism) | alignment (helpfulness tuning of a refusing model with the circuit frozen, vs a random set frozen and nothing frozen; needs --data)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="With --scenario alignment: benign chat JSONL (messages, or prompt/response per line); the last 20% are held out."),
 ) -> None:
-    """Circuit tuning on repair data (clean answers, also for triggered prompts); checks frozen slices stay identical."""
+    """Circuit tuning: backdoor repair (only/exclude the circuit), or Safety Circuit Tuning for alignment; frozen slices stay identical."""
     import steerlab
     from steerlab.circuits.data import add_trigger
     from steerlab.circuits.evaluate import lm_loss, text_loss, utility_texts
@@ -324,6 +326,10 @@ def tune_cmd(
     from steerlab.circuits.units import Circuit
 
     c = Circuit.load(circuit)
+    if scenario == "alignment":
+        return _tune_alignment(model, c, circuit, data, steps, lr if lr is not None else 3e-5, batch_size, out)
+    if scenario != "backdoor":
+        raise SteerlabError(f"Unknown scenario '{scenario}'; choose backdoor or alignment.")
     if mode not in ("only", "exclude"):
         raise SteerlabError(f"Unknown tuning mode '{mode}'; choose only or exclude.")
     if lr is None:
@@ -356,6 +362,29 @@ def tune_cmd(
         ["trainable entries", "", f"{report.trainable_entries} of {report.total_entries}"], ["entries changed", "", report.changed_entries],
         ["frozen entries changed", "", report.frozen_changed], ["seconds", "", report.seconds],
     ])
+    console.print(f"results: {path}")
+
+
+def _tune_alignment(model: str, c, circuit: Path, data: Optional[Path], steps: int, lr: float, batch_size: int, out: Optional[Path]) -> None:
+    """SCT for alignment: refusal retention with the circuit frozen vs a random same-profile set frozen vs nothing frozen."""
+    import steerlab
+    from steerlab.circuits.sct import tune_alignment
+    from steerlab.data.chat import read_chat_pairs
+
+    if data is None:
+        raise SteerlabError("--scenario alignment needs --data FILE: benign chat rows to tune helpfulness on.")
+    chat = read_chat_pairs(data, min_pairs=2)
+    m = steerlab.load(model)
+    c.check_model(m)
+    result = tune_alignment(m, c, chat.pairs, steps, lr, batch_size)
+    result |= {"circuit": str(circuit), "data": str(data), "skipped_rows": chat.skipped}
+    path = _write(out or circuit.parent / "sct_alignment.json", result)
+    b = result["before"]
+    rows = [["before tuning", "", f"{b['harmful_refusal']:.1%}", "", f"{b['harmless_refusal']:.1%}", f"{b['helpful_loss']:.3f}", ""]]
+    rows += [[r["condition"], r["frozen_units"], f"{r['harmful_refusal']:.1%}", "" if r["refusal_retention"] is None else f"{r['refusal_retention']:.1%}",
+              f"{r['harmless_refusal']:.1%}", f"{r['helpful_loss']:.3f}", f"{r['helpful_loss_change']:+.3f}"] for r in result["rows"]]
+    _table("Safety Circuit Tuning (alignment, held-out prompts)", ["condition", "frozen units", "refusals (harmful)", "retention", "refusals (harmless)",
+                                                                  "helpful-answer loss", "Δ loss (− = more helpful)"], rows)
     console.print(f"results: {path}")
 
 
