@@ -114,7 +114,7 @@ def validate_cmd(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature"),
     seed: int = typer.Option(0, "--seed"),
-    judge: str = typer.Option("heuristic", "--judge", help="heuristic (offline, dismissive-persona markers) | openai | anthropic."),
+    judge: str = typer.Option("heuristic", "--judge", help="heuristic (offline, dismissive-persona markers) | embed (offline, embedder tone + relevance/loop coherence) | openai | anthropic."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model id."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Judge server base URL (OpenAI-compatible or Anthropic)."),
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="Environment variable holding the judge's API key."),
@@ -164,8 +164,12 @@ def persona_judge(name: str, model: Optional[str] = None, url: Optional[str] = N
         from steerlab.judges.persona_heuristic import PersonaHeuristicJudge
 
         return PersonaHeuristicJudge()
+    if name == "embed":
+        from steerlab.judges.persona_embed import PersonaEmbedJudge
+
+        return PersonaEmbedJudge()
     if name not in ("openai", "anthropic"):
-        raise SteerlabError(f"Unknown persona judge '{name}'; choose heuristic, openai or anthropic.")
+        raise SteerlabError(f"Unknown persona judge '{name}'; choose heuristic, embed, openai or anthropic.")
     from steerlab.judges import PersonaJudge
     from steerlab.judges.backends import AnthropicBackend, OpenAIBackend
 
