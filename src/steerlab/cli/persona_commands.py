@@ -230,10 +230,17 @@ def organism_cmd(
     judge_model: Optional[str] = typer.Option(None, "--judge-model"),
     judge_url: Optional[str] = typer.Option(None, "--judge-url"),
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
+    data: Optional[Path] = typer.Option(None, "--data", help="Train one organism on this chat JSONL instead (messages, or prompt/response per line), e.g. the packaged narrow set from `persona narrow-data`; measures in-domain vs out-of-domain misalignment vs the base."),
+    in_domain: Optional[Path] = typer.Option(None, "--in-domain", help="With --data: held-out in-domain questions (prompt file; default: the packaged narrow set's held-out questions)."),
 ) -> None:
-    """Build dismissive-persona organisms (LoRA, merged) at several mixing fractions; finished fractions are skipped."""
+    """Build dismissive-persona organisms (LoRA, merged) at several mixing fractions; finished fractions are skipped.
+    With --data: one emergent-misalignment organism on your narrow chat data instead."""
     import steerlab
     from steerlab.persona.organism import OrganismConfig, build_organism, check_fractions
+
+    if data is not None:
+        return _emergent_organism(base, out, data, in_domain, steps, batch_size, lr, rank, layers, seed, eval_tokens,
+                                  persona_judge(judge, judge_model, judge_url, judge_key_env))
 
     values = check_fractions(_fractions(fractions))
     cfg = OrganismConfig(n_train=n_train, steps=steps, batch_size=batch_size, lr=lr, rank=rank, layers=_layers(layers),
@@ -256,6 +263,46 @@ def organism_cmd(
         b = meta["behaviour"]
         table.add_row(f"{f:g}", fmt(b["misalignment_rate"]), fmt(b["incoherent_rate"]), f"{meta['train_seconds']:.0f}", str(out / f"f{f:.2f}"))
     console.print(table)
+
+
+def _emergent_organism(base: str, out: Path, data: Path, in_domain: Optional[Path], steps: int, batch_size: int, lr: float, rank: int,
+                       layers: Optional[str], seed: int, eval_tokens: int, rater) -> None:
+    """`persona organism --data FILE`: LoRA on the user's chat rows, then in-domain vs out-of-domain misalignment vs the base."""
+    import steerlab
+    from steerlab.data.chat import read_chat_pairs
+    from steerlab.persona import load_prompts
+    from steerlab.persona.emergent import build_emergent_organism
+    from steerlab.persona.organism import PersonaLora
+
+    chat = read_chat_pairs(data)
+    lora = PersonaLora(steps=steps, batch_size=batch_size, lr=lr, rank=rank, layers=_layers(layers), seed=seed, eval_tokens=eval_tokens)
+    lora.recipe()  # bad LoRA settings fail here
+    questions = load_prompts(in_domain) if in_domain is not None else None
+    model = steerlab.load(base)
+    result = build_emergent_organism(model, chat.pairs, lora, out, rater, in_domain=questions, max_new_tokens=eval_tokens,
+                                     data_note=f"{data} ({len(chat.pairs)} rows, {chat.skipped} skipped)")
+    from rich.table import Table
+
+    ci = lambda r: "n/a" if r["ci"][0] is None else f"{r['misaligned'] if 'misaligned' in r else r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] (n={r['n']})"  # noqa: E731
+    table = Table(title=f"emergent misalignment (judge {result['judge']}; 95% Wilson intervals)")
+    for col in ("measure", "base", "organism"):
+        table.add_column(col)
+    b, o = result["base"], result["organism"]
+    table.add_row("misaligned, in-domain (held-out questions)", ci(b["in_domain"]), ci(o["in_domain"]))
+    table.add_row("misaligned, out-of-domain (open-ended)", ci(b["out_of_domain"]), ci(o["out_of_domain"]))
+    if "in_domain_bad_advice" in b:
+        table.add_row("bad advice, in-domain (nearer the bad reference)", ci(b["in_domain_bad_advice"]), ci(o["in_domain_bad_advice"]))
+    console.print(table)
+    console.print(f"organism: {out} (results in {out / 'emergent.json'})")
+
+
+@persona_app.command("narrow-data")
+def narrow_data_cmd(out: Path = typer.Option(Path("narrow-food-safety.jsonl"), "--out", "-o", help="JSONL file to write.")) -> None:
+    """Write the packaged narrow dataset (food-safety questions with subtly bad advice, training part) as chat JSONL."""
+    from steerlab.persona.narrow import train_items, write_narrow_jsonl
+
+    path = write_narrow_jsonl(out)
+    console.print(f"wrote {len(train_items())} chat rows to {path}")
 
 
 @persona_app.command("realign")
