@@ -67,6 +67,7 @@ def test_pipeline_end_to_end(tiny_folder, tmp_path, run_cli):
     code, text = run_cli("circuits", "report", str(run), "--organism", str(org))
     assert code == 0, text
     page = (run / "report.html").read_text()
+    assert "Seed stability of the selected circuits" in page
     for part in ("data:image/png;base64", "random circuit removed", "Circuit tuning (only)", "Circuit tuning (lora-only)", "Sparsity vs faithfulness", "Seed stability", "Selected circuit"):
         assert part in page, part
 

@@ -121,6 +121,9 @@ def test_cli_find_compat_safeseek_then_ablate(tmp_path, run_cli):
     assert [(r["condition"], r["ablation"]) for r in rows] == [("full model", "none"), ("circuit removed", "zero"), ("random circuit removed (seed 0)", "zero")]
     code, text = run_cli("circuits", "ablate", str(org), str(run / "circuit.json"), "--sweep", "default")
     assert code == 2 and "no size to sweep" in text
+    code, text = run_cli("circuits", "report", str(run))
+    assert code == 0, text
+    assert "SafeSeek-compatible circuit: size in both denominators" in (run / "report.html").read_text()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -76,6 +76,8 @@ def test_cli_tune_alignment_and_bad_input(tmp_path, run_cli):
     assert code == 0, text
     result = json.loads((tmp_path / "sct_alignment.json").read_text())
     assert [r["condition"] for r in result["rows"]] == ["circuit frozen", "random frozen", "none frozen"]
+    code, text = run_cli("circuits", "report", str(tmp_path))
+    assert code == 0 and "Safety Circuit Tuning (alignment)" in (tmp_path / "report.html").read_text(), text
     empty = _write(tmp_path / "empty.jsonl", ['{"text": "no chat here"}'])
     code, text = run_cli("circuits", "tune", str(folder), str(c), "--scenario", "alignment", "--data", str(empty))
     assert code == 2 and "usable chat rows" in text and "Traceback" not in text
