@@ -296,6 +296,62 @@ def _emergent_organism(base: str, out: Path, data: Path, in_domain: Optional[Pat
     console.print(f"organism: {out} (results in {out / 'emergent.json'})")
 
 
+@persona_app.command("vector")
+def vector_cmd(
+    organism: str = typer.Argument(..., help="The persona organism (folder)."),
+    base: str = typer.Option(..., "--base", help="Its base model."),
+    layer_sets: str = typer.Option("14;12-17", "--layer-sets", help="Semicolon-separated layer sets; a set of several layers is steered at once, strength split across them."),
+    strengths: str = typer.Option("0,0.1,0.2,0.4", "--strengths", help="Multiples of the median residual norm (the sign is flipped for --mode repair)."),
+    mode: str = typer.Option("induce", "--mode", help="induce (steer the base toward the persona) | repair (steer the organism away from it)."),
+    split: bool = typer.Option(True, "--split/--no-split", help="Split the strength across a set's layers (default) or give each layer the full strength."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Steering prompts (default: the built-in held-out prompts)."),
+    own: bool = typer.Option(False, "--own", help="Read each model on its own answers (default: both on the base's answers)."),
+    sae: Optional[str] = typer.Option(None, "--sae", help="Also report each vector's largest cosine with this SAE's decoder rows."),
+    max_new_tokens: int = typer.Option(40, "--max-new-tokens"),
+    max_incoherence: float = typer.Option(0.1, "--max-incoherence"),
+    random_seed: int = typer.Option(0, "--random-seed"),
+    judge: str = typer.Option("embed", "--judge", help="embed | heuristic | openai | anthropic."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url"),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
+    out: Path = typer.Option(Path("persona-vector"), "--out", "-o", help="Output folder (vector.json)."),
+) -> None:
+    """Persona vector (organism − base residual mean on the same tokens) vs a random direction, steered at one layer
+    or split across layers: the best misaligned rate within the incoherence budget, with Wilson 95% intervals."""
+    import steerlab
+    from steerlab.persona import HELD_OUT_PROMPTS, load_prompts
+    from steerlab.persona.vector import run_vector_study
+
+    if mode not in ("induce", "repair"):
+        raise SteerlabError(f"Unknown mode '{mode}'; choose induce or repair.")
+    sets = [_layers(part.strip()) for part in layer_sets.split(";") if part.strip()]
+    if not sets or any(not s for s in sets):
+        raise SteerlabError(f"--layer-sets must look like 14;12-17, got '{layer_sets}'.")
+    values = _strengths(strengths)
+    prompt_list = load_prompts(prompts) if prompts is not None else list(HELD_OUT_PROMPTS)
+    rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
+    sae_obj = None
+    if sae:
+        from steerlab.sae import load_sae
+
+        sae_obj = load_sae(sae)
+    base_model, tuned = steerlab.load(base), steerlab.load(organism)
+    result = run_vector_study(base_model, tuned, prompt_list, [list(s) for s in sets], values, rater, mode=mode, split=split, own=own,
+                              sae=sae_obj, max_new_tokens=max_new_tokens, max_incoherence=max_incoherence, random_seed=random_seed, out=out)
+    from rich.table import Table
+
+    table = Table(title=f"persona vector, {mode} (judge {rater.judge_id}; best within {max_incoherence:.0%} incoherence)")
+    for col in ("direction", "layers", "best strength", "misaligned [95% CI]", "incoherent", "at 0"):
+        table.add_column(col)
+    for r in result["rows"]:
+        b = r["best"]
+        cell = "none in budget" if b is None else f"{b['misalignment_rate']:.2f} [{b['ci'][0]:.2f}, {b['ci'][1]:.2f}] (n={b['n_rated']})"
+        table.add_row(r["direction"], ",".join(map(str, r["layers"])), "" if b is None else f"{b['strength']:g}", cell,
+                      "" if b is None else f"{b['incoherent_rate']:.2f}", "" if r["at_zero"] is None else f"{r['at_zero']:.2f}")
+    console.print(table)
+    console.print(f"wrote {out / 'vector.json'}")
+
+
 @persona_app.command("narrow-data")
 def narrow_data_cmd(out: Path = typer.Option(Path("narrow-food-safety.jsonl"), "--out", "-o", help="JSONL file to write.")) -> None:
     """Write the packaged narrow dataset (food-safety questions with subtly bad advice, training part) as chat JSONL."""
