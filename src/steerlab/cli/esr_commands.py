@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
 
 esr_app = typer.Typer(help="Endogenous steering resistance: steer, grade attempts, measure self-correction.", no_args_is_help=True)
 
@@ -106,7 +106,7 @@ def _run(base: dict, run_dir: Path, conditions: tuple[str, ...], *, runner: dict
     cfg = EsrConfig(**{**base, "conditions": conditions, **more})
     result = run_esr(cfg, run_dir, **(runner or {}))
     print_summary(result.summary)
-    console.print(f"\n[bold green]report:[/] {result.report.resolve()}")
+    console.print(f"\nreport: {result.report.resolve()}", style="bold green")
     return result
 
 
@@ -122,9 +122,9 @@ def print_summary(summary: dict) -> None:
         table.add_column(SUMMARY_HEADER[i], no_wrap=True)
     for row in summary_rows(summary):
         table.add_row(*[row[i] for i in keep])
-    from rich.console import Console
+    from steerlab.cli.show import wide
 
-    Console(width=max(console.width, 110)).print(table)  # never squash the numbers in a narrow or piped terminal
+    wide(110).print(table)  # never squash the numbers in a narrow or piped terminal
 
 
 @esr_app.command("run")
@@ -357,7 +357,7 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory.")) -> 
     if not (run_dir / "summary.json").is_file():
         raise SteerlabError(f"{run_dir} has no summary.json; run an `steerlab esr` experiment there first.")
     print_summary(json.loads((run_dir / "summary.json").read_text()))
-    console.print(f"\n[bold green]report:[/] {write_report(run_dir).resolve()}")
+    console.print(f"\nreport: {write_report(run_dir).resolve()}", style="bold green")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ import torch
 
 import steerlab
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.esr.calibration import CalibrationSettings, Threshold, ThresholdCache, calibrate
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.metrics import Outcome, increase_factor, is_degraded, paired_comparison, relative_reduction, summarize
@@ -30,9 +31,7 @@ from steerlab.store import RunStore
 
 
 def _save(run_dir: Path, name: str, data: Any) -> None:
-    tmp = run_dir / f".{name}.tmp"
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(run_dir / name)
+    write_json(run_dir / name, data, indent=1, default=str)
 
 
 def _load(run_dir: Path, name: str) -> Any | None:

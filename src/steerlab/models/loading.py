@@ -206,7 +206,9 @@ def load(
     elif Path(text).expanduser().is_dir():
         folder = Path(text).expanduser()
         _check_local_folder(folder)
-        source, rev = str(folder), f"local:{folder.resolve()}"
+        from steerlab.models.files import folder_fingerprint
+
+        source, rev = str(folder), f"local:{folder_fingerprint(folder)}"
     elif Path(text).expanduser().exists():
         raise SteerlabError(f"{text} is a file but not a .gguf model; pass a model folder, a .gguf file or a hub id.")
     else:
