@@ -282,7 +282,8 @@ def training_answers(n: int, seed: int, restarts: tuple[str, ...] = RESTARTS) ->
 
     label 1 marks an inserted self-correction sentence, 0 an inserted ordinary, meta-neutral or
     content sentence. Shapes: on-topic (with ordinary and meta-neutral sentences mixed in),
-    off-topic, degenerate, and off-topic or degenerate -> restart -> on-topic (or the reverse).
+    off-topic, degenerate, off-topic or degenerate -> restart -> on-topic (or the reverse), and
+    off-topic -> restart -> off-topic or degenerate -> restart -> on-topic.
     """
     rng = random.Random(seed)
     out = []
@@ -290,7 +291,7 @@ def training_answers(n: int, seed: int, restarts: tuple[str, ...] = RESTARTS) ->
         prompt, steps = rng.choice(TOPICS)
         off = list(rng.choice(OFF_TOPIC))
         pieces: list[tuple[str, int]] = []
-        shape = rng.randrange(6)
+        shape = rng.randrange(7)
         if shape == 0:
             body = list(steps)
             body.insert(rng.randrange(len(body) + 1), rng.choice(ORDINARY))
@@ -304,8 +305,13 @@ def training_answers(n: int, seed: int, restarts: tuple[str, ...] = RESTARTS) ->
         elif shape in (3, 4):
             first = [(degenerate(rng), 0)] if rng.random() < 0.25 else [(s, 0) for s in off[: rng.randint(1, 2)]]
             pieces = first + [(rng.choice(restarts), 1)] + [(s, 0) for s in steps[: rng.randint(1, 3)]]
-        else:
+        elif shape == 5:
             pieces = [(s, 0) for s in steps[: rng.randint(1, 2)]] + [(rng.choice(restarts), 1)] + [(s, 0) for s in off]
+        else:
+            other = rng.choice([o for o in OFF_TOPIC if o[0] != off[0]])
+            middle = [(degenerate(rng), 0)] if rng.random() < 0.3 else [(s, 0) for s in other]
+            pieces = ([(s, 0) for s in off] + [(rng.choice(restarts), 1)] + middle + [(rng.choice(restarts), 1)]
+                      + [(s, 0) for s in steps[: rng.randint(1, 3)]])
         text, spans = "", []
         for s, label in pieces:
             if text:

@@ -189,9 +189,55 @@ def write_weights(probe: RestartProbe, rule: ProbeRule, path) -> None:
     tmp.replace(path)
 
 
+def tune(embedder=None, seed: int = 1, max_false: float = 0.01) -> tuple[ProbeRule, dict]:
+    """Pick the rule on a dev split of the training phrasings: fit on 80%, grid-search on answers built with the other 20%.
+
+    The objective is attempt-count accuracy on the dev answers with at most `max_false` of single
+    answers split. The judge-validation set is never used here.
+    """
+    import itertools
+    import random
+
+    from steerlab.judges import restart_data
+    from steerlab.judges.embedder import packaged_embedder
+
+    embedder = embedder or packaged_embedder()
+    phrasings = list(restart_data.RESTARTS)
+    random.Random(seed).shuffle(phrasings)
+    cut = int(0.8 * len(phrasings))
+    fit_on, dev = tuple(phrasings[:cut]), tuple(phrasings[cut:])
+    w, b = fit_logistic(*labelled_fragments(embedder, 800, 0, fit_on))
+    items = restart_data.training_answers(500, 7, dev)
+    feats = featurize(embedder, [a for _, a, _ in items])
+    prompts = sorted({p for p, _, _ in items})
+    pvec = dict(zip(prompts, embedder.embed(prompts)))
+    truth = [{k for k, (fa, _) in enumerate(f.spans) if fa in {pa for pa, _, lab in pieces if lab}} for (_, _, pieces), f in zip(items, feats)]
+    best: tuple = (-1.0,)
+    for sure, maybe, shift in itertools.product([-0.5, 0.0, 0.5, 1.0, 2.0], [-2.0, -1.5, -1.0, -0.5, 0.0], [0.0, 0.05, 0.1, 0.15]):
+        if maybe > sure:
+            continue
+        rule = ProbeRule(sure, maybe, shift)
+        probe = RestartProbe(w.tolist(), b, rule)
+        ok = false = singles = 0
+        for (p, _, _), f, t in zip(items, feats, truth):
+            cuts = set(probe.boundaries(f, pvec[p]))
+            ok += len(cuts) == len(t)
+            if not t:
+                singles += 1
+                false += bool(cuts)
+        acc, fr = ok / len(items), false / max(singles, 1)
+        if fr <= max_false and acc > best[0]:
+            best = (acc, fr, rule)
+    if best[0] < 0:
+        raise RuntimeError("no rule keeps false restarts within the limit on the dev answers")
+    return best[2], {"dev_accuracy": round(best[0], 4), "dev_false_restarts": round(best[1], 4), "dev_phrasings": len(dev)}
+
+
 if __name__ == "__main__":
     from pathlib import Path
 
+    rule, report = tune()
+    print("rule", rule, report, flush=True)
     probe = train()
-    write_weights(probe, ProbeRule(), Path(__file__).with_name("restart_probe_weights.py"))
+    write_weights(probe, rule, Path(__file__).with_name("restart_probe_weights.py"))
     print("wrote", Path(__file__).with_name("restart_probe_weights.py"))

@@ -69,6 +69,16 @@ def write_set(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write a JSON report as UTF-8, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
