@@ -33,7 +33,7 @@ class ChatBackend:
         base_url: str | None = None,
         api_key_env: str | None = None,
         *,
-        temperature: float = 0.0,
+        temperature: float | None = None,
         max_tokens: int = 1024,
         timeout: float = 120.0,
         retry: RetryPolicy | None = None,
@@ -65,7 +65,9 @@ class ChatBackend:
 
     @property
     def identity(self) -> str:
-        return f"{self.kind}:{self.model}@{self.base_url}"
+        """kind:model@url, plus the temperature when one is set (None sends none: the provider's default)."""
+        suffix = f"?temperature={self.temperature:g}" if self.temperature is not None else ""
+        return f"{self.kind}:{self.model}@{self.base_url}{suffix}"
 
     def config(self) -> dict[str, Any]:
         return {
@@ -126,9 +128,10 @@ class OpenAIBackend(ChatBackend):
         body = {
             "model": self.model,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         data = call_with_retries(
             lambda: request_json("POST", f"{self.base_url}/chat/completions", self._headers(), body, self.timeout),
             self.retry, self.limiter,
@@ -167,9 +170,10 @@ class AnthropicBackend(ChatBackend):
             "model": self.model,
             "system": system,
             "messages": [{"role": "user", "content": user}],
-            "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         data = call_with_retries(
             lambda: request_json("POST", f"{self.base_url}/v1/messages", self._headers(), body, self.timeout),
             self.retry, self.limiter,
