@@ -114,7 +114,7 @@ def test_openai_judge_against_tiny_model_server(tmp_path):
     from steerlab.testing.tiny import tiny_model
 
     judge_model = tiny_model("llama")
-    judge_model.hf.config.max_position_embeddings = 4096  # RoPE: no weight depends on it; the rubric is ~1k byte tokens
+    judge_model.hf.config.max_position_embeddings = 4096  # the judge prompt is longer than the tiny config's 256 (RoPE runs on)
     with start_server(judge_model, model_id="tiny-judge") as srv:
         judge = make_judge("openai", "tiny-judge", srv.url, "", max_tokens=8)
         judge.check()

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import torch
 
+from steerlab.paths import write_text
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import ADAPTER_RECORD, Model, adapter_base
 from steerlab.sae.core import Sae
@@ -218,9 +219,7 @@ def build_organism(model: Model, sae: Sae, strengths: dict[int, float], out: str
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def load_organism(folder: str | Path, base_name: str | None = None) -> Model:

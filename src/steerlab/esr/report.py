@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 
+from steerlab.paths import write_text
 from steerlab.errors import SteerlabError
 from steerlab.esr import plots
 from steerlab.esr.metrics import Estimate
@@ -327,6 +328,4 @@ def write_comparison(out_dir: str | Path, runs: dict[str, str | Path], *, extra:
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=1, default=str))

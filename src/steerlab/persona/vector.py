@@ -16,6 +16,7 @@ import torch
 
 from steerlab.engine.generate import generate
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_text
 from steerlab.interventions.specs import AddVector
 from steerlab.models.loading import Model
 from steerlab.persona.diff import _resolve_responses, response_activations
@@ -147,7 +148,5 @@ def run_vector_study(base: Model, tuned: Model, prompts: Sequence[str], layer_se
     if out is not None:
         path = Path(out) / "vector.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, json.dumps(result, indent=1))
     return result
