@@ -14,9 +14,9 @@ import pytest
 
 pytestmark = pytest.mark.vllm
 
-ARGS = ["--latents", "5,9", "--prompts-per-latent", "4", "--max-new-tokens", "24", "--calib-steps", "2", "--calib-prompts", "1",
-        "--temperature", "0", "--batch-size", "1", "--conditions", "steered,baseline"]
-N_TRIALS = 2 * 4 * 2
+ARGS = ["--latents", "5,9", "--prompts-per-latent", "2", "--max-new-tokens", "16", "--calib-steps", "1", "--calib-prompts", "1",
+        "--temperature", "0", "--batch-size", "2", "--conditions", "steered,baseline"]
+N_TRIALS = 2 * 2 * 2  # latents x prompts x conditions, in 4 batches of 2
 
 
 def _esr(run: Path, sae: Path, backend: str) -> list[str]:
