@@ -34,20 +34,21 @@ class VllmTrialRunner:
                                         **self.engine)
         return self._backend
 
-    def generate(self, trials: Sequence[Trial], ablation_sae: Sae) -> list[tuple[list[int], str, str]]:
-        """(token ids, text, finish reason) per trial, in batches of cfg.batch_size."""
+    def generate(self, trials: Sequence[Trial], ablation_sae: Sae, max_new_tokens: int | None = None) -> list[tuple[list[int], str, str]]:
+        """(token ids, text, finish reason) per trial, in batches of cfg.batch_size (max_new_tokens: default the trials')."""
         cfg, out = self.cfg, []
         for start in range(0, len(trials), max(1, cfg.batch_size)):
             part = list(trials[start : start + max(1, cfg.batch_size)])
             ivs = batch_interventions(part, self.sae, cfg.steer_layer, ablation_sae)
-            out += self.backend.generate([self.model.encode(t.prompt) for t in part], ivs, max_new_tokens=cfg.max_new_tokens,
+            out += self.backend.generate([self.model.encode(t.prompt) for t in part], ivs, max_new_tokens=max_new_tokens or cfg.max_new_tokens,
                                          temperature=cfg.temperature, repetition_penalty=cfg.repetition_penalty,
                                          seeds=[t.seed for t in part], stop_token_ids=self.model.stop_token_ids)
         return out
 
     def calibration_texts(self, trials: Sequence[Trial]) -> list[str]:
         """The texts of calibration trials (steering only, the SAE at its own layer as on the hf path)."""
-        return [text for _, text, _ in self.generate(trials, self.sae)]
+        budget = self.cfg.calib_max_new_tokens or self.cfg.max_new_tokens
+        return [text for _, text, _ in self.generate(trials, self.sae, budget)]
 
     def __call__(self, trials: Sequence[Trial]) -> list:
         """One batch of trials -> store rows (key, text, ids, finish reason, extra), as distributed.generate_trials."""
