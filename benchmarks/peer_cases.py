@@ -222,7 +222,7 @@ def bench_sae(model_name: str, which: str, d_model: int):
 
     if which == "default":
         return default_sae(model_name, train=False, progress=False)
-    r = recipe(model_name)
+    r = recipe(model_name).train
     return Sae.random(SaeConfig(d_in=d_model, d_sae=r.d_sae, activation=r.arch, k=r.k, layer=r.layer, site=r.site), seed=0)
 
 
