@@ -105,7 +105,7 @@ def steered_fluency(run_dir: Path, judge_id: str | None = None) -> dict[str, dic
 
 def fluency_section(run_dir: Path, summary: dict) -> Section | None:
     """Fluent drift: per latent at its threshold, the degenerate share of steered answers, with example answers."""
-    if "steered" not in summary.get("metrics", {}):
+    if "steered" not in summary.get("metrics", {}) or not (run_dir / "run.sqlite").is_file():
         return None
     per = steered_fluency(run_dir)
     if not per:

@@ -33,6 +33,7 @@ class CorpusRecipe:
 
     n_instructions: int = 64  # training instructions answered (from steerlab.data.instructions.train_instructions)
     modes: tuple[str, ...] = ("greedy", "sampled")
+    sampled_instructions: int = 32  # of the training instructions, the first this many are also answered with sampling
     max_new_tokens: int = 160
     temperature: float = 0.8
     answer_seed: int = 0
@@ -144,7 +145,11 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
               batch_size=corpus.batch_size, progress=say)
     eval_rows = generate_answers(model, eval_prompts, path, modes=("greedy",), **kw)
     eval_rows += generate_answers(model, eval_prompts[: corpus.eval_sampled], path, modes=("sampled",), **kw)
-    train_rows = generate_answers(model, train_prompts, path, modes=corpus.modes, **kw)
+    train_rows = []
+    if "greedy" in corpus.modes:
+        train_rows += generate_answers(model, train_prompts, path, modes=("greedy",), **kw)
+    if "sampled" in corpus.modes:
+        train_rows += generate_answers(model, train_prompts[: corpus.sampled_instructions], path, modes=("sampled",), **kw)
     chat_train = answer_documents(train_rows)
     chat_eval = answer_documents(eval_rows)
     docs_train, docs_eval = default_corpus().split(0.05)
