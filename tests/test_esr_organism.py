@@ -138,7 +138,7 @@ def test_cli_bad_input_one_sentence_exit_2(tmp_path, run_cli):
     folder, sae_dir = _tiny_folder_and_sae(tmp_path)
     # a steering strength that is not finite
     code, text = run_cli("generate", str(folder), "-p", "hi", "--steer", f"sae={sae_dir},latent=3,strength=nan")
-    assert code == 2 and "must be a finite number" in text and "Traceback" not in text
+    assert code == 2 and "finite" in text and "Traceback" not in text
     # an organism folder for another base model
     org = tmp_path / "org"
     org.mkdir()

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
+from steerlab.paths import write_json
 
 sae_app = typer.Typer(help="Sparse autoencoders: train, evaluate, convert, inspect.", no_args_is_help=True)
 
@@ -70,7 +71,7 @@ def train_cmd(
 
         _, held_out = text.split(cfg.held_out)
         ev = evaluate_sae(m, result.sae, held_out.documents)
-        (out / "eval.json").write_text(json.dumps(ev.to_dict(), indent=2))
+        write_json(out / "eval.json", ev.to_dict())
         rows.update({k: v for k, v in ev.to_dict().items() if v is not None})
     _table(f"SAE {result.metrics['hook_name']} ({arch}, {result.metrics['d_sae']} latents)", rows)
     console.print(f"saved {result.folder}  (plot: {out / 'training_curve.png'}, metrics: {out / 'metrics.json'})")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,4 @@ class ThresholdCache:
         data = self._load()
         for t in items:
             data[self.key(config, t.latent)] = {"config": config, "threshold": t.to_dict()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_json(self.path, data, indent=1, sort_keys=True)

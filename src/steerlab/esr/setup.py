@@ -90,7 +90,8 @@ def make_judge_for(cfg: EsrConfig) -> Judge:
     """The configured judge (its check runs before any generation)."""
     from steerlab.judges import make_judge
 
-    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_base_url)
+    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_base_url, rubric=cfg.rubric, anchors=cfg.judge_anchors or None,
+                       temperature=cfg.judge_temperature)
     judge.check()
     return judge
 
@@ -118,6 +119,9 @@ def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | Non
     for latent in cfg.latents:
         if not 0 <= latent < sae.d_sae:
             raise SteerlabError(f"Latent {latent} is out of range: this SAE has latents 0 to {sae.d_sae - 1}.")
+    bad = [d for d in cfg.detectors if not 0 <= d < sae.d_sae]
+    if bad:
+        raise SteerlabError(f"Detector id {bad[0]} is out of range: this SAE has latents 0 to {sae.d_sae - 1}.")
     if cfg.steer_layer is not None and not 0 <= cfg.steer_layer < model.arch.n_layers:
         raise SteerlabError(f"Steering layer {cfg.steer_layer} is out of range: the model has layers 0 to {model.arch.n_layers - 1}.")
     judge = judge or make_judge_for(cfg)

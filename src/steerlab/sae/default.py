@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.models.gguf_cache import cache_root
 from steerlab.sae.core import Sae
 from steerlab.sae.loading import load_sae
@@ -201,8 +202,8 @@ def build_default(model_name: str, *, seed: int = 0, out: Path | None = None, pr
     corpora = build_corpora(model, model_name, r.corpus, progress=progress)
     result = train_sae(model, corpora["train"], r.train, folder, resume=True, progress=progress)
     ev = evaluate_default(model, result.sae, corpora["chat_eval"], corpora["docs_eval"], n_tokens=eval_tokens, ce_tokens=ce_tokens)
-    _write_json(folder / "eval.json", ev)
-    _write_json(folder / "recipe.json", {"model": model_name, "recipe": r.to_dict(), "key": r.key(), "corpus": corpora["record"],
+    write_json(folder / "eval.json", ev)
+    write_json(folder / "recipe.json", {"model": model_name, "recipe": r.to_dict(), "key": r.key(), "corpus": corpora["record"],
                                          "rebuild": f"steerlab sae default {model_name} --rebuild --seed {seed}"})
     reports = inspect_sae(model, result.sae, corpora["chat_eval"] + corpora["docs_eval"], folder / "inspect", n_tokens=20_000)
     write_concepts(reports, folder / "inspect" / "contexts.json")
@@ -213,7 +214,7 @@ def write_concepts(reports, path: Path, per_latent: int = 5) -> dict:
     """Each alive latent's top contexts (inspect/contexts.json): ESR selection embeds them lazily for concept evidence."""
     data = {"contexts": {str(r.index): [c.text for c in r.contexts[:per_latent]] for r in reports if r.frequency > 0},
             "per_latent": per_latent, "note": "top-activating contexts; steerlab.sae.concepts.ConceptScorer rates their agreement"}
-    _write_json(path, data)
+    write_json(path, data)
     return data
 
 
@@ -239,9 +240,3 @@ def ship(folder: Path, model_name: str) -> Path:
         shutil.copy(folder / "inspect" / name, dest / "inspect" / name)
     return dest
 
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(path)
