@@ -64,8 +64,8 @@ RECIPES: dict[str, DefaultRecipe] = {
     "smollm2-135m-instruct": DefaultRecipe(
         corpus=CorpusRecipe(),
         train=TrainConfig(
-            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 1600, batch_size=256,
-            lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=32_768, reuse=8.0, context_len=128,
+            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 1000, batch_size=256,
+            lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=32_768, reuse=5.0, context_len=128,
             checkpoint_every=100, seed=0, held_out=0.02,
         ),
     ),
@@ -133,6 +133,11 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
     from steerlab.sae.chat_corpus import answer_documents, generate_answers, rows_digest
 
     path = answers_path(model_name, corpus)
+    shipped_answers = shipped_dir(model_name) / "answers.jsonl"
+    if not path.is_file() and shipped_answers.is_file():  # the shipped SAE's own answers: a rebuild reuses them (digests recorded)
+        from steerlab.paths import write_bytes
+
+        write_bytes(path, shipped_answers.read_bytes())
     train_prompts = train_instructions()[: corpus.n_instructions]
     eval_prompts = held_out_instructions()[: corpus.eval_instructions]
     if set(train_prompts) & set(eval_prompts):
@@ -238,5 +243,8 @@ def ship(folder: Path, model_name: str) -> Path:
             shutil.copy(folder / name, dest / name)
     for name in ("labels.csv", "frequencies.json", "contexts.json"):
         shutil.copy(folder / "inspect" / name, dest / "inspect" / name)
+    answers = answers_path(model_name, recipe(model_name).corpus)
+    if answers.is_file():  # the answers it was trained and evaluated on (rebuilds reuse them; tests re-evaluate on them)
+        shutil.copy(answers, dest / "answers.jsonl")
     return dest
 
