@@ -303,7 +303,12 @@ def organism_cmd(base: dict, out: Path = typer.Argument(..., help="The organism 
     from steerlab.esr.organism import OrganismConfig, organism_for_run
     from steerlab.esr.setup import load_resources
 
+    from steerlab.models.loading import adapter_base
+
     cfg = EsrConfig(**base)
+    existing = adapter_base(out) if out.is_dir() else None
+    if existing is not None and existing != cfg.model:  # before any expensive loading
+        raise SteerlabError(f"{out} holds an organism of '{existing}', not '{cfg.model}'; choose another folder or --model {existing}.")
     ocfg = OrganismConfig(drift_per_prompt=drift_per_prompt, epochs=epochs, rank=rank, lr=lr, drift_tokens=drift_tokens)
     _, record = organism_for_run(cfg, load_resources(cfg), out, organism_cfg=ocfg)
     _print_rows(f"organism of {record['base_model']}", {

@@ -111,6 +111,10 @@ class EsrConfig:
                      "discovery_answers", "discovery_derangements"):
             if getattr(self, name) < 1:
                 raise SteerlabError(f"{name} must be at least 1; got {getattr(self, name)}.")
+        if not 0.0 <= self.max_degenerate <= 1.0:
+            raise SteerlabError(f"max_degenerate is a share of answers in [0, 1]; got {self.max_degenerate:g}.")
+        if self.spare_latents < 0:
+            raise SteerlabError("spare_latents must not be negative.")
         if self.temperature < 0:
             raise SteerlabError("The temperature must not be negative.")
         for c in self.conditions:
