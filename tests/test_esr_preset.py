@@ -158,3 +158,84 @@ def test_cli_preset_paper_resolves_with_explicit_flags_winning(tmp_path, monkeyp
     cfg = EsrConfig(**seen)
     assert cfg.max_new_tokens == 300 and cfg.calib_max_new_tokens == 256 and cfg.steer_layer == 33 and cfg.detectors == (7, 9)
     assert cfg.repetition_penalty == 1.2 and cfg.preset == "paper" and cfg.detector_rule == "strict"
+
+
+# --- on a tiny model: a fixed detector set, the strict rule over all tokens, one grading loop -----------------
+
+class RecordingJudge:
+    """Splits nothing; scores 50; remembers every question it was shown."""
+
+    judge_id = "test:recording"
+    rubric_version = "r1"
+
+    def __init__(self):
+        self.seen = []
+
+    def grade_many(self, items, progress=False):
+        from steerlab.judges.types import Attempt, Grade
+
+        self.seen += [it.prompt for it in items]
+        return [Grade((Attempt(it.response or "x", 50.0),), judge_id=self.judge_id, rubric_version=self.rubric_version) for it in items]
+
+    def check(self):
+        pass
+
+    def config(self):
+        return {"judge_id": self.judge_id}
+
+
+@pytest.fixture()
+def tiny_res(tiny_factory, tmp_path, monkeypatch):
+    from steerlab.esr.setup import Resources
+    from steerlab.sae import Sae, SaeConfig
+
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path / "cache"))
+    model = tiny_factory("llama")
+    sae = Sae.random(SaeConfig(d_in=model.arch.d_model, d_sae=48, layer=1, activation="relu"), seed=3)
+    prompts = ["How do you boil an egg?", "How do you fry an egg?", "Explain how to iron a shirt.", "Explain how to wash a car."]
+    return Resources(model, sae, {}, None, RecordingJudge(), prompts, prompts[::-1])
+
+
+def tiny(**kw):
+    base = dict(latents=(3, 7), prompts_per_latent=2, max_new_tokens=5, calib_steps=1, calib_prompts=1, calib_upper=4.0,
+                batch_size=8, conditions=("steered", "ablate"))
+    base.update(kw)
+    return EsrConfig(**base)
+
+
+def test_fixed_detectors_are_ablated_without_discovery(tiny_res, tmp_path):
+    from steerlab.esr.runner import run_esr
+    from steerlab.store import RunStore
+
+    out = run_esr(tiny(detectors=(5, 11)), tmp_path / "run", res=tiny_res, progress=False)
+    saved = json.loads((tmp_path / "run" / "detectors.json").read_text())
+    assert saved["detectors"] == [5, 11] and saved["source"] == "given"
+    assert not list((tmp_path / "cache").rglob("detectors-*.json"))  # no discovery ran
+    with RunStore(tmp_path / "run", create=False) as store:
+        assert store.config["detectors"] == [5, 11]
+    assert out.report is not None and out.report.is_file()
+
+
+def test_strict_rule_over_all_tokens_in_discovery(tiny_res):
+    from steerlab.esr.detectors import discover
+
+    found = discover(tiny_res, tiny(detector_rule="strict", detector_span="all", n_detectors=0, discovery_answers=1,
+                                    discovery_derangements=1), progress=False)
+    assert found["rule"] == "strict" and found["span"] == "all" and found["detectors"] == found["strict_rule"]
+
+
+def test_judge_run_and_esr_run_grade_the_same_question(tiny_res, tmp_path):
+    from steerlab.judges.runner import grade_run
+    from steerlab.esr.runner import run_esr
+    from steerlab.store import RunStore
+
+    run_esr(tiny(conditions=("meta:self_monitor",), judge_prompt="task"), tmp_path / "run", res=tiny_res, progress=False, report=False)
+    esr_seen = list(tiny_res.judge.seen)
+    assert esr_seen and not any("force yourself" in q for q in esr_seen)  # the task, without the meta-prompt suffix
+    other = RecordingJudge()
+    other.judge_id = "test:other"
+    with RunStore(tmp_path / "run", create=False) as store:
+        grade_run(store, other)
+        assert store.meta(f"judge:{other.judge_id}")[f"judge:{other.judge_id}"]["judge_prompt"] == "task"
+    # `steerlab judge run` shows the judge the same questions the run's own grading did (after calibration's grades)
+    assert other.seen and sorted(other.seen) == sorted(esr_seen[-len(other.seen):])
