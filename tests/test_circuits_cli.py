@@ -30,8 +30,9 @@ def test_pipeline_end_to_end(tiny_folder, tmp_path, run_cli):
     meta = json.loads((org / "organism.json").read_text())
     assert 0.0 <= meta["report"]["asr"] <= 1.0 and meta["config"]["trigger"] == "Servius Astrumando Harmoniastra"
     code, text = run_cli("circuits", "find", str(org), "--out", str(run), "--steps", "2", "--batch-size", "1",
-                         "--head-target", "0.25", "--neuron-target", "0.05", "--layers", "1-2", "-w", "spec=0", "--n-means", "4")
+                         "--head-target", "0.25", "--neuron-target", "0.05", "--layers", "1-2", "-w", "spec=0", "--n-means", "4", "--seeds", "0,1")
     assert code == 0, text
+    assert "Jaccard across seeds" in text and (run / "masks.seed1.safetensors").is_file()
     circuit = json.loads((run / "circuit.json").read_text())
     assert circuit["counts"] == {"head": 3, "neuron": 14}
     assert all(int(layer) in (1, 2) for kind in circuit["units"].values() for layer in kind)
@@ -41,7 +42,9 @@ def test_pipeline_end_to_end(tiny_folder, tmp_path, run_cli):
     points = sweep["points"]
     assert sweep["split"] == "val" and [p["heads"] for p in points] == [2, 3] and points[0]["fraction"] < points[1]["fraction"]
     assert sum(bool(p.get("selected")) for p in points) == 1 and (run / "circuit.selected.json").is_file()
-    rows = json.loads((run / "ablation.json").read_text())["rows"]
+    ablated = json.loads((run / "ablation.selected.json").read_text())  # the selected circuit is the one tested
+    rows = ablated["rows"]
+    assert ablated["circuit"].endswith("circuit.selected.json")
     assert [r["condition"] for r in rows] == ["full model", "circuit removed", "random circuit removed (seed 0)"]
     assert rows[0]["utility_delta"] is None and rows[1]["utility_delta"] == pytest.approx(rows[1]["utility_loss"] - rows[0]["utility_loss"])
     code, text = run_cli("circuits", "tune", str(org), str(run / "circuit.json"), "--steps", "1", "--batch-size", "2")
@@ -56,10 +59,15 @@ def test_pipeline_end_to_end(tiny_folder, tmp_path, run_cli):
     assert code == 0, text
     tuned = json.loads((run / "tune_exclude.json").read_text())
     assert tuned["frozen_unchanged"] and tuned["lr"] == 3e-5  # full-weight tuning gets a full-weight learning rate
-    (run / "circuit.seed1.json").write_text((run / "circuit.selected.json").read_text())
+    code, text = run_cli("circuits", "ablate", str(org), str(run / "circuit.seed1.json"), "-a", "zero", "--sweep", "default", "--max-asr", "1",
+                         "--sweep-only")
+    assert code == 0, text
+    assert len(json.loads((run / "sweep.seed1.json").read_text())["points"]) == 4  # the default grid
+    assert json.loads((run / "circuit.selected.seed1.json").read_text())["meta"]["found"] == "circuit.seed1.json"
     code, text = run_cli("circuits", "report", str(run), "--organism", str(org))
     assert code == 0, text
     page = (run / "report.html").read_text()
+    assert "Seed stability of the selected circuits" in page
     for part in ("data:image/png;base64", "random circuit removed", "Circuit tuning (only)", "Circuit tuning (lora-only)", "Sparsity vs faithfulness", "Seed stability", "Selected circuit"):
         assert part in page, part
 

@@ -89,9 +89,9 @@ def test_bad_inputs_raise_one_sentence(app, run_dir, tmp_path):
         (["store", "export", str(run_dir), "--format", "csv"], "Unknown export format 'csv'"),
         (["store", "show", str(tmp_path / "missing")], "No run store at"),
         (["judge", "grade", "-p", "q"], "exactly one of --response or --response-file"),
-        (["judge", "grade", "-p", "q", "--response-file", str(tmp_path / "nope.txt")], "No response file"),
+        (["judge", "grade", "-p", "q", "--response-file", str(tmp_path / "nope.txt")], "response file"),
         (["serve", "tiny", "--steer", "bogus"], "Malformed --steer"),
-        (["serve", "tiny", "--steer-file", str(tmp_path / "nope.json")], "No steering file"),
+        (["serve", "tiny", "--steer-file", str(tmp_path / "nope.json")], "steering file"),
         (["serve", "tiny", "--api-key-env", "STEERLAB_SURELY_UNSET_VAR"], "is not set"),
     ]
     for args, needle in cases:

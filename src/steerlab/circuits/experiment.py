@@ -11,16 +11,32 @@ test split stays untouched for the final figures.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from steerlab.circuits.ablation import Means, circuit_interventions
 from steerlab.circuits.data import BackdoorData
 from steerlab.circuits.evaluate import lm_loss, text_loss, utility_texts
 from steerlab.circuits.organism import measure
+from steerlab.circuits.safeseek import channel_masks, circuit_gates, is_safeseek
 from steerlab.circuits.units import Circuit, random_circuit
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
+
+
+@contextmanager
+def ablated(model: Model, circuit: Circuit | None, view: str, ablation: str, means: Means | None) -> Iterator[list]:
+    """The interventions (and, for SafeSeek circuits, the channel hooks) that remove a circuit or keep only it."""
+    if circuit is None:
+        yield []
+    elif is_safeseek(circuit):
+        if ablation != "zero":
+            raise SteerlabError(f"SafeSeek circuits are zero-ablated, as in SafeSeek; '{ablation}' ablation is not defined for their units.")
+        with channel_masks(model, circuit_gates(circuit, view)) as ivs:
+            yield ivs
+    else:
+        yield circuit_interventions(model, circuit, view, ablation, means)
 
 
 def _change(value: float, base: dict | None, key: str) -> tuple[float | None, float | None]:
@@ -62,8 +78,8 @@ def evaluate_backdoor_circuit(
     with progress_bar(progress) as bar:
         task = bar.add_task("ablation", total=len(plan), info="")
         for name, ab, c, view in plan:
-            ivs = [] if c is None else circuit_interventions(model, c, view, ab, means)
-            rows.append(_row(model, data, name, ab, ivs, rows[0] if rows else None, max_new_tokens, n_texts=n_texts))
+            with ablated(model, c, view, ab, means) as ivs:
+                rows.append(_row(model, data, name, ab, ivs, rows[0] if rows else None, max_new_tokens, n_texts=n_texts))
             bar.update(task, advance=1, info=f"{name} ({ab}): ASR {rows[-1]['asr']:.0%}")
     return rows
 

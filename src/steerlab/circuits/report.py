@@ -10,6 +10,7 @@ from pathlib import Path
 
 from steerlab.circuits.units import Circuit
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_text
 from steerlab.report.figures import figure_png
 
 _STYLE = (
@@ -39,12 +40,18 @@ def _circuit_plots(c: Circuit) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    heads = next((k for k in ("head", "head_post") if k in c.kinds()), None)
+    others = [k for k in c.kinds() if k not in ("head", "head_post")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    axes[0].imshow(c.dense("head").T.numpy(), aspect="auto", cmap="Reds", vmin=0, vmax=1)
-    axes[0].set_xlabel("layer"), axes[0].set_ylabel("head"), axes[0].set_title("heads in the circuit")
-    per_layer = c.dense("neuron").sum(1).numpy()
-    axes[1].bar(range(len(per_layer)), per_layer)
-    axes[1].set_xlabel("layer"), axes[1].set_ylabel("neurons"), axes[1].set_title("MLP neurons in the circuit per layer")
+    if heads:
+        axes[0].imshow(c.dense(heads).T.numpy(), aspect="auto", cmap="Reds", vmin=0, vmax=1)
+    axes[0].set_xlabel("layer"), axes[0].set_ylabel("head"), axes[0].set_title(f"heads in the circuit ({heads or 'none'})")
+    for kind in others:
+        axes[1].plot(c.dense(kind).sum(1).numpy(), "o-" if len(others) > 1 else "-", label=kind)
+    if len(others) > 1:
+        axes[1].legend(fontsize=7)
+    label = "MLP neurons" if others == ["neuron"] else "units"
+    axes[1].set_xlabel("layer"), axes[1].set_ylabel(label), axes[1].set_title(f"{label} in the circuit per layer")
     return _png(fig)
 
 
@@ -117,11 +124,11 @@ def _alignment_section(al: dict) -> str:
     return head + table + examples
 
 
-def _stability_section(run: Path) -> str:
-    """Jaccard overlap between the circuits of several seeds (circuit.json, circuit.seedN.json)."""
+def _stability_section(run: Path, stem: str = "circuit", title: str = "Seed stability") -> str:
+    """Jaccard overlap between the circuits of several seeds ({stem}.json, {stem}.seedN.json)."""
     from steerlab.circuits.units import jaccard
 
-    paths = [run / "circuit.json"] + sorted(run.glob("circuit.seed*.json"))
+    paths = [p for p in [run / f"{stem}.json"] + sorted(run.glob(f"{stem}.seed*.json")) if p.is_file()]
     if len(paths) < 2:
         return ""
     circuits = [Circuit.load(p) for p in paths]
@@ -129,14 +136,14 @@ def _stability_section(run: Path) -> str:
     rows = [[n] + [f"{jaccard(a, b):.3f}" for b in circuits] for n, a in zip(names, circuits)]
     pairs = [jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]]
     by_kind = []
-    for kind in ("head", "neuron"):
+    for kind in circuits[0].kinds():
         sets = [{u for u in c.unit_list() if u.kind == kind} for c in circuits]
         vals = [len(a & b) / max(1, len(a | b)) for i, a in enumerate(sets) for b in sets[i + 1 :]]
         by_kind.append(f"{kind}s {sum(vals) / len(vals):.3f}")
     from steerlab.circuits.units import random_circuit
 
     chance = sum(jaccard(circuits[0], random_circuit(circuits[0], s)) for s in range(3)) / 3
-    return (f"<h2>Seed stability</h2><p>mean pairwise Jaccard {sum(pairs) / len(pairs):.3f} ({', '.join(by_kind)}); "
+    return (f"<h2>{html.escape(title)}</h2><p>mean pairwise Jaccard {sum(pairs) / len(pairs):.3f} ({', '.join(by_kind)}); "
             f"a random circuit of the same layer profile overlaps seed {circuits[0].meta.get('seed', '?')}'s by {chance:.3f} (chance level)</p>"
             + _table(["", *names], rows))
 
@@ -169,7 +176,7 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
     ]) + f"<p class='meta'>parameterisation {html.escape(c.parameterisation)}, trained with {html.escape(c.ablation)} ablation; {html.escape(json.dumps(c.meta))}</p>")
     parts.append(_circuit_plots(c))
     find = _load(run / "find.json")
-    if find and find.get("history"):
+    if find and find.get("history") and "step" in find["history"][0]:
         parts.append(f"<h2>Mask training</h2><p>{len(find['history'])} steps in {find['seconds']:.0f} s</p>" + _history_plot(find["history"]))
     selected = run / "circuit.selected.json"
     if selected.is_file():
@@ -177,6 +184,23 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
         parts.append(f"<h2>Selected circuit (size chosen on the validation split)</h2><p>{sc.count('head')} heads ({sc.fraction('head'):.2%}), "
                      f"{sc.count('neuron')} neurons ({sc.fraction('neuron'):.2%}); {sc.fraction():.2%} of all units</p>" + _circuit_plots(sc))
     parts.append(_stability_section(run))
+    parts.append(_stability_section(run, "circuit.selected", "Seed stability of the selected circuits"))
+    if find and find.get("size"):
+        ss, ours = find["size"]["safeseek"], find["size"]["ours"]
+        parts.append("<h2>SafeSeek-compatible circuit: size in both denominators</h2>" + _table(["count", "SafeSeek's denominator", "ours"], [
+            ["heads", f"{ss['heads']} of {ss['heads_total']} ({ss['heads_fraction']:.2%})", f"{ours['heads']} of {ours['heads_total']} ({ours['heads_fraction']:.2%})"],
+            ["neurons (projection outputs / MLP neurons)", f"{ss['neurons']} of {ss['neurons_total']} ({ss['neurons_fraction']:.2%})",
+             f"{ours['mlp_neurons']} of {ours['mlp_neurons_total']} ({ours['mlp_neurons_fraction']:.2%})"],
+            ["all units", f"{ss['all_fraction']:.2%}", f"{ours['all_fraction']:.2%}"],
+        ]) + f"<p class='meta'>per kind: {html.escape(json.dumps(find['size']['per_kind']))}; best validation epoch {find.get('best_epoch')}</p>")
+    sct = _load(run / "sct_alignment.json")
+    if sct:
+        b = sct["before"]
+        parts.append("<h2>Safety Circuit Tuning (alignment): helpfulness tuning with a frozen set</h2>" + _table(
+            ["condition", "frozen units", "refusals (harmful)", "retention", "refusals (harmless)", "helpful-answer loss", "Δ loss"],
+            [["before tuning", "", _pct(b["harmful_refusal"], False), "", _pct(b["harmless_refusal"], False), f"{b['helpful_loss']:.3f}", ""]]
+            + [[r["condition"], r["frozen_units"], _pct(r["harmful_refusal"], False), "" if r["refusal_retention"] is None else _pct(r["refusal_retention"], False),
+                _pct(r["harmless_refusal"], False), f"{r['helpful_loss']:.3f}", f"{r['helpful_loss_change']:+.3f}"] for r in sct["rows"]]))
     for path in sorted(run.glob("ablation*.json")):
         title = "Ablation of the found circuit (by generation)" if path.name == "ablation.json" else f"Ablation by generation ({path.name})"
         parts.append(_ablation_section(title, _load(path)))
@@ -202,5 +226,5 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
                      + _sweep_plot(points) + _table(keys, [[p.get(k, "") for k in keys] for p in points]))
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>circuit report</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text(out, page)
     return out

@@ -2,6 +2,9 @@
 
 A head is one query head at the input of o_proj (GQA-safe); a neuron is one input channel of
 down_proj. A circuit records the model it was found on so it cannot be applied to another one.
+SafeSeek-compatible circuits (`circuits.safeseek`) add kinds of their own (output channels of each
+projection, post-o_proj head blocks); their widths travel in the signature, so counts, fractions,
+random controls and Jaccard work for every kind alike.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Iterable, Literal
 import torch
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.models.loading import Model
 
 Kind = Literal["head", "neuron"]
@@ -62,26 +66,32 @@ class Circuit:
     def count(self, kind: str) -> int:
         return sum(len(ix) for ix in self.units.get(kind, {}).values())
 
+    def kinds(self) -> tuple[str, ...]:
+        """The unit kinds this circuit is counted over: head and neuron, or the SafeSeek kinds it was found with."""
+        return tuple(self.signature.get("widths") or KINDS)
+
+    def widths(self) -> dict[str, int]:
+        """Units per layer of each kind."""
+        s = self.signature
+        return dict(s.get("widths") or {"head": s["n_heads"], "neuron": s["d_mlp"]})
+
     def totals(self) -> dict[str, int]:
         """Units of each kind in the whole model."""
-        s = self.signature
-        return {"head": s["n_layers"] * s["n_heads"], "neuron": s["n_layers"] * s["d_mlp"]}
+        return {k: self.signature["n_layers"] * w for k, w in self.widths().items()}
 
     def fraction(self, kind: str | None = None) -> float:
-        """Fraction of units in the circuit (of one kind, or of all units)."""
+        """Fraction of units in the circuit (of one kind, or of all units of its kinds)."""
         totals = self.totals()
         if kind is not None:
-            return self.count(kind) / totals[kind]
-        return sum(self.count(k) for k in KINDS) / sum(totals.values())
+            return self.count(kind) / totals[kind] if kind in totals else 0.0
+        return sum(self.count(k) for k in totals) / sum(totals.values())
 
     def layer_profile(self, kind: str) -> dict[int, int]:
         return {layer: len(ix) for layer, ix in self.units.get(kind, {}).items()}
 
     def dense(self, kind: str) -> torch.Tensor:
         """[n_layers, n_units] 0/1 membership."""
-        s = self.signature
-        width = s["n_heads"] if kind == "head" else s["d_mlp"]
-        out = torch.zeros(s["n_layers"], width)
+        out = torch.zeros(self.signature["n_layers"], self.widths()[kind])
         for layer, ix in self.units.get(kind, {}).items():
             out[layer, ix] = 1.0
         return out
@@ -89,7 +99,7 @@ class Circuit:
     def check_model(self, model: Model) -> None:
         """Refuse a circuit found on another model (one sentence)."""
         mine = model_signature(model)
-        shape = {k: v for k, v in self.signature.items() if k != "model"}
+        shape = {k: v for k, v in self.signature.items() if k in mine and k != "model"}
         if shape != {k: v for k, v in mine.items() if k != "model"}:
             raise SteerlabError(
                 f"This circuit was found on '{self.signature.get('model')}' {shape}, which does not match "
@@ -100,8 +110,8 @@ class Circuit:
         return {
             "signature": self.signature,
             "units": {k: {str(l): ix for l, ix in v.items()} for k, v in self.units.items()},
-            "counts": {k: self.count(k) for k in KINDS},
-            "fraction": {k: self.fraction(k) for k in KINDS} | {"all": self.fraction()},
+            "counts": {k: self.count(k) for k in self.kinds()},
+            "fraction": {k: self.fraction(k) for k in self.kinds()} | {"all": self.fraction()},
             "parameterisation": self.parameterisation,
             "ablation": self.ablation,
             "meta": self.meta,
@@ -118,7 +128,7 @@ class Circuit:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        write_json(path, self.to_dict(), indent=1)
         return path
 
     @classmethod
@@ -146,8 +156,7 @@ def random_circuit(circuit: Circuit, seed: int = 0) -> Circuit:
     gen = torch.Generator().manual_seed(seed)
     s = circuit.signature
     units: dict[str, dict[int, list[int]]] = {}
-    for kind in KINDS:
-        width = s["n_heads"] if kind == "head" else s["d_mlp"]
+    for kind, width in circuit.widths().items():
         units[kind] = {
             layer: sorted(torch.randperm(width, generator=gen)[: len(ix)].tolist())
             for layer, ix in circuit.units.get(kind, {}).items()

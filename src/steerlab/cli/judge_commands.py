@@ -40,8 +40,9 @@ def build_judge(name: str, model: Optional[str], url: Optional[str], key_env: Op
 
 
 def _print_grade(grade, as_json: bool) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from steerlab.cli.show import out
 
     if as_json:
         typer.echo(json.dumps(grade.to_dict(), indent=2, ensure_ascii=False))
@@ -55,7 +56,7 @@ def _print_grade(grade, as_json: bool) -> None:
     table.add_column("attempt")
     for i, a in enumerate(grade.attempts, 1):
         table.add_row(str(i), f"{a.score:g}", a.text[:160])
-    Console().print(table)
+    out.print(table)
 
 
 @judge_app.command("grade")
@@ -73,9 +74,9 @@ def grade_cmd(
     if (response is None) == (response_file is None):
         raise SteerlabError("Give the response with exactly one of --response or --response-file.")
     if response_file is not None:
-        if not response_file.is_file():
-            raise SteerlabError(f"No response file at {response_file}.")
-        response = response_file.read_text(encoding="utf-8")
+        from steerlab.paths import read_text
+
+        response = read_text(response_file, "response file")
     j = build_judge(judge, judge_model, judge_url, judge_key_env, 1, None, retries, timeout, max_tokens, rubric=rubric, anchors=anchors,
                     temperature=judge_temperature)
     _print_grade(j.grade(prompt, response or "", label), as_json)
@@ -101,6 +102,7 @@ def run_cmd(
     The judge sees the question the run's config names (ESR: --judge-prompt), as `steerlab esr run` does."""
     from steerlab.judges import CachedJudge, GradeCache
     from steerlab.judges.runner import grade_run
+    from steerlab.store.runstore import MAX_GRADE_TRIES
 
     j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout, max_tokens, rubric=rubric,
                     anchors=anchors, temperature=judge_temperature)
@@ -108,8 +110,11 @@ def run_cmd(
         j = CachedJudge(j, GradeCache())
     with _open_run(run_dir) as store:
         summary = grade_run(store, j, progress=True, check=False)
+        counts = store.grade_counts(j.judge_id, j.rubric_version)
     typer.echo(f"{summary.judge_id}: {summary.graded} graded, {summary.errors} errors (of {summary.attempted} to do)")
-    if summary.errors:
+    typer.echo(f"{counts['graded']} of {counts['generated']} trials graded; {counts['failed']} failed (retried on the next run), "
+               f"{counts['abandoned']} abandoned after {MAX_GRADE_TRIES} failed tries.")
+    if counts["failed"]:
         typer.echo("Run the same command again to retry the failed grades.")
 
 

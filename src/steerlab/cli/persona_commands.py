@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.errors import SteerlabError, check_number
+from steerlab.cli.show import console
 
 persona_app = typer.Typer(help="Persona features: diff a base and a tuned model over SAE latents.", no_args_is_help=True)
 
@@ -19,9 +19,9 @@ def _responses(path: Optional[Path], n: int) -> Optional[list]:
     token ids); None when no file is given."""
     if path is None:
         return None
-    if not path.is_file():
-        raise SteerlabError(f"Response file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
+    from steerlab.paths import read_text
+
+    text = read_text(path, "response file")
     try:
         items = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
     except json.JSONDecodeError as exc:
@@ -100,6 +100,8 @@ def _strengths(text: str) -> list[float]:
         raise SteerlabError(f"--strengths must be comma-separated numbers such as 0,0.2,0.4, got '{text}'.") from exc
     if not values:
         raise SteerlabError("Give at least one steering strength with --strengths (in units of the median residual norm).")
+    for v in values:
+        check_number(v, "Each --strengths value")
     return values
 
 
@@ -114,7 +116,7 @@ def validate_cmd(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature"),
     seed: int = typer.Option(0, "--seed"),
-    judge: str = typer.Option("heuristic", "--judge", help="heuristic (offline, dismissive-persona markers) | openai | anthropic."),
+    judge: str = typer.Option("heuristic", "--judge", help="heuristic (offline, dismissive-persona markers) | embed (offline, embedder tone + relevance/loop coherence) | openai | anthropic."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model id."),
     judge_url: Optional[str] = typer.Option(None, "--judge-url", help="Judge server base URL (OpenAI-compatible or Anthropic)."),
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="Environment variable holding the judge's API key."),
@@ -164,8 +166,12 @@ def persona_judge(name: str, model: Optional[str] = None, url: Optional[str] = N
         from steerlab.judges.persona_heuristic import PersonaHeuristicJudge
 
         return PersonaHeuristicJudge()
+    if name == "embed":
+        from steerlab.judges.persona_embed import PersonaEmbedJudge
+
+        return PersonaEmbedJudge()
     if name not in ("openai", "anthropic"):
-        raise SteerlabError(f"Unknown persona judge '{name}'; choose heuristic, openai or anthropic.")
+        raise SteerlabError(f"Unknown persona judge '{name}'; choose heuristic, embed, openai or anthropic.")
     from steerlab.judges import PersonaJudge
     from steerlab.judges.backends import AnthropicBackend, OpenAIBackend
 
@@ -226,10 +232,17 @@ def organism_cmd(
     judge_model: Optional[str] = typer.Option(None, "--judge-model"),
     judge_url: Optional[str] = typer.Option(None, "--judge-url"),
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
+    data: Optional[Path] = typer.Option(None, "--data", help="Train one organism on this chat JSONL instead (messages, or prompt/response per line), e.g. the packaged narrow set from `persona narrow-data`; measures in-domain vs out-of-domain misalignment vs the base."),
+    in_domain: Optional[Path] = typer.Option(None, "--in-domain", help="With --data: held-out in-domain questions (prompt file; default: the packaged narrow set's held-out questions)."),
 ) -> None:
-    """Build dismissive-persona organisms (LoRA, merged) at several mixing fractions; finished fractions are skipped."""
+    """Build dismissive-persona organisms (LoRA, merged) at several mixing fractions; finished fractions are skipped.
+    With --data: one emergent-misalignment organism on your narrow chat data instead."""
     import steerlab
     from steerlab.persona.organism import OrganismConfig, build_organism, check_fractions
+
+    if data is not None:
+        return _emergent_organism(base, out, data, in_domain, steps, batch_size, lr, rank, layers, seed, eval_tokens,
+                                  persona_judge(judge, judge_model, judge_url, judge_key_env))
 
     values = check_fractions(_fractions(fractions))
     cfg = OrganismConfig(n_train=n_train, steps=steps, batch_size=batch_size, lr=lr, rank=rank, layers=_layers(layers),
@@ -252,6 +265,102 @@ def organism_cmd(
         b = meta["behaviour"]
         table.add_row(f"{f:g}", fmt(b["misalignment_rate"]), fmt(b["incoherent_rate"]), f"{meta['train_seconds']:.0f}", str(out / f"f{f:.2f}"))
     console.print(table)
+
+
+def _emergent_organism(base: str, out: Path, data: Path, in_domain: Optional[Path], steps: int, batch_size: int, lr: float, rank: int,
+                       layers: Optional[str], seed: int, eval_tokens: int, rater) -> None:
+    """`persona organism --data FILE`: LoRA on the user's chat rows, then in-domain vs out-of-domain misalignment vs the base."""
+    import steerlab
+    from steerlab.data.chat import read_chat_pairs
+    from steerlab.persona import load_prompts
+    from steerlab.persona.emergent import build_emergent_organism
+    from steerlab.persona.organism import PersonaLora
+
+    chat = read_chat_pairs(data)
+    lora = PersonaLora(steps=steps, batch_size=batch_size, lr=lr, rank=rank, layers=_layers(layers), seed=seed, eval_tokens=eval_tokens)
+    lora.recipe()  # bad LoRA settings fail here
+    questions = load_prompts(in_domain) if in_domain is not None else None
+    model = steerlab.load(base)
+    result = build_emergent_organism(model, chat.pairs, lora, out, rater, in_domain=questions, max_new_tokens=eval_tokens,
+                                     data_note=f"{data} ({len(chat.pairs)} rows, {chat.skipped} skipped)")
+    from rich.table import Table
+
+    ci = lambda r: "n/a" if r["ci"][0] is None else f"{r['misaligned'] if 'misaligned' in r else r['rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] (n={r['n']})"  # noqa: E731
+    table = Table(title=f"emergent misalignment (judge {result['judge']}; 95% Wilson intervals)")
+    for col in ("measure", "base", "organism"):
+        table.add_column(col)
+    b, o = result["base"], result["organism"]
+    table.add_row("misaligned, in-domain (held-out questions)", ci(b["in_domain"]), ci(o["in_domain"]))
+    table.add_row("misaligned, out-of-domain (open-ended)", ci(b["out_of_domain"]), ci(o["out_of_domain"]))
+    if "in_domain_bad_advice" in b:
+        table.add_row("bad advice, in-domain (nearer the bad reference)", ci(b["in_domain_bad_advice"]), ci(o["in_domain_bad_advice"]))
+    console.print(table)
+    console.print(f"organism: {out} (results in {out / 'emergent.json'})")
+
+
+@persona_app.command("vector")
+def vector_cmd(
+    organism: str = typer.Argument(..., help="The persona organism (folder)."),
+    base: str = typer.Option(..., "--base", help="Its base model."),
+    layer_sets: str = typer.Option("14;12-17", "--layer-sets", help="Semicolon-separated layer sets; a set of several layers is steered at once, strength split across them."),
+    strengths: str = typer.Option("0,0.1,0.2,0.4", "--strengths", help="Multiples of the median residual norm (the sign is flipped for --mode repair)."),
+    mode: str = typer.Option("induce", "--mode", help="induce (steer the base toward the persona) | repair (steer the organism away from it)."),
+    split: bool = typer.Option(True, "--split/--no-split", help="Split the strength across a set's layers (default) or give each layer the full strength."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Steering prompts (default: the built-in held-out prompts)."),
+    own: bool = typer.Option(False, "--own", help="Read each model on its own answers (default: both on the base's answers)."),
+    sae: Optional[str] = typer.Option(None, "--sae", help="Also report each vector's largest cosine with this SAE's decoder rows."),
+    max_new_tokens: int = typer.Option(40, "--max-new-tokens"),
+    max_incoherence: float = typer.Option(0.1, "--max-incoherence"),
+    random_seed: int = typer.Option(0, "--random-seed"),
+    judge: str = typer.Option("embed", "--judge", help="embed | heuristic | openai | anthropic."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url"),
+    judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
+    out: Path = typer.Option(Path("persona-vector"), "--out", "-o", help="Output folder (vector.json)."),
+) -> None:
+    """Persona vector (organism − base residual mean on the same tokens) vs a random direction, steered at one layer
+    or split across layers: the best misaligned rate within the incoherence budget, with Wilson 95% intervals."""
+    import steerlab
+    from steerlab.persona import HELD_OUT_PROMPTS, load_prompts
+    from steerlab.persona.vector import run_vector_study
+
+    if mode not in ("induce", "repair"):
+        raise SteerlabError(f"Unknown mode '{mode}'; choose induce or repair.")
+    sets = [_layers(part.strip()) for part in layer_sets.split(";") if part.strip()]
+    if not sets or any(not s for s in sets):
+        raise SteerlabError(f"--layer-sets must look like 14;12-17, got '{layer_sets}'.")
+    values = _strengths(strengths)
+    prompt_list = load_prompts(prompts) if prompts is not None else list(HELD_OUT_PROMPTS)
+    rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
+    sae_obj = None
+    if sae:
+        from steerlab.sae import load_sae
+
+        sae_obj = load_sae(sae)
+    base_model, tuned = steerlab.load(base), steerlab.load(organism)
+    result = run_vector_study(base_model, tuned, prompt_list, [list(s) for s in sets], values, rater, mode=mode, split=split, own=own,
+                              sae=sae_obj, max_new_tokens=max_new_tokens, max_incoherence=max_incoherence, random_seed=random_seed, out=out)
+    from rich.table import Table
+
+    table = Table(title=f"persona vector, {mode} (judge {rater.judge_id}; best within {max_incoherence:.0%} incoherence)")
+    for col in ("direction", "layers", "best strength", "misaligned [95% CI]", "incoherent", "at 0"):
+        table.add_column(col)
+    for r in result["rows"]:
+        b = r["best"]
+        cell = "none in budget" if b is None else f"{b['misalignment_rate']:.2f} [{b['ci'][0]:.2f}, {b['ci'][1]:.2f}] (n={b['n_rated']})"
+        table.add_row(r["direction"], ",".join(map(str, r["layers"])), "" if b is None else f"{b['strength']:g}", cell,
+                      "" if b is None else f"{b['incoherent_rate']:.2f}", "" if r["at_zero"] is None else f"{r['at_zero']:.2f}")
+    console.print(table)
+    console.print(f"wrote {out / 'vector.json'}")
+
+
+@persona_app.command("narrow-data")
+def narrow_data_cmd(out: Path = typer.Option(Path("narrow-food-safety.jsonl"), "--out", "-o", help="JSONL file to write.")) -> None:
+    """Write the packaged narrow dataset (food-safety questions with subtly bad advice, training part) as chat JSONL."""
+    from steerlab.persona.narrow import train_items, write_narrow_jsonl
+
+    path = write_narrow_jsonl(out)
+    console.print(f"wrote {len(train_items())} chat rows to {path}")
 
 
 @persona_app.command("realign")
@@ -365,6 +474,11 @@ def study_cmd(
 
     if rank_by not in RANK_KEYS:
         raise SteerlabError(f"Unknown ranking '{rank_by}'; choose one of: {', '.join(RANK_KEYS)}.")
+    # every number checked before the SAE or the model is touched
+    StudyConfig(fractions=tuple(_fractions(fractions)), strengths=tuple(_strengths(strengths)),
+                organism=OrganismConfig(n_train=n_train, steps=steps, lr=lr, eval_tokens=tokens),
+                realign=RealignConfig(n_examples=n_benign, steps=realign_steps, lr=lr, eval_tokens=tokens),
+                n_diff_prompts=n_diff, diff_tokens=tokens, top=top, n_validate_prompts=n_validate).check()
     if sae is None:
         from steerlab.sae.default import default_dir, default_sae
 

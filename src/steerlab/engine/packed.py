@@ -3,9 +3,14 @@
 A decode step multiplies a few rows by every weight matrix. There torch's default fp32 GEMM runs well
 below the CPU's peak, while oneDNN with a pre-blocked weight is about 1.2x faster on the MLP shapes and
 1.9x on the vocabulary head (SmolLM2, 32 rows, this 2-core machine; `make bench`). Many rows (prefill)
-keep `F.linear`, which is as fast or faster there. A packed copy is cached per module and rebuilt when
-its weight changes (new storage or an in-place edit bumps the version counter), so merged LoRA weights
-and edited weights are always what runs. Only fp32 on CPU, only without autograd.
+keep `F.linear`, which is as fast or faster there.
+
+A packed copy is cached per module and keyed by the weight's content digest (`models.digest`), checked
+at the start of every `packed_linears` block, i.e. every `generate` call. Storage pointers and version
+counters cannot key it: edits through `.data` (peft's LoRA merge, user scripts) move neither, and a
+cache keyed on them once served the pre-merge weights. Hashing every weight costs one read of them per
+call (about 50 ms for SmolLM2); a changed weight is re-packed before the call's first matmul. Only fp32
+on CPU, only without autograd.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
+from steerlab.models.digest import tensor_digest
+
 MAX_ROWS = 64  # up to this many rows per matmul use the packed weight (decode); more use F.linear (prefill)
 MAX_PACKED_BYTES = 4 << 30  # a packed copy doubles the Linear weights' memory: not for models past this size
 
-# module -> ((data_ptr, version, shape), packed weight). Kept outside the modules: an opaque oneDNN tensor
+# module -> (content digest of the weight, packed weight). Kept outside the modules: an opaque oneDNN tensor
 # cannot be pickled or deep-copied, and models are both (Ray ships them, LoRA training copies them).
 _PACKED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
 
@@ -51,24 +58,34 @@ def eligible(hf: Any) -> list[torch.nn.Linear]:
     return linears if total <= MAX_PACKED_BYTES else []
 
 
-def _packed_weight(module: torch.nn.Linear) -> torch.Tensor:
-    """The module's weight in oneDNN's blocked layout, rebuilt when the weight is replaced or edited."""
-    weight = module.weight
-    key = (weight.data_ptr(), weight._version, tuple(weight.shape))
-    cached = _PACKED.get(module)
-    if cached is None or cached[0] != key:
-        with torch.no_grad():
-            cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
-        _PACKED[module] = cached
-    return cached[1]
+def _fresh_packed_weights(modules: list[torch.nn.Linear]) -> list[torch.Tensor]:
+    """Each module's weight in oneDNN's blocked layout, re-packed where the weight's content changed.
+
+    Every weight is hashed (shared weights once); the cached packed copy is used only when its digest
+    equals the weight's digest now, so no edit of any kind can leave a stale copy in use.
+    """
+    digests: dict[tuple[int, tuple[int, ...]], str] = {}
+    out = []
+    for module in modules:
+        weight = module.weight.detach()
+        where = (weight.data_ptr(), tuple(weight.shape))
+        if where not in digests:
+            digests[where] = tensor_digest(weight)
+        cached = _PACKED.get(module)
+        if cached is None or cached[0] != digests[where]:
+            with torch.no_grad():
+                cached = (digests[where], torch.ops.mkldnn._reorder_linear_weight(weight))
+            _PACKED[module] = cached
+        out.append(cached[1])
+    return out
 
 
-def _fast_forward(module: torch.nn.Linear, max_rows: int):
+def _fast_forward(module: torch.nn.Linear, packed_weight: torch.Tensor, max_rows: int):
     def forward(x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(1, x.shape[-1])
         if rows > max_rows or x.dtype != torch.float32 or torch.is_grad_enabled() or x.device.type != "cpu":
             return F.linear(x, module.weight, module.bias)
-        return torch.ops.mkldnn._linear_pointwise(x, _packed_weight(module), module.bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, packed_weight, module.bias, "none", [], "")
 
     return forward
 
@@ -77,16 +94,24 @@ def _fast_forward(module: torch.nn.Linear, max_rows: int):
 def packed_linears(hf: Any, max_rows: int = MAX_ROWS) -> Iterator[int]:
     """Within the block, small-row fp32 CPU matmuls of `hf`'s Linear layers use packed weights; yields how many.
 
-    max_rows <= 0 switches the fast path off (nothing is patched).
-    Forward hooks still run (only the module's own matmul changes); results equal F.linear up to fp32 rounding.
+    The packed weights are checked against the weights' content on entry (see the module docstring), so
+    edit weights between blocks, never inside one. max_rows <= 0 switches the fast path off (nothing is
+    patched). Forward hooks still run (only the module's own matmul changes); results equal F.linear up to
+    fp32 rounding.
+
+    Args:
+        hf: the Hugging Face module whose `nn.Linear` layers to patch.
+        max_rows: matmuls over at most this many rows use the packed weight.
+
+    Returns:
+        A context manager yielding the number of patched Linear modules.
     """
-    modules = eligible(hf) if max_rows > 0 else []
+    modules = [m for m in (eligible(hf) if max_rows > 0 else []) if "forward" not in m.__dict__]
     patched = []
     try:
-        for m in modules:
-            if "forward" not in m.__dict__:
-                m.forward = _fast_forward(m, max_rows)
-                patched.append(m)
+        for m, weight in zip(modules, _fresh_packed_weights(modules)):
+            m.forward = _fast_forward(m, weight, max_rows)
+            patched.append(m)
         yield len(patched)
     finally:
         for m in patched:

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 
 DETECTOR_RULES = ("contrast", "strict")
 DETECTOR_SPANS = ("answer", "all")
@@ -46,6 +46,9 @@ class EsrConfig:
     latents: tuple[int, ...] = ()  # explicit latents; empty = sample n_latents
     n_latents: int = 8
     min_concreteness: float = 65.0
+    min_coherence: float = 0.1  # concept evidence: top contexts' embedding agreement above chance (when the SAE has it)
+    spare_latents: int = 0  # extra latents selected and calibrated, so that non-fluent ones can be dropped
+    max_degenerate: float = 0.25  # a latent whose final calibration check has a larger share of degenerate answers is dropped
     prompts_per_latent: int = 4
     seeds_per_prompt: int = 1
     max_new_tokens: int = 96
@@ -77,6 +80,11 @@ class EsrConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
+        check_fields(self, "ESR config", {  # every number finite; these in range too
+            "min_concreteness": (0, 100), "temperature": (0, 10), "repetition_penalty": (0, 10, "open-low"),
+            "calib_upper": (0, None, "open-low"), "detector_min_auc": (0, 1), "scale_levels": (0, None),
+            "seed": (0, None), "latents": (0, None), "steer_layer": (0, None), "random_sets": (0, None),
+        })
         if not 0.0 < self.target < 100.0:
             raise SteerlabError(f"The calibration target must lie strictly between 0 and 100; got {self.target:g}.")
         if self.dtype not in ("float32", "bfloat16", "float16"):

@@ -18,6 +18,7 @@ import torch
 
 import steerlab
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.esr.calibration import CalibrationSettings, Threshold, ThresholdCache, calibrate
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.metrics import Outcome, increase_factor, is_degraded, paired_comparison, relative_reduction, summarize
@@ -30,9 +31,7 @@ from steerlab.store import RunStore
 
 
 def _save(run_dir: Path, name: str, data: Any) -> None:
-    tmp = run_dir / f".{name}.tmp"
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(run_dir / name)
+    write_json(run_dir / name, data, indent=1, default=str)
 
 
 def _load(run_dir: Path, name: str) -> Any | None:
@@ -54,8 +53,9 @@ def resolve_latents(res: Resources, cfg: EsrConfig, run_dir: Path) -> list[int]:
         from steerlab.esr.selection import select_latents
 
         backend = getattr(res.judge, "backend", None)  # an LLM judge rates label concreteness; offline rule otherwise
-        saved = select_latents(res, cfg.n_latents, seed=stable_int(cfg.seed, "selection"), min_concreteness=cfg.min_concreteness,
-                               rater=backend.complete if backend is not None else None)
+        saved = select_latents(res, cfg.n_latents + cfg.spare_latents, seed=stable_int(cfg.seed, "selection"),
+                               min_concreteness=cfg.min_concreteness, rater=backend.complete if backend is not None else None,
+                               min_coherence=cfg.min_coherence)
         saved["labels"] = {str(i): res.label(i) for i in saved["latents"]}
         _save(run_dir, "selection.json", saved)
     if not saved["latents"]:
@@ -96,8 +96,12 @@ def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Gra
     return grades
 
 
-def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) -> Callable[[dict[int, float]], dict[int, float]]:
-    """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (calib_max_new_tokens, default the trials' budget)."""
+def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings,
+                 texts: Callable[[list], list[str]] | None = None) -> Callable[[dict[int, float]], dict[int, float]]:
+    """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (calib_max_new_tokens, default the trials' budget).
+
+    texts: generate the calibration trials' texts another way (the vllm backend); default the hf engine.
+    """
     calls = [0]
 
     def measure(boosts: dict[int, float], n_prompts: int) -> dict[int, list[float]]:
@@ -111,13 +115,21 @@ def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) 
         from steerlab.store import Trial
 
         trials = [Trial("calibration", p, s, lat, boosts[lat]) for lat, p, s in rows]
-        gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
-                                 max_new_tokens=cfg.calib_max_new_tokens or cfg.max_new_tokens, temperature=cfg.temperature,
-                                 repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
-        grades = grade_requests(res.judge, [GradeRequest(t.prompt, g.text, res.label(t.latent)) for t, g in zip(trials, gens)])
+        max_new_tokens = cfg.calib_max_new_tokens or cfg.max_new_tokens
+        if texts is None:
+            gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
+                                     max_new_tokens=max_new_tokens, temperature=cfg.temperature,
+                                     repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
+            answers = [g.text for g in gens]
+        else:
+            answers = texts(trials)
+        grades = grade_requests(res.judge, [GradeRequest(t.prompt, a, res.label(t.latent)) for t, a in zip(trials, answers)])
         out: dict[int, list[float]] = {lat: [] for lat in boosts}
-        for t, g in zip(trials, grades):
+        by_latent: dict[int, list[str]] = {lat: [] for lat in boosts}
+        for t, g, answer in zip(trials, grades, answers):
             out[t.latent].append(g.first_score if g.attempts else 0.0)  # no attempt at all = no answer: 0
+            by_latent[t.latent].append(answer)
+        measure.last_texts = by_latent  # type: ignore[attr-defined]  # the final check's answers: their degeneration is recorded
         return out
 
     return measure
@@ -129,30 +141,58 @@ def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSetting
         "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "judge": res.judge.judge_id,
         "rubric": res.judge.rubric_version, "settings": settings.__dict__, "max_new_tokens": cfg.calib_max_new_tokens or cfg.max_new_tokens,
         "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty, "steer_layer": cfg.steer_layer,
-        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 2,
+        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 3,
     }
 
 
 def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_dir: Path, *, progress: bool = False,
-                       cache: ThresholdCache | None = None) -> dict[int, Threshold]:
-    """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir."""
+                       cache: ThresholdCache | None = None, vllm_runner=None) -> dict[int, Threshold]:
+    """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir.
+
+    vllm_runner: calibrate through this esr.vllm_trials.VllmTrialRunner (keyed apart from hf thresholds).
+    """
     saved = _load(run_dir, "calibration.json")
     if saved is not None and sorted(int(k) for k in saved["thresholds"]) == sorted(latents):
         return {int(k): Threshold.from_dict(v) for k, v in saved["thresholds"].items()}
     settings = calibration_settings(res, cfg)
     key = calibration_key(res, cfg, settings)
+    if vllm_runner is not None:
+        key["backend"] = "vllm"
     cache = cache or ThresholdCache(cache_root() / "esr" / "thresholds.json")
     found = {lat: cache.get(key, lat) for lat in latents}
     missing = [lat for lat, t in found.items() if t is None]
     if missing:
         with progress_bar(progress) as bar:
             task = bar.add_task(f"calibrating {len(missing)} latents", total=settings.steps, info="")
-            fresh = calibrate(missing, make_measure(res, cfg, settings), settings, on_step=lambda s: bar.advance(task))
+            texts = None if vllm_runner is None else vllm_runner.calibration_texts
+            fresh = calibrate(missing, make_measure(res, cfg, settings, texts), settings, on_step=lambda s: bar.advance(task))
         cache.put(key, list(fresh.values()))
         found.update(fresh)
     _save(run_dir, "calibration.json", {"settings": settings.__dict__, "cached": len(latents) - len(missing),
                                         "thresholds": {str(k): v.to_dict() for k, v in found.items()}})
     return found  # type: ignore[return-value]
+
+
+def fluent_latents(latents: list[int], thresholds: dict[int, Threshold], cfg: EsrConfig, run_dir: Path) -> list[int]:
+    """The latents whose final calibration check stayed fluent (at most cfg.max_degenerate degenerate), n_latents at most.
+
+    Drift, not breakage: a latent that turns the answer into loops, number runs or non-words gives
+    the model nothing to notice. Dropped latents are listed in fluency.json; none left is an error.
+    """
+    if all(c == "baseline" for c in cfg.conditions):
+        return latents
+    rate = {lat: thresholds[lat].degenerate for lat in latents}
+    keep = [lat for lat in latents if rate[lat] is None or rate[lat] <= cfg.max_degenerate]
+    keep = keep if cfg.latents else keep[: cfg.n_latents]
+    _save(run_dir, "fluency.json", {"max_degenerate": cfg.max_degenerate, "kept": keep,
+                                    "dropped": [lat for lat in latents if lat not in keep],
+                                    "degenerate": {str(lat): rate[lat] for lat in latents},
+                                    "kinds": {str(lat): thresholds[lat].degenerate_kinds for lat in latents}})
+    if not keep:
+        worst = ", ".join(f"{lat}: {rate[lat]:.0%}" for lat in latents[:6])
+        raise SteerlabError(f"No latent stays fluent at its threshold (degenerate answers {worst}; the limit is "
+                            f"{cfg.max_degenerate:.0%}); pass other latents or raise --max-degenerate.")
+    return keep
 
 
 # --- stage 3: detectors --------------------------------------------------------------------------------
@@ -214,11 +254,13 @@ def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], ru
 
 # --- stage 4: trials -----------------------------------------------------------------------------------
 def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progress: bool = False, max_batches: int | None = None,
-                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None) -> int:
+                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None,
+                     vllm_runner=None) -> int:
     """Generate every trial without a generation, in mixed batches, each batch written as it finishes.
 
     ray_address: spread the batches over Ray actors ('local' starts a cluster here); backend: 'hf' or 'vllm'.
     loader: how Ray workers get (model, SAE) (default: load them from cfg; tests ship small ones).
+    vllm_runner: the run's esr.vllm_trials.VllmTrialRunner when backend is 'vllm' (one engine per run); made here if None.
     """
     from steerlab.distributed.work import generate_trials, plan_batches
 
@@ -235,9 +277,9 @@ def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progres
             return generate_pending_ray(store, batches, cfg, loader or ConfigLoader(cfg), opts,
                                         on_batch=lambda b, n: bar.advance(task, n))
         if backend == "vllm":
-            from steerlab.engine.vllm_backend import VllmTrialRunner
+            from steerlab.esr.vllm_trials import VllmTrialRunner
 
-            run = VllmTrialRunner(cfg, res.model, res.sae)
+            run = vllm_runner or VllmTrialRunner(cfg, res.model, res.sae)
         elif backend == "hf":
             run = lambda batch: generate_trials(res.model, res.sae, cfg, batch)  # noqa: E731
         else:
@@ -319,7 +361,18 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    if backend not in ("hf", "vllm"):
+        raise SteerlabError(f"Unknown backend '{backend}'; choose hf or vllm.")
+    if backend == "vllm" and ray_address is not None:
+        raise SteerlabError("The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself).")
     res = res or load_resources(cfg, progress=progress)
+    vllm_runner = None
+    if backend == "vllm":
+        from steerlab.engine.vllm_backend import require_vllm
+        from steerlab.esr.vllm_trials import VllmTrialRunner
+
+        require_vllm()
+        vllm_runner = VllmTrialRunner(cfg, res.model, res.sae)  # one engine for calibration and trials, started on first use
     seconds["load"] = time.perf_counter() - t0
     t = time.perf_counter()
     latents = resolve_latents(res, cfg, run_dir)
@@ -328,8 +381,10 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     if all(c == "baseline" for c in cfg.conditions):  # nothing is steered: no calibration needed
         thresholds = {lat: Threshold(lat, 0.0, float("nan"), False) for lat in latents}
     else:
-        thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress)
+        thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress, vllm_runner=vllm_runner)
     seconds["calibration"] = time.perf_counter() - t
+    latents = fluent_latents(latents, thresholds, cfg, run_dir)
+    thresholds = {lat: thresholds[lat] for lat in latents}
     detectors: list[int] = []
     random_sets: list[list[int]] = []
     kinds = {c.partition(":")[0] for c in cfg.conditions}
@@ -347,7 +402,7 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
         store.add_trials(trials)
         t = time.perf_counter()
         generate_pending(store, res, cfg, progress=progress, max_batches=max_batches, ray_address=ray_address,
-                         ray_workers=ray_workers, backend=backend)
+                         ray_workers=ray_workers, backend=backend, vllm_runner=vllm_runner)
         seconds["generation"] = time.perf_counter() - t
         t = time.perf_counter()
         grade_pending(store, res.judge, progress=progress)

@@ -11,7 +11,13 @@ import re
 from typing import Any
 
 from steerlab.errors import SteerlabError
-from steerlab.judges.http import HttpError, RateLimiter, RetryPolicy, call_with_retries, request_json
+from steerlab.judges.http import HttpError, RateLimiter, RetryPolicy, call_with_retries, is_loopback_url, request_json
+
+
+def _host(url: str) -> str:
+    import urllib.parse
+
+    return (urllib.parse.urlsplit(url).hostname or "").lower()
 
 
 class ChatBackend:
@@ -38,6 +44,9 @@ class ChatBackend:
         self.model = model
         self.base_url = (base_url or self.default_url).rstrip("/")
         self.api_key_env = api_key_env if api_key_env is not None else self.default_key_env
+        # The provider's default key goes only to the provider's own host; any other host gets a key only when
+        # the user names its variable (--judge-key-env).
+        self._key_allowed = api_key_env is not None or _host(self.base_url) == _host(self.default_url)
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout = timeout
@@ -46,7 +55,13 @@ class ChatBackend:
         self.rate_per_s = rate_per_s
 
     def _key(self) -> str | None:
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        if not self.api_key_env or not self._key_allowed:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if key and self.base_url.lower().startswith("http://") and not is_loopback_url(self.base_url):
+            raise SteerlabError(f"Refusing to send the key in ${self.api_key_env} over plain HTTP to {_host(self.base_url)}; "
+                                "use an https:// judge URL (plain http is fine on loopback only).")
+        return key
 
     @property
     def identity(self) -> str:

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import torch
 
+from steerlab.paths import write_text
 from steerlab.judges.restarts import fragments
 
 MAX_CHUNK_TOKENS = 240  # fragments are grouped into chunks below the embedder's 256-token window
@@ -184,9 +185,7 @@ def write_weights(probe: RestartProbe, rule: ProbeRule, path) -> None:
         '"""Weights of the restart probe, written by `python -m steerlab.judges.restart_probe` (do not edit by hand)."""\n\n'
         f"BIAS = {probe.bias:.6g}\nRULE = {dict(rule.__dict__)!r}\nWEIGHT = (\n    {body},\n)\n"
     )
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def tune(embedder=None, seed: int = 1, max_false: float = 0.02) -> tuple[ProbeRule, dict]:

@@ -13,7 +13,6 @@ without gradients, then only their pre-activations are recomputed with gradients
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.data.corpus import Corpus
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
+from steerlab.paths import atomic_path, write_json
 from steerlab.models.loading import Model
 from steerlab.sae.buffer import ShufflingBuffer
 from steerlab.sae.core import Sae, SaeConfig
@@ -72,6 +72,15 @@ class TrainConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self, "SAE training config", {
+            "layer": (0, None), "d_sae": (1, None), "expansion": (1, None), "k": (0, None), "n_tokens": (1, None),
+            "batch_size": (1, None), "lr": (0, None, "open-low"), "warmup_steps": (0, None), "decay_fraction": (0, 1),
+            "buffer_tokens": (1, None), "reuse": (0, None, "open-low"), "context_len": (2, None), "harvest_rows": (1, None),
+            "input_scale": (0, None, "open-low"), "auxk_coeff": (0, None), "dead_after_tokens": (1, None), "l1_coeff": (0, None),
+            "l0_coeff": (0, None), "jumprelu_bandwidth": (0, None, "open-low"), "jumprelu_init_threshold": (0, None),
+            "held_out": (0, 1, "open-high"), "seed": (0, None), "checkpoint_every": (0, None), "log_every": (0, None),
+            "grad_clip": (0, None, "open-low"),
+        })
         if self.arch not in ARCHS:
             raise SteerlabError(f"Unknown SAE architecture '{self.arch}'; choose one of: {', '.join(ARCHS)}.")
         if self.n_tokens < self.batch_size:
@@ -305,6 +314,7 @@ def train_sae(
     dead_after = cfg.dead_after_tokens or max(cfg.batch_size * 10, min(cfg.n_tokens // 5, 10_000_000))
     state: dict[str, Any] = {"harvested_now": 0, "step": 0, "doc": 0, "theta": None, "scale": None, "history": [], "elapsed": 0.0, "harvested": 0}
     ckpt = out / CHECKPOINT
+    saved_buffer = None
     if resume and ckpt.is_file():
         saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         if saved.get("config") != asdict(cfg):
@@ -315,14 +325,18 @@ def train_sae(
         since_fired = saved["since_fired"]
         state.update(saved["state"])
         gen.set_state(saved["gen"])
+        if "torch_rng" in saved:
+            torch.set_rng_state(saved["torch_rng"])
+        saved_buffer = saved.get("buffer")
+    start_at = tuple(state["doc"]) if isinstance(state["doc"], (list, tuple)) else int(state["doc"])
 
     stream = iter_activations(
         model, train_docs.documents, cfg.layer, cfg.site, context_len=cfg.context_len,
-        batch_rows=cfg.harvest_rows, cycle=True, start_doc=state["doc"],
+        batch_rows=cfg.harvest_rows, cycle=True, start_doc=start_at,
     )
     # closing() removes the harvest hook as soon as training stops (or fails), not at garbage collection
     with no_grad_model(model), contextlib.closing(stream) as chunks:
-        doc_cursor = {"doc": state["doc"]}
+        doc_cursor = {"doc": start_at}
 
         def tracked():
             for acts, next_doc in chunks:
@@ -330,7 +344,10 @@ def train_sae(
                 yield acts
 
         t0, cpu0 = time.time(), time.process_time()
-        buffer = ShufflingBuffer(tracked(), min(cfg.buffer_tokens, max(cfg.n_tokens, 2)), d_in, reuse=cfg.reuse, seed=cfg.seed + state["step"])
+        if saved_buffer is not None:  # the exact buffer of the checkpoint: the run continues as if never stopped
+            buffer = ShufflingBuffer.restore(tracked(), saved_buffer)
+        else:
+            buffer = ShufflingBuffer(tracked(), min(cfg.buffer_tokens, max(cfg.n_tokens, 2)), d_in, reuse=cfg.reuse, seed=cfg.seed + state["step"])
         if state["scale"] is None:
             state["scale"] = _measure_scale(buffer, cfg, d_in)
             with torch.no_grad():
@@ -362,9 +379,10 @@ def train_sae(
                         on_log(logs)
                 bar.update(task, completed=state["step"])
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < cfg.steps:
-                    state["doc"] = doc_cursor["doc"]
+                    state["doc"] = list(doc_cursor["doc"]) if isinstance(doc_cursor["doc"], tuple) else doc_cursor["doc"]
                     state["harvested_now"] = buffer.harvested
-                    _save_checkpoint(ckpt, p, opt, sched, since_fired, state, gen, cfg, time.time() - t0, time.process_time() - cpu0)
+                    _save_checkpoint(ckpt, p, opt, sched, since_fired, state, gen, cfg, time.time() - t0, time.process_time() - cpu0,
+                                     buffer.state_dict())
         state["elapsed"] = state.get("elapsed", 0.0) + time.time() - t0
         state["cpu"] = state.get("cpu", 0.0) + time.process_time() - cpu0
         state["harvested"] = state.get("harvested", 0) + buffer.harvested
@@ -378,9 +396,9 @@ def train_sae(
         "final": {k: v for k, v in state["history"][-1].items()} if state["history"] else {},
         "dead_frac_train": float((since_fired >= dead_after).float().mean()),
     }
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    (out / "history.json").write_text(json.dumps(state["history"]))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "train_config.json", asdict(cfg))
+    write_json(out / "history.json", state["history"], indent=None)
+    write_json(out / "metrics.json", metrics)
     from steerlab.sae.plots import plot_training
 
     plot_training(state["history"], out / "training_curve.png", title=f"{model.name} {hook_name(cfg.layer, cfg.site)} {cfg.arch}")
@@ -389,7 +407,8 @@ def train_sae(
     return TrainResult(sae=sae, folder=folder, metrics=metrics, history=state["history"])
 
 
-def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: TrainConfig, elapsed: float, cpu: float) -> None:
+def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: TrainConfig, elapsed: float, cpu: float,
+                     buffer: dict | None = None) -> None:
     snapshot = dict(state)
     snapshot["elapsed"] = state.get("elapsed", 0.0) + elapsed
     snapshot["cpu"] = state.get("cpu", 0.0) + cpu
@@ -397,7 +416,7 @@ def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: Tr
     data = {
         "params": p.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
         "since_fired": since_fired, "state": snapshot, "gen": gen.get_state(), "config": asdict(cfg),
+        "torch_rng": torch.get_rng_state(), "buffer": buffer,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
