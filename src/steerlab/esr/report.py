@@ -182,10 +182,15 @@ def write_report(run_dir: str | Path) -> Path:
         sections.append(Section("Boost sweep (σ units of the calibrated thresholds)",
                                 image=plots.sweep_plot([lv for lv, _ in sweep], [summary["metrics"][c] for _, c in sweep])))
     det = _read(run_dir, "detectors.json")
-    if det:
+    if det and det.get("source") == "given":  # a fixed set (--detectors): nothing was discovered
+        sections.append(Section("Off-topic detectors", text=f"{len(det['detectors'])} detectors given with --detectors (no discovery).",
+                                header=["latent", "label"], rows=[[d, det["labels"].get(str(d), "")] for d in det["detectors"]]))
+    elif det:
+        rule = (f"rule: the original's strict rule; top by Cohen's d with AUC ≥ {det['min_auc']:.3f} would keep {det['n_eligible']}"
+                if det.get("rule") == "strict" else f"rule: top by Cohen's d with AUC ≥ {det['min_auc']:.3f}; {det['n_eligible']} eligible")
         text = (f"{len(det['detectors'])} detectors from {det['n_prompts']} held-out prompts "
                 f"({det.get('n_normal', det['n_prompts'])} on-topic and {det.get('n_shuffled', det['n_prompts'])} off-topic answers; "
-                f"rule: top by Cohen's d with AUC ≥ {det['min_auc']:.3f}; {det['n_eligible']} eligible); the original strict rule "
+                f"{rule}); the original strict rule "
                 f"(never on normal, ≥80% of shuffled) finds {len(det['strict_rule'])}.")
         if "chance_auc" in det:
             verdict = "above" if det["best_auc"] > det["chance_auc"] else "not above"
