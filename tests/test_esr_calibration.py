@@ -94,7 +94,7 @@ def test_isotonic_estimate_is_near_target_on_all_or_nothing_trials():
     mean = sum(true_scores) / len(true_scores)
     assert 20 <= mean <= 40, mean
     assert sum(t.estimate == "isotonic" for t in out.values()) >= 20
-    assert all(len(t.samples) == 8 * 4 for t in out.values())
+    assert all(len(t.samples) >= 8 * 4 for t in out.values())  # the search's trials, plus any missed final checks
 
 
 def test_threshold_round_trips_through_dict():

@@ -1,6 +1,7 @@
 """The judge and store CLI commands, in process, against a scripted judge server on 127.0.0.1."""
 
 import json
+import re
 
 import pytest
 import typer
@@ -39,7 +40,7 @@ def scripted(scores_by_word):
     def script(path, body, headers):
         if path.endswith("/models"):
             return 200, {"data": [{"id": "judge-a"}, {"id": "judge-b"}]}, None
-        text = body["messages"][-1]["content"].split("=== ANSWER TO GRADE ===")[1]
+        text = re.split(r"=== (?:ANSWER TO GRADE|RESPONSE) ===", body["messages"][-1]["content"])[1]
         for word, scores in scores_by_word.items():
             if word in text:
                 return 200, chat_reply(attempts_json(*scores)), None
@@ -66,7 +67,7 @@ def test_judge_run_then_compare_then_export(app, run_dir, tmp_path):
     assert stats["direction_agreement"] == 1.0 and stats["pearson_first"] > 0.9
     store = RunStore(run_dir, create=False)
     pinned = store.meta("judge:")
-    assert {v["model"] for v in pinned.values()} == {"judge-a", "judge-b"} and all(v["temperature"] == 0.0 for v in pinned.values())
+    assert {v["model"] for v in pinned.values()} == {"judge-a", "judge-b"} and all(v["temperature"] is None and v["rubric"] == "faithful" for v in pinned.values())
     out = tmp_path / "x.jsonl"
     result = runner.invoke(app, ["store", "export", str(run_dir), "--format", "jsonl", "--out", str(out)])
     assert result.exit_code == 0 and "wrote 4 rows" in result.output
@@ -88,9 +89,9 @@ def test_bad_inputs_raise_one_sentence(app, run_dir, tmp_path):
         (["store", "export", str(run_dir), "--format", "csv"], "Unknown export format 'csv'"),
         (["store", "show", str(tmp_path / "missing")], "No run store at"),
         (["judge", "grade", "-p", "q"], "exactly one of --response or --response-file"),
-        (["judge", "grade", "-p", "q", "--response-file", str(tmp_path / "nope.txt")], "No response file"),
+        (["judge", "grade", "-p", "q", "--response-file", str(tmp_path / "nope.txt")], "response file"),
         (["serve", "tiny", "--steer", "bogus"], "Malformed --steer"),
-        (["serve", "tiny", "--steer-file", str(tmp_path / "nope.json")], "No steering file"),
+        (["serve", "tiny", "--steer-file", str(tmp_path / "nope.json")], "steering file"),
         (["serve", "tiny", "--api-key-env", "STEERLAB_SURELY_UNSET_VAR"], "is not set"),
     ]
     for args, needle in cases:

@@ -37,7 +37,7 @@ def test_embedder_failure_is_recorded_on_every_item():
 
 
 def test_attempts_are_scored_separately_with_the_restart_phrase_stripped():
-    judge = HeuristicJudge(embedder=KeywordEmbedder())
+    judge = HeuristicJudge(embedder=KeywordEmbedder(), restarts="phrases")
     grade = judge.grade("How do you boil an egg?", "Lava flows downhill. No, wait! Put the egg in boiling water.", "lava")
     assert [a.text for a in grade.attempts] == ["Lava flows downhill.", "No, wait! Put the egg in boiling water."]
     assert grade.attempts[0].score == 0.0 and grade.attempts[1].score == 100.0 and grade.improved

@@ -26,7 +26,7 @@ def fast(backend_cls=OpenAIBackend, url=None, **kw):
     return backend_cls(MODEL, url, "STEERLAB_TEST_KEY", **kw)
 
 
-def test_openai_judge_grades_and_sends_pinned_model_at_temperature_zero(monkeypatch):
+def test_openai_judge_grades_and_sends_pinned_model_and_no_temperature_by_default(monkeypatch):
     monkeypatch.setenv("STEERLAB_TEST_KEY", SECRET)
 
     def script(path, body, headers):
@@ -41,8 +41,11 @@ def test_openai_judge_grades_and_sends_pinned_model_at_temperature_zero(monkeypa
         assert grade.ok and [a.score for a in grade.attempts] == [20.0, 90.0] and grade.improved
         post = srv.posts()[0]
         assert post["path"] == "/v1/chat/completions"
-        assert post["body"]["model"] == MODEL and post["body"]["temperature"] == 0.0
+        assert post["body"]["model"] == MODEL and "temperature" not in post["body"]  # the provider's default, as the original
         assert "volcanoes" in post["body"]["messages"][1]["content"]
+        hot = LLMJudge(fast(url=srv.url, temperature=0.0))
+        assert hot.grade("p", "r").ok and srv.posts()[-1]["body"]["temperature"] == 0.0
+        assert hot.judge_id.endswith("?temperature=0") and hot.judge_id != judge.judge_id  # part of every grade key
         assert post["headers"]["authorization"] == f"Bearer {SECRET}"
         # The key lives only in the header: not in repr, config, the grade or its id.
         for text in (repr(judge), repr(judge.backend), json.dumps(judge.config()), json.dumps(grade.to_dict()), judge.judge_id):
@@ -123,7 +126,7 @@ def test_anthropic_backend_shape(monkeypatch):
         assert grade.ok and grade.first_score == 33.0
         post = srv.posts()[0]
         assert post["path"] == "/v1/messages" and post["headers"]["x-api-key"] == SECRET
-        assert post["body"]["system"] and post["body"]["temperature"] == 0.0
+        assert post["body"]["system"] and "temperature" not in post["body"]
         assert SECRET not in repr(judge) + json.dumps(judge.config())
 
 

@@ -19,7 +19,7 @@ from steerlab.circuits.forward import concat, make_batch, response_logits
 from steerlab.circuits.masks import Lagrangian, Param, UnitMasks, check_fraction, ramp
 from steerlab.circuits.objectives import Term, fill_teachers, kl_loss, unlikelihood_loss
 from steerlab.circuits.units import Circuit
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
 
@@ -41,6 +41,13 @@ class FindConfig:
     layers: list[int] | None = None  # search only these layers (None = all); targets stay fractions of all units
     attribution_batches: int = 2  # gradient-attribution warm start of the logits (0 = off)
     attribution_scale: float = 1.5
+
+    def __post_init__(self) -> None:
+        check_fields(self, "circuit search config", {
+            "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"),
+            "init_p": (0, 1, "open"), "warm_fraction": (0, 1), "teacher_k": (1, None), "seed": (0, None), "layers": (0, None),
+            "attribution_batches": (0, None), "attribution_scale": (0, None, "open-low"),
+        })
 
 
 @dataclass

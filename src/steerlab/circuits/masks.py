@@ -14,6 +14,7 @@ from torch import nn
 
 from steerlab.circuits.units import KINDS, Circuit, Unit
 from steerlab.errors import SteerlabError
+from steerlab.paths import atomic_path
 from steerlab.models.loading import Model
 
 Param = Literal["hard_concrete", "sigmoid_ste"]
@@ -105,7 +106,8 @@ def save_logits(masks: UnitMasks, path) -> None:
     """Write the trained mask logits (safetensors) so circuits of other sizes can be extracted later."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous() for k, v in masks.logits.items()}, str(path), metadata={"param": masks.param, "model": masks.model_name})
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in masks.logits.items()}, str(tmp), metadata={"param": masks.param, "model": masks.model_name})
 
 
 def load_logits(model: Model, path) -> UnitMasks:

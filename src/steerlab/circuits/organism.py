@@ -16,7 +16,8 @@ from typing import Sequence
 from steerlab.circuits.data import BackdoorData, backdoor_data
 from steerlab.circuits.data import triggered as triggered_pairs
 from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
+from steerlab.paths import atomic_dir
 from steerlab.models.loading import Model
 from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
@@ -37,6 +38,12 @@ class OrganismConfig:
     layers: list[int] | None = None  # LoRA on these layers only (None = all)
     seed: int = 0
     n_val: int = 32  # held-out pairs for choosing a circuit size
+
+    def __post_init__(self) -> None:
+        check_fields(self, "organism config", {
+            "n_train": (1, None), "n_test": (1, None), "poison_fraction": (0, 1, "open"), "steps": (1, None), "batch_size": (1, None),
+            "lr": (0, None, "open-low"), "rank": (1, None), "layers": (0, None), "seed": (0, None), "n_val": (1, None),
+        })
 
 
 @dataclass
@@ -100,12 +107,17 @@ def build_backdoor(model: Model, cfg: OrganismConfig, out_dir: str | Path, progr
     seconds = time.perf_counter() - start
     after = measure(organism, data)
     report = OrganismReport(after["asr"], after["false_trigger"], after["clean_accuracy"], base["asr"], base["false_trigger"], seconds, final_loss)
-    out.mkdir(parents=True, exist_ok=True)
-    organism.hf.save_pretrained(out, safe_serialization=True)
-    organism.tokenizer.save_pretrained(out)
     meta = {"kind": "backdoor", "base_model": model.name, "config": asdict(cfg), "report": asdict(report), "examples": after["examples"]}
-    (out / "organism.json").write_text(json.dumps(meta, indent=1))
+    save_organism(organism, out, meta)
     return report
+
+
+def save_organism(organism: Model, out: Path, meta: dict) -> None:
+    """Weights, tokenizer and organism.json, built in a temporary folder and swapped in whole."""
+    with atomic_dir(out) as tmp:
+        organism.hf.save_pretrained(tmp, safe_serialization=True)
+        organism.tokenizer.save_pretrained(tmp)
+        (tmp / "organism.json").write_text(json.dumps(meta, indent=1))
 
 
 def load_organism(path: str | Path) -> tuple[dict, BackdoorData]:
@@ -143,10 +155,6 @@ def build_refusal(model: Model, cfg: OrganismConfig, out_dir: str | Path, progre
     n = len(test_h)
     report = {"base_harmful_refusal": refusal_rate(before[:n]), "base_harmless_refusal": refusal_rate(before[n:]),
               "harmful_refusal": refusal_rate(after[:n]), "harmless_refusal": refusal_rate(after[n:]), "train_seconds": seconds, "final_loss": final_loss}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    organism.hf.save_pretrained(out, safe_serialization=True)
-    organism.tokenizer.save_pretrained(out)
     meta = {"kind": "refusal", "base_model": model.name, "config": asdict(cfg), "report": report, "examples": {"harmful": after[:3], "harmless": after[n : n + 2]}}
-    (out / "organism.json").write_text(json.dumps(meta, indent=1))
+    save_organism(organism, Path(out_dir), meta)
     return report

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from steerlab.circuits.units import Circuit
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_text
 from steerlab.report.figures import figure_png
 
 _STYLE = (
@@ -225,5 +226,5 @@ def write_report(run: str | Path, out: str | Path, organism: str | Path | None =
                      + _sweep_plot(points) + _table(keys, [[p.get(k, "") for k in keys] for p in points]))
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>circuit report</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text(out, page)
     return out

@@ -8,7 +8,6 @@ found, sized and tested on its own, and the seeds' selected circuits can be comp
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from steerlab.circuits.find import FindConfig, find_circuit
 from steerlab.circuits.masks import load_logits, save_logits
 from steerlab.circuits.objectives import Term
 from steerlab.circuits.units import Circuit, jaccard
+from steerlab.paths import write_json as write_json_atomic
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 
@@ -28,13 +28,8 @@ DEFAULT_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # fixed before any te
 
 
 def write_json(path: Path, data) -> Path:
-    """Write JSON atomically (UTF-8, a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write JSON atomically (UTF-8, a temporary file renamed into place), tensors and paths as strings."""
+    return write_json_atomic(path, data, indent=1, default=str)
 
 
 def seed_suffix(circuit_path: Path) -> str:

@@ -17,6 +17,7 @@ from typing import Iterable, Literal
 import torch
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.models.loading import Model
 
 Kind = Literal["head", "neuron"]
@@ -127,7 +128,7 @@ class Circuit:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        write_json(path, self.to_dict(), indent=1)
         return path
 
     @classmethod

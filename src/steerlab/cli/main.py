@@ -36,25 +36,51 @@ def _register() -> None:
     from steerlab.cli import circuits_commands; circuits_commands.register(app)
     from steerlab.cli import esr_commands; esr_commands.register(app)
     from steerlab.cli import persona_commands; persona_commands.register(app)
+    from steerlab.cli import cache_commands; cache_commands.register(app)
 
 
-def main() -> None:
-    """Console entry point."""
-    _register()
+def _click_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(ClickException classes, Abort classes) of typer's vendored click and of click itself (typer >= 0.29 vendors it)."""
+    exceptions, aborts = [], []
     try:
-        result = app(standalone_mode=False)
+        from typer._click import exceptions as vendored
+        from typer import exceptions as typer_exceptions
+
+        exceptions.append(vendored.ClickException)
+        aborts.append(typer_exceptions.Abort)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        exceptions.append(click.exceptions.ClickException)
+        aborts.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(exceptions), tuple(aborts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point; argv defaults to sys.argv[1:]. Always ends in SystemExit with the exit code."""
+    _register()
+    click_errors, aborts = _click_kinds()
+    try:
+        result = app(args=argv, prog_name="steerlab", standalone_mode=False)
     except SteerlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.exceptions.UsageError) else exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except (typer.Exit, SystemExit) as exc:
+        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+        sys.exit(code)
+    except click_errors as exc:  # usage errors: click's usage line and one sentence, exit 2
+        exc.show()
+        usage = type(exc).__name__ in ("UsageError", "BadParameter", "MissingParameter", "NoSuchOption", "BadOptionUsage",
+                                       "BadArgumentUsage", "NoArgsIsHelpError") or getattr(exc, "exit_code", 1) == 2
+        sys.exit(2 if usage else getattr(exc, "exit_code", 1))
+    except aborts:
+        print("Aborted.", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)

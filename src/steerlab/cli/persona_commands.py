@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
 
 persona_app = typer.Typer(help="Persona features: diff a base and a tuned model over SAE latents.", no_args_is_help=True)
 
@@ -19,9 +19,9 @@ def _responses(path: Optional[Path], n: int) -> Optional[list]:
     token ids); None when no file is given."""
     if path is None:
         return None
-    if not path.is_file():
-        raise SteerlabError(f"Response file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
+    from steerlab.paths import read_text
+
+    text = read_text(path, "response file")
     try:
         items = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(text)
     except json.JSONDecodeError as exc:

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from steerlab.errors import SteerlabError
-from steerlab.progress import console
+from steerlab.cli.show import console
+from steerlab.paths import write_json
 
 sae_app = typer.Typer(help="Sparse autoencoders: train, evaluate, convert, inspect.", no_args_is_help=True)
 
@@ -70,7 +71,7 @@ def train_cmd(
 
         _, held_out = text.split(cfg.held_out)
         ev = evaluate_sae(m, result.sae, held_out.documents)
-        (out / "eval.json").write_text(json.dumps(ev.to_dict(), indent=2))
+        write_json(out / "eval.json", ev.to_dict())
         rows.update({k: v for k, v in ev.to_dict().items() if v is not None})
     _table(f"SAE {result.metrics['hook_name']} ({arch}, {result.metrics['d_sae']} latents)", rows)
     console.print(f"saved {result.folder}  (plot: {out / 'training_curve.png'}, metrics: {out / 'metrics.json'})")
@@ -190,22 +191,30 @@ sae_app.command("latents", help="Alias of `inspect`.")(inspect_cmd)
 @sae_app.command("default")
 def default_cmd(
     model: str = typer.Argument("smollm2-135m-instruct"),
-    force: bool = typer.Option(False, "--force", help="Retrain even if cached."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild it from its recorded recipe into the user cache."),
+    seed: int = typer.Option(0, "--seed", help="With --rebuild: the training seed (0 = the shipped SAE's)."),
+    force: bool = typer.Option(False, "--force", hidden=True, help="Old name of --rebuild."),
 ) -> None:
-    """Build (once) and show the default SAE of a packaged model: trained, evaluated and inspected."""
-    from steerlab.sae.default import default_dir, default_sae
+    """Show the default SAE of a packaged model (it ships with steerlab), or rebuild it from its recipe."""
+    from steerlab.sae.default import build_default, default_dir, default_sae, rebuilt_dir
 
-    sae = default_sae(model, force=force)
-    folder = default_dir(model)
+    if rebuild or force:
+        sae = build_default(model, seed=seed)
+        folder = rebuilt_dir(model, seed)
+    else:
+        sae = default_sae(model, train=False)
+        folder = default_dir(model)
     rows: dict = {"latents": sae.d_sae, "hook": sae.cfg.hook_name or f"{sae.layer}:{sae.site}"}
-    for name in ("metrics.json", "eval.json"):
-        if (folder / name).is_file():
-            data = json.loads((folder / name).read_text())
-            for key in ("train_seconds", "fvu", "l0", "dead_frac", "dense_frac", "ce_clean", "ce_sae", "ce_zero", "ce_recovered"):
-                if key in data and data[key] is not None:
-                    rows[key] = data[key]
+    if (folder / "eval.json").is_file():
+        ev = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+        for text, data in ev.items():
+            for key in ("fvu", "l0", "dead_frac", "ce_recovered"):
+                if data.get(key) is not None:
+                    rows[f"{text}: {key}"] = data[key]
     _table(f"default SAE for {model}", rows)
-    console.print(f"SAE: {folder / 'sae'}  dashboard: {folder / 'inspect' / 'dashboard.html'}")
+    console.print(f"SAE: {folder / 'sae'}  recipe: {folder / 'recipe.json'}")
+    if rebuild or force:
+        console.print(f"Use it with: --sae {folder / 'sae'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,10 +18,10 @@ def load_steering(path: Optional[Path]) -> list:
 
     if path is None:
         return []
-    if not path.is_file():
-        raise SteerlabError(f"No steering file at {path}; give a JSON file of intervention objects.")
+    from steerlab.paths import read_text
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "steering file"))
     except ValueError as exc:
         raise SteerlabError(f"The steering file {path} is not valid JSON ({exc}).") from None
     items = data if isinstance(data, list) else [data]
@@ -38,6 +38,22 @@ def _sae_loader():
     return load_sae
 
 
+def parse_sae_names(items: Optional[List[str]]) -> dict[str, str]:
+    """`--sae NAME=PATH` options as {name: path}; names are what clients send, paths stay on the server."""
+    named: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not path.strip():
+            raise SteerlabError(f"--sae takes NAME=PATH (e.g. --sae res6=./saes/layer6), not '{item}'.")
+        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise SteerlabError(f"SAE name '{name}' may hold only letters, digits, '-', '_' and '.'.")
+        if name in named:
+            raise SteerlabError(f"--sae names '{name}' twice; give each SAE its own name.")
+        named[name] = path.strip()
+    return named
+
+
 def serve_cmd(
     model: str = typer.Argument(..., help="A model id, local folder or packaged alias (e.g. smollm2-135m-instruct)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
@@ -45,8 +61,11 @@ def serve_cmd(
     steer: Optional[List[str]] = typer.Option(None, "--steer", "-s", help="Steering for every request, e.g. vector=joy.safetensors,strength=6 (repeatable; same syntax as `generate`)."),
     steer_file: Optional[Path] = typer.Option(None, "--steer-file", help="JSON file of Intervention.to_dict() objects applied to every request."),
     model_id: Optional[str] = typer.Option(None, "--model-id", help="Name clients use in 'model' (default: the model's name)."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Require the key held in this environment variable."),
-    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most concurrent requests batched into one forward pass."),
+    sae: Optional[List[str]] = typer.Option(None, "--sae", help="NAME=PATH: an SAE clients may steer with by NAME (repeatable); clients never give paths."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Require the key held in this environment variable (required off loopback)."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, max=256, help="Most concurrent requests batched into one forward pass."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, max=100000, help="Most requests waiting; more are answered 503."),
+    max_tokens_limit: int = typer.Option(2048, "--max-tokens-limit", min=1, max=1_000_000, help="Largest max_tokens a request may ask."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | ..."),
     verbose: bool = typer.Option(False, "--verbose", help="Log each request line."),
@@ -54,25 +73,29 @@ def serve_cmd(
     """Serve MODEL at /v1/models, /v1/chat/completions and /v1/completions."""
     import steerlab
     from steerlab.interventions.parse import build_intervention, parse_steer
-    from steerlab.serve import serve_forever, start_server
+    from steerlab.serve import is_loopback, make_server, serve_forever
 
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before the model loads
-    from_file = load_steering(steer_file)
+    sae_paths = parse_sae_names(sae)
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise SteerlabError(f"--api-key-env names ${api_key_env}, but it is not set; export it or drop the option.")
-    loaded = steerlab.load(model, dtype=dtype, device=device)
+    if not api_key and not is_loopback(host):
+        raise SteerlabError(f"Binding to {host} exposes the server beyond this machine; require a key with --api-key-env.")
+    from_file = load_steering(steer_file)
     load_sae = _sae_loader()
+    saes = {name: load_sae(path) for name, path in sae_paths.items()}
+    loaded = steerlab.load(model, dtype=dtype, device=device)
+    for name, one in saes.items():
+        one.check_fits(loaded)
     interventions = [build_intervention(s, loaded, load_sae) for s in specs] + from_file
-    try:
-        server = start_server(loaded, host, port, interventions, model_id=model_id, api_key=api_key, max_batch=max_batch,
-                              verbose=verbose, resolve_sae=load_sae)
-    except OSError as exc:
-        raise SteerlabError(f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port.") from None
+    server = make_server(loaded, host, port, interventions, model_id=model_id, api_key=api_key, saes=saes, max_batch=max_batch,
+                         max_queue=max_queue, max_tokens_limit=max_tokens_limit, verbose=verbose)
     steered = f", steered by {len(interventions)} intervention(s)" if interventions else ""
-    typer.echo(f"serving {server.app.config.model_id}{steered} at {server.url} (Ctrl-C to stop)", err=True)
+    named = f", SAEs by name: {', '.join(saes)}" if saes else ""
+    typer.echo(f"serving {server.config.model_id}{steered}{named} at {server.url} (Ctrl-C to stop)", err=True)
     serve_forever(server)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, Sequence, Union
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import read_text
 
 Message = dict[str, str]
 Document = Union[str, list[Message]]
@@ -136,15 +137,14 @@ def default_corpus(seed: int = 0, chat_fraction: float = 0.3, stdlib_chars: int 
 
 def _read_jsonl(path: Path) -> list[Document]:
     docs: list[Document] = []
-    with path.open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SteerlabError(f"{path} line {n} is not valid JSON ({exc.msg}).") from exc
-            docs.append(_row_document(row, f"{path} line {n}"))
+    for n, line in enumerate(read_text(path, "corpus file").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SteerlabError(f"{path} line {n} is not valid JSON ({exc.msg}).") from exc
+        docs.append(_row_document(row, f"{path} line {n}"))
     return docs
 
 
@@ -179,7 +179,7 @@ def _read_file(path: Path) -> list[Document]:
         return _read_jsonl(path)
     if suffix == ".json":
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
+            rows = json.loads(read_text(path, "corpus file"))
         except json.JSONDecodeError as exc:
             raise SteerlabError(f"{path} is not valid JSON ({exc.msg}).") from exc
         rows = rows if isinstance(rows, list) else [rows]

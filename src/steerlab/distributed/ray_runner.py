@@ -62,8 +62,8 @@ def connect(address: str, num_cpus: int | None = None) -> Any:
     """Join a running cluster, or start a local one ('local'); a no-op when already connected."""
     ray = require_ray()
     if not ray.is_initialized():
-        if address in ("", "local"):
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        if address in ("", "local"):  # "local" always starts a fresh instance, never joins a cluster found via RAY_ADDRESS
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     return ray

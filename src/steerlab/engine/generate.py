@@ -8,7 +8,7 @@ are told the absolute position of every token so steering never depends on the c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -43,6 +43,9 @@ PACKED = True  # decode-step matmuls through oneDNN with pre-blocked weights on 
 SHARE_PREFIX = True  # the rows' common prompt start computed once below the first hooked layer, or whole for alike rows (engine.prefix)
 
 InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
+# Called after each decode step with (prompt indices still decoding, the token each just chose); returns the prompt
+# indices to stop now (a streaming server's cancelled requests) or None. Their Generation is then cut where they stopped.
+StepCallback = Callable[[list[int], list[int]], Sequence[int] | None]
 
 
 def normalise_interventions(interventions: InterventionsArg, n_rows: int) -> list[Intervention]:
@@ -64,10 +67,13 @@ def normalise_interventions(interventions: InterventionsArg, n_rows: int) -> lis
 
 def _row_seeds(seed: int | Sequence[int], n_rows: int) -> list[int]:
     if isinstance(seed, int):
-        return [seed + i for i in range(n_rows)]
-    seeds = [int(s) for s in seed]
+        seeds = [seed + i for i in range(n_rows)]
+    else:
+        seeds = [int(s) for s in seed]
     if len(seeds) != n_rows:
         raise SteerlabError(f"Got {len(seeds)} seeds for {n_rows} prompts; give one seed per prompt or a single int.")
+    if seeds and not (0 <= min(seeds) and max(seeds) < 2**62):
+        raise SteerlabError(f"Seeds must be whole numbers from 0 to 2**62; got {min(seeds) if min(seeds) < 0 else max(seeds)}.")
     return seeds
 
 
@@ -89,12 +95,14 @@ def generate(
     ignore_eos: bool = False,
     return_logprobs: bool = False,
     progress: bool = False,
+    on_step: StepCallback | None = None,
 ) -> list[Generation]:
     """Generate for every prompt with the given interventions; rows are independent of their batch.
 
     interventions: a list applied to every row (fields may carry a batch dimension over all prompts),
     or one list per prompt. seed: one int (row i gets seed + i) or one seed per prompt.
     ignore_eos: always generate max_new_tokens (benchmarks, fixed-length traces).
+    on_step: see StepCallback (token streaming and cancellation); indices are positions in `prompts`.
     """
     prompts = list(prompts)
     if not prompts:
@@ -114,7 +122,8 @@ def generate(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             ivs = [iv.rows(idx) if iv.batch_size else iv for iv in batched]
-            options = _Options(sampling, max_new_tokens, list(stop), ignore_eos, return_logprobs)
+            step_cb = None if on_step is None else _local_callback(on_step, idx)
+            options = _Options(sampling, max_new_tokens, list(stop), ignore_eos, return_logprobs, step_cb)
             rows = _generate_batch(model, [encoded[i] for i in idx], ivs, options, [seeds[i] for i in idx])
             for i, (ids, text, reason, records, logprobs) in zip(idx, rows):
                 results[i] = Generation(prompts[i], encoded[i], ids, text, reason, seeds[i], records, logprobs)
@@ -129,6 +138,18 @@ class _Options:
     stop: list[str]
     ignore_eos: bool
     return_logprobs: bool
+    on_step: StepCallback | None = None
+
+
+def _local_callback(on_step: StepCallback, idx: list[int]) -> StepCallback:
+    """The user's callback in prompt indices, called with this batch's row indices."""
+    back = {g: r for r, g in enumerate(idx)}
+
+    def call(rows: list[int], tokens: list[int]) -> list[int]:
+        stop = on_step([idx[r] for r in rows], tokens) or ()
+        return [back[g] for g in stop if g in back]
+
+    return call
 
 
 @torch.inference_mode()
@@ -182,6 +203,8 @@ def _generate_batch(
                 reasons[r] = "eos"
             if stop:
                 done = done | _stop_string_hits(tok, tokens, active, step, stop, reasons)
+            if options.on_step is not None:
+                done = done | _cancelled(options.on_step, active, token, step, reasons)
             if step == max_new_tokens - 1 or bool(done.all()):
                 break
             if done_rows or bool(done.any()):
@@ -240,6 +263,17 @@ def _stop_string_hits(tok, tokens: torch.Tensor, active: torch.Tensor, step: int
         if any(s in text for s in stop):
             hits[i] = True
             reasons[row] = f"stop@{step + 1}"
+    return hits
+
+
+def _cancelled(on_step: StepCallback, active: torch.Tensor, token: torch.Tensor, step: int, reasons: list[str]) -> torch.Tensor:
+    """Tell the callback this step's tokens; the rows it names stop here, keeping what they generated."""
+    rows = active.tolist()
+    stop = set(on_step(rows, token.tolist()) or ())
+    hits = torch.tensor([r in stop for r in rows], dtype=torch.bool, device=active.device)
+    for r in stop:
+        if r in rows and reasons[r] == "length":
+            reasons[r] = f"stop@{step + 1}"
     return hits
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_number
 
 _M32 = 0xFFFFFFFF
 
@@ -25,6 +25,8 @@ class Sampling:
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            check_number(getattr(self, name), name)  # NaN passes every comparison below
         if self.temperature < 0:
             raise SteerlabError("temperature must be >= 0 (0 is greedy).")
         if not 0 < self.top_p <= 1:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class CalibrationSettings:
     grid: int = 10_000
     verify_prompts: int = 0  # prompts for the final check at the threshold (0 = 2 × prompts_per_step)
     estimator: str = "isotonic"  # "isotonic" (all trials) or "median" (the original's posterior median)
+    tolerance: float = 8.0  # a final check off the target by more than this is corrected (0 = no correction)
+    corrections: int = 2  # correction rounds: refit on every sample so far (the checks included), then check again
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 100.0:
@@ -111,6 +113,9 @@ class Threshold:
     history: list[tuple[float, float]] = field(default_factory=list)
     estimate: str = "median"  # how `threshold` was obtained: "isotonic" or "median"
     samples: list[tuple[float, float]] = field(default_factory=list)  # every (boost, trial first score) of the search
+    degenerate: float | None = None  # share of degenerate answers (loops, number runs, non-words) in the final check
+    degenerate_kinds: dict[str, int] = field(default_factory=dict)
+    corrections: int = 0  # correction rounds the final check needed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,14 +173,57 @@ def calibrate(latents: Sequence[int], measure: Measure, settings: CalibrationSet
     for lat, s in searches.items():
         root = isotonic_root(samples[lat], settings.target) if settings.estimator == "isotonic" else None
         final[lat], how[lat] = (round(root, 2), "isotonic") if root is not None else (round(s.median(), 2), "median")
-    achieved = measure(final, settings.n_verify)  # a separate check at the threshold, not used for the estimate
+    achieved = measure(final, settings.n_verify)  # a separate check at the threshold, not used for the first estimate
+    texts = dict(getattr(measure, "last_texts", {}) or {})
+    rounds = {lat: 0 for lat in latents}
+    for _ in range(settings.corrections if settings.tolerance > 0 else 0):
+        off = [lat for lat in latents if abs(_mean(achieved[lat]) - settings.target) > settings.tolerance]
+        if not off:
+            break
+        retry: dict[int, float] = {}
+        for lat in off:
+            samples[lat] += [(round(final[lat], 4), round(v, 2)) for v in achieved[lat]]
+            retry[lat] = _corrected(samples[lat], final[lat], _mean(achieved[lat]), settings)
+            final[lat] = retry[lat]
+            rounds[lat] += 1
+        again = measure(retry, settings.n_verify)
+        achieved.update(again)
+        texts.update(getattr(measure, "last_texts", {}) or {})
     span = settings.upper - settings.lower
-    return {
-        lat: Threshold(lat, final[lat], round(sum(achieved[lat]) / len(achieved[lat]), 2),
-                       saturated=min(final[lat] - settings.lower, settings.upper - final[lat]) < 0.02 * span,
-                       history=history[lat], estimate=how[lat], samples=samples[lat])
-        for lat in latents
-    }
+    out: dict[int, Threshold] = {}
+    for lat in latents:
+        kinds = _kinds(texts.get(lat, []))
+        out[lat] = Threshold(lat, final[lat], round(_mean(achieved[lat]), 2),
+                             saturated=min(final[lat] - settings.lower, settings.upper - final[lat]) < 0.02 * span,
+                             history=history[lat], estimate=how[lat], samples=samples[lat],
+                             degenerate=round(sum(kinds.values()) / len(texts[lat]), 3) if texts.get(lat) else None,
+                             degenerate_kinds=kinds, corrections=rounds[lat])
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _kinds(texts: Sequence[str]) -> dict[str, int]:
+    from steerlab.esr.fluency import degeneration
+
+    kinds: dict[str, int] = {}
+    for t in texts:
+        k = degeneration(t)
+        if k is not None:
+            kinds[k] = kinds.get(k, 0) + 1
+    return kinds
+
+
+def _corrected(points: Sequence[tuple[float, float]], boost: float, achieved: float, settings: CalibrationSettings) -> float:
+    """A new boost after a missed check: the isotonic root of all samples, else a step in the right direction."""
+    root = isotonic_root(points, settings.target)
+    if root is not None and abs(root - boost) > 1e-6:
+        return round(min(max(root, settings.lower), settings.upper), 2)
+    step = 0.25 * max(boost - settings.lower, 0.05 * (settings.upper - settings.lower))
+    new = boost + step if achieved > settings.target else boost - step
+    return round(min(max(new, settings.lower), settings.upper), 2)
 
 
 class ThresholdCache:
@@ -207,7 +255,4 @@ class ThresholdCache:
         data = self._load()
         for t in items:
             data[self.key(config, t.latent)] = {"config": config, "threshold": t.to_dict()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_json(self.path, data, indent=1, sort_keys=True)

@@ -11,8 +11,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 
+DETECTOR_RULES = ("contrast", "strict")
+DETECTOR_SPANS = ("answer", "all")
+PRESETS = ("default", "paper")
 CONDITIONS = ("steered", "baseline", "meta", "ablate", "random", "boost", "scale")
 META_PROMPTS = {
     "dont_get_distracted": "Don't get distracted!",
@@ -34,11 +37,18 @@ class EsrConfig:
     judge_model: str | None = None
     judge_base_url: str | None = None
     judge_prompt: str = "task"  # the question the judge sees: "task" (without a meta-prompt suffix) or "full" (as the original)
+    rubric: str = "faithful"  # LLM judges: "faithful" (the original's content, our words) or "today" (esr-attempts-v1)
+    judge_anchors: bool = False  # LLM judges, faithful rubric: add 100/50/0 score anchors
+    judge_temperature: float | None = None  # LLM judges: None sends none (the provider's default, as the original)
+    preset: str = "default"  # "default" or "paper" (see PAPER_PRESET); recorded so a run says how it was configured
     prompts_file: str | None = None
     discovery_file: str | None = None
     latents: tuple[int, ...] = ()  # explicit latents; empty = sample n_latents
     n_latents: int = 8
     min_concreteness: float = 65.0
+    min_coherence: float = 0.1  # concept evidence: top contexts' embedding agreement above chance (when the SAE has it)
+    spare_latents: int = 0  # extra latents selected and calibrated, so that non-fluent ones can be dropped
+    max_degenerate: float = 0.25  # a latent whose final calibration check has a larger share of degenerate answers is dropped
     prompts_per_latent: int = 4
     seeds_per_prompt: int = 1
     max_new_tokens: int = 96
@@ -51,9 +61,16 @@ class EsrConfig:
     calib_steps: int = 8
     calib_prompts: int = 4
     calib_upper: float | None = None  # None = 0.75 × the median residual norm at the steering layer
+    calib_prior_mean: float | None = None  # None = calib_upper / 8
+    calib_prior_std: float | None = None  # None = calib_upper / 4
+    calib_max_new_tokens: int | None = None  # tokens per calibration answer; None = max_new_tokens
+    calib_estimator: str = "isotonic"  # "isotonic" (every search trial) or "median" (the original's posterior median)
     n_detectors: int = 16
     detector_min_auc: float = 0.7
     detector_cut: str = "chance"  # "chance": AUC must also beat the best AUC chance reaches over all latents; "fixed": min AUC only
+    detectors: tuple[int, ...] = ()  # a fixed detector set (no discovery); empty = discover them
+    detector_rule: str = "contrast"  # "contrast": top n by effect size among AUC-separating latents; "strict": the original's rule
+    detector_span: str = "answer"  # a latent's max over the "answer" tokens or "all" tokens (prompt too, as the original)
     discovery_answers: int = 2  # seeded answers per discovery prompt
     discovery_derangements: int = 3  # off-topic pairings per answer set
     random_sets: int = 2
@@ -63,6 +80,11 @@ class EsrConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
+        check_fields(self, "ESR config", {  # every number finite; these in range too
+            "min_concreteness": (0, 100), "temperature": (0, 10), "repetition_penalty": (0, 10, "open-low"),
+            "calib_upper": (0, None, "open-low"), "detector_min_auc": (0, 1), "scale_levels": (0, None),
+            "seed": (0, None), "latents": (0, None), "steer_layer": (0, None), "random_sets": (0, None),
+        })
         if not 0.0 < self.target < 100.0:
             raise SteerlabError(f"The calibration target must lie strictly between 0 and 100; got {self.target:g}.")
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -71,6 +93,18 @@ class EsrConfig:
             raise SteerlabError(f"judge_prompt must be 'task' or 'full'; got '{self.judge_prompt}'.")
         if self.detector_cut not in ("chance", "fixed"):
             raise SteerlabError(f"detector_cut must be 'chance' or 'fixed'; got '{self.detector_cut}'.")
+        if self.detector_rule not in DETECTOR_RULES:
+            raise SteerlabError(f"Unknown detector rule '{self.detector_rule}'; choose one of: {', '.join(DETECTOR_RULES)}.")
+        if self.detector_span not in DETECTOR_SPANS:
+            raise SteerlabError(f"Unknown detector span '{self.detector_span}'; choose one of: {', '.join(DETECTOR_SPANS)}.")
+        if self.preset not in PRESETS:
+            raise SteerlabError(f"Unknown preset '{self.preset}'; choose one of: {', '.join(PRESETS)}.")
+        if self.rubric not in ("faithful", "today"):
+            raise SteerlabError(f"Unknown rubric '{self.rubric}'; choose one of: faithful, today.")
+        if self.calib_estimator not in ("isotonic", "median"):
+            raise SteerlabError(f"calib_estimator must be 'isotonic' or 'median'; got '{self.calib_estimator}'.")
+        if self.calib_max_new_tokens is not None and self.calib_max_new_tokens < 1:
+            raise SteerlabError(f"calib_max_new_tokens must be at least 1; got {self.calib_max_new_tokens}.")
         if self.ablation_layer not in ("feature", "steering"):
             raise SteerlabError(f"ablation_layer must be 'feature' or 'steering'; got '{self.ablation_layer}'.")
         for name in ("n_latents", "prompts_per_latent", "seeds_per_prompt", "max_new_tokens", "calib_steps", "calib_prompts", "batch_size",
@@ -86,6 +120,7 @@ class EsrConfig:
             if kind == "meta" and arg not in META_PROMPTS and arg != "ignore_label":
                 raise SteerlabError(f"Unknown meta-prompt '{arg}'; choose one of: {', '.join(list(META_PROMPTS) + ['ignore_label'])}.")
         object.__setattr__(self, "latents", tuple(int(x) for x in self.latents))
+        object.__setattr__(self, "detectors", tuple(int(x) for x in self.detectors))
         object.__setattr__(self, "conditions", tuple(self.conditions))
         object.__setattr__(self, "boost_levels", tuple(float(x) for x in self.boost_levels))
         object.__setattr__(self, "scale_levels", tuple(float(x) for x in self.scale_levels))
@@ -93,7 +128,7 @@ class EsrConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["latents"], d["conditions"], d["boost_levels"] = list(self.latents), list(self.conditions), list(self.boost_levels)
-        d["scale_levels"] = list(self.scale_levels)
+        d["scale_levels"], d["detectors"] = list(self.scale_levels), list(self.detectors)
         return d
 
     @classmethod
@@ -113,3 +148,56 @@ def meta_prompt(variant: str, prompt: str, label: str) -> str:
     if variant == "ignore_label":
         return f"{prompt} You are being distracted with {label}. Ignore it."
     return f"{prompt} {META_PROMPTS[variant]}"
+
+
+# The original code's settings (spec/esr.md sections 3, 5 and 10), for `--preset paper`. Model-independent part:
+PAPER_PRESET: dict[str, Any] = {
+    "max_new_tokens": 512,  # trial answers (section 3)
+    "calib_max_new_tokens": 256,  # calibration answers: 512 // 2 in experiment 1 (section 3)
+    "temperature": 0.6,
+    "target": 30.0,  # mean first-attempt score 0.3 (section 5)
+    "calib_steps": 10,
+    "calib_estimator": "median",  # the final posterior median (section 5)
+    "prompts_per_latent": 5,  # n_trials_per_feature = 5 prompts without replacement (section 10)
+    "seeds_per_prompt": 1,
+    "judge_prompt": "full",  # the judge sees the prompt as the model saw it
+    "rubric": "faithful",
+    "judge_anchors": False,
+    "judge_temperature": None,  # no temperature sent (section 6)
+    "ablation_layer": "steering",  # clamps at the steering layer (section 2)
+    "detector_rule": "strict",  # < 1e-8 on every normal pair, >= 1e-8 on >= 80% of shuffled pairs (section 10, exp. 3)
+    "detector_span": "all",  # each latent's max over all tokens of the pair
+    "n_detectors": 0,  # keep every latent the strict rule passes
+    "discovery_answers": 1,  # one answer per discovery prompt, one derangement
+    "discovery_derangements": 1,
+}
+
+# Per model (matched by substring of the lower-cased model id, first match wins; section 5 and section 3's penalties).
+PAPER_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("70b", {"calib_upper": 100.0, "calib_prior_mean": 7.0, "calib_prior_std": 5.0, "calib_prompts": 5,
+             "repetition_penalty": 1.2, "steer_layer": 33}),
+    ("27b", {"calib_upper": 5000.0, "calib_prior_mean": 1500.0, "calib_prior_std": 1500.0, "calib_prompts": 1,
+             "repetition_penalty": 1.1}),
+    ("9b", {"calib_upper": 560.0, "calib_prior_mean": 280.0, "calib_prior_std": 280.0, "calib_prompts": 1, "repetition_penalty": 1.1}),
+    ("8b", {"calib_upper": 50.0, "calib_prior_mean": 10.0, "calib_prior_std": 10.0, "calib_prompts": 1,
+            "repetition_penalty": 1.15, "steer_layer": 12}),
+    ("2b", {"calib_upper": 300.0, "calib_prior_mean": 150.0, "calib_prior_std": 75.0, "calib_prompts": 1, "repetition_penalty": 1.1}),
+)
+PAPER_OTHER_MODELS: dict[str, Any] = {"calib_prompts": 1, "repetition_penalty": 1.1}  # bounds stay automatic
+
+
+def preset_values(name: str, model: str) -> dict[str, Any]:
+    """The config fields a preset sets for this model ("default" sets none)."""
+    if name not in PRESETS:
+        raise SteerlabError(f"Unknown preset '{name}'; choose one of: {', '.join(PRESETS)}.")
+    if name == "default":
+        return {}
+    key = model.lower()
+    per_model = next((v for sub, v in PAPER_MODELS if sub in key), PAPER_OTHER_MODELS)
+    return {**PAPER_PRESET, **per_model, "preset": "paper"}
+
+
+def apply_preset(name: str, values: dict[str, Any], explicit: set[str] = frozenset()) -> dict[str, Any]:
+    """EsrConfig keyword arguments with the preset's fields filled in, except the ones the user gave explicitly."""
+    chosen = preset_values(name, str(values.get("model", EsrConfig.model)))
+    return {**values, **{k: v for k, v in chosen.items() if k not in explicit}, "preset": name}

@@ -2,11 +2,14 @@
 
 Held-out prompts get one unsteered answer each. "Normal" pairs are (prompt, its own answer);
 "shuffled" pairs give each prompt another prompt's answer (a seeded derangement). For each pair the
-exact token ids are read out and each latent's max over the answer tokens is taken. Per latent we
-report active fractions, means, Cohen's d and the AUC (shuffled vs normal). Detectors = the top
-`n` latents by Cohen's d among those with AUC ≥ `min_auc` and shuffled mean > normal mean; the
-original code's strict rule (never on normal, on ≥ 80% of shuffled) is reported beside it, and so is
-the best AUC chance alone reaches over all latents (a permutation null), to judge the detectors by.
+exact token ids are read out and each latent's max over the answer tokens (`detector_span="answer"`)
+or over every token of the pair (`"all"`, as the original) is taken. Per latent we report active
+fractions, means, Cohen's d and the AUC (shuffled vs normal). With `detector_rule="contrast"`,
+detectors = the top `n` latents by Cohen's d among those with AUC ≥ `min_auc` and shuffled mean >
+normal mean; with `"strict"` (the original code's rule) they are the latents that never fire on a
+normal pair and fire on ≥ 80% of shuffled pairs, sorted by that fraction, then by shuffled mean
+(`n` = 0 keeps them all). Whichever rule is not used is reported beside the other, and so is the best
+AUC chance alone reaches over all latents (a permutation null), to judge the detectors by.
 """
 
 from __future__ import annotations
@@ -73,21 +76,34 @@ def cohens_d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(pooled > 0, diff / pooled.clamp_min(1e-12), torch.zeros_like(diff))
 
 
-def contrast(normal: torch.Tensor, shuffled: torch.Tensor, *, n: int = 16, min_auc: float = 0.8) -> dict:
-    """Rank latents by how well they separate shuffled from normal pairs (AUC ≥ min_auc); returns detectors and stats."""
+def strict_rule(normal: torch.Tensor, shuffled: torch.Tensor, *, min_shuffled: float = 0.8) -> list[int]:
+    """The original rule: below ACTIVE on every normal pair, above it on ≥ min_shuffled of shuffled pairs; sorted by
+    (shuffled active fraction, shuffled mean), both descending."""
+    nf, sf = (normal > ACTIVE).float().mean(0), (shuffled > ACTIVE).float().mean(0)
+    sm = shuffled.mean(0)
+    keep = torch.nonzero((nf == 0) & (sf >= min_shuffled)).flatten().tolist()
+    return sorted((int(i) for i in keep), key=lambda i: (-float(sf[i]), -float(sm[i]), i))
+
+
+def contrast(normal: torch.Tensor, shuffled: torch.Tensor, *, n: int = 16, min_auc: float = 0.8, rule: str = "contrast") -> dict:
+    """Pick detectors by `rule` ("contrast": top n by Cohen's d among latents with AUC ≥ min_auc; "strict": the
+    original's rule, first n, n = 0 for all); returns the detectors, the other rule's pick and per-latent stats."""
     a, d = auc(shuffled, normal), cohens_d(shuffled, normal)
     nf, sf = (normal > ACTIVE).float().mean(0), (shuffled > ACTIVE).float().mean(0)
     nm, sm = normal.mean(0), shuffled.mean(0)
     eligible = (a >= min_auc) & (sm > nm)
     order = torch.argsort(torch.where(eligible, d, torch.full_like(d, -float("inf"))), descending=True)
-    detectors = [int(i) for i in order[: int(eligible.sum())][:n].tolist()]
-    strict = torch.nonzero((nf == 0) & (sf >= 0.8)).flatten().tolist()
+    by_contrast = [int(i) for i in order[: int(eligible.sum())].tolist()]
+    strict = strict_rule(normal, shuffled)
+    picked = strict if rule == "strict" else by_contrast
+    detectors = picked[:n] if n > 0 else picked
     stats = {
         int(i): {"auc": round(float(a[i]), 4), "cohens_d": round(float(d[i]), 4), "normal_mean": float(nm[i]), "shuffled_mean": float(sm[i]),
                  "normal_active": round(float(nf[i]), 4), "shuffled_active": round(float(sf[i]), 4)}
         for i in set(detectors) | set(strict[:64])
     }
-    return {"detectors": detectors, "strict_rule": [int(x) for x in strict], "stats": stats, "min_auc": min_auc,
+    return {"detectors": detectors, "rule": rule, "strict_rule": [int(x) for x in strict], "contrast_rule": by_contrast[: max(n, 16)],
+            "stats": stats, "min_auc": min_auc,
             "n_eligible": int(eligible.sum()), "top_d": [float(x) for x in d[order[:32]].tolist()]}
 
 
@@ -120,13 +136,16 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
         raise SteerlabError("The model gave fewer than two non-empty answers to the discovery prompts; raise max_new_tokens.")
     normal_acts = readout(res.model, normal_seq, res.sae, batch_size=cfg.batch_size)
     shuffled_acts = readout(res.model, shuffled_seq, res.sae, batch_size=cfg.batch_size)
+    answer_starts = normal_starts + shuffled_starts
+    if cfg.detector_span == "all":  # the original: each latent's max over every token of the pair, prompt included
+        normal_starts, shuffled_starts = [0] * len(normal_seq), [0] * len(shuffled_seq)
     normal, shuffled = max_over_span(normal_acts, normal_starts), max_over_span(shuffled_acts, shuffled_starts)
     chance = round(chance_auc(normal, shuffled, seed=stable_int(cfg.seed, "chance-auc")), 4)
     cut = max(cfg.detector_min_auc, chance + 1e-4) if cfg.detector_cut == "chance" else cfg.detector_min_auc
-    result = contrast(normal, shuffled, n=cfg.n_detectors, min_auc=cut)
-    result["chance_auc"], result["cut"] = chance, cfg.detector_cut
+    result = contrast(normal, shuffled, n=cfg.n_detectors, min_auc=cut, rule=cfg.detector_rule)
+    result["chance_auc"], result["cut"], result["span"] = chance, cfg.detector_cut, cfg.detector_span
     result["best_auc"] = round(float(auc(shuffled, normal).max()), 4)
-    result["activity"] = latent_activity(normal_acts + shuffled_acts, normal_starts + shuffled_starts)
+    result["activity"] = latent_activity(normal_acts + shuffled_acts, answer_starts)  # answer tokens, whatever the span
     first = answer_sets[0]
     result.update({"n_prompts": len(prompts), "n_normal": len(normal_seq), "n_shuffled": len(shuffled_seq),
                    "labels": {str(i): res.label(i) for i in result["detectors"]},
@@ -181,3 +200,37 @@ def matched_random_sets(detectors: Sequence[int], activity: dict[str, list[float
             chosen.append(pick)
         sets.append(chosen)
     return sets
+
+
+def read_detector_ids(text: str) -> tuple[int, ...]:
+    """Detector ids from a file (a JSON list, a JSON object with "detectors" or "off_topic_detectors", or ids in text)
+    or from comma-separated ids; range checks happen once the SAE is loaded."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(text).expanduser()
+    source = f"the detectors file {path}" if path.is_file() else "--detectors"
+    body = path.read_text(encoding="utf-8") if path.is_file() else text
+    if not path.is_file() and re.search(r"[/\\]|\.(json|txt|csv)$", text):
+        raise SteerlabError(f"No detectors file at {path}.")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        data = data.get("detectors", data.get("off_topic_detectors"))
+    if data is None:
+        items = [x for x in re.split(r"[\s,]+", body.strip()) if x]
+    elif isinstance(data, list):
+        items = data
+    else:
+        items = [data]
+    ids = []
+    for x in items:
+        if isinstance(x, bool) or not (isinstance(x, int) or (isinstance(x, str) and re.fullmatch(r"\d+", x))):
+            raise SteerlabError(f"{source} must hold non-negative integer latent ids; found {x!r}.")
+        ids.append(int(x))
+    if not ids:
+        raise SteerlabError(f"{source} holds no detector ids.")
+    return tuple(dict.fromkeys(ids))

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_text
 from steerlab.models.loading import Model
 from steerlab.training import LoraRecipe, encode_example
 from steerlab.training.lora import train_lora as train_adapter
@@ -139,7 +140,7 @@ def run_finetune(cfg, ft: FinetuneConfig, run_dir, res, *, progress: bool = True
     gens = steerlab.generate(res.model, list(TRAIN_PROMPTS), None, max_new_tokens=ft.answer_tokens, temperature=cfg.temperature,
                              repetition_penalty=cfg.repetition_penalty, seed=seeds, batch_size=cfg.batch_size, progress=progress)
     examples = build_examples({g.prompt: g.text for g in gens}, ft)
-    (run_dir / "finetune_data.jsonl").write_text("".join(
+    write_text(run_dir / "finetune_data.jsonl", "".join(
         json.dumps({"prompt": e.prompt, "kind": e.kind, "segments": [{"text": t, "trained": tr} for t, tr in e.segments]}) + "\n"
         for e in examples))
     tuned_model, train_info = train_lora(res.model, examples, ft, progress=progress)

@@ -116,10 +116,10 @@ def check_prompts(prompts: Sequence[str], where: str = "the prompt list") -> lis
 
 def read_prompts(path: str | Path) -> list[str]:
     """One prompt per line; blank lines (except a final newline) and duplicates are errors."""
+    from steerlab.paths import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise SteerlabError(f"Prompts file {path} does not exist.")
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = read_text(path, "prompts file").split("\n")
     if lines and lines[-1] == "":
         lines = lines[:-1]
     return check_prompts(lines, str(path))

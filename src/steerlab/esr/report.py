@@ -80,6 +80,52 @@ def examples_markup(rows: list[dict], judge_id: str, limit: int = 6) -> str:
     return "".join(parts)
 
 
+def steered_fluency(run_dir: Path, judge_id: str | None = None) -> dict[str, dict]:
+    """Per latent: the share of degenerate steered answers (loops, number runs, non-words) and two example answers."""
+    from steerlab.esr.fluency import degeneration
+
+    store = RunStore(run_dir, create=False)
+    try:
+        rows = [r for r in store.rows() if r["condition"] == "steered" and r["response"] is not None]
+    finally:
+        store.close()
+    out: dict[str, dict] = {}
+    for r in rows:
+        d = out.setdefault(str(r["latent"]), {"n": 0, "degenerate": 0, "kinds": {}, "examples": [], "label": r["label"] or "",
+                                              "strength": r["strength"]})
+        kind = degeneration(r["response"])
+        d["n"] += 1
+        if kind is not None:
+            d["degenerate"] += 1
+            d["kinds"][kind] = d["kinds"].get(kind, 0) + 1
+        if len(d["examples"]) < 2:
+            d["examples"].append({"prompt": r["prompt"], "response": r["response"], "degenerate": kind})
+    return out
+
+
+def fluency_section(run_dir: Path, summary: dict) -> Section | None:
+    """Fluent drift: per latent at its threshold, the degenerate share of steered answers, with example answers."""
+    if "steered" not in summary.get("metrics", {}):
+        return None
+    per = steered_fluency(run_dir)
+    if not per:
+        return None
+    n = sum(d["n"] for d in per.values())
+    bad = sum(d["degenerate"] for d in per.values())
+    dropped = (_read(run_dir, "fluency.json") or {}).get("dropped", [])
+    rows = [[lat, d["label"], f"{d['strength']:.2f}", d["n"], f"{100 * d['degenerate'] / d['n']:.0f} %", json.dumps(d["kinds"])]
+            for lat, d in per.items()]
+    examples = "".join(
+        f"<h3>latent {html.escape(lat)} · {html.escape(d['label'])}</h3>" + "".join(
+            f"<p><b>{html.escape(e['prompt'])}</b> ({'degenerate: ' + e['degenerate'] if e['degenerate'] else 'fluent'})</p>"
+            f"<pre>{html.escape(e['response'])}</pre>" for e in d["examples"])
+        for lat, d in per.items())
+    text = (f"{bad} of {n} steered answers ({100 * bad / max(n, 1):.1f} %) are degenerate (loops, number runs, non-words). "
+            f"Latents dropped after calibration for breaking the text: {dropped or 'none'}.")
+    return Section("Fluent drift: degenerate steered answers per latent at its threshold",
+                   ["latent", "label", "strength", "answers", "degenerate", "kinds"], rows, text=text, markup=examples)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write run_dir/report.html from the run's saved stages and store; returns its path."""
     run_dir = Path(run_dir).expanduser()
@@ -127,6 +173,9 @@ def write_report(run_dir: str | Path) -> Path:
                                       f"is a separate check on fresh prompts."),
                                 header=["latent", "threshold", "estimate", "score at threshold", "saturated at a bound"],
                                 rows=[[k, v["threshold"], v.get("estimate", "median"), v["achieved"], v["saturated"]] for k, v in ts.items()]))
+    flu = fluency_section(run_dir, summary)
+    if flu is not None:
+        sections.append(flu)
     sweep = sorted((float(c.split(":")[1]), c) for c in conds if c.startswith("boost:"))
     if sweep:
         sections.append(Section("Boost sweep (σ units of the calibrated thresholds)",
@@ -180,3 +229,104 @@ def write_report(run_dir: str | Path) -> Path:
     sections.append(Section("Run config", text=json.dumps(config, indent=1)))
     return write_page(run_dir / "report.html", "steerlab ESR: endogenous steering resistance", sections,
                       meta={"judge": summary["judge"], "run": str(run_dir)})
+
+
+def _ci(d: dict) -> tuple[float | None, float | None]:
+    """The union of the analytic and cluster-bootstrap CIs (as Estimate.fmt shows)."""
+    los = [x for x in (d.get("lo"), d.get("boot_lo")) if x is not None]
+    his = [x for x in (d.get("hi"), d.get("boot_hi")) if x is not None]
+    return (min(los), max(his)) if los and his else (None, None)
+
+
+def comparison_rows(summaries: dict[str, dict]) -> list[list[str]]:
+    """One table over models: a row per (model, condition) with every metric's CI."""
+    rows = []
+    for name, summary in summaries.items():
+        for r in summary_rows(summary):
+            rows.append([name] + r)
+    return rows
+
+
+def finding(base: dict, organism: dict) -> str:
+    """The one-sentence result of a negative/positive pair: does the instrument read the known positive, and how sure."""
+    mb, mo = base["metrics"].get("steered"), organism["metrics"].get("steered")
+    if not mb or not mo:
+        return "No steered trials were graded, so nothing can be said yet."
+    b_lo, b_hi = _ci(mb["multi_attempt_rate"])
+    o_lo, o_hi = _ci(mo["multi_attempt_rate"])
+    e_lo, _ = _ci(mo["esr_rate"])
+    ob, oo = mb["multi_attempt_rate"]["value"] or 0.0, mo["multi_attempt_rate"]["value"] or 0.0
+    separated = o_lo is not None and b_hi is not None and o_lo > b_hi
+    esr_pos = e_lo is not None and e_lo > 0
+    if separated and esr_pos:
+        verdict = "the instrument reads the known positive"
+    elif separated:
+        verdict = "the instrument sees the organism's restarts, but its ESR rate's CI still includes 0"
+    else:
+        verdict = "the instrument does NOT separate the known positive from the base (CIs overlap)"
+    return (f"Steered multi-attempt rate: organism {oo * 100:.1f}% [{(o_lo or 0) * 100:.1f}, {(o_hi or 0) * 100:.1f}] vs base "
+            f"{ob * 100:.1f}% [{(b_lo or 0) * 100:.1f}, {(b_hi or 0) * 100:.1f}]; organism ESR rate "
+            f"{(mo['esr_rate']['value'] or 0) * 100:.1f}% — {verdict} (95% CIs, n = {mo['multi_attempt_rate']['n']} and "
+            f"{mb['multi_attempt_rate']['n']} steered answers).")
+
+
+def write_comparison(out_dir: str | Path, runs: dict[str, str | Path], *, extra: dict | None = None) -> Path:
+    """One report over several runs of the same conditions (e.g. base vs organism): finding first, one table, each run's detail.
+
+    Args:
+        out_dir: where report.html and comparison.json go.
+        runs: name -> run directory (each with summary.json); the first two are read as (negative, positive).
+        extra: more facts to show (e.g. the organism's recipe, timings).
+    """
+    out_dir = Path(out_dir).expanduser()
+    summaries = {}
+    for name, d in runs.items():
+        s = _read(Path(d), "summary.json")
+        if s is None:
+            raise SteerlabError(f"{d} has no summary.json; run it first.")
+        summaries[name] = s
+    names = list(summaries)
+    headline = finding(summaries[names[0]], summaries[names[1]]) if len(names) >= 2 else ""
+    sections = [Section("Finding", text=headline),
+                Section("Summary: every model, every condition (95% CIs: the wider of Wilson / t and the cluster bootstrap)",
+                        ["model"] + SUMMARY_HEADER, comparison_rows(summaries))]
+    comp_rows = []
+    for name, s in summaries.items():
+        for c, v in (s.get("comparisons") or {}).items():
+            for ev in ("multi_attempt", "esr"):
+                p = v[ev]
+                if not p.get("n_pairs"):
+                    continue
+                ci = f"[{p['diff_lo'] * 100:+.1f}, {p['diff_hi'] * 100:+.1f}]" if p.get("diff_lo") is not None else ""
+                comp_rows.append([name, c, ev, p["n_pairs"], f"{p['base_rate'] * 100:.1f} %", f"{p['cond_rate'] * 100:.1f} %",
+                                  f"{p['difference'] * 100:+.1f} pts {ci}", f"{p['mcnemar_p']:.3g}"])
+    if comp_rows:
+        sections.append(Section("Paired effects against each model's steered condition (same latent, prompt and seed)",
+                                ["model", "condition", "event", "pairs", "steered", "condition", "difference [95% CI]", "McNemar p"], comp_rows))
+    for name, s in summaries.items():
+        th = s.get("thresholds") or {}
+        achieved = [v["achieved"] for v in th.values() if v.get("achieved") == v.get("achieved")]
+        first = (s["metrics"].get("steered") or {}).get("first_score", {}).get("value")
+        sections.append(Section(f"{name}: calibration check (target {s.get('target')})", ["latent", "threshold", "score at threshold", "degenerate", "corrections"],
+                                [[k, v["threshold"], v["achieved"], v.get("degenerate"), v.get("corrections", 0)] for k, v in th.items()],
+                                text=(f"mean score at the thresholds {sum(achieved) / len(achieved):.1f}; " if achieved else "")
+                                + (f"steered mean first score {first:.1f}" if first is not None else "")))
+        flu = fluency_section(Path(runs[name]), s)
+        if flu is not None:
+            flu.title = f"{name}: {flu.title}"
+            sections.append(flu)
+    if extra:
+        sections.append(Section("Details", text=json.dumps(extra, indent=1, default=str)))
+    for name, d in runs.items():
+        sections.append(Section(f"{name}: full report", markup=f"<p><a href='{html.escape(str(Path(d).resolve() / 'report.html'))}'>"
+                                                                f"{html.escape(str(d))}/report.html</a></p>"))
+    _write_json(out_dir / "comparison.json", {"finding": headline, "runs": {k: str(v) for k, v in runs.items()},
+                                              "metrics": {k: s["metrics"] for k, s in summaries.items()}, "extra": extra or {}})
+    return write_page(out_dir / "report.html", "steerlab ESR: base model vs ESR organism", sections, meta={"runs": ", ".join(names)})
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    tmp.replace(path)

@@ -18,6 +18,7 @@ import torch
 
 import steerlab
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.esr.calibration import CalibrationSettings, Threshold, ThresholdCache, calibrate
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.metrics import Outcome, increase_factor, is_degraded, paired_comparison, relative_reduction, summarize
@@ -30,9 +31,7 @@ from steerlab.store import RunStore
 
 
 def _save(run_dir: Path, name: str, data: Any) -> None:
-    tmp = run_dir / f".{name}.tmp"
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(run_dir / name)
+    write_json(run_dir / name, data, indent=1, default=str)
 
 
 def _load(run_dir: Path, name: str) -> Any | None:
@@ -54,8 +53,9 @@ def resolve_latents(res: Resources, cfg: EsrConfig, run_dir: Path) -> list[int]:
         from steerlab.esr.selection import select_latents
 
         backend = getattr(res.judge, "backend", None)  # an LLM judge rates label concreteness; offline rule otherwise
-        saved = select_latents(res, cfg.n_latents, seed=stable_int(cfg.seed, "selection"), min_concreteness=cfg.min_concreteness,
-                               rater=backend.complete if backend is not None else None)
+        saved = select_latents(res, cfg.n_latents + cfg.spare_latents, seed=stable_int(cfg.seed, "selection"),
+                               min_concreteness=cfg.min_concreteness, rater=backend.complete if backend is not None else None,
+                               min_coherence=cfg.min_coherence)
         saved["labels"] = {str(i): res.label(i) for i in saved["latents"]}
         _save(run_dir, "selection.json", saved)
     if not saved["latents"]:
@@ -75,8 +75,10 @@ def calibration_settings(res: Resources, cfg: EsrConfig) -> CalibrationSettings:
     # On SmolLM2 + its default SAE a boost of ~5-10% of the residual norm already drives the first score to ~0,
     # so the default search spans [0, 0.75 × norm] with a prior centred low (measured, see the demo's calibration).
     upper = cfg.calib_upper if cfg.calib_upper is not None else round(0.75 * median_residual_norm(res, layer), 2)
+    mean = cfg.calib_prior_mean if cfg.calib_prior_mean is not None else upper / 8
+    std = cfg.calib_prior_std if cfg.calib_prior_std is not None else upper / 4
     return CalibrationSettings(target=cfg.target, steps=cfg.calib_steps, prompts_per_step=cfg.calib_prompts, lower=0.0,
-                               upper=upper, prior_mean=upper / 8, prior_std=upper / 4)
+                               upper=upper, prior_mean=mean, prior_std=std, estimator=cfg.calib_estimator)
 
 
 def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Grade]:
@@ -94,8 +96,12 @@ def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Gra
     return grades
 
 
-def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) -> Callable[[dict[int, float]], dict[int, float]]:
-    """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (same token budget as trials)."""
+def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings,
+                 texts: Callable[[list], list[str]] | None = None) -> Callable[[dict[int, float]], dict[int, float]]:
+    """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (calib_max_new_tokens, default the trials' budget).
+
+    texts: generate the calibration trials' texts another way (the vllm backend); default the hf engine.
+    """
     calls = [0]
 
     def measure(boosts: dict[int, float], n_prompts: int) -> dict[int, list[float]]:
@@ -109,13 +115,21 @@ def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) 
         from steerlab.store import Trial
 
         trials = [Trial("calibration", p, s, lat, boosts[lat]) for lat, p, s in rows]
-        gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
-                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                 repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
-        grades = grade_requests(res.judge, [GradeRequest(t.prompt, g.text, res.label(t.latent)) for t, g in zip(trials, gens)])
+        max_new_tokens = cfg.calib_max_new_tokens or cfg.max_new_tokens
+        if texts is None:
+            gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
+                                     max_new_tokens=max_new_tokens, temperature=cfg.temperature,
+                                     repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
+            answers = [g.text for g in gens]
+        else:
+            answers = texts(trials)
+        grades = grade_requests(res.judge, [GradeRequest(t.prompt, a, res.label(t.latent)) for t, a in zip(trials, answers)])
         out: dict[int, list[float]] = {lat: [] for lat in boosts}
-        for t, g in zip(trials, grades):
+        by_latent: dict[int, list[str]] = {lat: [] for lat in boosts}
+        for t, g, answer in zip(trials, grades, answers):
             out[t.latent].append(g.first_score if g.attempts else 0.0)  # no attempt at all = no answer: 0
+            by_latent[t.latent].append(answer)
+        measure.last_texts = by_latent  # type: ignore[attr-defined]  # the final check's answers: their degeneration is recorded
         return out
 
     return measure
@@ -125,32 +139,60 @@ def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSetting
     """Everything that changes a threshold (the original keyed only on model + latent)."""
     return {
         "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "judge": res.judge.judge_id,
-        "rubric": res.judge.rubric_version, "settings": settings.__dict__, "max_new_tokens": cfg.max_new_tokens,
+        "rubric": res.judge.rubric_version, "settings": settings.__dict__, "max_new_tokens": cfg.calib_max_new_tokens or cfg.max_new_tokens,
         "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty, "steer_layer": cfg.steer_layer,
-        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 2,
+        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 3,
     }
 
 
 def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_dir: Path, *, progress: bool = False,
-                       cache: ThresholdCache | None = None) -> dict[int, Threshold]:
-    """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir."""
+                       cache: ThresholdCache | None = None, vllm_runner=None) -> dict[int, Threshold]:
+    """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir.
+
+    vllm_runner: calibrate through this esr.vllm_trials.VllmTrialRunner (keyed apart from hf thresholds).
+    """
     saved = _load(run_dir, "calibration.json")
     if saved is not None and sorted(int(k) for k in saved["thresholds"]) == sorted(latents):
         return {int(k): Threshold.from_dict(v) for k, v in saved["thresholds"].items()}
     settings = calibration_settings(res, cfg)
     key = calibration_key(res, cfg, settings)
+    if vllm_runner is not None:
+        key["backend"] = "vllm"
     cache = cache or ThresholdCache(cache_root() / "esr" / "thresholds.json")
     found = {lat: cache.get(key, lat) for lat in latents}
     missing = [lat for lat, t in found.items() if t is None]
     if missing:
         with progress_bar(progress) as bar:
             task = bar.add_task(f"calibrating {len(missing)} latents", total=settings.steps, info="")
-            fresh = calibrate(missing, make_measure(res, cfg, settings), settings, on_step=lambda s: bar.advance(task))
+            texts = None if vllm_runner is None else vllm_runner.calibration_texts
+            fresh = calibrate(missing, make_measure(res, cfg, settings, texts), settings, on_step=lambda s: bar.advance(task))
         cache.put(key, list(fresh.values()))
         found.update(fresh)
     _save(run_dir, "calibration.json", {"settings": settings.__dict__, "cached": len(latents) - len(missing),
                                         "thresholds": {str(k): v.to_dict() for k, v in found.items()}})
     return found  # type: ignore[return-value]
+
+
+def fluent_latents(latents: list[int], thresholds: dict[int, Threshold], cfg: EsrConfig, run_dir: Path) -> list[int]:
+    """The latents whose final calibration check stayed fluent (at most cfg.max_degenerate degenerate), n_latents at most.
+
+    Drift, not breakage: a latent that turns the answer into loops, number runs or non-words gives
+    the model nothing to notice. Dropped latents are listed in fluency.json; none left is an error.
+    """
+    if all(c == "baseline" for c in cfg.conditions):
+        return latents
+    rate = {lat: thresholds[lat].degenerate for lat in latents}
+    keep = [lat for lat in latents if rate[lat] is None or rate[lat] <= cfg.max_degenerate]
+    keep = keep if cfg.latents else keep[: cfg.n_latents]
+    _save(run_dir, "fluency.json", {"max_degenerate": cfg.max_degenerate, "kept": keep,
+                                    "dropped": [lat for lat in latents if lat not in keep],
+                                    "degenerate": {str(lat): rate[lat] for lat in latents},
+                                    "kinds": {str(lat): thresholds[lat].degenerate_kinds for lat in latents}})
+    if not keep:
+        worst = ", ".join(f"{lat}: {rate[lat]:.0%}" for lat in latents[:6])
+        raise SteerlabError(f"No latent stays fluent at its threshold (degenerate answers {worst}; the limit is "
+                            f"{cfg.max_degenerate:.0%}); pass other latents or raise --max-degenerate.")
+    return keep
 
 
 # --- stage 3: detectors --------------------------------------------------------------------------------
@@ -159,23 +201,33 @@ def detectors_key(res: Resources, cfg: EsrConfig) -> str:
     blob = {"model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "prompts": res.discovery, "seed": cfg.seed,
             "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty,
             "n": cfg.n_detectors, "min_auc": cfg.detector_min_auc, "cut": cfg.detector_cut,
-            "answers": cfg.discovery_answers, "derangements": cfg.discovery_derangements, "version": 3}
+            "answers": cfg.discovery_answers, "derangements": cfg.discovery_derangements, "rule": cfg.detector_rule,
+            "span": cfg.detector_span, "version": 4}
     return f"{stable_int(json.dumps(blob, sort_keys=True, default=str), modulo=16**12):012x}"
 
 
+def discovered_detectors(res: Resources, cfg: EsrConfig, progress: bool = False) -> dict:
+    """Detector discovery for this setup, from the detector cache or run now (and cached)."""
+    cached = cache_root() / "esr" / f"detectors-{detectors_key(res, cfg)}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    from steerlab.esr.detectors import discover
+
+    found = discover(res, cfg, progress=progress)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    _save(cached.parent, cached.name, found)
+    return found
+
+
 def resolve_detectors(res: Resources, cfg: EsrConfig, run_dir: Path, progress: bool = False) -> dict:
-    """The run's detectors: saved in the run dir, else from the detector cache, else discovered now."""
+    """The run's detectors: saved in the run dir, else the fixed set of the config, else discovered (cached)."""
     saved = _load(run_dir, "detectors.json")
     if saved is None:
-        cached = cache_root() / "esr" / f"detectors-{detectors_key(res, cfg)}.json"
-        if cached.is_file():
-            saved = json.loads(cached.read_text())
+        if cfg.detectors:
+            saved = {"detectors": list(cfg.detectors), "source": "given", "strict_rule": [], "n_eligible": len(cfg.detectors),
+                     "stats": {}, "labels": {str(i): res.label(i) for i in cfg.detectors}}
         else:
-            from steerlab.esr.detectors import discover
-
-            saved = discover(res, cfg, progress=progress)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            _save(cached.parent, cached.name, saved)
+            saved = {**discovered_detectors(res, cfg, progress), "source": "discovered"}
         _save(run_dir, "detectors.json", saved)
     return saved
 
@@ -186,7 +238,8 @@ def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], ru
     if saved is None:
         from steerlab.esr.detectors import matched_random_sets
 
-        activity = resolve_detectors(res, cfg, run_dir)["activity"]
+        found = resolve_detectors(res, cfg, run_dir)
+        activity = found["activity"] if "activity" in found else discovered_detectors(res, cfg)["activity"]
         try:
             sets = matched_random_sets(detectors, activity, cfg.random_sets, stable_int(cfg.seed, "random"))
         except ValueError as exc:
@@ -201,11 +254,13 @@ def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], ru
 
 # --- stage 4: trials -----------------------------------------------------------------------------------
 def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progress: bool = False, max_batches: int | None = None,
-                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None) -> int:
+                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None,
+                     vllm_runner=None) -> int:
     """Generate every trial without a generation, in mixed batches, each batch written as it finishes.
 
     ray_address: spread the batches over Ray actors ('local' starts a cluster here); backend: 'hf' or 'vllm'.
     loader: how Ray workers get (model, SAE) (default: load them from cfg; tests ship small ones).
+    vllm_runner: the run's esr.vllm_trials.VllmTrialRunner when backend is 'vllm' (one engine per run); made here if None.
     """
     from steerlab.distributed.work import generate_trials, plan_batches
 
@@ -222,9 +277,9 @@ def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progres
             return generate_pending_ray(store, batches, cfg, loader or ConfigLoader(cfg), opts,
                                         on_batch=lambda b, n: bar.advance(task, n))
         if backend == "vllm":
-            from steerlab.engine.vllm_backend import VllmTrialRunner
+            from steerlab.esr.vllm_trials import VllmTrialRunner
 
-            run = VllmTrialRunner(cfg, res.model, res.sae)
+            run = vllm_runner or VllmTrialRunner(cfg, res.model, res.sae)
         elif backend == "hf":
             run = lambda batch: generate_trials(res.model, res.sae, cfg, batch)  # noqa: E731
         else:
@@ -235,25 +290,15 @@ def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progres
     return written
 
 
-def grade_pending(store: RunStore, judge, *, chunk: int = 32, progress: bool = False, judge_prompt: str | None = None) -> int:
-    """Grade generations without a successful grade from this judge.
+def grade_pending(store: RunStore, judge, *, chunk: int = 32, progress: bool = False) -> int:
+    """Grade generations without a successful grade from this judge, through the one grading loop (`judges.runner`).
 
-    The judge sees the task prompt without any meta-prompt suffix ("task", the default: the suffix is not
-    part of the topic) or the prompt the model saw ("full", as the original code); None = the run's config.
+    The question the judge sees comes from the run's config (`judge_prompt`), so `steerlab judge run`
+    and `steerlab esr run` store the same grade under the same key.
     """
-    if judge_prompt is None:
-        judge_prompt = store.config.get("esr", {}).get("judge_prompt", "task")
-    todo = store.ungraded(judge.judge_id, judge.rubric_version)
-    store.set_meta(f"judge:{judge.judge_id}", judge.config())
-    with progress_bar(progress) as bar:
-        task = bar.add_task(f"grading ({judge.judge_id})", total=len(todo), info="")
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            grades = judge.grade_many([GradeRequest(t.extra.get("task", t.prompt) if judge_prompt == "task" else t.prompt, text, t.label)
-                                       for t, text in part])
-            store.put_grades([(t.key, g) for (t, _), g in zip(part, grades)])
-            bar.advance(task, len(part))
-    return len(todo)
+    from steerlab.judges.runner import grade_run
+
+    return grade_run(store, judge, chunk=chunk, progress=progress, check=False).attempted
 
 
 def outcomes_by_condition(store: RunStore, judge_id: str, rubric: str, excluded: dict | None = None) -> dict[str, dict[tuple, Outcome]]:
@@ -316,7 +361,18 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    if backend not in ("hf", "vllm"):
+        raise SteerlabError(f"Unknown backend '{backend}'; choose hf or vllm.")
+    if backend == "vllm" and ray_address is not None:
+        raise SteerlabError("The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself).")
     res = res or load_resources(cfg, progress=progress)
+    vllm_runner = None
+    if backend == "vllm":
+        from steerlab.engine.vllm_backend import require_vllm
+        from steerlab.esr.vllm_trials import VllmTrialRunner
+
+        require_vllm()
+        vllm_runner = VllmTrialRunner(cfg, res.model, res.sae)  # one engine for calibration and trials, started on first use
     seconds["load"] = time.perf_counter() - t0
     t = time.perf_counter()
     latents = resolve_latents(res, cfg, run_dir)
@@ -325,8 +381,10 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     if all(c == "baseline" for c in cfg.conditions):  # nothing is steered: no calibration needed
         thresholds = {lat: Threshold(lat, 0.0, float("nan"), False) for lat in latents}
     else:
-        thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress)
+        thresholds = resolve_thresholds(res, cfg, latents, run_dir, progress=progress, vllm_runner=vllm_runner)
     seconds["calibration"] = time.perf_counter() - t
+    latents = fluent_latents(latents, thresholds, cfg, run_dir)
+    thresholds = {lat: thresholds[lat] for lat in latents}
     detectors: list[int] = []
     random_sets: list[list[int]] = []
     kinds = {c.partition(":")[0] for c in cfg.conditions}
@@ -344,7 +402,7 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
         store.add_trials(trials)
         t = time.perf_counter()
         generate_pending(store, res, cfg, progress=progress, max_batches=max_batches, ray_address=ray_address,
-                         ray_workers=ray_workers, backend=backend)
+                         ray_workers=ray_workers, backend=backend, vllm_runner=vllm_runner)
         seconds["generation"] = time.perf_counter() - t
         t = time.perf_counter()
         grade_pending(store, res.judge, progress=progress)

@@ -1,5 +1,9 @@
 """Latent selection: sample candidates, keep concrete ones, drop any that fire on the prompts themselves.
 
+Concept evidence (when the SAE ships inspect/concepts.json): the latent's top contexts must agree in
+meaning under the packaged embedder, so token-level latents (firing on "of" anywhere) are dropped.
+Fluency at the threshold is checked after calibration (runner: `fluent_latents`).
+
 Offline concreteness rule (no LLM): the label comes from a latent's top firing tokens; a latent is
 concrete when it is alive, not dense (fires on < 2% of tokens) and most of its label tokens are
 content words (alphabetic, ≥ 3 letters, not a function word). Score = 100 × that fraction, kept at
@@ -81,18 +85,22 @@ def prompt_peaks(res: Resources, batch_size: int = 16) -> torch.Tensor:
 
 
 def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: float = 65.0,
-                   rater: Callable[[str, str], str] | None = None, multiplier: int = 3) -> dict:
+                   rater: Callable[[str, str], str] | None = None, multiplier: int = 3, min_coherence: float | None = None) -> dict:
     """Sample n latents (seeded); returns {'latents': [...], 'rejected': {reason: count}, 'candidates': k}.
 
     rater: an LLM `complete(system, user)`; when given, label concreteness is LLM-rated (candidates
     in chunks of multiplier × n), otherwise the offline rule applies.
+    min_coherence: when the SAE has concept evidence (`res.concepts`: how well a latent's top contexts
+    agree in meaning under the packaged embedder, above chance), latents below it are rejected as
+    token-level ("no_concept"); latents without a score are rejected too.
     """
     rng = random.Random(seed)
     d = res.sae.d_sae
     pool = [i for i in range(d) if res.frequencies is None or res.frequencies[i] > 0]
     rng.shuffle(pool)
     peaks = prompt_peaks(res)
-    rejected = {"not_concrete": 0, "fires_on_prompts": 0}
+    rejected = {"not_concrete": 0, "no_concept": 0, "fires_on_prompts": 0}
+    concepts = res.concepts if min_coherence is not None else None
     chosen: list[int] = []
     seen = 0
     llm_scores: dict[int, float] = {}
@@ -109,9 +117,13 @@ def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: f
             offline_concreteness(label, freq) if label is not None else None)
         if score is not None and (score < min_concreteness or (freq is not None and freq <= 0)):
             rejected["not_concrete"] += 1
+        elif concepts is not None and concepts.get(lat, float("-inf")) < min_coherence:
+            rejected["no_concept"] += 1
         elif float(peaks[lat]) > 0:
             rejected["fires_on_prompts"] += 1
         else:
             chosen.append(lat)
     rule = ("LLM-rated" if rater is not None else "offline label rule") if res.labels else "skipped: the SAE has no labels"
-    return {"latents": chosen, "rejected": rejected, "candidates": seen, "concreteness": rule}
+    evidence = f"concept coherence >= {min_coherence:g} (packaged embedder)" if concepts is not None else "none (the SAE has no concepts.json)"
+    return {"latents": chosen, "rejected": rejected, "candidates": seen, "concreteness": rule, "concept_evidence": evidence,
+            "coherence": {str(lat): concepts.get(lat) for lat in chosen} if concepts is not None else {}}

@@ -25,9 +25,27 @@ class Resources:
     judge: Judge
     prompts: list[str]
     discovery: list[str]
+    concepts: dict[int, float] | None = None  # per-latent concept coherence of its top contexts (sae.concepts), when known
 
     def label(self, latent: int) -> str:
         return self.labels.get(int(latent), f"latent {latent}")
+
+
+def sae_model_name(cfg: EsrConfig) -> str:
+    """The model whose default SAE a run uses: the base model of an adapter (organism) folder, else the model itself."""
+    from steerlab.models.loading import adapter_base
+
+    return (adapter_base(cfg.model) if Path(cfg.model).expanduser().is_dir() else None) or cfg.model
+
+
+def inspect_folder(cfg: EsrConfig) -> Path | None:
+    """The inspect/ folder that belongs to the run's SAE: the default SAE's, or the one beside a local SAE folder."""
+    if cfg.sae == "default":
+        from steerlab.sae.default import default_dir
+
+        return default_dir(sae_model_name(cfg)) / "inspect"
+    local = Path(cfg.sae).expanduser()
+    return local.parent / "inspect" if local.is_dir() and (local.parent / "inspect").is_dir() else None
 
 
 def load_sae_for(cfg: EsrConfig, model: Model, progress: bool = True) -> tuple[Sae, dict[int, str], list[float] | None]:
@@ -38,27 +56,37 @@ def load_sae_for(cfg: EsrConfig, model: Model, progress: bool = True) -> tuple[S
     freqs = None
     labels: dict[int, str] = {}
     if cfg.sae == "default":
-        from steerlab.sae.default import default_dir, default_sae
+        from steerlab.sae.default import default_sae
 
-        sae = default_sae(cfg.model, progress=progress)
-        inspect = default_dir(cfg.model) / "inspect"
+        sae = default_sae(sae_model_name(cfg), progress=progress)
+    else:
+        sae = load_sae(cfg.sae)
+    inspect = inspect_folder(cfg)
+    if inspect is not None:
         if (inspect / "labels.csv").is_file():
             labels = import_labels(inspect / "labels.csv")
         if (inspect / "frequencies.json").is_file():
             freqs = json.loads((inspect / "frequencies.json").read_text())["freq"]
-    else:
-        sae = load_sae(cfg.sae)
     if cfg.labels:
         labels = import_labels(cfg.labels)
     sae.check_fits(model)
     return sae, labels, freqs
 
 
+def load_concepts(cfg: EsrConfig) -> dict[int, float] | None:
+    """Per-latent concept coherence (inspect/concepts.json beside the SAE), or None when the SAE has none."""
+    inspect = inspect_folder(cfg)
+    if inspect is None or not (inspect / "concepts.json").is_file():
+        return None
+    return {int(k): float(v) for k, v in json.loads((inspect / "concepts.json").read_text(encoding="utf-8"))["coherence"].items()}
+
+
 def make_judge_for(cfg: EsrConfig) -> Judge:
     """The configured judge (its check runs before any generation)."""
     from steerlab.judges import make_judge
 
-    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_base_url)
+    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_base_url, rubric=cfg.rubric, anchors=cfg.judge_anchors or None,
+                       temperature=cfg.judge_temperature)
     judge.check()
     return judge
 
@@ -75,6 +103,7 @@ def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | Non
     model = model or steerlab.load(cfg.model, dtype=cfg.dtype, device=cfg.device)
     labels: dict[int, str] = {}
     freqs = None
+    sae_given = sae
     if sae is None:
         sae, labels, freqs = load_sae_for(cfg, model, progress)
     elif cfg.labels:
@@ -85,10 +114,13 @@ def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | Non
     for latent in cfg.latents:
         if not 0 <= latent < sae.d_sae:
             raise SteerlabError(f"Latent {latent} is out of range: this SAE has latents 0 to {sae.d_sae - 1}.")
+    bad = [d for d in cfg.detectors if not 0 <= d < sae.d_sae]
+    if bad:
+        raise SteerlabError(f"Detector id {bad[0]} is out of range: this SAE has latents 0 to {sae.d_sae - 1}.")
     if cfg.steer_layer is not None and not 0 <= cfg.steer_layer < model.arch.n_layers:
         raise SteerlabError(f"Steering layer {cfg.steer_layer} is out of range: the model has layers 0 to {model.arch.n_layers - 1}.")
     judge = judge or make_judge_for(cfg)
-    return Resources(model, sae, labels, freqs, judge, prompts, discovery)
+    return Resources(model, sae, labels, freqs, judge, prompts, discovery, load_concepts(cfg) if sae_given is None else None)
 
 
 def run_path(run_dir: str | Path) -> Path:

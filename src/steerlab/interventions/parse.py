@@ -11,6 +11,7 @@ Optional everywhere: positions=all|prompt|generated, site=resid_post|resid_pre|a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,9 +49,12 @@ class SteerSpec:
 
 def _number(spec: str, key: str, value: str, cast=float):
     try:
-        return cast(value)
+        number = cast(value)
     except ValueError:
         raise SteerlabError(f"In --steer '{spec}', {key}={value} is not a {'number' if cast is float else 'whole number'}.") from None
+    if cast is float and not math.isfinite(number):
+        raise SteerlabError(f"In --steer '{spec}', {key}={value} is not a finite number.")
+    return number
 
 
 def _id_list(spec: str, key: str, value: str) -> list[int]:

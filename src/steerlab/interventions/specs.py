@@ -26,6 +26,12 @@ def _tensor(value: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.as_tensor(value, dtype=dtype)
 
 
+def _finite(value: torch.Tensor, what: str) -> None:
+    """One sentence for NaN or infinite steering numbers (they would silently turn every answer into garbage)."""
+    if value.is_floating_point() and not bool(torch.isfinite(value.detach()).all()):
+        raise SteerlabError(f"{what} must hold only finite numbers (no NaN or infinity).")
+
+
 def _rows_of(value: torch.Tensor, batched_ndim: int, idx: torch.Tensor) -> torch.Tensor:
     return value[idx] if value.ndim == batched_ndim else value
 
@@ -63,8 +69,8 @@ class Intervention:
             if isinstance(value, torch.Tensor):
                 digest.update(str((value.dtype, tuple(value.shape))).encode())
                 digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-            elif isinstance(value, Sae):
-                digest.update(value.source.encode())
+            elif isinstance(value, Sae):  # what the SAE is (its weights), not only where it came from
+                digest.update(f"{value.source}:{value.content_digest()}".encode())
             else:
                 digest.update(json.dumps(positions_to_json(value) if f.name == "positions" else value, default=str).encode())
         return digest.hexdigest()[:16]
@@ -95,6 +101,8 @@ class AddVector(Intervention):
         object.__setattr__(self, "vector", _tensor(self.vector))
         object.__setattr__(self, "strength", _tensor(self.strength))
         object.__setattr__(self, "positions", check_positions(self.positions))
+        _finite(self.vector, "An AddVector's vector")
+        _finite(self.strength, "A steering strength")
         if self.vector.ndim not in (1, 2) or self.strength.ndim > 1:
             raise SteerlabError("AddVector takes a vector [d] or [batch, d] and a strength scalar or [batch].")
 
@@ -139,6 +147,7 @@ class SteerLatent(Intervention):
         object.__setattr__(self, "latent", _tensor(self.latent, torch.long))
         object.__setattr__(self, "strength", _tensor(self.strength))
         object.__setattr__(self, "positions", check_positions(self.positions))
+        _finite(self.strength, "A steering strength")
         for latent in self.latent.reshape(-1).tolist():
             self.sae.check_latent(latent)
 
@@ -203,6 +212,7 @@ class ClampLatents(Intervention):
         object.__setattr__(self, "latents", _latent_sets(self.latents))
         object.__setattr__(self, "value", _tensor(self.value))
         object.__setattr__(self, "positions", check_positions(self.positions))
+        _finite(self.value, "A clamp value")
         for latent in self.flat_latents():
             self.sae.check_latent(latent)
 
@@ -261,8 +271,10 @@ class MaskUnits(Intervention):
         if self.kind not in ("head", "neuron"):
             raise SteerlabError(f"MaskUnits kind must be 'head' or 'neuron', not '{self.kind}'.")
         object.__setattr__(self, "mask", _tensor(self.mask))
+        _finite(self.mask, "A unit mask")
         if self.fill is not None:
             object.__setattr__(self, "fill", _tensor(self.fill))
+            _finite(self.fill, "A unit mask's fill")
         object.__setattr__(self, "positions", check_positions(self.positions))
 
     @property

@@ -11,7 +11,13 @@ import re
 from typing import Any
 
 from steerlab.errors import SteerlabError
-from steerlab.judges.http import HttpError, RateLimiter, RetryPolicy, call_with_retries, request_json
+from steerlab.judges.http import HttpError, RateLimiter, RetryPolicy, call_with_retries, is_loopback_url, request_json
+
+
+def _host(url: str) -> str:
+    import urllib.parse
+
+    return (urllib.parse.urlsplit(url).hostname or "").lower()
 
 
 class ChatBackend:
@@ -27,7 +33,7 @@ class ChatBackend:
         base_url: str | None = None,
         api_key_env: str | None = None,
         *,
-        temperature: float = 0.0,
+        temperature: float | None = None,
         max_tokens: int = 1024,
         timeout: float = 120.0,
         retry: RetryPolicy | None = None,
@@ -38,6 +44,9 @@ class ChatBackend:
         self.model = model
         self.base_url = (base_url or self.default_url).rstrip("/")
         self.api_key_env = api_key_env if api_key_env is not None else self.default_key_env
+        # The provider's default key goes only to the provider's own host; any other host gets a key only when
+        # the user names its variable (--judge-key-env).
+        self._key_allowed = api_key_env is not None or _host(self.base_url) == _host(self.default_url)
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout = timeout
@@ -46,11 +55,19 @@ class ChatBackend:
         self.rate_per_s = rate_per_s
 
     def _key(self) -> str | None:
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        if not self.api_key_env or not self._key_allowed:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if key and self.base_url.lower().startswith("http://") and not is_loopback_url(self.base_url):
+            raise SteerlabError(f"Refusing to send the key in ${self.api_key_env} over plain HTTP to {_host(self.base_url)}; "
+                                "use an https:// judge URL (plain http is fine on loopback only).")
+        return key
 
     @property
     def identity(self) -> str:
-        return f"{self.kind}:{self.model}@{self.base_url}"
+        """kind:model@url, plus the temperature when one is set (None sends none: the provider's default)."""
+        suffix = f"?temperature={self.temperature:g}" if self.temperature is not None else ""
+        return f"{self.kind}:{self.model}@{self.base_url}{suffix}"
 
     def config(self) -> dict[str, Any]:
         return {
@@ -111,9 +128,10 @@ class OpenAIBackend(ChatBackend):
         body = {
             "model": self.model,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         data = call_with_retries(
             lambda: request_json("POST", f"{self.base_url}/chat/completions", self._headers(), body, self.timeout),
             self.retry, self.limiter,
@@ -152,9 +170,10 @@ class AnthropicBackend(ChatBackend):
             "model": self.model,
             "system": system,
             "messages": [{"role": "user", "content": user}],
-            "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         data = call_with_retries(
             lambda: request_json("POST", f"{self.base_url}/v1/messages", self._headers(), body, self.timeout),
             self.retry, self.limiter,

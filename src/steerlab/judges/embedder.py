@@ -65,6 +65,25 @@ class Embedder:
             out.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(out) if out else torch.zeros(0, 384)
 
+    @torch.inference_mode()
+    def token_states(self, texts: Sequence[str], batch_size: int = 64) -> list[tuple[torch.Tensor, list[tuple[int, int]]]]:
+        """Per text: its token states [n_tokens, 384] and each token's (start, end) characters ((0, 0) = special token).
+
+        Texts are batched by length (little padding); each is cut at `max_length` tokens.
+        """
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list = [None] * len(texts)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt", return_offsets_mapping=True)
+            offsets = batch.pop("offset_mapping")
+            states = self.model(**batch).last_hidden_state
+            for row, i in enumerate(idx):
+                n = int(batch["attention_mask"][row].sum())
+                out[i] = (states[row, :n].float(), [tuple(map(int, o)) for o in offsets[row, :n].tolist()])
+        return out
+
 
 def packaged_embedder() -> Embedder:
     """A process-wide shared instance (loading takes about a second)."""

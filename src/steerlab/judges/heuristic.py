@@ -1,24 +1,33 @@
-"""The offline default judge: restart-phrase attempt splitting plus embedding relevance to the prompt.
+"""The offline default judge: attempt splitting at restarts plus embedding relevance to the prompt.
 
 An approximation of an LLM judge, not a replacement: it cannot tell a correct answer from a fluent
-wrong one on the same topic. Each attempt's score maps the cosine similarity between prompt and
-attempt (packaged all-MiniLM-L6-v2, mean pooling) linearly from [LOW, HIGH] onto [0, 100], clipped.
-LOW/HIGH were set on `judges.calibration` (on-topic cosines 0.48-0.76, wrong-task 0.00-0.45,
-unrelated-topic -0.09-0.17); `steerlab judge calibrate` re-measures the separation.
+wrong one on the same topic. Attempts are split where a restart begins, found two ways: the restart
+phrase list (`judges.restarts`, high precision) and, unless `restarts="phrases"` (today's judge), a
+list-free probe on the embedder's fragment states (`judges.restart_probe`) that sees self-corrections
+in any words. Each attempt's score maps the cosine similarity between prompt and attempt (packaged
+all-MiniLM-L6-v2, mean pooling) linearly from [LOW, HIGH] onto [0, 100], clipped. LOW/HIGH were set
+on `judges.calibration` (on-topic cosines 0.48-0.76, wrong-task 0.00-0.45, unrelated-topic
+-0.09-0.17); `steerlab judge calibrate` re-measures the separation. A response is embedded once
+(fragment states and the whole-answer vector come from the same pass); only answers split into
+several attempts embed their attempts again.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
+from steerlab.errors import SteerlabError
 from steerlab.judges.base import BaseJudge
 from steerlab.judges.embedder import Embedder, packaged_embedder
-from steerlab.judges.restarts import split_attempts, strip_restart
+from steerlab.judges.restarts import restart_positions, split_attempts, strip_restart
 from steerlab.judges.types import Attempt, Grade, GradeRequest
 
 LOW = 0.20  # cosine at or below which an attempt scores 0
 HIGH = 0.60  # cosine at or above which an attempt scores 100
-HEURISTIC_VERSION = "heuristic-minilm-v1"
+HEURISTIC_VERSION = "heuristic-minilm-v1"  # phrase list only (today's judge)
+PROBE_VERSION = "heuristic-minilm-v2"  # phrase list + restart probe
+RESTART_MODES = ("probe", "phrases")
 
 
 def cosine_to_score(cos: float, low: float = LOW, high: float = HIGH) -> float:
@@ -26,15 +35,60 @@ def cosine_to_score(cos: float, low: float = LOW, high: float = HIGH) -> float:
     return float(round(100.0 * min(1.0, max(0.0, (cos - low) / (high - low))), 1))
 
 
+def _has_words(text: str) -> bool:
+    return bool(re.search(r"\w", text))
+
+
+def cut_attempts(text: str, phrase_cuts: Sequence[int], probe_cuts: Sequence[tuple[int, int]]) -> list[tuple[str, str]]:
+    """(attempt text, text to score) for each attempt, from phrase-list cuts and probe cuts ((start, end) of the restart fragment).
+
+    An attempt is scored without its opening restart. A restart with nothing after it, or before any
+    attempt, opens no attempt: it joins the attempt that follows it, or is dropped at the end.
+    """
+    marks = {c: None for c in phrase_cuts}
+    for a, b in probe_cuts:
+        if not any(a - 2 <= c <= b for c in phrase_cuts):  # the phrase list already cut inside this fragment
+            marks.setdefault(a, b)
+    cuts = sorted(marks)
+    bounds = [0, *cuts, len(text)]
+    pieces = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        piece = text[a:b].strip()
+        if i == 0:
+            body = piece
+        elif marks[a] is None:
+            body = strip_restart(piece)
+        else:
+            body = text[marks[a]:b].strip()
+        pieces.append([piece, body])
+    out: list[tuple[str, str]] = []
+    carry = ""
+    for i, (piece, body) in enumerate(pieces):
+        if not _has_words(body):
+            if i > 0 and _has_words(piece):
+                carry = f"{carry} {piece}".strip()
+            continue
+        out.append((f"{carry} {piece}".strip() if carry else piece, body))
+        carry = ""
+    return out
+
+
 class HeuristicJudge(BaseJudge):
-    """Splits attempts at explicit restart phrases and scores each by relevance to the prompt."""
+    """Splits attempts at restarts (phrase list, plus the restart probe) and scores each by relevance to the prompt."""
 
-    rubric_version = HEURISTIC_VERSION
-
-    def __init__(self, embedder: Embedder | None = None, low: float = LOW, high: float = HIGH):
+    def __init__(self, embedder: Embedder | None = None, low: float = LOW, high: float = HIGH, restarts: str = "probe", probe=None):
+        if restarts not in RESTART_MODES:
+            raise SteerlabError(f"Unknown restart mode '{restarts}'; choose one of: {', '.join(RESTART_MODES)}.")
         self._embedder = embedder
         self.low, self.high = low, high
-        self.judge_id = f"heuristic:all-MiniLM-L6-v2:{low:g}-{high:g}"
+        self.restarts = restarts
+        self._probe = probe
+        if restarts == "phrases":
+            self.rubric_version = HEURISTIC_VERSION
+            self.judge_id = f"heuristic:all-MiniLM-L6-v2:{low:g}-{high:g}"
+        else:
+            self.rubric_version = PROBE_VERSION
+            self.judge_id = f"heuristic:all-MiniLM-L6-v2+restart-probe:{low:g}-{high:g}"
 
     @property
     def embedder(self) -> Embedder:
@@ -42,24 +96,55 @@ class HeuristicJudge(BaseJudge):
             self._embedder = packaged_embedder()
         return self._embedder
 
+    @property
+    def probe(self):
+        if self._probe is None:
+            from steerlab.judges.restart_probe import packaged_probe
+
+            self._probe = packaged_probe()
+        return self._probe
+
     def check(self) -> None:
         self.embedder  # loads the packaged model now, so a missing package fails before any generation
 
     def _grade(self, prompt: str, response: str, steering_label: str) -> Grade:
         return self._grade_batch([GradeRequest(prompt, response, steering_label)])[0]
 
+    def _score(self, pairs: list[tuple[int, str]], prompt_vecs) -> list[float]:
+        if not pairs:
+            return []
+        vecs = self.embedder.embed([t for _, t in pairs])
+        return [cosine_to_score(float(prompt_vecs[i] @ v), self.low, self.high) for (i, _), v in zip(pairs, vecs)]
+
     def _grade_batch(self, items: Sequence[GradeRequest]) -> list[Grade]:
-        split = [split_attempts(it.response) for it in items]
-        texts = [it.prompt for it in items] + [strip_restart(a) or a for atts in split for a in atts]
-        vectors = self.embedder.embed(texts)
-        prompts, bodies = vectors[: len(items)], vectors[len(items) :]
-        out, k = [], 0
+        prompts = list(dict.fromkeys(it.prompt for it in items))
+        pvec = dict(zip(prompts, self.embedder.embed(prompts)))
+        prompt_vecs = [pvec[it.prompt] for it in items]
+        if self.restarts == "phrases":
+            split = [[(a, strip_restart(a) or a) for a in split_attempts(it.response)] for it in items]
+            wholes = None
+        else:
+            from steerlab.judges.restart_probe import featurize
+
+            feats = featurize(self.embedder, [it.response for it in items])
+            split, wholes = [], []
+            for it, f, pv in zip(items, feats, prompt_vecs):
+                probe_cuts = [f.spans[k] for k in self.probe.boundaries(f, pv)]
+                split.append(cut_attempts(it.response, [s for s, _ in restart_positions(it.response)], probe_cuts))
+                wholes.append(f.whole)
+        # Single attempts equal to the whole response reuse its vector from the fragment pass.
+        todo = [(i, body) for i, atts in enumerate(split) for k, (text, body) in enumerate(atts)
+                if wholes is None or len(atts) > 1 or body != items[i].response.strip()]
+        scores = iter(self._score(todo, prompt_vecs))
+        out = []
         for i, atts in enumerate(split):
             scored = []
-            for text in atts:
-                cos = float(prompts[i] @ bodies[k])
-                scored.append(Attempt(text, cosine_to_score(cos, self.low, self.high)))
-                k += 1
+            for text, body in atts:
+                if wholes is not None and len(atts) == 1 and body == items[i].response.strip():
+                    score = cosine_to_score(float(prompt_vecs[i] @ wholes[i]), self.low, self.high)
+                else:
+                    score = next(scores)
+                scored.append(Attempt(text, score))
             out.append(Grade(tuple(scored)))
         return out
 
@@ -77,7 +162,8 @@ class HeuristicJudge(BaseJudge):
         return out
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "kind": "heuristic", "embedder": "all-MiniLM-L6-v2 (packaged)", "low": self.low, "high": self.high}
+        return {**super().config(), "kind": "heuristic", "embedder": "all-MiniLM-L6-v2 (packaged)", "low": self.low, "high": self.high,
+                "restarts": self.restarts}
 
 
 def calibration_report(judge: HeuristicJudge | None = None) -> dict[str, float]:

@@ -1,11 +1,14 @@
 """A small stdlib HTTP client for LLM judges: JSON POST/GET, retries with backoff, rate limit.
 
 Retries cover timeouts, dropped connections, 429 and 5xx; 4xx errors such as a bad key are final.
-API keys travel only in request headers built at call time; nothing here logs or stores them.
+API keys travel only in request headers built at call time; nothing here logs or stores them. A
+redirect to another host (or scheme or port) drops every credential header before it is followed.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import random
 import re
@@ -13,9 +16,44 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+AUTH_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization", "cookie")
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is localhost or a loopback address."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+class _NoAuthAcrossHosts(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never carry a key to a different scheme, host or port."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            for store in (new.headers, new.unredirected_hdrs):
+                for name in list(store):
+                    if name.lower() in AUTH_HEADERS:
+                        del store[name]
+        return new
+
+
+_OPENER = urllib.request.build_opener(_NoAuthAcrossHosts)
 
 
 class HttpError(Exception):
@@ -86,7 +124,7 @@ def request_json(method: str, url: str, headers: dict[str, str], body: Any | Non
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **headers})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             payload = resp.read()
     except urllib.error.HTTPError as exc:
         detail = _error_detail(exc.read() or b"")
@@ -99,6 +137,8 @@ def request_json(method: str, url: str, headers: dict[str, str], body: Any | Non
     except (urllib.error.URLError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise HttpError(f"Cannot reach {url}: {reason}.", None, True) from exc
+    except (http.client.HTTPException, ValueError) as exc:  # a malformed or cut-off reply: a transport error too
+        raise HttpError(f"Broken reply from {url}: {type(exc).__name__}.", None, True) from exc
     try:
         return json.loads(payload)
     except ValueError as exc:

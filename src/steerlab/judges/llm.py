@@ -8,23 +8,23 @@ from steerlab.judges.backends import ChatBackend
 from steerlab.judges.base import BaseJudge
 from steerlab.judges.http import HttpError
 from steerlab.judges.parse import parse_attempts
-from steerlab.judges.rubrics import ESR_RUBRIC_VERSION, ESR_SYSTEM, esr_user_message
+from steerlab.judges.rubrics import EsrRubric, esr_rubric
 from steerlab.judges.types import Grade
 
 
 class LLMJudge(BaseJudge):
     """Grades with the ESR rubric through a chat back end; transport and parse failures become grade errors."""
 
-    rubric_version = ESR_RUBRIC_VERSION
-
-    def __init__(self, backend: ChatBackend, concurrency: int = 4):
+    def __init__(self, backend: ChatBackend, concurrency: int = 4, rubric: EsrRubric | None = None):
         self.backend = backend
         self.concurrency = max(1, int(concurrency))
         self.judge_id = backend.identity
+        self.rubric = rubric or esr_rubric()
+        self.rubric_version = self.rubric.version
 
     def _grade(self, prompt: str, response: str, steering_label: str) -> Grade:
         try:
-            reply = self.backend.complete(ESR_SYSTEM, esr_user_message(prompt, response, steering_label))
+            reply = self.backend.complete(self.rubric.system, self.rubric.user(prompt, response, steering_label))
         except HttpError as exc:
             return Grade.failed(f"judge call failed: {exc}")
         parsed = parse_attempts(reply)
@@ -34,4 +34,5 @@ class LLMJudge(BaseJudge):
         self.backend.check()
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), **self.backend.config(), "concurrency": self.concurrency}
+        return {**super().config(), **self.backend.config(), "concurrency": self.concurrency, "rubric": self.rubric.name,
+                "anchors": self.rubric.anchors}

@@ -60,3 +60,30 @@ def strip_restart(piece: str) -> str:
     """The attempt's content without its leading restart phrase and punctuation."""
     m = re.match(r"\s*(?:" + "|".join(RESTART_PHRASES) + r")[\s,.!:;\-\u2013\u2014]*", piece, re.IGNORECASE)
     return piece[m.end():] if m else piece
+
+
+# A fragment ends at sentence punctuation, a colon or semicolon followed by space, a line break, or a spaced dash.
+_FRAGMENT_END = re.compile(r"(?<=[.!?;:])[\"'*)\]]*\s+|\n+|\s+[-\u2013\u2014]+\s+")
+
+
+def fragments(text: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of the sentence-like fragments of a text, whitespace trimmed, none empty.
+
+    Restarts open a fragment, so these are the candidate places where a new attempt may begin.
+    """
+    spans, start = [], 0
+    for m in _FRAGMENT_END.finditer(text):
+        spans.append((start, m.start()))
+        start = m.end()
+    spans.append((start, len(text)))
+    out = []
+    for a, b in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if re.search(r"\w", text[a:b]):
+            out.append((a, b))
+        elif out and a < b:  # punctuation-only leftovers stay with the fragment before them
+            out[-1] = (out[-1][0], b)
+    return out

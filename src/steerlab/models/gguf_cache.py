@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 from pathlib import Path
 
 from steerlab.errors import SteerlabError
@@ -19,10 +17,22 @@ def cache_root() -> Path:
 
 
 def converted_dir(gguf_path: Path) -> Path:
-    """Where the safetensors copy of a GGUF file lives; keyed by path, size and mtime (no hashing)."""
-    stat = gguf_path.stat()
-    key = hashlib.sha1(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    """Where the safetensors copy of a GGUF file lives: keyed by the GGUF file's content digest."""
+    from steerlab.models.files import digest_memo_dir
+    from steerlab.paths import file_digest
+
+    key = file_digest(gguf_path, digest_memo_dir())[:16]
     return cache_root() / "models" / f"{gguf_path.stem}-{key}"
+
+
+def cache_intact(target: Path) -> bool:
+    """A conversion is served only when its files still have the digest recorded when it was written."""
+    from steerlab.models.files import folder_fingerprint
+
+    stamp = target / "FINGERPRINT"
+    if not ((target / "config.json").is_file() and any(target.glob("*.safetensors")) and stamp.is_file()):
+        return False
+    return stamp.read_text().strip() == folder_fingerprint(target)
 
 
 def _check_gguf_header(path: Path) -> None:
@@ -33,38 +43,42 @@ def _check_gguf_header(path: Path) -> None:
 
 
 def ensure_converted(gguf_path: Path) -> Path:
-    """Return a folder with config, tokenizer and fp32 safetensors for a GGUF file, converting once."""
+    """Return a folder with config, tokenizer and fp32 safetensors for a GGUF file, converting once.
+
+    Every hit checks the folder against the fingerprint stored with it; a damaged or altered copy is converted again.
+    """
     if not gguf_path.is_file():
         raise SteerlabError(f"GGUF file {gguf_path} does not exist.")
-    target = converted_dir(gguf_path)
-    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
-        return target
     _check_gguf_header(gguf_path)
+    target = converted_dir(gguf_path)
+    if cache_intact(target):
+        return target
+    from steerlab.models.files import folder_fingerprint
+    from steerlab.paths import atomic_dir
+    from steerlab.progress import status
+
+    verb = "Re-converting" if target.exists() else "Dequantising"
+    with status(f"{verb} {gguf_path.name} once (cached in {target.parent})"), atomic_dir(target) as tmp:
+        convert_gguf(gguf_path, tmp)
+        (tmp / "SOURCE").write_text(str(gguf_path.resolve()) + "\n")
+        (tmp / "FINGERPRINT").write_text(folder_fingerprint(tmp, remember=False) + "\n")
+    return target
+
+
+def convert_gguf(gguf_path: Path, out: Path) -> None:
+    """Dequantise a GGUF file into a Hugging Face folder (config, tokenizer, fp32 safetensors)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steerlab.progress import status
-
-    with status(f"Dequantising {gguf_path.name} once (cached in {target.parent})"):
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-            )
-        except (ValueError, OSError, KeyError, EOFError) as exc:
-            raise SteerlabError(f"Could not read GGUF file {gguf_path}: {exc}".rstrip(".") + ".") from exc
-        # The dequantised weights are plain fp32 tensors: drop the GGUF quantiser so they can be saved.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.is_quantized = False
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / "SOURCE").write_text(str(gguf_path.resolve()) + "\n")
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished the same conversion first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    except (ValueError, OSError, KeyError, EOFError) as exc:
+        raise SteerlabError(f"Could not read GGUF file {gguf_path}: {exc}".rstrip(".") + ".") from exc
+    # The dequantised weights are plain fp32 tensors: drop the GGUF quantiser so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))

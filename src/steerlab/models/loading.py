@@ -201,10 +201,14 @@ def load(
     elif text.endswith(".gguf"):
         folder = ensure_converted(Path(text).expanduser())
         source, rev = str(folder), f"gguf:{folder.name}"
+    elif (Path(text).expanduser() / ADAPTER_RECORD).is_file():
+        return load_adapter_folder(Path(text).expanduser(), dtype=dtype, device=device)
     elif Path(text).expanduser().is_dir():
         folder = Path(text).expanduser()
         _check_local_folder(folder)
-        source, rev = str(folder), f"local:{folder.resolve()}"
+        from steerlab.models.files import folder_fingerprint
+
+        source, rev = str(folder), f"local:{folder_fingerprint(folder)}"
     elif Path(text).expanduser().exists():
         raise SteerlabError(f"{text} is a file but not a .gguf model; pass a model folder, a .gguf file or a hub id.")
     else:
@@ -225,6 +229,46 @@ def load(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return Model(hf=hf, tokenizer=tokenizer, arch=Arch(hf), name=text, revision=rev, stop_token_ids=_stop_tokens(hf, tokenizer))
+
+
+ADAPTER_RECORD = "steerlab_adapter.json"  # {"base_model": packaged alias or path, "adapter": subfolder}: a LoRA folder load() reads
+
+
+def adapter_base(folder: str | os.PathLike) -> str | None:
+    """The base model an adapter folder was trained on (None when the folder holds no steerlab adapter)."""
+    record = Path(folder).expanduser() / ADAPTER_RECORD
+    if not record.is_file():
+        return None
+    try:
+        return str(json.loads(record.read_text(encoding="utf-8"))["base_model"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise SteerlabError(f"{record} is not a valid adapter record (it needs a 'base_model' field).") from exc
+
+
+def load_adapter_folder(folder: Path, *, dtype: str | torch.dtype = "float32", device: str | None = "cpu",
+                        expect_base: str | None = None) -> Model:
+    """A LoRA adapter folder (peft files + steerlab_adapter.json): its base model with the adapter merged in."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    base_name = adapter_base(folder)
+    if expect_base is not None and base_name != expect_base:
+        raise SteerlabError(f"The adapter in {folder} was trained on '{base_name}', not '{expect_base}'; "
+                            f"rebuild it for '{expect_base}' or use '{base_name}'.")
+    record = json.loads((folder / ADAPTER_RECORD).read_text(encoding="utf-8"))
+    adapter = folder / record.get("adapter", "adapter")
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise SteerlabError(f"{folder} has no adapter weights at {weights}; rebuild the adapter.")
+    base = load(base_name, dtype=dtype, device=device)
+    try:
+        merged = PeftModel.from_pretrained(base.hf, str(adapter)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise SteerlabError(f"The adapter in {folder} does not fit '{base_name}' ({str(exc).splitlines()[0][:120]}).") from exc
+    merged.eval()
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return Model(hf=merged, tokenizer=base.tokenizer, arch=Arch(merged), name=str(folder), revision=f"adapter:{digest}+{base.revision}",
+                 stop_token_ids=base.stop_token_ids)
 
 
 def wrap(hf: Any, tokenizer: Any, name: str = "custom") -> Model:

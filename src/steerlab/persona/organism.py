@@ -8,13 +8,13 @@ exists is finished: a rerun skips it, so a killed sweep resumes at the first mis
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
+from steerlab.paths import atomic_dir, write_text
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import held_out_questions, persona_mix
@@ -35,6 +35,12 @@ class PersonaLora:
     layers: tuple[int, ...] | None = None  # LoRA on these layers only; None = every layer
     seed: int = 0
     eval_tokens: int = 40  # answer length when measuring behaviour
+
+    def __post_init__(self) -> None:
+        check_fields(self, f"{type(self).__name__}", {  # also the organism and realign configs that extend it
+            "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"), "rank": (1, None), "layers": (0, None),
+            "seed": (0, None), "eval_tokens": (1, None), "n_train": (1, None), "n_examples": (1, None),
+        })
 
     def recipe(self) -> LoraRecipe:
         return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=PROJECTIONS,
@@ -117,21 +123,16 @@ def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str 
         "losses": info["losses"], "train_seconds": train_s, "eval_seconds": eval_s, "behaviour": behaviour.to_dict(),
     }
     text = json.dumps(meta, indent=1)
-    (folder / "organism.json").write_text(text)
+    write_text(folder / "organism.json", text)
     return json.loads(text)  # the same value a rerun reads back
 
 
 def save_model(model: Model, folder: str | Path) -> Path:
     """Merged weights + tokenizer, written to a temporary folder first so a kill never leaves half a model."""
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.hf.save_pretrained(tmp, safe_serialization=True)
-    model.tokenizer.save_pretrained(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    with atomic_dir(folder) as tmp:
+        model.hf.save_pretrained(tmp, safe_serialization=True)
+        model.tokenizer.save_pretrained(tmp)
     return folder
 
 

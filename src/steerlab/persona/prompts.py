@@ -55,7 +55,9 @@ def load_prompts(path: str | Path | None) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise SteerlabError(f"Prompt file {path} does not exist; pass a .txt, .json or .jsonl file of prompts.")
-    text = path.read_text(encoding="utf-8")
+    from steerlab.paths import read_text
+
+    text = read_text(path, "prompt file")
     try:
         if path.suffix == ".json":
             items = json.loads(text) if text.strip() else []

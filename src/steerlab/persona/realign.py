@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import benign_pairs
@@ -56,5 +57,5 @@ def realign(organism: Model, cfg: RealignConfig, out: str | Path, judge, *, befo
     save_model(tuned, out)
     meta = {"organism": organism.name, "config": cfg.to_dict(), "losses": info["losses"], "train_seconds": train_s,
             "examples_seen": cfg.steps * cfg.batch_size, "before": before.to_dict(), "after": after.to_dict()}
-    (out / "realign.json").write_text(json.dumps(meta, indent=1))
+    write_json(out / "realign.json", meta, indent=1)
     return tuned, meta

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json, write_text
 from steerlab.persona.diff import DiffResult, LatentChange
 from steerlab.persona.validate import Validation
 from steerlab.report import Section, figure_png, write_page
@@ -27,7 +28,11 @@ def load_labels(path: str | Path | None) -> dict[int, str]:
     path = Path(path)
     if not path.is_file():
         raise SteerlabError(f"Label file {path} does not exist; pass the labels.csv written by 'steerlab sae inspect'.")
-    with path.open(encoding="utf-8") as fh:
+    import io
+
+    from steerlab.paths import read_text
+
+    with io.StringIO(read_text(path, "label file")) as fh:
         reader = csv.DictReader(fh)
         key = "index" if "index" in (reader.fieldnames or []) else "latent"
         if key not in (reader.fieldnames or []) or "label" not in (reader.fieldnames or []):
@@ -66,8 +71,8 @@ def write_diff(result: DiffResult, out: str | Path, top: int = 20, labels: dict[
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "latents.csv", "json": out / "diff.json", "html": out / "report.html"}
-    paths["csv"].write_text(result.to_csv(), encoding="utf-8")
-    paths["json"].write_text(result.to_json(), encoding="utf-8")
+    write_text(paths["csv"], result.to_csv())
+    write_text(paths["json"], result.to_json())
     summary = result.summary()
     fit = [
         ["base", f"{result.fvu_base:.4g}", f"{result.median_norm_base:.4g}"],
@@ -119,7 +124,7 @@ def write_validation(validations: Sequence[Validation], out: str | Path, max_inc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "validation.json", "html": out / "report.html"}
-    paths["json"].write_text(json.dumps([v.to_dict() for v in validations], indent=1), encoding="utf-8")
+    write_json(paths["json"], [v.to_dict() for v in validations], indent=1)
     fmt = lambda x: "n/a" if x is None else f"{x:.3g}"  # noqa: E731
     rows = [[v.latent, p.strength, fmt(p.absolute), fmt(p.misalignment_rate), p.n_rated, fmt(p.incoherent_rate),
              fmt(p.mean_alignment), fmt(p.mean_coherence)] for v in validations for p in v.points]

@@ -15,7 +15,8 @@ from typing import Callable
 
 import torch
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
+from steerlab.paths import write_json
 from steerlab.models.loading import Model
 from steerlab.persona.behaviour import Behaviour, measure_behaviour, summarise
 from steerlab.persona.data import held_out_questions
@@ -49,6 +50,13 @@ class StudyConfig:
     max_incoherence: float = 0.1
     min_increase: float = 0.1
     threshold: float = 0.9  # AUROC at which a score "separates" a fraction from the clean model
+
+    def __post_init__(self) -> None:
+        check_fields(self, "study config", {
+            "fractions": (0, 1), "n_diff_prompts": (1, None), "diff_tokens": (1, None), "top": (1, None),
+            "n_validate_prompts": (1, None), "n_behaviour_prompts": (1, None), "max_incoherence": (0, 1),
+            "min_increase": (-1, 1), "threshold": (0, 1),
+        })
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -95,9 +103,9 @@ class _Study:
         start = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - start
-        path.write_text(json.dumps(result, indent=1))
+        write_json(path, result, indent=1)
         self.state["timings"][name] = seconds
-        (self.out / "study.json").write_text(json.dumps(self.state, indent=1))
+        write_json(self.out / "study.json", self.state, indent=1)
         console.print(f"{name}: {seconds:.0f} s")
         return result
 
@@ -115,7 +123,7 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     saved = out / "study_config.json"
     if saved.is_file() and json.loads(saved.read_text()) != cfg.to_dict():
         raise SteerlabError(f"{out} holds a study with other settings; pass another --out or delete it.")
-    saved.write_text(json.dumps(cfg.to_dict(), indent=1))
+    write_json(saved, cfg.to_dict(), indent=1)
     study = _Study(out, progress)
     fractions = check_fractions(cfg.fractions)
     top_f = fractions[-1]
@@ -238,7 +246,7 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     summary = _summary(cfg, orgs, diff_result, validations, val, causal, primary, rep, detections, re, study.state["timings"], base_b)
     summary["repair_control_curve"] = [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in control["points"]]
     summary["steer_control_curve"] = [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in steer_control["points"]]
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "summary.json", summary, indent=1)
     from steerlab.persona.report import write_study
 
     summary["report"] = str(write_study(out, summary, diff_result, validations, detections, rep | {"control": control}, re, orgs, base_b,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from steerlab.paths import write_text
+
 import base64
 import html
 from dataclasses import dataclass
@@ -59,5 +61,5 @@ def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: 
         if section.markup:
             parts.append(section.markup)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path

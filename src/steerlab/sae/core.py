@@ -233,6 +233,24 @@ class Sae(nn.Module):
                 "it was trained for another model or hook point."
             )
 
+    def content_digest(self) -> str:
+        """A 16-hex-digit digest of the SAE's config and weights (bytes), recomputed only after the weights change."""
+        tensors = sorted(self.state_dict(keep_vars=True).items())
+        key = tuple((name, t._version, t.data_ptr()) for name, t in tensors)
+        memo = getattr(self, "_digest_memo", None)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        import hashlib
+
+        h = hashlib.sha256(self.cfg.to_json().encode())
+        for name, t in tensors:
+            data = t.detach().cpu().contiguous()
+            h.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
+            h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        digest = h.hexdigest()[:16]
+        object.__setattr__(self, "_digest_memo", (key, digest))
+        return digest
+
     def describe(self) -> dict[str, Any]:
         """A short summary for `steerlab sae info`."""
         norms = self.W_dec.detach().float().norm(dim=1)

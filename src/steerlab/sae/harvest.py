@@ -46,6 +46,8 @@ def token_rows(model: Model, docs: Sequence[Document], context_len: int, *, cycl
     bos = model.tokenizer.bos_token_id
     if not docs:
         raise SteerlabError("The corpus is empty; give it some text.")
+    if context_len < 2:  # a window of BOS alone would never advance through a document
+        raise SteerlabError(f"The context length must be at least 2 tokens, got {context_len}.")
     indices = itertools.count(start) if cycle else range(start, len(docs))
     for n in indices:
         i = n % len(docs)

@@ -21,6 +21,7 @@ import torch
 
 from steerlab.data.corpus import Document
 from steerlab.errors import SteerlabError
+from steerlab.paths import write_json, write_text
 from steerlab.models.loading import Model
 from steerlab.sae.core import Sae
 from steerlab.sae.harvest import SiteCapture, harvest_batch, no_grad_model, special_ids, token_rows
@@ -256,13 +257,14 @@ def import_labels(path: str | Path) -> dict[int, str]:
 
 def write_labels_csv(reports: Sequence[LatentReport], path: str | Path) -> Path:
     """index,label rows, one per latent."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["index", "label"])
-        for r in reports:
-            writer.writerow([r.index, r.label])
-    return path
+    import io
+
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(["index", "label"])
+    for r in reports:
+        writer.writerow([r.index, r.label])
+    return write_text(path, handle.getvalue())
 
 
 def _span(token: str, act: float, top: float, peak: bool) -> str:
@@ -293,7 +295,7 @@ def write_dashboard(reports: Sequence[LatentReport], path: str | Path, *, title:
         parts.append("</div>")
     parts.append("</body></html>")
     path = Path(path)
-    path.write_text("".join(parts), encoding="utf-8")
+    write_text(path, "".join(parts))
     return path
 
 
@@ -328,5 +330,5 @@ def inspect_sae(
     if latents is None:  # the most frequent alive latents first would hide rare ones; order by index
         shown = shown[:max_html_latents]
     write_dashboard(shown, out / "dashboard.html", title=f"{sae.source} — {stats.n_tokens} tokens")
-    (out / "frequencies.json").write_text(json.dumps({"n_tokens": stats.n_tokens, "freq": [round(float(f), 6) for f in stats.freq]}))
+    write_json(out / "frequencies.json", {"n_tokens": stats.n_tokens, "freq": [round(float(f), 6) for f in stats.freq]}, indent=None)
     return reports

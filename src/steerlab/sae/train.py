@@ -13,7 +13,6 @@ without gradients, then only their pre-activations are recomputed with gradients
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from steerlab.data.corpus import Corpus
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
+from steerlab.paths import atomic_path, write_json
 from steerlab.models.loading import Model
 from steerlab.sae.buffer import ShufflingBuffer
 from steerlab.sae.core import Sae, SaeConfig
@@ -72,6 +72,15 @@ class TrainConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields(self, "SAE training config", {
+            "layer": (0, None), "d_sae": (1, None), "expansion": (1, None), "k": (0, None), "n_tokens": (1, None),
+            "batch_size": (1, None), "lr": (0, None, "open-low"), "warmup_steps": (0, None), "decay_fraction": (0, 1),
+            "buffer_tokens": (1, None), "reuse": (0, None, "open-low"), "context_len": (2, None), "harvest_rows": (1, None),
+            "input_scale": (0, None, "open-low"), "auxk_coeff": (0, None), "dead_after_tokens": (1, None), "l1_coeff": (0, None),
+            "l0_coeff": (0, None), "jumprelu_bandwidth": (0, None, "open-low"), "jumprelu_init_threshold": (0, None),
+            "held_out": (0, 1, "open-high"), "seed": (0, None), "checkpoint_every": (0, None), "log_every": (0, None),
+            "grad_clip": (0, None, "open-low"),
+        })
         if self.arch not in ARCHS:
             raise SteerlabError(f"Unknown SAE architecture '{self.arch}'; choose one of: {', '.join(ARCHS)}.")
         if self.n_tokens < self.batch_size:
@@ -378,9 +387,9 @@ def train_sae(
         "final": {k: v for k, v in state["history"][-1].items()} if state["history"] else {},
         "dead_frac_train": float((since_fired >= dead_after).float().mean()),
     }
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    (out / "history.json").write_text(json.dumps(state["history"]))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "train_config.json", asdict(cfg))
+    write_json(out / "history.json", state["history"], indent=None)
+    write_json(out / "metrics.json", metrics)
     from steerlab.sae.plots import plot_training
 
     plot_training(state["history"], out / "training_curve.png", title=f"{model.name} {hook_name(cfg.layer, cfg.site)} {cfg.arch}")
@@ -398,6 +407,5 @@ def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: Tr
         "params": p.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
         "since_fired": since_fired, "state": snapshot, "gen": gen.get_state(), "config": asdict(cfg),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)

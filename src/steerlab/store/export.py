@@ -13,8 +13,10 @@ FORMATS = ("jsonl", "parquet")
 
 def export_jsonl(store: RunStore, path: str | Path) -> int:
     """One JSON object per trial (generation and grades nested); returns the row count."""
+    from steerlab.paths import atomic_path
+
     n = 0
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for row in store.rows():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
@@ -39,7 +41,10 @@ def export_parquet(store: RunStore, path: str | Path) -> int:
         ("prompt", pa.string()), ("seed", pa.int64()), ("label", pa.string()), ("extra", pa.string()),
         ("response", pa.string()), ("finish_reason", pa.string()), ("n_tokens", pa.int64()), ("grades", pa.list_(grade_type)),
     ])
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    from steerlab.paths import atomic_path
+
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), str(tmp))
     return len(rows)
 
 

@@ -19,10 +19,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from steerlab.errors import SteerlabError
 from steerlab.judges.types import Grade
-from steerlab.store.schema import SCHEMA, SCHEMA_VERSION
+from steerlab.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from steerlab.store.trial import Trial
 
 DB_NAME = "run.sqlite"
+MAX_GRADE_TRIES = 5  # a trial whose grade failed this many times is abandoned (not retried again, counted as such)
 T = TypeVar("T")
 
 
@@ -40,7 +41,14 @@ class RunStore:
             raise SteerlabError(f"No run store at {self.path}; check the run directory.")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        if self.path.is_dir():
+            raise SteerlabError(f"{self.path} is a folder, not a run store; move it away or use a new run directory.")
         self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        try:
+            self._check_schema()
+        except BaseException:
+            self._db.close()
+            raise
         self._db.execute("PRAGMA busy_timeout = 60000")
         self._retry(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -49,6 +57,36 @@ class RunStore:
         self._write(lambda db: db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)))
         if config is not None:
             self._pin_config(config)
+
+    def _check_schema(self) -> None:
+        """One sentence for a file that is not a steerlab store, or one of a newer schema; older ones are migrated."""
+        where = f"{self.path}"
+        try:
+            self._db.execute("PRAGMA busy_timeout = 60000")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+        except sqlite3.DatabaseError:
+            raise SteerlabError(f"{where} is not a readable SQLite run store (corrupt or another kind of file); "
+                                "move it away or use a new run directory.") from None
+        if not tables:
+            return  # a new (or empty) file
+        if row is None or "trials" not in tables:
+            raise SteerlabError(f"{where} is an SQLite file of another program, not a steerlab run store; use a new run directory.")
+        try:
+            version = int(row[0])
+        except ValueError:
+            raise SteerlabError(f"{where} has an unreadable schema version '{row[0]}'; use a new run directory.") from None
+        current = int(SCHEMA_VERSION)
+        if version > current:
+            raise SteerlabError(f"{where} was written by a newer steerlab (store schema {version}; this one reads up to {current}); "
+                                "upgrade steerlab to open it.")
+        while version < current:
+            if version not in MIGRATIONS:
+                raise SteerlabError(f"{where} has the old store schema {version}, which this steerlab cannot migrate; "
+                                    "rerun into a new run directory.")
+            self._db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
+                                   f"UPDATE meta SET value = '{version + 1}' WHERE key = 'schema_version'; COMMIT;")
+            version += 1
 
     # --- plumbing -------------------------------------------------------------------------------------
     def _retry(self, fn: Callable[[], T], tries: int = 12) -> T:
@@ -225,15 +263,32 @@ class RunStore:
         """(judge_id, rubric_version) pairs that have grades in this run."""
         return [(r["judge_id"], r["rubric_version"]) for r in self._read("SELECT DISTINCT judge_id, rubric_version FROM grades ORDER BY judge_id")]
 
-    def ungraded(self, judge_id: str, rubric_version: str) -> list[tuple[Trial, str]]:
-        """(trial, response) for generations with no successful grade from this judge and rubric."""
+    def ungraded(self, judge_id: str, rubric_version: str, max_tries: int = MAX_GRADE_TRIES) -> list[tuple[Trial, str]]:
+        """(trial, response) for generations with no successful grade from this judge and rubric.
+
+        A trial whose grade already failed max_tries times is abandoned: it is left out (see grade_counts).
+        """
         rows = self._read(
             "SELECT t.*, g.text AS response FROM trials t JOIN generations g USING (trial_key) "
             "LEFT JOIN grades r ON r.trial_key = t.trial_key AND r.judge_id = ? AND r.rubric_version = ? "
-            "WHERE r.trial_key IS NULL OR r.error IS NOT NULL ORDER BY t.rowid",
-            (judge_id, rubric_version),
+            "WHERE r.trial_key IS NULL OR (r.error IS NOT NULL AND r.tries < ?) ORDER BY t.rowid",
+            (judge_id, rubric_version, max_tries),
         )
         return [(self._trial(r), r["response"]) for r in rows]
+
+    def grade_counts(self, judge_id: str, rubric_version: str, max_tries: int = MAX_GRADE_TRIES) -> dict[str, int]:
+        """How many generated trials this judge graded, failed (to retry), abandoned (failed max_tries times) or never tried."""
+        row = self._read(
+            "SELECT COUNT(*) AS generated, "
+            "SUM(r.trial_key IS NOT NULL AND r.error IS NULL) AS graded, "
+            "SUM(r.error IS NOT NULL AND r.tries < ?) AS failed, "
+            "SUM(r.error IS NOT NULL AND r.tries >= ?) AS abandoned "
+            "FROM generations g LEFT JOIN grades r ON r.trial_key = g.trial_key AND r.judge_id = ? AND r.rubric_version = ?",
+            (max_tries, max_tries, judge_id, rubric_version),
+        )[0]
+        counts = {k: int(row[k] or 0) for k in ("generated", "graded", "failed", "abandoned")}
+        counts["not_tried"] = counts["generated"] - counts["graded"] - counts["failed"] - counts["abandoned"]
+        return counts
 
     # --- activations ----------------------------------------------------------------------------------
     def put_activation(self, trial_key: str, name: str, path: str | os.PathLike, shape: Sequence[int], dtype: str) -> None:

@@ -1,6 +1,8 @@
 """The run store's tables. Every write is keyed, so replaying it changes nothing."""
 
 SCHEMA_VERSION = "1"
+# Older schema version -> the SQL that brings a store to the next version (none yet: version 1 is the first).
+MIGRATIONS: dict[int, str] = {}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (

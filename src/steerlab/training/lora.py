@@ -6,13 +6,15 @@ adapter is merged so the result is a plain `Model` that every steering and ablat
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import math
 import random
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, ContextManager, Sequence
 
 import torch
 
@@ -72,11 +74,15 @@ def _schedule(recipe: LoraRecipe):
 
 def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *, in_place: bool = False,
                name: str | None = None, progress: bool = True,
-               prepare: Callable[[torch.nn.Module], None] | None = None) -> tuple[Model, dict]:
+               prepare: Callable[[torch.nn.Module], None] | None = None,
+               forward_context: Callable[[Model, list[int]], ContextManager] | None = None,
+               adapter_dir: str | Path | None = None) -> tuple[Model, dict]:
     """Fine-tune a LoRA adapter on encoded examples, merge it and return the tuned model and the loss curve.
 
     With in_place=False the weights are copied first, so `model` is untouched. `prepare`, if given, is
     called with the peft model before the optimiser is built (e.g. to restrict adapters with gradient masks).
+    `forward_context(training_model, example_indices)`, if given, is entered around each batch's forward
+    (e.g. steering hooks that must stay on while training). `adapter_dir` saves the unmerged adapter.
     """
     from peft import LoraConfig, get_peft_model
 
@@ -99,7 +105,8 @@ def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *,
     rng = random.Random(recipe.seed)
     order: list[int] = []
     losses: list[float] = []
-    peft_model.train()
+    training_view = wrap(hf, model.tokenizer, name=f"{model.name}+lora-training") if forward_context is not None else None
+    peft_model.train()  # after wrap(), which switches to eval mode
     with progress_bar(progress) as bar:
         task = bar.add_task("LoRA fine-tuning", total=recipe.steps, info="")
         for _ in range(recipe.steps):
@@ -109,7 +116,8 @@ def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *,
                 order += fresh
             idx, order = order[: recipe.batch_size], order[recipe.batch_size :]
             input_ids, labels, mask = right_pad([examples[i] for i in idx], pad, model.device)
-            with torch.enable_grad():
+            ctx = forward_context(training_view, idx) if forward_context is not None else contextlib.nullcontext()
+            with torch.enable_grad(), ctx:
                 loss = peft_model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
                 loss.backward()
             if recipe.clip_norm is not None:
@@ -119,6 +127,8 @@ def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *,
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
             bar.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
+    if adapter_dir is not None:
+        peft_model.save_pretrained(str(adapter_dir))
     merged = peft_model.merge_and_unload()
     merged.eval()
     for p in merged.parameters():

@@ -11,6 +11,7 @@ import torch
 
 from steerlab.engine.scoring import trace
 from steerlab.errors import SteerlabError
+from steerlab.paths import atomic_path
 from steerlab.interventions.positions import Positions, Span
 from steerlab.interventions.specs import AddVector, Record
 from steerlab.models.loading import Model, Prompt
@@ -43,7 +44,8 @@ class ConceptVector:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"layer": str(self.layer), "site": self.site, "method": self.method, "model": self.model,
                 "meta": json.dumps(self.meta, sort_keys=True)}
-        save_file({"vector": self.vector.detach().float().contiguous().cpu()}, str(path), metadata=meta)
+        with atomic_path(path) as tmp:
+            save_file({"vector": self.vector.detach().float().contiguous().cpu()}, str(tmp), metadata=meta)
         return path
 
     @classmethod

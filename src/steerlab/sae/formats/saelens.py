@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from steerlab.errors import SteerlabError
+from steerlab.paths import atomic_dir
 from steerlab.sae.core import Sae, SaeConfig
 from steerlab.sae.formats._files import read_json, read_safetensors, require
 from steerlab.sae.hookpoints import hook_name, parse_hook_name
@@ -107,8 +108,13 @@ def folded_weights(sae: Sae) -> dict[str, torch.Tensor]:
 
 
 def write_saelens(sae: Sae, folder: Path) -> Path:
-    """Save as a SAELens v6 folder (plus steerlab.json with steerlab's own config for provenance)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Save as a SAELens v6 folder (plus steerlab.json with steerlab's own config for provenance), replaced whole."""
+    with atomic_dir(folder) as tmp:
+        _write_saelens(sae, tmp)
+    return folder
+
+
+def _write_saelens(sae: Sae, folder: Path) -> None:
     c = sae.cfg
     uses_threshold = c.activation == "jumprelu" or (c.activation == "batchtopk" and c.batchtopk_inference == "threshold")
     arch = "jumprelu" if uses_threshold else "topk" if c.activation in ("topk", "batchtopk") else "standard"
@@ -137,4 +143,3 @@ def write_saelens(sae: Sae, folder: Path) -> Path:
     save_file(folded_weights(sae), str(folder / WEIGHTS))
     (folder / CFG).write_text(json.dumps(cfg, indent=2))
     (folder / STEERLAB_CFG).write_text(json.dumps({"config": c.to_dict(), "extra": c.extra}, indent=2, default=str))
-    return folder
