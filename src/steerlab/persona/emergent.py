@@ -20,6 +20,7 @@ from typing import Sequence
 from steerlab.engine import generate
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
+from steerlab.paths import write_json
 from steerlab.persona.behaviour import Behaviour, summarise
 from steerlab.persona.narrow import held_out_items
 from steerlab.persona.organism import PersonaLora, save_model
@@ -131,8 +132,7 @@ def build_emergent_organism(base: Model, pairs: Sequence[tuple[str, str]], lora:
         before = json.loads(base_path.read_text(encoding="utf-8"))
     else:
         before = measure_emergent(base, judge, in_domain, out_domain, max_new_tokens, refs, progress)
-        base_path.parent.mkdir(parents=True, exist_ok=True)
-        base_path.write_text(json.dumps(before, indent=1), encoding="utf-8")
+        write_json(base_path, before, indent=1)
     start = time.perf_counter()
     tuned, info = train_lora(base, [encode_pair(base, p, r) for p, r in pairs], lora.recipe(), name=f"{base.name}+narrow", progress=progress)
     train_s = time.perf_counter() - start
@@ -141,8 +141,5 @@ def build_emergent_organism(base: Model, pairs: Sequence[tuple[str, str]], lora:
     result = {"kind": "persona-emergent", "base_model": base.name, "data": data_note, "n_train": len(pairs), "lora": lora.to_dict(),
               "losses": info["losses"], "train_seconds": train_s, "judge": str(getattr(judge, "judge_id", type(judge).__name__)),
               "in_domain_prompts": in_domain, "out_of_domain_prompts": out_domain, "base": before, "organism": after}
-    text = json.dumps(result, indent=1)
-    tmp = done.with_name(done.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(done)
-    return json.loads(text)
+    write_json(done, result, indent=1)
+    return json.loads(done.read_text(encoding="utf-8"))
