@@ -59,3 +59,13 @@ def test_llm_judge_sends_the_chosen_rubric():
             assert grade.ok and grade.rubric_version == judge.rubric_version == esr_rubric(name, anchors).version
             assert needle in srv.posts()[-1]["body"]["messages"][1]["content"]
             assert judge.config()["rubric"] == name
+
+
+def test_judge_temperature_must_be_a_sane_number():
+    from steerlab.esr.config import EsrConfig
+
+    for bad in (-0.1, 2.5, float("nan")):
+        with pytest.raises(SteerlabError, match="judge temperature must be a number from 0 to 2"):
+            make_judge("openai", "m", "http://127.0.0.1:9/v1", temperature=bad)
+        with pytest.raises(SteerlabError, match="judge_temperature' must be a finite|judge temperature must be a number from 0 to 2"):
+            EsrConfig(judge_temperature=bad)

@@ -6,8 +6,9 @@ says whether the fragment comments on the answer itself (an apology, noticing a 
 it was trained on project-built sentences (`judges.restart_data`), never on the validation set's
 held-out phrasings. A fragment opens a new attempt when the probe is sure, or when it is fairly sure
 and the topic moves towards the prompt across it (the text after it is closer to the prompt than the
-attempt before it). The weights live in `restart_probe_weights.py`; `python -m
-steerlab.judges.restart_probe` retrains them (deterministic, about a minute on a laptop CPU).
+attempt before it). The thresholds are picked by `tune()` on a dev split of the training phrasings
+(never on the validation set). The weights and rule live in `restart_probe_weights.py`; `python -m
+steerlab.judges.restart_probe` re-tunes and retrains them (deterministic; minutes on a laptop CPU).
 """
 
 from __future__ import annotations
