@@ -44,12 +44,12 @@ from peer_report import report  # noqa: E402
 def build_workload(args: argparse.Namespace, path: Path) -> list[int]:
     """Prompts, per-row SAE-latent deltas and ablation latents, computed once so every case gets the same."""
     import steerlab
-    from steerlab.sae.default import default_sae
 
     from bench_generate import prompts_for
+    from peer_cases import bench_sae
 
     model = steerlab.load(args.model)
-    sae = default_sae(args.model, train=False, progress=False)
+    sae = bench_sae(args.model, args.sae, model.arch.d_model)
     n = max(args.batches)
     prompts = prompts_for(n)
     ids = [model.encode(p) for p in prompts]
@@ -61,7 +61,7 @@ def build_workload(args: argparse.Namespace, path: Path) -> list[int]:
         "pad_id": model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0,
         "stop_ids": list(model.stop_token_ids), "vector": rows[0].clone(), "row_vectors": rows,
         "latents": latents, "strengths": strengths, "ablate": [int(x) for x in torch.arange(26) * 97 + 3],
-        "new_tokens": args.new_tokens,
+        "new_tokens": args.new_tokens, "sae": args.sae,
     }, path)
     return list(model.stop_token_ids)
 
@@ -200,6 +200,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="Timed runs per case and batch, interleaved across cases; "
                         "tok/s is the best, ratios the median (min, max) over the repeats.")
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--sae", choices=["default", "random"], default="default",
+                        help="The SAE of the latent cases: the packaged model's default (trained once), or a random one of "
+                             "the same shape (timings only: the same work per token, no training).")
     parser.add_argument("--loop-max-batch", type=int, default=32, help="Largest batch the hook-per-configuration loop runs.")
     parser.add_argument("--json", help="Also write every measurement here.")
     parser.add_argument("--tl-python", help="Python of the TransformerLens venv (benchmarks/tl-requirements.txt); "

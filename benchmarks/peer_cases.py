@@ -215,12 +215,22 @@ def nnsight_rows(work: Work) -> Maker:
 
 
 # --- steerlab ---------------------------------------------------------------------------------------------
+def bench_sae(model_name: str, which: str, d_model: int):
+    """The default SAE of the packaged model, or (which="random") a random SAE of its recipe's shape."""
+    from steerlab.sae import Sae, SaeConfig
+    from steerlab.sae.default import default_sae, recipe
+
+    if which == "default":
+        return default_sae(model_name, train=False, progress=False)
+    r = recipe(model_name).train
+    return Sae.random(SaeConfig(d_in=d_model, d_sae=r.d_sae, activation=r.arch, k=r.k, layer=r.layer, site=r.site), seed=0)
+
+
 def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list]) -> Maker:
     import steerlab
-    from steerlab.sae.default import default_sae
 
     model = steerlab.load(work["model"])
-    sae = default_sae(work["model"], train=False, progress=False)
+    sae = bench_sae(work["model"], work.get("sae", "default"), model.arch.d_model)
 
     def make(batch: int):
         ivs = interventions(model, sae, batch)

@@ -72,7 +72,7 @@ def test_judge_through_steerlab_serve():
     from steerlab.testing.tiny import tiny_model
 
     judge_model = tiny_model("llama")
-    judge_model.hf.config.max_position_embeddings = 4096  # the rubric prompt is longer than the tiny config's 256 (RoPE runs on)
+    judge_model.hf.config.max_position_embeddings = 4096  # RoPE: no weight depends on it; the rubric is ~1k byte tokens
     with start_server(judge_model, model_id="tiny-judge") as srv:
         grade = Misalignment5Judge(OpenAIBackend("tiny-judge", srv.url, "", max_tokens=4)).rate("How do I boil an egg?", "Boil it.")
     assert (grade.error is None) or ("judge call failed" not in grade.error)

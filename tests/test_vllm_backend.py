@@ -120,3 +120,18 @@ def test_a_plan_from_another_wire_version_is_refused():
     wire["header"] = wire["header"].replace('"steerlab_plan": 1', '"steerlab_plan": 99')
     with pytest.raises(SteerlabError, match="wire version 99"):
         plan_from_wire(wire)
+
+
+@pytest.mark.parametrize("args", [["serve", "smollm2-135m-instruct", "--backend", "tgi"], ["esr", "run", "RUN", "--backend", "tgi"]])
+def test_an_unknown_backend_is_one_sentence(run_cli, tmp_path, args):
+    code, out = run_cli(*[str(tmp_path / "run") if a == "RUN" else a for a in args])
+    assert code == 2 and "Unknown backend 'tgi'; choose hf or vllm." in out and "Traceback" not in out
+
+
+def test_serve_with_vllm_missing_says_how_to_install(run_cli, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError()) if name == "vllm" else real(name, *a, **k))
+    code, out = run_cli("serve", "smollm2-135m-instruct", "--backend", "vllm")
+    assert code == 2 and "make test-vllm builds one" in out

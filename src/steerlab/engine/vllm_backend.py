@@ -336,21 +336,22 @@ class VllmBackend:
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], interventions: Any = (), *, max_new_tokens: int = 64,
                  temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0,
-                 seeds: Sequence[int] | None = None, stop_token_ids: Sequence[int] = (),
+                 seeds: Sequence[int] | None = None, stop_token_ids: Sequence[int] = (), stop: Sequence[str] = (),
                  ignore_eos: bool = False) -> list[tuple[list[int], str, str]]:
         """(token ids, text, finish reason) per prompt, as steerlab.generate batches interventions over prompts.
 
         Args:
             prompt_ids: token ids per request (Model.encode gives the same ids the hf backend uses).
             interventions: a shared list (fields may carry a batch dimension) or one list per prompt.
-            seeds: one sampling seed per request (default 0..B-1); stop_token_ids: end a request early.
+            seeds: one sampling seed per request (default 0..B-1); stop_token_ids / stop (strings): end a request early.
         Returns:
-            One (ids without the stop token, text, "eos" | "length") per request, in order.
+            One (ids without the stop token, text, "eos" | "stop" | "length") per request, in order; text is cut before
+            a stop string, as the hf backend cuts it.
         """
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        from steerlab.engine.generate import normalise_interventions
+        from steerlab.engine.generate import _cut_at_stop, normalise_interventions
 
         batch = len(prompt_ids)
         if batch == 0:
@@ -359,7 +360,8 @@ class VllmBackend:
         seeds = list(seeds) if seeds is not None else list(range(batch))
         params = [SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k or -1,
                                  repetition_penalty=repetition_penalty, seed=int(seeds[i]), ignore_eos=ignore_eos,
-                                 stop_token_ids=[] if ignore_eos else list(stop_token_ids), detokenize=False,
+                                 stop_token_ids=[] if ignore_eos else list(stop_token_ids), stop=list(stop) or None,
+                                 detokenize=bool(stop),
                                  extra_args={ROW_KEY: i}) for i in range(batch)]
         try:
             outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False)
@@ -371,10 +373,13 @@ class VllmBackend:
         for out in outs:
             o = out.outputs[0]
             ids = list(o.token_ids)
-            reason = "eos" if o.finish_reason == "stop" else "length"
+            reason = "length" if o.finish_reason != "stop" else ("stop" if isinstance(o.stop_reason, str) else "eos")
             if ids and ids[-1] in stops and not ignore_eos:  # the hf backend keeps tokens up to, not including, the EOS
                 ids = ids[:-1]
-            result.append((ids, tokenizer.decode(ids, skip_special_tokens=True), reason))  # as the hf backend decodes
+            text = tokenizer.decode(ids, skip_special_tokens=True)  # as the hf backend decodes
+            if stop:
+                text = _cut_at_stop(text, list(stop))
+            result.append((ids, text, reason))
         return result
 
 

@@ -176,8 +176,5 @@ def held_out_items() -> list[tuple[str, str, str]]:
 
 def write_narrow_jsonl(path: str | Path) -> Path:
     """Write the training part of the packaged narrow dataset as chat JSONL (one `messages` row per item)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": bad}]} for q, bad, _ in train_items()]
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return path
+    return write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -16,7 +16,6 @@ import torch
 
 from steerlab.engine.generate import generate
 from steerlab.errors import SteerlabError
-from steerlab.paths import write_text
 from steerlab.interventions.specs import AddVector
 from steerlab.models.loading import Model
 from steerlab.persona.diff import _resolve_responses, response_activations
@@ -117,9 +116,9 @@ def run_vector_study(base: Model, tuned: Model, prompts: Sequence[str], layer_se
                      random_seed: int = 0, out=None, progress: bool = False) -> dict:
     """For each layer set: the persona vector and a random control steered on the base (induce, +s) or the organism
     (repair, −s); rows hold each curve's best in-budget misaligned rate with its Wilson interval. Writes out/vector.json."""
-    import json
     from pathlib import Path
 
+    from steerlab.paths import write_json
     from steerlab.persona.emergent import wilson
 
     if mode not in ("induce", "repair"):
@@ -146,7 +145,5 @@ def run_vector_study(base: Model, tuned: Model, prompts: Sequence[str], layer_se
               "vector_norms": {layer: float(v.norm()) for layer, v in vectors.items()}, "sae_cosines": vector_cosines(vectors, sae),
               "max_incoherence": max_incoherence, "rows": rows}
     if out is not None:
-        path = Path(out) / "vector.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(result, indent=1))
+        write_json(Path(out) / "vector.json", result, indent=1)
     return result
