@@ -37,6 +37,8 @@ from steerlab.sae import Sae, SaeConfig
 ROW_KEY = "steerlab_row"
 WIRE_VERSION = 1
 WORKER_EXTENSION = "steerlab.engine.vllm_backend.SteerlabWorker"
+# On CPU vLLM otherwise reserves 92% of the machine's memory and refuses to start when other processes hold some.
+CPU_KV_CACHE_BYTES = 1 << 30
 
 
 def require_vllm():
@@ -319,12 +321,17 @@ class VllmBackend:
     Args:
         model_path: a local folder with config, tokenizer and weights (a steerlab Model's `hf.name_or_path`).
         dtype: "float32" for the oracle comparison; "bfloat16" on GPUs.
-        engine: any other `vllm.LLM` keyword (gpu_memory_utilization, max_model_len, kv_cache_memory_bytes...).
+        engine: any other `vllm.LLM` keyword (gpu_memory_utilization, max_model_len, kv_cache_memory_bytes...); on CPU
+            the KV cache defaults to CPU_KV_CACHE_BYTES (1 GiB) instead of vLLM's 92% of the machine's memory.
     """
 
     def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, dtype: str = "bfloat16", seed: int = 0,
                  **engine: Any):
         vllm = require_vllm()
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu() and not {"kv_cache_memory_bytes", "gpu_memory_utilization"} & set(engine):
+            engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
         self.llm = vllm.LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, dtype=dtype, enforce_eager=True,
                             enable_prefix_caching=False, seed=seed, worker_extension_cls=WORKER_EXTENSION, **engine)
         self.n_layers = self.llm.llm_engine.model_config.hf_config.num_hidden_layers
