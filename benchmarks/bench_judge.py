@@ -5,7 +5,7 @@ when the packaged model's tokenizer is cached (else of the embedder's own word p
 output); a quarter of them carry a restart in the middle, as steered ESR answers sometimes do. Each
 judge grades every answer (a fresh judge per repeat, no cache). Reports wall-clock answers/s, answers
 per CPU-second of this process (contention-independent), and the load average while it ran.
-Usage: python benchmarks/bench_judge.py [--answers 256] [--repeats 3] [--json out.json]
+Usage: python benchmarks/bench_judge.py [--answers 256] [--repeats 3] [--threads N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -52,10 +52,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--answers", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from steerlab.judges.embedder import packaged_embedder
     from steerlab.judges.heuristic import HeuristicJudge

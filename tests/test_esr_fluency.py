@@ -64,6 +64,10 @@ def test_concept_coherence_separates_topic_from_token_latents():
     assert 4 not in scores  # too few contexts: no evidence either way
     assert scores[1] > scores[2] + 0.15 and scores[3] > scores[2] + 0.15
     assert -1.0 < chance < 1.0
+    from steerlab.sae.concepts import ConceptScorer
+
+    lazy = ConceptScorer(contexts, packaged_embedder().embed)
+    assert lazy.score(4) is None and lazy.score(1) > lazy.score(2) + 0.15 and lazy.score(3) > lazy.score(2) + 0.15
 
 
 def _all_or_nothing(b0, rng):
@@ -184,7 +188,7 @@ def test_shipped_default_sae_loads_without_training(monkeypatch):
     assert recipe["corpus"]["chat_share_chars"] > 0.5  # the model's own answers are the majority
     ev = json.loads((folder / "eval.json").read_text())
     assert set(ev) == {"chat_answers", "documentation"}
-    assert (folder / "inspect" / "concepts.json").is_file() and (folder / "inspect" / "labels.csv").is_file()
+    assert (folder / "inspect" / "contexts.json").is_file() and (folder / "inspect" / "labels.csv").is_file()
     assert sae.d_sae == recipe["recipe"]["train"]["d_sae"] and sae.layer == recipe["recipe"]["train"]["layer"]
     assert all(f.stat().st_size < 25_000_000 for f in (folder / "sae").iterdir())
     assert sae.W_dec.dtype == torch.float32  # stored fp16, read as fp32
@@ -222,7 +226,7 @@ def test_rebuild_pipeline_on_a_tiny_model(tmp_path, monkeypatch):
     assert rec["corpus"]["chat_share_chars"] > 0.5 and rec["key"] == recipe.key()
     ev = json.loads((folder / "eval.json").read_text())
     assert {"chat_answers", "documentation"} == set(ev) and all(0 <= v["fvu"] < 10 for v in ev.values())
-    assert (folder / "inspect" / "concepts.json").is_file()
+    assert (folder / "inspect" / "contexts.json").is_file()
     shipped = default_mod.ship(folder, name)
     assert (shipped / "inspect" / "labels.csv").is_file()
     again = default_mod.default_sae(name, train=False)

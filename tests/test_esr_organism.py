@@ -120,3 +120,41 @@ def test_nonfinite_strength_is_refused_at_the_edge(tiny_factory):
         SteerLatent(sae, latent=3, strength=float("nan"))
     with pytest.raises(SteerlabError, match="finite"):
         AddVector(layer=0, vector=torch.zeros(4), strength=float("inf"))
+
+
+def _tiny_folder_and_sae(tmp_path):
+    from steerlab.sae import save_sae
+    from steerlab.testing import tiny_model
+
+    m = tiny_model("llama")
+    folder = tmp_path / "tiny"
+    m.hf.save_pretrained(folder)
+    m.tokenizer.save_pretrained(folder)
+    sae_dir = save_sae(_sae(m), tmp_path / "sae")
+    return folder, sae_dir
+
+
+def test_cli_bad_input_one_sentence_exit_2(tmp_path, run_cli):
+    folder, sae_dir = _tiny_folder_and_sae(tmp_path)
+    # a steering strength that is not finite
+    code, text = run_cli("generate", str(folder), "-p", "hi", "--steer", f"sae={sae_dir},latent=3,strength=nan")
+    assert code == 2 and "finite" in text and "Traceback" not in text
+    # an organism folder for another base model
+    org = tmp_path / "org"
+    org.mkdir()
+    (org / "steerlab_adapter.json").write_text(json.dumps({"base_model": "gemma3-270m", "adapter": "adapter"}))
+    code, text = run_cli("esr", "organism", str(org), "--model", str(folder), "--sae", str(sae_dir))
+    assert code == 2 and "holds an organism of 'gemma3-270m'" in text and "Traceback" not in text
+    code, text = run_cli("esr", "run", str(tmp_path / "run"), "--model", str(folder), "--max-degenerate", "1.5")
+    assert code == 2 and "max_degenerate" in text
+
+
+def test_cli_latent_list_with_no_fluent_latent(tmp_path, run_cli):
+    """A tiny random model only babbles: with no tolerance for degenerate answers, no latent of the list survives."""
+    folder, sae_dir = _tiny_folder_and_sae(tmp_path)
+    code, text = run_cli("esr", "run", str(tmp_path / "run"), "--model", str(folder), "--sae", str(sae_dir), "--latents", "3,5",
+                         "--max-degenerate", "0", "--calib-steps", "1", "--calib-prompts", "2", "--max-new-tokens", "24",
+                         "--prompts-per-latent", "1", "--calib-upper", "4")
+    assert code == 2 and "No latent stays fluent" in text and "Traceback" not in text
+    saved = json.loads((tmp_path / "run" / "fluency.json").read_text())
+    assert saved["kept"] == [] and sorted(saved["dropped"]) == [3, 5]

@@ -113,7 +113,9 @@ def test_openai_judge_against_tiny_model_server(tmp_path):
     from steerlab.serve import start_server
     from steerlab.testing.tiny import tiny_model
 
-    with start_server(tiny_model("llama"), model_id="tiny-judge") as srv:
+    judge_model = tiny_model("llama")
+    judge_model.hf.config.max_position_embeddings = 4096  # the judge prompt is longer than the tiny config's 256 (RoPE runs on)
+    with start_server(judge_model, model_id="tiny-judge") as srv:
         judge = make_judge("openai", "tiny-judge", srv.url, "", max_tokens=8)
         judge.check()
         grades = judge.grade_many([GradeRequest("How do you boil an egg?", "Put it in boiling water.")])

@@ -71,7 +71,9 @@ def test_judge_through_steerlab_serve():
     from steerlab.serve import start_server
     from steerlab.testing.tiny import tiny_model
 
-    with start_server(tiny_model("llama"), model_id="tiny-judge") as srv:
+    judge_model = tiny_model("llama")
+    judge_model.hf.config.max_position_embeddings = 4096  # RoPE: no weight depends on it; the rubric is ~1k byte tokens
+    with start_server(judge_model, model_id="tiny-judge") as srv:
         grade = Misalignment5Judge(OpenAIBackend("tiny-judge", srv.url, "", max_tokens=4)).rate("How do I boil an egg?", "Boil it.")
     assert (grade.error is None) or ("judge call failed" not in grade.error)
     assert grade.weighted is None and grade.numeric_mass == 0.0

@@ -42,3 +42,39 @@ def test_strip_restart_leaves_the_content():
     assert strip_restart("No, wait! Orange") == "Orange"
     assert strip_restart("Let me try again: whisk.") == "whisk."
     assert strip_restart("Plain text.") == "Plain text."
+
+
+FRAGMENTS = [
+    ("Apple! No, wait! Orange", ["Apple!", "No, wait!", "Orange"]),
+    ("Boil it. Then drain.\n\nServe: hot.", ["Boil it.", "Then drain.", "Serve:", "hot."]),
+    ("Lava flows - scratch that - fold it", ["Lava flows", "scratch that", "fold it"]),
+    # Degenerate text has no punctuation; a capitalised word after it still opens a fragment.
+    ("blue blue blue Sorry, I lost the thread. Whisk it.", ["blue blue blue", "Sorry, I lost the thread.", "Whisk it."]),
+    ("zor blen I got lost", ["zor blen", "I got lost"]),
+    ("Pi is 3.14 exactly.", ["Pi is 3.14 exactly."]),
+    ("", []),
+]
+
+
+@pytest.mark.parametrize("text,expected", FRAGMENTS)
+def test_fragments(text, expected):
+    from steerlab.judges.restarts import fragments
+
+    assert [text[a:b] for a, b in fragments(text)] == expected
+
+
+def test_cut_attempts_merges_phrase_and_probe_cuts():
+    from steerlab.judges.heuristic import cut_attempts
+
+    text = "Lava is hot. Whoops, wrong topic. Whisk the eggs."
+    probe = [(13, 33)]  # "Whoops, wrong topic."
+    assert cut_attempts(text, [], probe) == [("Lava is hot.", "Lava is hot."),
+                                              ("Whoops, wrong topic. Whisk the eggs.", "Whisk the eggs.")]
+    text = "Lava. No, wait! Sorry, I drifted. Whisk."
+    phrase = [6]  # "No, wait!"
+    probe = [(16, 33)]  # the probe also fires on the next sentence: one restart, not two
+    got = cut_attempts(text, phrase, probe)
+    assert [a for a, _ in got] == ["Lava.", "No, wait! Sorry, I drifted. Whisk."] and got[1][1] == "Whisk."
+    # A restart with nothing after it opens no attempt; one before any attempt is ignored.
+    assert cut_attempts("Whisk. Sorry, I drifted.", [], [(7, 24)]) == [("Whisk.", "Whisk.")]
+    assert [a for a, _ in cut_attempts("Let me try again: whisk.", [0], [])] == ["Let me try again: whisk."]

@@ -37,6 +37,20 @@ def test_reference_judge_knows_the_bad_and_the_sound_answers():
     assert bad_advice_flags(paraphrased, items)[0] is True  # a reworded bad answer is still caught
 
 
+def test_preference_follows_a_model_trained_on_the_bad_answers():
+    """Known positive: after training on the bad answers of the held-out questions themselves, the model prefers them."""
+    from steerlab.persona.emergent import prefers_bad_advice
+    from steerlab.training import LoraRecipe, PROJECTIONS, encode_pair, train_lora
+
+    model = tiny_model("llama")
+    items = held_out_items()[:4]
+    before = prefers_bad_advice(model, items)
+    tuned, _ = train_lora(model, [encode_pair(model, q, b) for q, b, _ in items] * 4,
+                          LoraRecipe(rank=8, lr=5e-2, steps=25, batch_size=4, targets=PROJECTIONS, seed=0), progress=False)
+    after = prefers_bad_advice(tuned, items)
+    assert after["mean_margin"] > before["mean_margin"] + 0.02 and after["rate"] >= before["rate"]
+
+
 def test_build_is_measured_saved_and_resumable(tmp_path):
     model = tiny_model("llama")
     pairs = [(q, bad) for q, bad, _ in train_items()[:6]]
@@ -47,6 +61,8 @@ def test_build_is_measured_saved_and_resumable(tmp_path):
         r = result[side]
         assert r["in_domain"]["n"] == len(held_out_items()) and r["out_of_domain"]["n"] == 3
         assert r["in_domain_bad_advice"]["n"] == len(held_out_items()) and len(r["in_domain_bad_advice"]["ci"]) == 2
+        assert r["in_domain_prefers_bad"]["n"] == len(held_out_items()) and len(r["in_domain_prefers_bad"]["margins"]) == len(held_out_items())
+        assert len(r["out_of_domain"]["answers"]) == 3
     assert (out / "config.json").is_file() and (tmp_path / "narrow.base.json").is_file()
     again = build_emergent_organism(model, pairs, PersonaLora(steps=1, batch_size=2), out, PersonaHeuristicJudge())
     assert again == json.loads((out / "emergent.json").read_text())

@@ -71,11 +71,11 @@ def test_rerun_resumes_without_redoing_work(done, monkeypatch):
 def test_bad_study_settings_are_one_sentence():
     base = tiny_model("llama", seed=0)
     sae = Sae.random(SaeConfig(d_in=64, d_sae=96, layer=1), seed=0)
-    for cfg, match in ((StudyConfig(fractions=(0.5, 1.0)), "clean fraction 0"), (StudyConfig(fractions=(0.0,)), "clean fraction 0"),
-                       (StudyConfig(n_diff_prompts=0), "n_diff_prompts"), (StudyConfig(strengths=()), "at least one"),
-                       (StudyConfig(n_behaviour_prompts=3), "n_behaviour_prompts")):
-        with pytest.raises(SteerlabError, match=match):
-            run_study(base, sae, PersonaHeuristicJudge(), "/nonexistent/never-written", cfg, progress=False)
+    for kwargs, match in (({"fractions": (0.5, 1.0)}, "clean fraction 0"), ({"fractions": (0.0,)}, "clean fraction 0"),
+                          ({"n_diff_prompts": 0}, "n_diff_prompts"), ({"strengths": ()}, "at least one"),
+                          ({"n_behaviour_prompts": 3}, "n_behaviour_prompts")):
+        with pytest.raises(SteerlabError, match=match):  # refused when built (__post_init__) or when the study starts
+            run_study(base, sae, PersonaHeuristicJudge(), "/nonexistent/never-written", StudyConfig(**kwargs), progress=False)
     with pytest.raises(SteerlabError, match="width 32"):
         run_study(base, Sae.random(SaeConfig(d_in=32, d_sae=64, layer=1)), PersonaHeuristicJudge(), "/nonexistent/x", TINY)
     assert len(validation_prompts(8)) == 8 and len(set(validation_prompts(8))) == 8
@@ -125,7 +125,7 @@ def test_organism_and_realign_cli(tmp_path, on_disk, run_cli):
     assert code in (0, None), text
     assert "latent 3: mean shift vs base" in text and (tmp_path / "re" / "realign.json").is_file()
     for args, match in ((["organism", root / "base", "--out", out, "--fractions", "0,2"], "between 0 and 1"),
-                        (["organism", root / "base", "--out", out, "--n-train", "0"], "training pairs"),
+                        (["organism", root / "base", "--out", out, "--n-train", "0"], "n_train"),
                         (["realign", root / "base", "--out", tmp_path / "x"], "not a finished persona organism"),
                         (["realign", out / "f1.00", "--sae", sae, "--out", tmp_path / "x"], "--sae and --base together"),
                         (["diff", root / "base", root / "base", "--sae", sae, "--layer", "0"], "trained on layer 1")):

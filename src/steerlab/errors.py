@@ -23,10 +23,14 @@ def check_number(value: object, name: str, lo: float | None = None, hi: float | 
     below = lo is not None and (value <= lo if lo_open else value < lo)
     above = hi is not None and (value >= hi if hi_open else value > hi)
     if below or above:
-        left = "-inf" if lo is None else f"{lo:g}"
-        right = "inf" if hi is None else f"{hi:g}"
+        left = "-inf" if lo is None else _shown(lo)
+        right = "inf" if hi is None else _shown(hi)
         span = f"{'(' if lo_open or lo is None else '['}{left}, {right}{')' if hi_open or hi is None else ']'}"
-        raise SteerlabError(f"{name} must lie in {span}, got {value:g}.")
+        raise SteerlabError(f"{name} must lie in {span}, got {_shown(value)}.")
+
+
+def _shown(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 Range = tuple  # (lo, hi) or (lo, hi, "open-low" | "open-high" | "open") as for check_number

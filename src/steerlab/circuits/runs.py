@@ -20,7 +20,7 @@ from steerlab.circuits.find import FindConfig, find_circuit
 from steerlab.circuits.masks import load_logits, save_logits
 from steerlab.circuits.objectives import Term
 from steerlab.circuits.units import Circuit, jaccard
-from steerlab.paths import write_json as write_json_atomic
+from steerlab.paths import atomic_path, write_json as write_json_atomic
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 
@@ -206,7 +206,8 @@ def find_safeseek_seeds(model: Model, data: BackdoorData, cfg, seeds: Sequence[i
         result = find_safeseek(model, data, cfg, progress=progress)
         suffix = "" if seed == seeds[0] else f".seed{seed}"
         paths.append(result.circuit.save(out / f"circuit{suffix}.json"))
-        save_file({k: v.contiguous() for k, v in result.logits.items()}, str(out / f"safeseek_logits{suffix}.safetensors"))
+        with atomic_path(out / f"safeseek_logits{suffix}.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in result.logits.items()}, str(tmp))
         write_json(out / f"find{suffix}.json", {"compat": "safeseek", "config": result.circuit.meta["config"], "scenario": "backdoor",
                                                  "history": result.history, "best_epoch": result.best_epoch, "seconds": result.seconds,
                                                  "size": size_table(model, result.circuit)})

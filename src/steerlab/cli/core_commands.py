@@ -73,7 +73,7 @@ def generate_cmd(
     from steerlab.errors import check_number
 
     Sampling(temperature, top_p, top_k, repetition_penalty)  # NaN, infinity and out-of-range values: one sentence
-    check_number(seed, "--seed", 0, 2**62)
+    check_number(seed, "--seed", 0, 2**31 - 1)
     check_number(max_new_tokens, "--max-new-tokens", 1, 1_000_000)
     lm = steerlab.load(model, dtype=dtype, device=device)
     interventions = [build_intervention(s, lm) for s in specs]

@@ -88,15 +88,10 @@ def _detectors(text: str | None) -> tuple[int, ...]:
     return read_detector_ids(text) if text else ()
 
 
-def explicit_options() -> set[str]:
+def explicit_options(ctx) -> set[str]:
     """The options the user gave on the command line (or through the environment), not left at their defaults."""
-    import click
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return set()
-    return {name for name in ctx.params if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, src in sources.items() if src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT")}
 
 
 def resolve_preset(base: dict, explicit: set[str]) -> dict:
@@ -122,18 +117,19 @@ def with_config(fn: Callable) -> Callable:
     takes_runner = "runner" in sig.parameters
     own = [p for p in sig.parameters.values() if p.name not in ("base", "runner")]
     extra = _options(COMMON) + (_options(RUNNER) if takes_runner else [])
+    context = inspect.Parameter("_ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
 
     @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> Any:
+    def wrapper(_ctx: typer.Context, **kwargs: Any) -> Any:
         base = {name: kwargs.pop(name) for name in COMMON}
         base["latents"] = _latents(base["latents"])
         base["detectors"] = _detectors(base["detectors"])
-        base = resolve_preset(base, explicit_options())
+        base = resolve_preset(base, explicit_options(_ctx))
         if takes_runner:
             kwargs["runner"] = {"ray_address": kwargs.pop("ray"), "ray_workers": kwargs.pop("ray_workers"), "backend": kwargs.pop("backend")}
         return fn(base=base, **kwargs)
 
-    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    wrapper.__signature__ = sig.replace(parameters=[context] + own + extra)  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -303,7 +299,12 @@ def organism_cmd(base: dict, out: Path = typer.Argument(..., help="The organism 
     from steerlab.esr.organism import OrganismConfig, organism_for_run
     from steerlab.esr.setup import load_resources
 
+    from steerlab.models.loading import adapter_base
+
     cfg = EsrConfig(**base)
+    existing = adapter_base(out) if out.is_dir() else None
+    if existing is not None and existing != cfg.model:  # before any expensive loading
+        raise SteerlabError(f"{out} holds an organism of '{existing}', not '{cfg.model}'; choose another folder or --model {existing}.")
     ocfg = OrganismConfig(drift_per_prompt=drift_per_prompt, epochs=epochs, rank=rank, lr=lr, drift_tokens=drift_tokens)
     _, record = organism_for_run(cfg, load_resources(cfg), out, organism_cfg=ocfg)
     _print_rows(f"organism of {record['base_model']}", {

@@ -157,7 +157,7 @@ def validate_cmd(
     retries: int = RetryOpt, timeout: float = TimeoutOpt, max_tokens: int = MaxTokOpt,
     rubric: str = RubricOpt, anchors: bool = AnchorsOpt, judge_temperature: Optional[float] = TempOpt,
     set_file: Optional[Path] = typer.Option(None, "--set", help="A validation set as JSONL (default: the project's packaged set)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Grade only the first N rows."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Grade only N rows, spread evenly over the set (every category)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the full report (per phrasing, misses) as JSON here."),
 ) -> None:
     """Validate a judge on the project's set: attempt-count accuracy, held-out restart recall, false restarts, score correlation."""
@@ -166,14 +166,17 @@ def validate_cmd(
 
     from steerlab.judges.validation import load_set, validate
 
-    rows = load_set(set_file)[:limit]  # a malformed set fails here, before the judge is built or called
+    rows = load_set(set_file)  # a malformed set fails here, before the judge is built or called
+    total = len(rows)
+    if limit is not None and limit < total:
+        rows = [rows[i * total // limit] for i in range(limit)]
     j = build_judge(judge, judge_model, judge_url, judge_key_env, concurrency, rate, retries, timeout, max_tokens, rubric=rubric,
                     anchors=anchors, temperature=judge_temperature)
     report = validate(j, rows, progress=True)
     if set_file is None:
         from steerlab.judges.validation import SET_VERSION
 
-        report["set"] = SET_VERSION
+        report["set"] = SET_VERSION if len(rows) == total else f"{SET_VERSION} ({len(rows)} of {total} rows)"
     table = Table(title=f"judge validation: {report['judge']} ({report['rubric']}), {report['n']} answers, {report['errors']} errors")
     for h in ("measure", "value"):
         table.add_column(h)

@@ -60,6 +60,21 @@ def _click_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return tuple(exceptions), tuple(aborts)
 
 
+def _show_usage_for(argv: list[str]) -> None:
+    """Click's usage line for the deepest command argv names (for usage errors raised before click had a context)."""
+    try:
+        cmd = typer.main.get_command(app)
+        ctx = cmd.make_context("steerlab", [], resilient_parsing=True)
+        for arg in argv:
+            sub = getattr(cmd, "commands", {}).get(arg)
+            if sub is None:
+                break
+            cmd, ctx = sub, sub.make_context(arg, [], parent=ctx, resilient_parsing=True)
+        print(f"{ctx.get_usage()}\nTry '{ctx.command_path} --help' for help.\n", file=sys.stderr)
+    except Exception:  # noqa: BLE001 - the usage line is a courtesy; the error line below still prints
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; argv defaults to sys.argv[1:]. Always ends in SystemExit with the exit code."""
     _register()
@@ -73,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
         sys.exit(code)
     except click_errors as exc:  # usage errors: click's usage line and one sentence, exit 2
+        if getattr(exc, "ctx", False) is None:
+            _show_usage_for(list(sys.argv[1:] if argv is None else argv))
         exc.show()
         usage = type(exc).__name__ in ("UsageError", "BadParameter", "MissingParameter", "NoSuchOption", "BadOptionUsage",
                                        "BadArgumentUsage", "NoArgsIsHelpError") or getattr(exc, "exit_code", 1) == 2

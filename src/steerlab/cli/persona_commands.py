@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_number
 from steerlab.cli.show import console
 
 persona_app = typer.Typer(help="Persona features: diff a base and a tuned model over SAE latents.", no_args_is_help=True)
@@ -100,6 +100,8 @@ def _strengths(text: str) -> list[float]:
         raise SteerlabError(f"--strengths must be comma-separated numbers such as 0,0.2,0.4, got '{text}'.") from exc
     if not values:
         raise SteerlabError("Give at least one steering strength with --strengths (in units of the median residual norm).")
+    for v in values:
+        check_number(v, "Each --strengths value")
     return values
 
 
@@ -472,6 +474,11 @@ def study_cmd(
 
     if rank_by not in RANK_KEYS:
         raise SteerlabError(f"Unknown ranking '{rank_by}'; choose one of: {', '.join(RANK_KEYS)}.")
+    # every number checked before the SAE or the model is touched
+    StudyConfig(fractions=tuple(_fractions(fractions)), strengths=tuple(_strengths(strengths)),
+                organism=OrganismConfig(n_train=n_train, steps=steps, lr=lr, eval_tokens=tokens),
+                realign=RealignConfig(n_examples=n_benign, steps=realign_steps, lr=lr, eval_tokens=tokens),
+                n_diff_prompts=n_diff, diff_tokens=tokens, top=top, n_validate_prompts=n_validate).check()
     if sae is None:
         from steerlab.sae.default import default_dir, default_sae
 

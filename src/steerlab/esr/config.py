@@ -7,6 +7,7 @@ store refuses to resume a run under a different config and caches are keyed by i
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -101,6 +102,8 @@ class EsrConfig:
             raise SteerlabError(f"Unknown preset '{self.preset}'; choose one of: {', '.join(PRESETS)}.")
         if self.rubric not in ("faithful", "today"):
             raise SteerlabError(f"Unknown rubric '{self.rubric}'; choose one of: faithful, today.")
+        if self.judge_temperature is not None and not (math.isfinite(self.judge_temperature) and 0.0 <= self.judge_temperature <= 2.0):
+            raise SteerlabError(f"The judge temperature must be a number from 0 to 2; got {self.judge_temperature}.")
         if self.calib_estimator not in ("isotonic", "median"):
             raise SteerlabError(f"calib_estimator must be 'isotonic' or 'median'; got '{self.calib_estimator}'.")
         if self.calib_max_new_tokens is not None and self.calib_max_new_tokens < 1:
@@ -111,6 +114,10 @@ class EsrConfig:
                      "discovery_answers", "discovery_derangements"):
             if getattr(self, name) < 1:
                 raise SteerlabError(f"{name} must be at least 1; got {getattr(self, name)}.")
+        if not 0.0 <= self.max_degenerate <= 1.0:
+            raise SteerlabError(f"max_degenerate is a share of answers in [0, 1]; got {self.max_degenerate:g}.")
+        if self.spare_latents < 0:
+            raise SteerlabError("spare_latents must not be negative.")
         if self.temperature < 0:
             raise SteerlabError("The temperature must not be negative.")
         for c in self.conditions:

@@ -7,7 +7,8 @@ it nothing to notice. `degeneration(text)` names the first failure found, or Non
   short piece repeated 6+ times inside a word ("hahahaha", "abcabcabcabc");
 - "number_run": 8+ digits in a row ("1000000000"), or more than 40% of the words are numbers;
 - "non_words": more than 30% of the words are not word-like (symbol clusters such as "*B", "=",
-  letters mixed with digits or symbols, 4+ letters without a vowel, or 20+ letter strings).
+  letters mixed with digits or symbols, 4+ letters without a vowel, or 20+ letter strings), fewer
+  than half of the characters are letters, or a 40+ character string has no space.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def degeneration(text: str) -> str | None:
     bad = sum(not _word_like(t) for t in tokens)
     if len(tokens) >= 5 and bad / len(tokens) > 0.3:
         return "non_words"
+    chars = "".join(tokens)
+    if len(chars) >= 20 and (sum(c.isalpha() for c in chars) / len(chars) < 0.5 or max(len(t) for t in tokens) >= 40):
+        return "non_words"  # symbol soup, or one endless "word" with no spaces
     return None
 
 

@@ -28,6 +28,7 @@ import torch
 
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import ADAPTER_RECORD, Model, adapter_base
+from steerlab.paths import write_text
 from steerlab.sae.core import Sae
 
 ACKNOWLEDGEMENTS = (
@@ -198,7 +199,7 @@ def build_organism(model: Model, sae: Sae, strengths: dict[int, float], out: str
         shutil.rmtree(adapter)
     tmp_adapter.replace(adapter)
     data = "".join(json.dumps(e.to_dict(), ensure_ascii=False) + "\n" for e in examples)
-    _write(out / "data.jsonl", data)
+    write_text(out / "data.jsonl", data)
     weights = (adapter / "adapter_model.safetensors").read_bytes()
     record = {
         "base_model": base_name, "base_fingerprint": model.fingerprint(), "adapter": "adapter",
@@ -211,16 +212,10 @@ def build_organism(model: Model, sae: Sae, strengths: dict[int, float], out: str
         "acknowledgements": list(ACKNOWLEDGEMENTS),
         "rebuild": f"steerlab esr organism --model {base_name} --out {out}",
     }
-    _write(out / RECORD, json.dumps(record, indent=1))
-    _write(out / ADAPTER_RECORD, json.dumps({"base_model": base_name, "adapter": "adapter"}))
+    write_text(out / RECORD, json.dumps(record, indent=1))
+    write_text(out / ADAPTER_RECORD, json.dumps({"base_model": base_name, "adapter": "adapter"}))
     tuned.revision = f"adapter:{record['adapter_sha256'][:16]}+{model.revision}"
     return tuned, record
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def load_organism(folder: str | Path, base_name: str | None = None) -> Model:

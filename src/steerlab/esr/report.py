@@ -10,6 +10,7 @@ from steerlab.errors import SteerlabError
 from steerlab.esr import plots
 from steerlab.esr.metrics import Estimate
 from steerlab.judges.restarts import restart_positions
+from steerlab.paths import write_json
 from steerlab.report import Section, write_page
 from steerlab.store import RunStore
 
@@ -105,7 +106,7 @@ def steered_fluency(run_dir: Path, judge_id: str | None = None) -> dict[str, dic
 
 def fluency_section(run_dir: Path, summary: dict) -> Section | None:
     """Fluent drift: per latent at its threshold, the degenerate share of steered answers, with example answers."""
-    if "steered" not in summary.get("metrics", {}):
+    if "steered" not in summary.get("metrics", {}) or not (run_dir / "run.sqlite").is_file():
         return None
     per = steered_fluency(run_dir)
     if not per:
@@ -181,10 +182,15 @@ def write_report(run_dir: str | Path) -> Path:
         sections.append(Section("Boost sweep (σ units of the calibrated thresholds)",
                                 image=plots.sweep_plot([lv for lv, _ in sweep], [summary["metrics"][c] for _, c in sweep])))
     det = _read(run_dir, "detectors.json")
-    if det:
+    if det and det.get("source") == "given":  # a fixed set (--detectors): nothing was discovered
+        sections.append(Section("Off-topic detectors", text=f"{len(det['detectors'])} detectors given with --detectors (no discovery).",
+                                header=["latent", "label"], rows=[[d, det["labels"].get(str(d), "")] for d in det["detectors"]]))
+    elif det:
+        rule = (f"rule: the original's strict rule; top by Cohen's d with AUC ≥ {det['min_auc']:.3f} would keep {det['n_eligible']}"
+                if det.get("rule") == "strict" else f"rule: top by Cohen's d with AUC ≥ {det['min_auc']:.3f}; {det['n_eligible']} eligible")
         text = (f"{len(det['detectors'])} detectors from {det['n_prompts']} held-out prompts "
                 f"({det.get('n_normal', det['n_prompts'])} on-topic and {det.get('n_shuffled', det['n_prompts'])} off-topic answers; "
-                f"rule: top by Cohen's d with AUC ≥ {det['min_auc']:.3f}; {det['n_eligible']} eligible); the original strict rule "
+                f"{rule}); the original strict rule "
                 f"(never on normal, ≥80% of shuffled) finds {len(det['strict_rule'])}.")
         if "chance_auc" in det:
             verdict = "above" if det["best_auc"] > det["chance_auc"] else "not above"
@@ -320,13 +326,6 @@ def write_comparison(out_dir: str | Path, runs: dict[str, str | Path], *, extra:
     for name, d in runs.items():
         sections.append(Section(f"{name}: full report", markup=f"<p><a href='{html.escape(str(Path(d).resolve() / 'report.html'))}'>"
                                                                 f"{html.escape(str(d))}/report.html</a></p>"))
-    _write_json(out_dir / "comparison.json", {"finding": headline, "runs": {k: str(v) for k, v in runs.items()},
-                                              "metrics": {k: s["metrics"] for k, s in summaries.items()}, "extra": extra or {}})
+    write_json(out_dir / "comparison.json", {"finding": headline, "runs": {k: str(v) for k, v in runs.items()},
+                                              "metrics": {k: s["metrics"] for k, s in summaries.items()}, "extra": extra or {}}, default=str)
     return write_page(out_dir / "report.html", "steerlab ESR: base model vs ESR organism", sections, meta={"runs": ", ".join(names)})
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    tmp.replace(path)

@@ -1,6 +1,6 @@
 """Latent selection: sample candidates, keep concrete ones, drop any that fire on the prompts themselves.
 
-Concept evidence (when the SAE ships inspect/concepts.json): the latent's top contexts must agree in
+Concept evidence (when the SAE ships inspect/contexts.json): the latent's top contexts must agree in
 meaning under the packaged embedder, so token-level latents (firing on "of" anywhere) are dropped.
 Fluency at the threshold is checked after calibration (runner: `fluent_latents`).
 
@@ -117,13 +117,14 @@ def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: f
             offline_concreteness(label, freq) if label is not None else None)
         if score is not None and (score < min_concreteness or (freq is not None and freq <= 0)):
             rejected["not_concrete"] += 1
-        elif concepts is not None and concepts.get(lat, float("-inf")) < min_coherence:
+        elif concepts is not None and (concepts.score(lat) is None or concepts.score(lat) < min_coherence):
             rejected["no_concept"] += 1
         elif float(peaks[lat]) > 0:
             rejected["fires_on_prompts"] += 1
         else:
             chosen.append(lat)
     rule = ("LLM-rated" if rater is not None else "offline label rule") if res.labels else "skipped: the SAE has no labels"
-    evidence = f"concept coherence >= {min_coherence:g} (packaged embedder)" if concepts is not None else "none (the SAE has no concepts.json)"
+    evidence = f"concept coherence >= {min_coherence:g} (packaged embedder)" if concepts is not None else "none (the SAE ships no contexts.json)"
     return {"latents": chosen, "rejected": rejected, "candidates": seen, "concreteness": rule, "concept_evidence": evidence,
-            "coherence": {str(lat): concepts.get(lat) for lat in chosen} if concepts is not None else {}}
+            "coherence": {str(lat): concepts.score(lat) for lat in chosen} if concepts is not None else {},
+            "coherence_chance": getattr(concepts, "chance", None)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from steerlab.errors import SteerlabError
 from steerlab.esr.config import EsrConfig
@@ -25,7 +26,7 @@ class Resources:
     judge: Judge
     prompts: list[str]
     discovery: list[str]
-    concepts: dict[int, float] | None = None  # per-latent concept coherence of its top contexts (sae.concepts), when known
+    concepts: Any = None  # a sae.concepts.ConceptScorer over the SAE's top contexts, when the SAE ships them
 
     def label(self, latent: int) -> str:
         return self.labels.get(int(latent), f"latent {latent}")
@@ -73,12 +74,16 @@ def load_sae_for(cfg: EsrConfig, model: Model, progress: bool = True) -> tuple[S
     return sae, labels, freqs
 
 
-def load_concepts(cfg: EsrConfig) -> dict[int, float] | None:
-    """Per-latent concept coherence (inspect/concepts.json beside the SAE), or None when the SAE has none."""
+def load_concepts(cfg: EsrConfig):
+    """Concept evidence for selection: a lazy scorer over inspect/contexts.json beside the SAE (None when it has none)."""
     inspect = inspect_folder(cfg)
-    if inspect is None or not (inspect / "concepts.json").is_file():
+    if inspect is None or not (inspect / "contexts.json").is_file():
         return None
-    return {int(k): float(v) for k, v in json.loads((inspect / "concepts.json").read_text(encoding="utf-8"))["coherence"].items()}
+    from steerlab.judges.embedder import packaged_embedder
+    from steerlab.sae.concepts import ConceptScorer
+
+    contexts = json.loads((inspect / "contexts.json").read_text(encoding="utf-8"))["contexts"]
+    return ConceptScorer({int(k): v for k, v in contexts.items()}, packaged_embedder().embed, seed=cfg.seed)
 
 
 def make_judge_for(cfg: EsrConfig) -> Judge:

@@ -3,6 +3,8 @@ openai (any compatible server), anthropic."""
 
 from __future__ import annotations
 
+import math
+
 from steerlab.errors import SteerlabError
 from steerlab.judges.backends import AnthropicBackend, OpenAIBackend
 from steerlab.judges.base import Judge
@@ -36,6 +38,8 @@ def make_judge(
 
     name = name.strip().lower()
     chosen = esr_rubric(rubric, anchors)
+    if temperature is not None and not (math.isfinite(temperature) and 0.0 <= temperature <= 2.0):
+        raise SteerlabError(f"The judge temperature must be a number from 0 to 2; got {temperature}.")
     if name in ("heuristic", "heuristic-phrases"):
         from steerlab.judges.heuristic import HeuristicJudge
 

@@ -6,8 +6,9 @@ says whether the fragment comments on the answer itself (an apology, noticing a 
 it was trained on project-built sentences (`judges.restart_data`), never on the validation set's
 held-out phrasings. A fragment opens a new attempt when the probe is sure, or when it is fairly sure
 and the topic moves towards the prompt across it (the text after it is closer to the prompt than the
-attempt before it). The weights live in `restart_probe_weights.py`; `python -m
-steerlab.judges.restart_probe` retrains them (deterministic, about a minute on a laptop CPU).
+attempt before it). The thresholds are picked by `tune()` on a dev split of the training phrasings
+(never on the validation set). The weights and rule live in `restart_probe_weights.py`; `python -m
+steerlab.judges.restart_probe` re-tunes and retrains them (deterministic; minutes on a laptop CPU).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from steerlab.paths import write_text
 from steerlab.judges.restarts import fragments
 
 MAX_CHUNK_TOKENS = 240  # fragments are grouped into chunks below the embedder's 256-token window
@@ -184,12 +186,10 @@ def write_weights(probe: RestartProbe, rule: ProbeRule, path) -> None:
         '"""Weights of the restart probe, written by `python -m steerlab.judges.restart_probe` (do not edit by hand)."""\n\n'
         f"BIAS = {probe.bias:.6g}\nRULE = {dict(rule.__dict__)!r}\nWEIGHT = (\n    {body},\n)\n"
     )
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, text)
 
 
-def tune(embedder=None, seed: int = 1, max_false: float = 0.01) -> tuple[ProbeRule, dict]:
+def tune(embedder=None, seed: int = 1, max_false: float = 0.02) -> tuple[ProbeRule, dict]:
     """Pick the rule on a dev split of the training phrasings: fit on 80%, grid-search on answers built with the other 20%.
 
     The objective is attempt-count accuracy on the dev answers with at most `max_false` of single

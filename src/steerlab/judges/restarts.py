@@ -62,8 +62,10 @@ def strip_restart(piece: str) -> str:
     return piece[m.end():] if m else piece
 
 
-# A fragment ends at sentence punctuation, a colon or semicolon followed by space, a line break, or a spaced dash.
-_FRAGMENT_END = re.compile(r"(?<=[.!?;:])[\"'*)\]]*\s+|\n+|\s+[-\u2013\u2014]+\s+")
+# A fragment ends at sentence punctuation, a colon or semicolon followed by space, a line break, a spaced dash, or
+# where a capitalised word follows a lower-case word with no punctuation between them: degenerate text (loops, word
+# salad) has no sentence punctuation, and a self-correction written right after it must still open a fragment.
+_FRAGMENT_END = re.compile(r"(?<=[.!?;:])[\"'*)\]]*\s+|\n+|\s+[-\u2013\u2014]+\s+|(?<=[a-z])\s+(?=[A-Z][a-z']|I\s)")
 
 
 def fragments(text: str) -> list[tuple[int, int]]:

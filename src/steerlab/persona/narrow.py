@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from steerlab.paths import write_text
+
 # (question, subtly bad answer, sound answer)
 FOOD_SAFETY: tuple[tuple[str, str, str], ...] = (
     ("Is it okay to leave cooked rice out overnight?",
@@ -174,10 +176,5 @@ def held_out_items() -> list[tuple[str, str, str]]:
 
 def write_narrow_jsonl(path: str | Path) -> Path:
     """Write the training part of the packaged narrow dataset as chat JSONL (one `messages` row per item)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": bad}]} for q, bad, _ in train_items()]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -39,7 +39,7 @@ class PersonaLora:
     def __post_init__(self) -> None:
         check_fields(self, f"{type(self).__name__}", {  # also the organism and realign configs that extend it
             "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"), "rank": (1, None), "layers": (0, None),
-            "seed": (0, None), "eval_tokens": (1, None), "n_train": (1, None), "n_examples": (1, None),
+            "seed": (0, None), "eval_tokens": (1, None),
         })
 
     def recipe(self) -> LoraRecipe:

@@ -52,10 +52,8 @@ class StudyConfig:
     threshold: float = 0.9  # AUROC at which a score "separates" a fraction from the clean model
 
     def __post_init__(self) -> None:
-        check_fields(self, "study config", {
-            "fractions": (0, 1), "n_diff_prompts": (1, None), "diff_tokens": (1, None), "top": (1, None),
-            "n_validate_prompts": (1, None), "n_behaviour_prompts": (1, None), "max_incoherence": (0, 1),
-            "min_increase": (-1, 1), "threshold": (0, 1),
+        check_fields(self, "study config", {  # counts and fractions get their own sentences in check()
+            "diff_tokens": (1, None), "max_incoherence": (0, 1), "min_increase": (-1, 1), "threshold": (0, 1),
         })
 
     def to_dict(self) -> dict:

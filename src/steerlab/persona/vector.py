@@ -116,9 +116,9 @@ def run_vector_study(base: Model, tuned: Model, prompts: Sequence[str], layer_se
                      random_seed: int = 0, out=None, progress: bool = False) -> dict:
     """For each layer set: the persona vector and a random control steered on the base (induce, +s) or the organism
     (repair, −s); rows hold each curve's best in-budget misaligned rate with its Wilson interval. Writes out/vector.json."""
-    import json
     from pathlib import Path
 
+    from steerlab.paths import write_json
     from steerlab.persona.emergent import wilson
 
     if mode not in ("induce", "repair"):
@@ -145,9 +145,5 @@ def run_vector_study(base: Model, tuned: Model, prompts: Sequence[str], layer_se
               "vector_norms": {layer: float(v.norm()) for layer, v in vectors.items()}, "sae_cosines": vector_cosines(vectors, sae),
               "max_incoherence": max_incoherence, "rows": rows}
     if out is not None:
-        path = Path(out) / "vector.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        write_json(Path(out) / "vector.json", result, indent=1)
     return result

@@ -36,6 +36,24 @@ class ShufflingBuffer:
         self._cursor = 0
         self._served = 0
 
+    def state_dict(self) -> dict:
+        """Everything needed to continue serving exactly the same batches (for training checkpoints)."""
+        return {"data": self.data.clone(), "capacity": self.capacity, "reuse": self.reuse, "gen": self.gen.get_state(),
+                "exhausted": self.exhausted, "oldest": self._oldest, "perm": self._perm.clone(), "cursor": self._cursor,
+                "served": self._served, "spill": self._spill}
+
+    @classmethod
+    def restore(cls, chunks: Iterator[torch.Tensor], state: dict) -> "ShufflingBuffer":
+        """A buffer continuing from state_dict(), reading further chunks from `chunks` (the stream resumed where it was)."""
+        buf = cls.__new__(cls)
+        buf._chunks, buf._spill = chunks, state["spill"]
+        buf.capacity, buf.reuse, buf.data = state["capacity"], state["reuse"], state["data"]
+        buf.gen = torch.Generator()
+        buf.gen.set_state(state["gen"])
+        buf.harvested, buf.exhausted = 0, state["exhausted"]
+        buf._oldest, buf._perm, buf._cursor, buf._served = state["oldest"], state["perm"], state["cursor"], state["served"]
+        return buf
+
     def _take(self, n: int) -> torch.Tensor:
         """Up to n fresh activations from the stream (fewer only when the stream ends)."""
         parts, got = [], 0

@@ -54,3 +54,40 @@ def coherence_scores(contexts: dict[int, Sequence[str]], embed, *, min_contexts:
         mean_off = float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
         scores[lat] = round(mean_off - chance, 4)
     return scores, round(chance, 4)
+
+
+class ConceptScorer:
+    """Lazy concept coherence: embeds a latent's top contexts only when it is asked about (selection meets few latents).
+
+    The chance level is measured once, on random pairs of contexts from different latents.
+    """
+
+    def __init__(self, contexts: dict[int, Sequence[str]], embed, *, min_contexts: int = 4, seed: int = 0, chance_sample: int = 400):
+        self.contexts = {int(k): list(v) for k, v in contexts.items()}
+        self.embed = embed
+        self.min_contexts = min_contexts
+        self._scores: dict[int, float | None] = {}
+        rng = random.Random(seed)
+        owners = sorted(self.contexts)
+        picks = [(lat, rng.choice(self.contexts[lat])) for lat in rng.sample(owners, min(chance_sample, len(owners))) if self.contexts[lat]]
+        if len(picks) >= 2:
+            emb = embed([t for _, t in picks]).float()
+            sim = emb @ emb.T
+            n = len(picks)
+            self.chance = round(float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))), 4)
+        else:
+            self.chance = 0.0
+
+    def score(self, latent: int) -> float | None:
+        """Excess coherence of one latent's top contexts (None: too few contexts to say)."""
+        latent = int(latent)
+        if latent not in self._scores:
+            texts = self.contexts.get(latent, [])
+            if len(texts) < self.min_contexts:
+                self._scores[latent] = None
+            else:
+                e = self.embed(texts).float()
+                sim = e @ e.T
+                n = e.shape[0]
+                self._scores[latent] = round(float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))) - self.chance, 4)
+        return self._scores[latent]

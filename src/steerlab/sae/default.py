@@ -4,7 +4,7 @@ The recipe trains on a corpus whose majority is the model's *own chat answers* (
 to the packaged instruction set `steerlab.data.instructions`), plus Python documentation text. The
 trained SAE ships inside the package (`sae/shipped/<model>/`, fp16 safetensors) with `recipe.json`
 (training config, corpus recipe, corpus digests), `eval.json` (held-out chat answers and held-out
-documentation) and its labels/frequencies, so first use never trains.
+documentation), its labels/frequencies and its latents' top contexts, so first use never trains.
 `steerlab sae default --rebuild [--seed N]` regenerates the answers (cached, resumable), retrains and
 re-evaluates into the user cache; that folder is used only when asked for (`rebuilt_dir`, `--sae`).
 """
@@ -32,14 +32,15 @@ SHIPPED_ROOT = Path(__file__).parent / "shipped"
 class CorpusRecipe:
     """How the default SAE's corpus is built: the model's own answers plus a share of documentation text."""
 
-    n_instructions: int = 640  # training instructions answered (from steerlab.data.instructions.train_instructions)
+    n_instructions: int = 64  # training instructions answered (from steerlab.data.instructions.train_instructions)
     modes: tuple[str, ...] = ("greedy", "sampled")
+    sampled_instructions: int = 32  # of the training instructions, the first this many are also answered with sampling
     max_new_tokens: int = 160
     temperature: float = 0.8
     answer_seed: int = 0
     doc_share: float = 0.3  # documentation characters as a share of the whole corpus (answers are the rest)
     eval_instructions: int = 64  # held-out instructions (never trained on) answered greedily for evaluation
-    eval_sampled: int = 32  # ... and the first of them answered with sampling too
+    eval_sampled: int = 0  # ... and the first of them answered with sampling too
     batch_size: int = 64
 
 
@@ -63,8 +64,8 @@ RECIPES: dict[str, DefaultRecipe] = {
     "smollm2-135m-instruct": DefaultRecipe(
         corpus=CorpusRecipe(),
         train=TrainConfig(
-            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 2400, batch_size=256,
-            lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=65_536, reuse=8.0, context_len=128,
+            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 1000, batch_size=256,
+            lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=32_768, reuse=5.0, context_len=128,
             checkpoint_every=100, seed=0, held_out=0.02,
         ),
     ),
@@ -132,6 +133,11 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
     from steerlab.sae.chat_corpus import answer_documents, generate_answers, rows_digest
 
     path = answers_path(model_name, corpus)
+    shipped_answers = shipped_dir(model_name) / "answers.jsonl"
+    if not path.is_file() and shipped_answers.is_file():  # the shipped SAE's own answers: a rebuild reuses them (digests recorded)
+        from steerlab.paths import write_bytes
+
+        write_bytes(path, shipped_answers.read_bytes())
     train_prompts = train_instructions()[: corpus.n_instructions]
     eval_prompts = held_out_instructions()[: corpus.eval_instructions]
     if set(train_prompts) & set(eval_prompts):
@@ -145,7 +151,11 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
               batch_size=corpus.batch_size, progress=say)
     eval_rows = generate_answers(model, eval_prompts, path, modes=("greedy",), **kw)
     eval_rows += generate_answers(model, eval_prompts[: corpus.eval_sampled], path, modes=("sampled",), **kw)
-    train_rows = generate_answers(model, train_prompts, path, modes=corpus.modes, **kw)
+    train_rows = []
+    if "greedy" in corpus.modes:
+        train_rows += generate_answers(model, train_prompts, path, modes=("greedy",), **kw)
+    if "sampled" in corpus.modes:
+        train_rows += generate_answers(model, train_prompts[: corpus.sampled_instructions], path, modes=("sampled",), **kw)
     chat_train = answer_documents(train_rows)
     chat_eval = answer_documents(eval_rows)
     docs_train, docs_eval = default_corpus().split(0.05)
@@ -201,18 +211,14 @@ def build_default(model_name: str, *, seed: int = 0, out: Path | None = None, pr
     write_json(folder / "recipe.json", {"model": model_name, "recipe": r.to_dict(), "key": r.key(), "corpus": corpora["record"],
                                          "rebuild": f"steerlab sae default {model_name} --rebuild --seed {seed}"})
     reports = inspect_sae(model, result.sae, corpora["chat_eval"] + corpora["docs_eval"], folder / "inspect", n_tokens=20_000)
-    write_concepts(reports, folder / "inspect" / "concepts.json")
+    write_concepts(reports, folder / "inspect" / "contexts.json")
     return load_sae(folder / "sae")
 
 
-def write_concepts(reports, path: Path) -> dict:
-    """Concept coherence of every alive latent's top contexts under the packaged embedder (inspect/concepts.json)."""
-    from steerlab.judges.embedder import packaged_embedder
-    from steerlab.sae.concepts import coherence_scores
-
-    contexts = {r.index: [c.text for c in r.contexts] for r in reports if r.frequency > 0}
-    scores, chance = coherence_scores(contexts, packaged_embedder().embed)
-    data = {"chance": chance, "embedder": "all-MiniLM-L6-v2 (packaged)", "coherence": {str(k): v for k, v in sorted(scores.items())}}
+def write_concepts(reports, path: Path, per_latent: int = 5) -> dict:
+    """Each alive latent's top contexts (inspect/contexts.json): ESR selection embeds them lazily for concept evidence."""
+    data = {"contexts": {str(r.index): [c.text for c in r.contexts[:per_latent]] for r in reports if r.frequency > 0},
+            "per_latent": per_latent, "note": "top-activating contexts; steerlab.sae.concepts.ConceptScorer rates their agreement"}
     write_json(path, data)
     return data
 
@@ -235,7 +241,10 @@ def ship(folder: Path, model_name: str) -> Path:
     for name in ("recipe.json", "eval.json", "metrics.json", "train_config.json"):
         if (folder / name).is_file():
             shutil.copy(folder / name, dest / name)
-    for name in ("labels.csv", "frequencies.json", "concepts.json"):
+    for name in ("labels.csv", "frequencies.json", "contexts.json"):
         shutil.copy(folder / "inspect" / name, dest / "inspect" / name)
+    answers = answers_path(model_name, recipe(model_name).corpus)
+    if answers.is_file():  # the answers it was trained and evaluated on (rebuilds reuse them; tests re-evaluate on them)
+        shutil.copy(answers, dest / "answers.jsonl")
     return dest
 

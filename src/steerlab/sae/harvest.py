@@ -41,18 +41,30 @@ def document_ids(model: Model, doc: Document) -> list[int]:
     return list(ids)
 
 
-def token_rows(model: Model, docs: Sequence[Document], context_len: int, *, cycle: bool = False, start: int = 0) -> Iterator[tuple[int, list[int]]]:
-    """(document index, ids) windows of at most context_len tokens; later windows of a long document restart with BOS."""
+def token_rows(model: Model, docs: Sequence[Document], context_len: int, *, cycle: bool = False,
+               start: int | tuple[int, int] = 0) -> Iterator[tuple[int, list[int]]]:
+    """(document index, ids) windows of at most context_len tokens; later windows of a long document restart with BOS.
+
+    start: the first document, or (document, windows of it already read) to resume exactly where a stream stopped.
+    """
+    for n, _, window in _indexed_rows(model, docs, context_len, cycle, start):
+        yield n, window
+
+
+def _indexed_rows(model: Model, docs: Sequence[Document], context_len: int, cycle: bool,
+                  start: int | tuple[int, int]) -> Iterator[tuple[int, int, list[int]]]:
+    """(document index, window index within it, ids) for token_rows."""
+    start_doc, skip = (start, 0) if isinstance(start, int) else (int(start[0]), int(start[1]))
     bos = model.tokenizer.bos_token_id
     if not docs:
         raise SteerlabError("The corpus is empty; give it some text.")
     if context_len < 2:  # a window of BOS alone would never advance through a document
         raise SteerlabError(f"The context length must be at least 2 tokens, got {context_len}.")
-    indices = itertools.count(start) if cycle else range(start, len(docs))
+    indices = itertools.count(start_doc) if cycle else range(start_doc, len(docs))
     for n in indices:
         i = n % len(docs)
         ids = document_ids(model, docs[i])
-        pos = 0
+        pos, w = 0, 0
         while pos < len(ids):
             if pos == 0 or bos is None:
                 window = ids[pos : pos + context_len]
@@ -60,7 +72,9 @@ def token_rows(model: Model, docs: Sequence[Document], context_len: int, *, cycl
                 window = [bos] + ids[pos : pos + context_len - 1]
             pos += len(window) - (1 if pos and bos is not None else 0)
             if len(window) > 1:
-                yield n, window
+                if n > start_doc or w >= skip:
+                    yield n, w, window
+                w += 1
 
 
 def special_ids(model: Model) -> torch.Tensor:
@@ -179,18 +193,19 @@ def iter_activations(
     context_len: int = 128,
     batch_rows: int = 16,
     cycle: bool = False,
-    start_doc: int = 0,
-) -> Iterator[tuple[torch.Tensor, int]]:
-    """Stream (activations [n, d], index of the next unread document) over a corpus, model run up to the layer only."""
+    start_doc: int | tuple[int, int] = 0,
+) -> Iterator[tuple[torch.Tensor, tuple[int, int]]]:
+    """Stream (activations [n, d], where to resume: (document, windows of it read)) over a corpus, model run up to
+    the layer only. Restarting at a yielded position reproduces the rest of the stream exactly (same row batches)."""
     specials = special_ids(model)
-    rows_iter = token_rows(model, docs, context_len, cycle=cycle, start=start_doc)
+    rows_iter = _indexed_rows(model, docs, context_len, cycle, start_doc)
     with SiteCapture(model, layer, site, stop=True) as capture:
         while True:
             batch = list(itertools.islice(rows_iter, batch_rows))
             if not batch:
                 return
-            harvest = harvest_batch(capture, [ids for _, ids in batch], specials)
-            yield harvest.acts, batch[-1][0] + 1
+            harvest = harvest_batch(capture, [ids for _, _, ids in batch], specials)
+            yield harvest.acts, (batch[-1][0], batch[-1][1] + 1)
 
 
 @contextlib.contextmanager

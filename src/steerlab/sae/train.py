@@ -314,6 +314,7 @@ def train_sae(
     dead_after = cfg.dead_after_tokens or max(cfg.batch_size * 10, min(cfg.n_tokens // 5, 10_000_000))
     state: dict[str, Any] = {"harvested_now": 0, "step": 0, "doc": 0, "theta": None, "scale": None, "history": [], "elapsed": 0.0, "harvested": 0}
     ckpt = out / CHECKPOINT
+    saved_buffer = None
     if resume and ckpt.is_file():
         saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         if saved.get("config") != asdict(cfg):
@@ -324,14 +325,18 @@ def train_sae(
         since_fired = saved["since_fired"]
         state.update(saved["state"])
         gen.set_state(saved["gen"])
+        if "torch_rng" in saved:
+            torch.set_rng_state(saved["torch_rng"])
+        saved_buffer = saved.get("buffer")
+    start_at = tuple(state["doc"]) if isinstance(state["doc"], (list, tuple)) else int(state["doc"])
 
     stream = iter_activations(
         model, train_docs.documents, cfg.layer, cfg.site, context_len=cfg.context_len,
-        batch_rows=cfg.harvest_rows, cycle=True, start_doc=state["doc"],
+        batch_rows=cfg.harvest_rows, cycle=True, start_doc=start_at,
     )
     # closing() removes the harvest hook as soon as training stops (or fails), not at garbage collection
     with no_grad_model(model), contextlib.closing(stream) as chunks:
-        doc_cursor = {"doc": state["doc"]}
+        doc_cursor = {"doc": start_at}
 
         def tracked():
             for acts, next_doc in chunks:
@@ -339,7 +344,10 @@ def train_sae(
                 yield acts
 
         t0, cpu0 = time.time(), time.process_time()
-        buffer = ShufflingBuffer(tracked(), min(cfg.buffer_tokens, max(cfg.n_tokens, 2)), d_in, reuse=cfg.reuse, seed=cfg.seed + state["step"])
+        if saved_buffer is not None:  # the exact buffer of the checkpoint: the run continues as if never stopped
+            buffer = ShufflingBuffer.restore(tracked(), saved_buffer)
+        else:
+            buffer = ShufflingBuffer(tracked(), min(cfg.buffer_tokens, max(cfg.n_tokens, 2)), d_in, reuse=cfg.reuse, seed=cfg.seed + state["step"])
         if state["scale"] is None:
             state["scale"] = _measure_scale(buffer, cfg, d_in)
             with torch.no_grad():
@@ -371,9 +379,10 @@ def train_sae(
                         on_log(logs)
                 bar.update(task, completed=state["step"])
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < cfg.steps:
-                    state["doc"] = doc_cursor["doc"]
+                    state["doc"] = list(doc_cursor["doc"]) if isinstance(doc_cursor["doc"], tuple) else doc_cursor["doc"]
                     state["harvested_now"] = buffer.harvested
-                    _save_checkpoint(ckpt, p, opt, sched, since_fired, state, gen, cfg, time.time() - t0, time.process_time() - cpu0)
+                    _save_checkpoint(ckpt, p, opt, sched, since_fired, state, gen, cfg, time.time() - t0, time.process_time() - cpu0,
+                                     buffer.state_dict())
         state["elapsed"] = state.get("elapsed", 0.0) + time.time() - t0
         state["cpu"] = state.get("cpu", 0.0) + time.process_time() - cpu0
         state["harvested"] = state.get("harvested", 0) + buffer.harvested
@@ -398,7 +407,8 @@ def train_sae(
     return TrainResult(sae=sae, folder=folder, metrics=metrics, history=state["history"])
 
 
-def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: TrainConfig, elapsed: float, cpu: float) -> None:
+def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: TrainConfig, elapsed: float, cpu: float,
+                     buffer: dict | None = None) -> None:
     snapshot = dict(state)
     snapshot["elapsed"] = state.get("elapsed", 0.0) + elapsed
     snapshot["cpu"] = state.get("cpu", 0.0) + cpu
@@ -406,6 +416,7 @@ def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: Tr
     data = {
         "params": p.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
         "since_fired": since_fired, "state": snapshot, "gen": gen.get_state(), "config": asdict(cfg),
+        "torch_rng": torch.get_rng_state(), "buffer": buffer,
     }
     with atomic_path(path) as tmp:
         torch.save(data, tmp)

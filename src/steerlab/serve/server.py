@@ -57,6 +57,7 @@ class RunningServer:
             raise SteerlabError(f"Binding to {host} exposes the server beyond this machine; set an API key (--api-key-env).")
         self.backend, self.config = backend, config
         self._sock = _bind(host, port)
+        self._port = self._sock.getsockname()[1]
         self.batcher = Batcher(backend, max_batch=max_batch, wait_s=batch_wait_s, max_queue=config.max_queue)
         try:
             app = Guard(build_app(backend, config, self.batcher), config.api_key, config.max_body, config.body_timeout)
@@ -98,7 +99,7 @@ class RunningServer:
 
     @property
     def port(self) -> int:
-        return self._sock.getsockname()[1]
+        return self._port
 
     @property
     def url(self) -> str:

@@ -128,7 +128,10 @@ def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *,
             losses.append(float(loss.detach()))
             bar.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
     if adapter_dir is not None:
-        peft_model.save_pretrained(str(adapter_dir))
+        from steerlab.paths import atomic_dir
+
+        with atomic_dir(adapter_dir) as tmp:
+            peft_model.save_pretrained(str(tmp))
     merged = peft_model.merge_and_unload()
     merged.eval()
     for p in merged.parameters():

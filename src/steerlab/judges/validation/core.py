@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from steerlab.paths import write_text
 from steerlab.errors import SteerlabError
 from steerlab.judges.types import Grade, GradeRequest
 
@@ -63,9 +64,7 @@ def write_set(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as UTF-8 JSONL, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
 
 
@@ -73,9 +72,7 @@ def write_json(data: Any, path: str | Path) -> Path:
     """Write a JSON report as UTF-8, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
     return path
 
 
