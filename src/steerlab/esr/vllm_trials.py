@@ -30,19 +30,28 @@ class VllmTrialRunner:
         """The engine, started on first use (a resumed run with nothing left to generate never starts one)."""
         if self._backend is None:
             dtype = str(self.model.dtype).removeprefix("torch.")
-            self._backend = VllmBackend(str(self.model.hf.name_or_path), dtype=dtype, max_num_seqs=max(1, self.cfg.batch_size),
-                                        **self.engine)
+            self._backend = VllmBackend(
+                str(self.model.hf.name_or_path), dtype=dtype, max_num_seqs=max(1, self.cfg.batch_size), **self.engine
+            )
         return self._backend
 
-    def generate(self, trials: Sequence[Trial], ablation_sae: Sae, max_new_tokens: int | None = None) -> list[tuple[list[int], str, str]]:
-        """(token ids, text, finish reason) per trial, in batches of cfg.batch_size (max_new_tokens: default the trials')."""
+    def generate(
+        self, trials: Sequence[Trial], ablation_sae: Sae, max_new_tokens: int | None = None
+    ) -> list[tuple[list[int], str, str]]:
+        """(token ids, text, finish reason) per trial, in batches of cfg.batch_size (max_new_tokens: default cfg's)."""
         cfg, out = self.cfg, []
         for start in range(0, len(trials), max(1, cfg.batch_size)):
             part = list(trials[start : start + max(1, cfg.batch_size)])
             ivs = batch_interventions(part, self.sae, cfg.steer_layer, ablation_sae)
-            out += self.backend.generate([self.model.encode(t.prompt) for t in part], ivs, max_new_tokens=max_new_tokens or cfg.max_new_tokens,
-                                         temperature=cfg.temperature, repetition_penalty=cfg.repetition_penalty,
-                                         seeds=[t.seed for t in part], stop_token_ids=self.model.stop_token_ids)
+            out += self.backend.generate(
+                [self.model.encode(t.prompt) for t in part],
+                ivs,
+                max_new_tokens=max_new_tokens or cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                repetition_penalty=cfg.repetition_penalty,
+                seeds=[t.seed for t in part],
+                stop_token_ids=self.model.stop_token_ids,
+            )
         return out
 
     def calibration_texts(self, trials: Sequence[Trial]) -> list[str]:
@@ -55,5 +64,7 @@ class VllmTrialRunner:
         cfg = self.cfg
         layer = cfg.steer_layer if cfg.steer_layer is not None else self.sae.layer
         ablation_sae = sae_at_layer(self.sae, layer if cfg.ablation_layer == "steering" else None)
-        return [(t.key, text, ids, reason, {"finish": reason, "backend": "vllm"})
-                for t, (ids, text, reason) in zip(trials, self.generate(trials, ablation_sae))]
+        return [
+            (t.key, text, ids, reason, {"finish": reason, "backend": "vllm"})
+            for t, (ids, text, reason) in zip(trials, self.generate(trials, ablation_sae))
+        ]

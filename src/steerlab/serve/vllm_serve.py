@@ -32,8 +32,9 @@ class VllmServeBackend:
         self._counter = dataclasses.replace(model, tokenizer=copy.deepcopy(model.tokenizer))
         self._count_lock = threading.Lock()
         dtype = str(model.dtype).removeprefix("torch.")
-        self.engine = backend or VllmBackend(str(model.hf.name_or_path), dtype=dtype,
-                                             max_model_len=min(self.context_length, 8192), **engine)
+        self.engine = backend or VllmBackend(
+            str(model.hf.name_or_path), dtype=dtype, max_model_len=min(self.context_length, 8192), **engine
+        )
 
     @property
     def has_chat_template(self) -> bool:
@@ -53,9 +54,17 @@ class VllmServeBackend:
     def generate(self, requests: Sequence[GenRequest], on_text: TextCallback | None = None) -> list[GenResult]:
         p = requests[0].params
         ids = [self.model.encode(r.prompt, chat=p.chat) for r in requests]
-        outs = self.engine.generate(ids, [list(r.interventions) for r in requests], max_new_tokens=p.max_tokens,
-                                    temperature=p.temperature, top_p=p.top_p, repetition_penalty=p.repetition_penalty,
-                                    seeds=[r.seed for r in requests], stop_token_ids=self.model.stop_token_ids, stop=p.stop)
+        outs = self.engine.generate(
+            ids,
+            [list(r.interventions) for r in requests],
+            max_new_tokens=p.max_tokens,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            repetition_penalty=p.repetition_penalty,
+            seeds=[r.seed for r in requests],
+            stop_token_ids=self.model.stop_token_ids,
+            stop=p.stop,
+        )
         results = []
         for i, (tokens, text, reason) in enumerate(outs):
             if on_text is not None and text:
