@@ -64,7 +64,7 @@ RECIPES: dict[str, DefaultRecipe] = {
     "smollm2-135m-instruct": DefaultRecipe(
         corpus=CorpusRecipe(),
         train=TrainConfig(
-            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 1000, batch_size=256,
+            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 500, batch_size=256, dead_after_tokens=51_200,
             lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=32_768, reuse=5.0, context_len=128,
             checkpoint_every=100, seed=0, held_out=0.02,
         ),
