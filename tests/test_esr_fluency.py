@@ -219,7 +219,7 @@ def test_rebuild_pipeline_on_a_tiny_model(tmp_path, monkeypatch):
 
     docs = steerlab.data.Corpus("docs", [f"Document number {i} talks about topic {i % 7} in plain words." * 3 for i in range(200)])
     monkeypatch.setattr(steerlab.data, "default_corpus", lambda: docs)
-    sae = default_mod.build_default(name, progress=False, eval_tokens=256, ce_tokens=64)
+    sae = default_mod.build_default(name, progress=False, eval_tokens=256, ce_tokens=64, inspect_tokens=500)
     folder = default_mod.rebuilt_dir(name)
     rec = json.loads((folder / "recipe.json").read_text())
     assert rec["corpus"]["train_answers"] == 12 and rec["corpus"]["eval_answers"] == 6  # greedy + sampled; 4 greedy + 2 sampled

@@ -36,7 +36,7 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "n_latents": (int, 8, "Latents to sample when --latents is not given."),
     "spare_latents": (int, 0, "Extra latents selected and calibrated, so that ones that break the text (not fluent) can be dropped."),
     "max_degenerate": (float, 0.25, "Drop a latent when more than this share of its answers at the threshold is degenerate (loops, number runs, non-words)."),
-    "min_coherence": (float, 0.1, "Concept evidence: a latent's top contexts must agree in meaning (embedder cosine above chance) by this much."),
+    "min_coherence": (float, 0.2, "Concept evidence: a latent's top contexts must agree in meaning (embedder cosine above chance) by this much."),
     "prompts_per_latent": (int, 4, "Prompts per latent (drawn without replacement)."),
     "seeds_per_prompt": (int, 1, "Seeds per (latent, prompt)."),
     "max_new_tokens": (int, 96, "Tokens per response (calibration uses the same)."),

@@ -47,7 +47,7 @@ class EsrConfig:
     latents: tuple[int, ...] = ()  # explicit latents; empty = sample n_latents
     n_latents: int = 8
     min_concreteness: float = 65.0
-    min_coherence: float = 0.1  # concept evidence: top contexts' embedding agreement above chance (when the SAE has it)
+    min_coherence: float = 0.2  # concept evidence: top contexts' embedding agreement above chance (when the SAE has it)
     spare_latents: int = 0  # extra latents selected and calibrated, so that non-fluent ones can be dropped
     max_degenerate: float = 0.25  # a latent whose final calibration check has a larger share of degenerate answers is dropped
     prompts_per_latent: int = 4

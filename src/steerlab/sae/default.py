@@ -64,7 +64,7 @@ RECIPES: dict[str, DefaultRecipe] = {
     "smollm2-135m-instruct": DefaultRecipe(
         corpus=CorpusRecipe(),
         train=TrainConfig(
-            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 1000, batch_size=256,
+            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 500, batch_size=256, dead_after_tokens=51_200,
             lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=32_768, reuse=5.0, context_len=128,
             checkpoint_every=100, seed=0, held_out=0.02,
         ),
@@ -184,18 +184,19 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
     }
 
 
-def evaluate_default(model, sae: Sae, chat_eval: list, docs_eval: list, *, n_tokens: int = 16_384, ce_tokens: int = 4_096) -> dict:
-    """FVU / L0 / dead / CE recovered on held-out chat answers and on held-out documentation."""
+def evaluate_default(model, sae: Sae, chat_eval: list, docs_eval: list, *, chat_tokens: int = 4_096, chat_ce: int = 1_024,
+                     doc_tokens: int = 2_048, doc_ce: int = 512) -> dict:
+    """FVU / L0 / dead / CE recovered on held-out chat answers and on held-out documentation (sized for a CPU)."""
     from steerlab.sae.evaluate import evaluate_sae
 
     return {
-        "chat_answers": evaluate_sae(model, sae, chat_eval, n_tokens=n_tokens, ce_tokens=ce_tokens).to_dict(),
-        "documentation": evaluate_sae(model, sae, docs_eval, n_tokens=n_tokens, ce_tokens=ce_tokens).to_dict(),
+        "chat_answers": evaluate_sae(model, sae, chat_eval, n_tokens=chat_tokens, ce_tokens=chat_ce).to_dict(),
+        "documentation": evaluate_sae(model, sae, docs_eval, n_tokens=doc_tokens, ce_tokens=doc_ce).to_dict(),
     }
 
 
 def build_default(model_name: str, *, seed: int = 0, out: Path | None = None, progress: bool = True,
-                  eval_tokens: int = 16_384, ce_tokens: int = 4_096) -> Sae:
+                  eval_tokens: int = 4_096, ce_tokens: int = 1_024, inspect_tokens: int = 4_000) -> Sae:
     """Rebuild the default SAE from its recipe: answers, corpus mix, training, evaluation, labels (resumable)."""
     from steerlab.models.loading import load
     from steerlab.sae.inspect import inspect_sae
@@ -206,11 +207,12 @@ def build_default(model_name: str, *, seed: int = 0, out: Path | None = None, pr
     model = load(model_name)
     corpora = build_corpora(model, model_name, r.corpus, progress=progress)
     result = train_sae(model, corpora["train"], r.train, folder, resume=True, progress=progress)
-    ev = evaluate_default(model, result.sae, corpora["chat_eval"], corpora["docs_eval"], n_tokens=eval_tokens, ce_tokens=ce_tokens)
+    ev = evaluate_default(model, result.sae, corpora["chat_eval"], corpora["docs_eval"], chat_tokens=eval_tokens, chat_ce=ce_tokens,
+                          doc_tokens=eval_tokens // 2, doc_ce=ce_tokens // 2)
     write_json(folder / "eval.json", ev)
     write_json(folder / "recipe.json", {"model": model_name, "recipe": r.to_dict(), "key": r.key(), "corpus": corpora["record"],
                                          "rebuild": f"steerlab sae default {model_name} --rebuild --seed {seed}"})
-    reports = inspect_sae(model, result.sae, corpora["chat_eval"] + corpora["docs_eval"], folder / "inspect", n_tokens=20_000)
+    reports = inspect_sae(model, result.sae, corpora["chat_eval"] + corpora["docs_eval"], folder / "inspect", n_tokens=inspect_tokens)
     write_concepts(reports, folder / "inspect" / "contexts.json")
     return load_sae(folder / "sae")
 
