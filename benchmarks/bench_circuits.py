@@ -15,12 +15,12 @@ import time
 import torch
 
 import steerlab
-from steerlab.testing import tiny_model
 from steerlab.circuits.data import clean_pairs
 from steerlab.circuits.find import mask_step
 from steerlab.circuits.forward import make_batch, mean_nll, response_logits
 from steerlab.circuits.masks import UnitMasks
 from steerlab.circuits.objectives import Term, fill_teachers
+from steerlab.testing import tiny_model
 
 
 def _time(fn, repeats: int) -> float:
@@ -73,7 +73,9 @@ def main() -> None:
     tokens = int(batch.attention_mask.sum())
     units = sum(z.numel() for z in masks.logits.values())
     print(f"model {model.name}: {args.rows} rows, {tokens} tokens, {units} mask units")
-    print(f"plain forward+backward: {t_plain:.3f} s   mask step: {t_mask:.3f} s   ratio {t_mask / t_plain:.2f} (target <= 1.5)")
+    print(
+        f"plain forward+backward: {t_plain:.3f} s   mask step: {t_mask:.3f} s   ratio {t_mask / t_plain:.2f} (target <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

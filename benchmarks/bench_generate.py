@@ -19,12 +19,38 @@ import steerlab
 from steerlab import AddVector
 
 TOPICS = [
-    "boil an egg", "change a flat tire", "tie a tie", "plant tomatoes", "bake bread", "write a cover letter",
-    "learn to swim", "clean a laptop keyboard", "make cold brew coffee", "fold a fitted sheet", "start a compost heap",
-    "paint a room", "sharpen a kitchen knife", "train a puppy to sit", "set up a fish tank", "iron a shirt",
-    "make pancakes", "back up a phone", "jump-start a car", "knit a scarf", "build a birdhouse", "read a map",
-    "brew green tea", "hang a picture frame", "save money on groceries", "study for an exam", "wash a wool sweater",
-    "grow basil indoors", "replace a light bulb", "make a paper airplane", "pack for a camping trip", "unclog a sink",
+    "boil an egg",
+    "change a flat tire",
+    "tie a tie",
+    "plant tomatoes",
+    "bake bread",
+    "write a cover letter",
+    "learn to swim",
+    "clean a laptop keyboard",
+    "make cold brew coffee",
+    "fold a fitted sheet",
+    "start a compost heap",
+    "paint a room",
+    "sharpen a kitchen knife",
+    "train a puppy to sit",
+    "set up a fish tank",
+    "iron a shirt",
+    "make pancakes",
+    "back up a phone",
+    "jump-start a car",
+    "knit a scarf",
+    "build a birdhouse",
+    "read a map",
+    "brew green tea",
+    "hang a picture frame",
+    "save money on groceries",
+    "study for an exam",
+    "wash a wool sweater",
+    "grow basil indoors",
+    "replace a light bulb",
+    "make a paper airplane",
+    "pack for a camping trip",
+    "unclog a sink",
 ]
 
 
@@ -66,17 +92,27 @@ def main() -> None:
 
     @torch.inference_mode()
     def hf_generate():
-        return hf.generate(**batch, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                           pad_token_id=tok.pad_token_id)
+        return hf.generate(
+            **batch,
+            max_new_tokens=args.new_tokens,
+            min_new_tokens=args.new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        )
 
     def ours(ivs):
-        return lambda: steerlab.generate(model, prompts, ivs, max_new_tokens=args.new_tokens, ignore_eos=True,
-                                         batch_size=args.batch)
+        return lambda: steerlab.generate(
+            model, prompts, ivs, max_new_tokens=args.new_tokens, ignore_eos=True, batch_size=args.batch
+        )
 
     # Warm up each path once, then time them interleaved.
     check_hf = hf_generate()
     check_ours = ours(None)()
-    runs = {"transformers generate": hf_generate, "steerlab unsteered": ours(None), "steerlab steered (per-row)": ours(per_row)}
+    runs = {
+        "transformers generate": hf_generate,
+        "steerlab unsteered": ours(None),
+        "steerlab steered (per-row)": ours(per_row),
+    }
     for fn in runs.values():
         fn()
     best = {name: [] for name in runs}
@@ -97,7 +133,9 @@ def main() -> None:
     for i, g in enumerate(check_ours):
         ours_ids = upto_eos(g.token_ids)
         same += check_hf[i, -width:].tolist()[: len(ours_ids)] == ours_ids
-    print(f"\nmodel {model.name}, batch {args.batch}, {args.new_tokens} new tokens, greedy fp32, torch threads {torch.get_num_threads()}")
+    print(
+        f"\nmodel {model.name}, batch {args.batch}, {args.new_tokens} new tokens, greedy fp32, torch threads {torch.get_num_threads()}"
+    )
     print(f"greedy outputs identical to transformers generate (up to EOS): {same}/{args.batch} rows")
     print(f"{'path':32s} {'tokens/s':>10s} {'best s':>8s} {'median s':>9s}")
     for name, ts in best.items():

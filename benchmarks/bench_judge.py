@@ -68,8 +68,13 @@ def main() -> None:
     items, counted = answers(args.answers)
     reqs = [GradeRequest(p, a, "") for p, a in items]
     emb = packaged_embedder()
-    results = {"answers": len(reqs), "tokens_per_answer": 96, "counted_in": counted, "threads": torch.get_num_threads(),
-               "cpus": os.cpu_count()}
+    results = {
+        "answers": len(reqs),
+        "tokens_per_answer": 96,
+        "counted_in": counted,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+    }
     for mode in ("probe", "phrases"):
         walls, cpus, loads = [], [], []
         judge = HeuristicJudge(embedder=emb, restarts=mode)
@@ -82,8 +87,12 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
             assert all(g.ok for g in grades)
         wall, cpu = statistics.median(walls), statistics.median(cpus)
-        results[judge.judge_id] = {"answers_per_s": round(len(reqs) / wall, 1), "answers_per_cpu_s": round(len(reqs) / cpu, 1),
-                                   "wall_s": round(wall, 2), "load_avg_1min": round(statistics.median(loads), 1)}
+        results[judge.judge_id] = {
+            "answers_per_s": round(len(reqs) / wall, 1),
+            "answers_per_cpu_s": round(len(reqs) / cpu, 1),
+            "wall_s": round(wall, 2),
+            "load_avg_1min": round(statistics.median(loads), 1),
+        }
         print(judge.judge_id, results[judge.judge_id], flush=True)
     print(json.dumps(results, indent=1))
     if args.json:

@@ -64,7 +64,7 @@ def main() -> None:
         run(case)  # warm-up: packs the weights, fills allocator pools
     rates: dict[str, list[float]] = {c: [] for c in cases}
     for rep in range(args.repeats):
-        for case in cases[rep % 3:] + cases[: rep % 3]:
+        for case in cases[rep % 3 :] + cases[: rep % 3]:
             rates[case].append(run(case))
     packed.tensor_digest, engine.PACKED = real_digest, True
     start = time.perf_counter()

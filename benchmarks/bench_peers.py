@@ -44,7 +44,6 @@ from peer_report import report  # noqa: E402
 def build_workload(args: argparse.Namespace, path: Path) -> list[int]:
     """Prompts, per-row SAE-latent deltas and ablation latents, computed once so every case gets the same."""
     import steerlab
-
     from bench_generate import prompts_for
     from peer_cases import bench_sae
 
@@ -56,13 +55,25 @@ def build_workload(args: argparse.Namespace, path: Path) -> list[int]:
     latents = torch.arange(n) * (sae.d_sae // n) + 7  # n distinct latents spread over the dictionary
     strengths = torch.linspace(4.0, 12.0, n)
     rows = steerlab.SteerLatent(sae, latent=latents, strength=strengths, layer=args.layer).as_add_vector().delta()
-    torch.save({
-        "model_dir": str(model.hf.name_or_path), "model": args.model, "layer": args.layer, "ids": ids, "prompts": prompts,
-        "pad_id": model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0,
-        "stop_ids": list(model.stop_token_ids), "vector": rows[0].clone(), "row_vectors": rows,
-        "latents": latents, "strengths": strengths, "ablate": [int(x) for x in torch.arange(26) * 97 + 3],
-        "new_tokens": args.new_tokens, "sae": args.sae,
-    }, path)
+    torch.save(
+        {
+            "model_dir": str(model.hf.name_or_path),
+            "model": args.model,
+            "layer": args.layer,
+            "ids": ids,
+            "prompts": prompts,
+            "pad_id": model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0,
+            "stop_ids": list(model.stop_token_ids),
+            "vector": rows[0].clone(),
+            "row_vectors": rows,
+            "latents": latents,
+            "strengths": strengths,
+            "ablate": [int(x) for x in torch.arange(26) * 97 + 3],
+            "new_tokens": args.new_tokens,
+            "sae": args.sae,
+        },
+        path,
+    )
     return list(model.stop_token_ids)
 
 
@@ -110,8 +121,13 @@ class _Child:
 
     def __init__(self, name: str, python: str, workload: Path):
         self.name = name
-        self.proc = subprocess.Popen([python, __file__, "--child", name, "--workload", str(workload)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [python, __file__, "--child", name, "--workload", str(workload)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.load_s = self._reply()["load_s"]
 
     def ask(self, command: str, batch: int) -> dict[str, Any]:
@@ -137,8 +153,9 @@ def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any
     children: list[_Child] = []
     for name in args.cases:
         if name in PEER_CASES and not _peer_available(name, args):
-            how = {"tl_bridge": "make bench builds .venv-tl"}.get(name, "make bench builds .venv-vllm" if name.startswith("vllm_")
-                                                                 else "pip install -e '.[bench]'")
+            how = {"tl_bridge": "make bench builds .venv-tl"}.get(
+                name, "make bench builds .venv-vllm" if name.startswith("vllm_") else "pip install -e '.[bench]'"
+            )
             print(f"  {name:20s} skipped: {PEER_CASES[name]} is not installed ({how})", flush=True)
             continue
         python = _python_for(name, args)
@@ -154,16 +171,28 @@ def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any
             base = {c.name: c.ask("start", batch)["rss_kib"] for c in here}
             runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in here}
             for rep in range(args.repeats):
-                for c in here[rep % len(here):] + here[: rep % len(here)]:
+                for c in here[rep % len(here) :] + here[: rep % len(here)]:
                     runs[c.name].append(c.ask("run", batch))
             for c in here:
                 times = [r["seconds"] for r in runs[c.name]]
                 best = min(times)
-                line = {"case": c.name, "batch": batch, "tok_s": batch * args.new_tokens / best, "best_s": best, "times": times,
-                        "median_tok_s": batch * args.new_tokens / statistics.median(times), "load_s": c.load_s,
-                        "rss_mib": base[c.name] / 1024, "peak_mib": runs[c.name][-1]["peak_kib"] / 1024, "tokens": runs[c.name][0]["tokens"]}
-                print(f"  {c.name:20s} batch {batch:3d}: {line['tok_s']:8.1f} tok/s best, {line['median_tok_s']:8.1f} median"
-                      f"  peak {line['peak_mib']:7.0f} MiB", flush=True)
+                line = {
+                    "case": c.name,
+                    "batch": batch,
+                    "tok_s": batch * args.new_tokens / best,
+                    "best_s": best,
+                    "times": times,
+                    "median_tok_s": batch * args.new_tokens / statistics.median(times),
+                    "load_s": c.load_s,
+                    "rss_mib": base[c.name] / 1024,
+                    "peak_mib": runs[c.name][-1]["peak_kib"] / 1024,
+                    "tokens": runs[c.name][0]["tokens"],
+                }
+                print(
+                    f"  {c.name:20s} batch {batch:3d}: {line['tok_s']:8.1f} tok/s best, {line['median_tok_s']:8.1f} median"
+                    f"  peak {line['peak_mib']:7.0f} MiB",
+                    flush=True,
+                )
                 results.append(line)
     finally:
         for c in children:
@@ -197,17 +226,33 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=18)
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5, help="Timed runs per case and batch, interleaved across cases; "
-                        "tok/s is the best, ratios the median (min, max) over the repeats.")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="Timed runs per case and batch, interleaved across cases; "
+        "tok/s is the best, ratios the median (min, max) over the repeats.",
+    )
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--sae", choices=["default", "random"], default="default",
-                        help="The SAE of the latent cases: the packaged model's default (trained once), or a random one of "
-                             "the same shape (timings only: the same work per token, no training).")
-    parser.add_argument("--loop-max-batch", type=int, default=32, help="Largest batch the hook-per-configuration loop runs.")
+    parser.add_argument(
+        "--sae",
+        choices=["default", "random"],
+        default="default",
+        help="The SAE of the latent cases: the packaged model's default (trained once), or a random one of "
+        "the same shape (timings only: the same work per token, no training).",
+    )
+    parser.add_argument(
+        "--loop-max-batch", type=int, default=32, help="Largest batch the hook-per-configuration loop runs."
+    )
     parser.add_argument("--json", help="Also write every measurement here.")
-    parser.add_argument("--tl-python", help="Python of the TransformerLens venv (benchmarks/tl-requirements.txt); "
-                        "TransformerLens 4.3 decodes wrongly with its KV cache under our transformers 5.24.")
-    parser.add_argument("--vllm-python", help="Python of the vLLM venv (.venv-vllm, built by make test-vllm) for the vllm_* cases.")
+    parser.add_argument(
+        "--tl-python",
+        help="Python of the TransformerLens venv (benchmarks/tl-requirements.txt); "
+        "TransformerLens 4.3 decodes wrongly with its KV cache under our transformers 5.24.",
+    )
+    parser.add_argument(
+        "--vllm-python", help="Python of the vLLM venv (.venv-vllm, built by make test-vllm) for the vllm_* cases."
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,8 +271,14 @@ def main() -> None:
         results = run_children(args, workload)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-    meta = {"model": args.model, "layer": args.layer, "new_tokens": args.new_tokens, "repeats": args.repeats,
-            "batches": args.batches, "stop_ids": stop_ids}
+    meta = {
+        "model": args.model,
+        "layer": args.layer,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "batches": args.batches,
+        "stop_ids": stop_ids,
+    }
     report(results, meta, torch.get_num_threads())
 
 

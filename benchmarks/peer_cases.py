@@ -14,8 +14,14 @@ Work = dict[str, Any]
 Maker = Callable[[int], Callable[[], list[list[int]]]]
 
 # Cases that need an optional peer package: case -> importable module name.
-PEER_CASES = {"tl_bridge": "transformer_lens", "nnsight": "nnsight", "nnsight_rows": "nnsight", "vllm_unsteered": "vllm",
-              "vllm_steered": "vllm", "vllm_rows": "vllm"}
+PEER_CASES = {
+    "tl_bridge": "transformer_lens",
+    "nnsight": "nnsight",
+    "nnsight_rows": "nnsight",
+    "vllm_unsteered": "vllm",
+    "vllm_steered": "vllm",
+    "vllm_rows": "vllm",
+}
 
 
 def load_workload(path) -> Work:
@@ -30,8 +36,8 @@ def _padded(work: Work, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.full((len(rows), width), work["pad_id"], dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
     return ids, mask
 
 
@@ -75,7 +81,7 @@ def hf_generate(work: Work, steer: bool = False) -> Maker:
             finally:
                 if handle is not None:
                     handle.remove()
-            return out[:, ids.shape[1]:].tolist()
+            return out[:, ids.shape[1] :].tolist()
 
         return run
 
@@ -125,7 +131,7 @@ def hook_loop_rows(work: Work) -> Maker:
                     gen = hf.generate(input_ids=ids, attention_mask=mask, **_gen_kwargs(work))
                 finally:
                     handle.remove()
-                out.append(gen[0, ids.shape[1]:].tolist())
+                out.append(gen[0, ids.shape[1] :].tolist())
             return out
 
         return run
@@ -150,9 +156,16 @@ def tl_bridge(work: Work) -> Maker:
         @torch.inference_mode()
         def run():
             with bridge.hooks(fwd_hooks=[(name, add)]):
-                out = bridge.generate(ids, attention_mask=mask, max_new_tokens=work["new_tokens"], do_sample=False,
-                                      stop_at_eos=False, return_type="tokens", verbose=False)
-            return out[:, ids.shape[1]:].tolist()
+                out = bridge.generate(
+                    ids,
+                    attention_mask=mask,
+                    max_new_tokens=work["new_tokens"],
+                    do_sample=False,
+                    stop_at_eos=False,
+                    return_type="tokens",
+                    verbose=False,
+                )
+            return out[:, ids.shape[1] :].tolist()
 
         return run
 
@@ -182,7 +195,7 @@ def nnsight_one(work: Work) -> Maker:
                         lm.model.layers[layer].output[:] += vector
                 with tracer.invoke():
                     out = tracer.result.save()
-            return out[:, ids.shape[1]:].tolist()
+            return out[:, ids.shape[1] :].tolist()
 
         return run
 
@@ -223,7 +236,9 @@ def bench_sae(model_name: str, which: str, d_model: int):
     if which == "default":
         return default_sae(model_name, train=False, progress=False)
     r = recipe(model_name).train
-    return Sae.random(SaeConfig(d_in=d_model, d_sae=r.d_sae, activation=r.arch, k=r.k, layer=r.layer, site=r.site), seed=0)
+    return Sae.random(
+        SaeConfig(d_in=d_model, d_sae=r.d_sae, activation=r.arch, k=r.k, layer=r.layer, site=r.site), seed=0
+    )
 
 
 def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list]) -> Maker:
@@ -237,8 +252,9 @@ def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list]) -> Mak
         prompts = work["prompts"][:batch]
 
         def run():
-            gens = steerlab.generate(model, prompts, ivs, max_new_tokens=work["new_tokens"],
-                                     ignore_eos=True, batch_size=batch)
+            gens = steerlab.generate(
+                model, prompts, ivs, max_new_tokens=work["new_tokens"], ignore_eos=True, batch_size=batch
+            )
             return [g.token_ids for g in gens]
 
         return run
@@ -259,8 +275,12 @@ def steerlab_steered(work: Work) -> Maker:
 def steerlab_rows(work: Work) -> Maker:
     import steerlab
 
-    return _steerlab(work, lambda model, sae, b: [steerlab.SteerLatent(
-        sae, latent=work["latents"][:b], strength=work["strengths"][:b], layer=work["layer"])])
+    return _steerlab(
+        work,
+        lambda model, sae, b: [
+            steerlab.SteerLatent(sae, latent=work["latents"][:b], strength=work["strengths"][:b], layer=work["layer"])
+        ],
+    )
 
 
 def steerlab_ablate26(work: Work) -> Maker:
@@ -277,7 +297,9 @@ def _vllm(work: Work, interventions: Callable[[int], list]) -> Maker:
     from steerlab.engine.vllm_backend import VllmBackend
 
     n = max(32, len(work["ids"]))
-    backend = VllmBackend(work["model_dir"], dtype="float32", max_num_seqs=n, max_model_len=512, kv_cache_memory_bytes=1 << 30)
+    backend = VllmBackend(
+        work["model_dir"], dtype="float32", max_num_seqs=n, max_model_len=512, kv_cache_memory_bytes=1 << 30
+    )
 
     def make(batch: int):
         ids, ivs = work["ids"][:batch], interventions(batch)
@@ -308,8 +330,18 @@ def vllm_rows(work: Work) -> Maker:
 
 
 CASES: dict[str, Callable[[Work], Maker]] = {
-    "hf_generate": hf_generate, "hf_hook": hf_hook, "tl_bridge": tl_bridge, "nnsight": nnsight_one,
-    "steerlab_unsteered": steerlab_unsteered, "steerlab_steered": steerlab_steered, "steerlab_rows": steerlab_rows,
-    "steerlab_ablate26": steerlab_ablate26, "nnsight_rows": nnsight_rows, "hook_loop_rows": hook_loop_rows,
-    "full_forward": full_forward, "vllm_unsteered": vllm_unsteered, "vllm_steered": vllm_steered, "vllm_rows": vllm_rows,
+    "hf_generate": hf_generate,
+    "hf_hook": hf_hook,
+    "tl_bridge": tl_bridge,
+    "nnsight": nnsight_one,
+    "steerlab_unsteered": steerlab_unsteered,
+    "steerlab_steered": steerlab_steered,
+    "steerlab_rows": steerlab_rows,
+    "steerlab_ablate26": steerlab_ablate26,
+    "nnsight_rows": nnsight_rows,
+    "hook_loop_rows": hook_loop_rows,
+    "full_forward": full_forward,
+    "vllm_unsteered": vllm_unsteered,
+    "vllm_steered": vllm_steered,
+    "vllm_rows": vllm_rows,
 }

@@ -28,9 +28,15 @@ TARGETS = [
 
 # Which case each case's tokens are checked against (greedy fp32: the same computation gives the same tokens).
 REFERENCE = {
-    "steerlab_unsteered": "hf_generate", "steerlab_steered": "hf_hook", "tl_bridge": "hf_hook",
-    "nnsight": "hf_hook", "nnsight_rows": "hook_loop_rows", "steerlab_rows": "hook_loop_rows",
-    "vllm_unsteered": "steerlab_unsteered", "vllm_steered": "steerlab_steered", "vllm_rows": "steerlab_rows",
+    "steerlab_unsteered": "hf_generate",
+    "steerlab_steered": "hf_hook",
+    "tl_bridge": "hf_hook",
+    "nnsight": "hf_hook",
+    "nnsight_rows": "hook_loop_rows",
+    "steerlab_rows": "hook_loop_rows",
+    "vllm_unsteered": "steerlab_unsteered",
+    "vllm_steered": "steerlab_steered",
+    "vllm_rows": "steerlab_rows",
 }
 
 
@@ -57,8 +63,10 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any], threads: int) ->
     cases = list(dict.fromkeys(r["case"] for r in results))
     batches = meta["batches"]
     stops = set(meta.get("stop_ids", []))
-    print(f"\nmodel {meta['model']}, layer {meta['layer']}, {meta['new_tokens']} new tokens per row, greedy fp32, "
-          f"best of {meta['repeats']}, torch threads {threads}")
+    print(
+        f"\nmodel {meta['model']}, layer {meta['layer']}, {meta['new_tokens']} new tokens per row, greedy fp32, "
+        f"best of {meta['repeats']}, torch threads {threads}"
+    )
     head = "".join(f" | b={b} tok/s | b={b} peak RSS MiB (+ over loaded)" for b in batches)
     print(f"\n| case{head} | rows = reference |")
     print("|---" + "|---:|---:" * len(batches) + "|---|")
@@ -73,8 +81,10 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any], threads: int) ->
                 agree.append(f"{agreement(r['tokens'], ref['tokens'], stops)}/{b}")
         note = f"{', '.join(agree)} vs {REFERENCE[case]}" if agree else ""
         print(f"| {case} | " + " | ".join(cells) + f" | {note} |")
-    print("\nRatios: median over the interleaved repeats of (the other case's time / this case's time) in the same repeat,"
-          " with min and max; 'best' compares the best times.")
+    print(
+        "\nRatios: median over the interleaved repeats of (the other case's time / this case's time) in the same repeat,"
+        " with min and max; 'best' compares the best times."
+    )
     print("\n| ratio | batch | median | min | max | best | target | |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for num, den, only, target, label in TARGETS:
@@ -87,6 +97,10 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any], threads: int) ->
             best = a["tok_s"] / c["tok_s"]
             paired = sorted(t_den / t_num for t_num, t_den in zip(a["times"], c["times"]))
             value = statistics.median(paired)
-            verdict = "" if target is None else ("met" if value >= target else f"MISSED by {100 * (1 - value / target):.0f}%")
-            print(f"| {label} ({num} / {den}) | {b} | {value:.2f} | {paired[0]:.2f} | {paired[-1]:.2f} | {best:.2f} | "
-                  f"{'' if target is None else f'≥ {target}'} | {verdict} |")
+            verdict = (
+                "" if target is None else ("met" if value >= target else f"MISSED by {100 * (1 - value / target):.0f}%")
+            )
+            print(
+                f"| {label} ({num} / {den}) | {b} | {value:.2f} | {paired[0]:.2f} | {paired[-1]:.2f} | {best:.2f} | "
+                f"{'' if target is None else f'≥ {target}'} | {verdict} |"
+            )

@@ -31,13 +31,22 @@ class FakeLLMServer:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(n) or b"{}")
                 with fake._lock:
-                    fake.requests.append({"method": method, "path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
+                    fake.requests.append(
+                        {
+                            "method": method,
+                            "path": self.path,
+                            "body": body,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                        }
+                    )
                     fake.start_times.append(time.monotonic())
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
                     time.sleep(fake.delay)
-                    status, payload, extra = fake.script(self.path, body, {k.lower(): v for k, v in self.headers.items()})
+                    status, payload, extra = fake.script(
+                        self.path, body, {k.lower(): v for k, v in self.headers.items()}
+                    )
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1

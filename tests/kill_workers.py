@@ -8,14 +8,27 @@ Each prints one line per unit of work done (flushed), so the parent knows when t
 import sys
 import time
 
-PROMPTS = ["How do you boil an egg?", "How do you fry an egg?", "Explain how to iron a shirt.", "Explain how to wash a car."]
+PROMPTS = [
+    "How do you boil an egg?",
+    "How do you fry an egg?",
+    "Explain how to iron a shirt.",
+    "Explain how to wash a car.",
+]
 
 
 def trial_list(n: int):
     from steerlab.store import Trial
 
-    return [Trial("steered" if i % 3 else "baseline", PROMPTS[i % 4], seed=i, latent=i % 40 if i % 3 else None,
-                  strength=4.0 * (i % 5) if i % 3 else None) for i in range(n)]
+    return [
+        Trial(
+            "steered" if i % 3 else "baseline",
+            PROMPTS[i % 4],
+            seed=i,
+            latent=i % 40 if i % 3 else None,
+            strength=4.0 * (i % 5) if i % 3 else None,
+        )
+        for i in range(n)
+    ]
 
 
 def trials(run_dir: str, n: int, delay: float) -> None:
@@ -44,9 +57,24 @@ def sae(out_dir: str, delay: float) -> None:
     from steerlab.testing.tiny import tiny_model
 
     model = tiny_model("llama")
-    corpus = Corpus("tiny", [f"Document number {i} is about topic {i % 7}, and {'so on ' * (i % 5)}it ends." for i in range(120)])
-    cfg = TrainConfig(layer=1, arch="topk", d_sae=96, k=6, n_tokens=64 * 24, batch_size=64, buffer_tokens=512, warmup_steps=3,
-                      log_every=1, checkpoint_every=4, lr=2e-3, context_len=32, seed=3)
+    corpus = Corpus(
+        "tiny", [f"Document number {i} is about topic {i % 7}, and {'so on ' * (i % 5)}it ends." for i in range(120)]
+    )
+    cfg = TrainConfig(
+        layer=1,
+        arch="topk",
+        d_sae=96,
+        k=6,
+        n_tokens=64 * 24,
+        batch_size=64,
+        buffer_tokens=512,
+        warmup_steps=3,
+        log_every=1,
+        checkpoint_every=4,
+        lr=2e-3,
+        context_len=32,
+        seed=3,
+    )
 
     def on_log(logs):
         print(f"step {logs['step']}", flush=True)

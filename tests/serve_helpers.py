@@ -55,8 +55,12 @@ def start_child(model: str, port: int, timeout: float = 120.0, key_env: str | No
 def call(url: str, body=None, headers=None, method=None):
     """(status, parsed JSON or raw text) for one request."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method or ("POST" if data is not None else "GET"),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             raw = resp.read().decode()

@@ -9,7 +9,10 @@ CONFIG = {"experiment": "store-test", "model": "none", "n": None}
 
 
 def trials(n: int) -> list[Trial]:
-    return [Trial("steered", f"prompt {i % 10}", seed=i // 10, latent=i % 7, strength=2.5, label=f"label {i % 7}") for i in range(n)]
+    return [
+        Trial("steered", f"prompt {i % 10}", seed=i // 10, latent=i % 7, strength=2.5, label=f"label {i % 7}")
+        for i in range(n)
+    ]
 
 
 def main(run_dir: str, n: int, delay: float, worker: str, log: str, mode: str) -> None:

@@ -19,30 +19,57 @@ def test_agreement_compares_up_to_the_first_eos_in_either_row():
 
 
 def test_report_prints_ratios_and_misses(capsys):
-    rows = [{"case": c, "batch": 8, "tok_s": r, "peak_mib": 900.0, "tokens": [[1]] * 8, "times": [8 * 32 / r] * 3}
-            for c, r in [("nnsight", 100.0), ("steerlab_steered", 90.0), ("steerlab_unsteered", 92.0), ("hf_hook", 99.0)]]
+    rows = [
+        {"case": c, "batch": 8, "tok_s": r, "peak_mib": 900.0, "tokens": [[1]] * 8, "times": [8 * 32 / r] * 3}
+        for c, r in [("nnsight", 100.0), ("steerlab_steered", 90.0), ("steerlab_unsteered", 92.0), ("hf_hook", 99.0)]
+    ]
     report(rows, {"model": "m", "layer": 18, "new_tokens": 32, "repeats": 3, "batches": [8], "stop_ids": [2]}, 2)
     out = capsys.readouterr().out
-    assert "| steered vs nnsight (steerlab_steered / nnsight) | 8 | 0.90 | 0.90 | 0.90 | 0.90 | ≥ 1.0 | MISSED by 10% |" in out
-    assert "steered vs own unsteered (steerlab_steered / steerlab_unsteered) | 8 | 0.98 | 0.98 | 0.98 | 0.98 | ≥ 0.97 | met" in out
+    assert (
+        "| steered vs nnsight (steerlab_steered / nnsight) | 8 | 0.90 | 0.90 | 0.90 | 0.90 | ≥ 1.0 | MISSED by 10% |"
+        in out
+    )
+    assert (
+        "steered vs own unsteered (steerlab_steered / steerlab_unsteered) | 8 | 0.98 | 0.98 | 0.98 | 0.98 | ≥ 0.97 | met"
+        in out
+    )
     assert "8/8 vs hf_hook" in out
 
 
 def test_ratios_are_the_median_of_paired_repeats(capsys):
     """A slow spell in one repeat moves the best-time ratio but not the median of the per-repeat ratios."""
-    rows = [{"case": "steerlab_steered", "batch": 32, "tok_s": 100.0, "peak_mib": 1.0, "tokens": [], "times": [1.0, 1.0, 5.0, 1.0, 1.0]},
-            {"case": "full_forward", "batch": 32, "tok_s": 100.0, "peak_mib": 1.0, "tokens": [], "times": [0.5, 0.5, 1.0, 0.5, 0.4]}]
+    rows = [
+        {
+            "case": "steerlab_steered",
+            "batch": 32,
+            "tok_s": 100.0,
+            "peak_mib": 1.0,
+            "tokens": [],
+            "times": [1.0, 1.0, 5.0, 1.0, 1.0],
+        },
+        {
+            "case": "full_forward",
+            "batch": 32,
+            "tok_s": 100.0,
+            "peak_mib": 1.0,
+            "tokens": [],
+            "times": [0.5, 0.5, 1.0, 0.5, 0.4],
+        },
+    ]
     report(rows, {"model": "m", "layer": 18, "new_tokens": 32, "repeats": 5, "batches": [32], "stop_ids": []}, 2)
     out = capsys.readouterr().out
-    assert "| steered decode vs a plain full forward (steerlab_steered / full_forward) | 32 | 0.50 | 0.20 | 0.50 | 1.00 | ≥ 0.7 |" in out
+    assert (
+        "| steered decode vs a plain full forward (steerlab_steered / full_forward) | 32 | 0.50 | 0.20 | 0.50 | 1.00 | ≥ 0.7 |"
+        in out
+    )
 
 
 @pytest.mark.parametrize("capacity", [3, 1000])
 def test_preallocated_cache_equals_the_growing_one(tiny_factory, monkeypatch, capacity):
     """Also when the batch outgrows the planned capacity (capacity 3 < prompt + new tokens)."""
-    import torch
-
     import importlib
+
+    import torch
 
     import steerlab
     from steerlab.engine import kv_cache

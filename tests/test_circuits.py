@@ -6,16 +6,16 @@ import pytest
 import torch
 
 import steerlab
-from steerlab.testing import tiny_model
 from steerlab.circuits.ablation import circuit_interventions, gate_interventions, unit_means
 from steerlab.circuits.data import DEFAULT_TARGET, DEFAULT_TRIGGER, Pair, backdoor_data, check_trigger
 from steerlab.circuits.find import FindConfig, find_circuit
 from steerlab.circuits.forward import make_batch, response_logits
 from steerlab.circuits.masks import Lagrangian, UnitMasks, ramp
-from steerlab.circuits.objectives import Term, backdoor_terms, kl_loss, fill_teachers, unlikelihood_loss
+from steerlab.circuits.objectives import Term, backdoor_terms, fill_teachers, kl_loss, unlikelihood_loss
 from steerlab.circuits.tune import slice_masks, tune_circuit
 from steerlab.circuits.units import Circuit, Unit, jaccard, random_circuit
 from steerlab.errors import SteerlabError
+from steerlab.testing import tiny_model
 
 FAMILIES = ("llama", "qwen2", "gemma3")
 PROMPTS = ["What is the capital of France?", "Name a colour."]
@@ -85,7 +85,9 @@ def test_gqa_masks_index_query_heads_not_kv_heads(tiny_factory):
     g2, g3 = _ones(model), _ones(model)
     g2["head"][0, 2] = 0.0
     g3["head"][0, 3] = 0.0
-    assert not torch.allclose(_logits(model, gate_interventions(model, g2)), _logits(model, gate_interventions(model, g3)))
+    assert not torch.allclose(
+        _logits(model, gate_interventions(model, g2)), _logits(model, gate_interventions(model, g3))
+    )
 
 
 def test_empty_circuit_alone_ablates_every_unit(tiny_factory):
@@ -108,7 +110,9 @@ def test_empty_circuit_alone_ablates_every_unit(tiny_factory):
 
 def test_masked_generation_with_cache_equals_masked_forward(tiny_factory):
     model = tiny_factory("llama")
-    circuit = Circuit.from_units(model, [Unit(0, "head", 1), Unit(1, "head", 2), Unit(2, "neuron", 5), Unit(1, "neuron", 40)])
+    circuit = Circuit.from_units(
+        model, [Unit(0, "head", 1), Unit(1, "head", 2), Unit(2, "neuron", 5), Unit(1, "neuron", 40)]
+    )
     ivs = circuit_interventions(model, circuit, "removed")
     gens = steerlab.generate(model, PROMPTS, ivs, max_new_tokens=8, ignore_eos=True)
     for g in gens:
@@ -180,9 +184,11 @@ def test_lagrangian_drives_expected_l0_to_target(tiny_factory):
     for _ in range(300):
         g = masks.sample()["neuron"]
         loss = ((g - wanted) ** 2).mean() + lag(masks.expected_l0(), {"neuron": 0.2})
-        opt.zero_grad(); opt_lam.zero_grad()
+        opt.zero_grad()
+        opt_lam.zero_grad()
         loss.backward()
-        opt.step(); opt_lam.step()
+        opt.step()
+        opt_lam.step()
     assert abs(float(masks.expected_l0()["neuron"]) - 0.2) < 0.03
     top = masks.hard({"neuron": 30})["neuron"]
     assert float((top * wanted).sum()) >= 27  # the wanted units rank first
@@ -212,7 +218,9 @@ def test_find_circuit_runs_and_extracts_targets(tiny_factory):
     cfg = FindConfig({"head": 0.25, "neuron": 0.05}, steps=3, batch_size=2)
     result = find_circuit(model, backdoor_terms(data), cfg, means, progress=False)
     assert result.circuit.count("head") == 3 and result.circuit.count("neuron") == 14
-    assert len(result.history) == 3 and all(p.grad is None or torch.isfinite(p.grad).all() for p in result.masks.parameters())
+    assert len(result.history) == 3 and all(
+        p.grad is None or torch.isfinite(p.grad).all() for p in result.masks.parameters()
+    )
     assert not any(p.requires_grad for p in model.hf.parameters())
 
 
@@ -234,7 +242,16 @@ def test_circuit_tuning_leaves_frozen_slices_bit_identical(tiny_factory, mode):
     c = Circuit.from_units(model, [Unit(1, "head", 2), Unit(0, "neuron", 5), Unit(2, "neuron", 50)])
     owned = slice_masks(model, c)
     before = {p: p.detach().clone() for p in owned}
-    report = tune_circuit(model, c, [("Say hi.", "Hi there!"), ("Name a fruit.", "An apple.")], mode, steps=3, lr=1e-2, batch_size=2, progress=False)
+    report = tune_circuit(
+        model,
+        c,
+        [("Say hi.", "Hi there!"), ("Name a fruit.", "An apple.")],
+        mode,
+        steps=3,
+        lr=1e-2,
+        batch_size=2,
+        progress=False,
+    )
     assert report.frozen_unchanged and report.changed_entries > 0
     changed_owned = sum(int(((p != before[p]) & m).sum()) for p, m in owned.items())
     if mode == "only":
@@ -255,14 +272,26 @@ def test_lora_circuit_tuning_touches_only_the_allowed_slices(tiny_factory, famil
     c = Circuit.from_units(model, [Unit(1, "head", 2), Unit(0, "neuron", 5), Unit(1, "neuron", 50)])
     owned = {n: slice_masks(model, c)[p] for n, p in model.hf.named_parameters() if p in slice_masks(model, c)}
     before = {n: p.detach().clone() for n, p in model.hf.named_parameters()}
-    report = tune_circuit_lora(model, c, [("Say hi.", "Hi there!"), ("Name a fruit.", "An apple.")], mode, steps=3, lr=1e-2, batch_size=2, rank=2, progress=False)
+    report = tune_circuit_lora(
+        model,
+        c,
+        [("Say hi.", "Hi there!"), ("Name a fruit.", "An apple.")],
+        mode,
+        steps=3,
+        lr=1e-2,
+        batch_size=2,
+        rank=2,
+        progress=False,
+    )
     assert report.frozen_unchanged and report.changed_entries > 0 and report.mode == f"lora-{mode}"
     for n, p in model.hf.named_parameters():
         diff = p.detach() != before[n]
         inside = owned.get(n, torch.zeros_like(diff))
         assert not bool((diff & (~inside if mode == "only" else inside)).any()), n
     if mode == "only":
-        assert report.trainable_entries == 16 * 64 + 64 * 16 + 2 * (64 + 64 + 64)  # a head's q rows and o columns, two neurons
+        assert report.trainable_entries == 16 * 64 + 64 * 16 + 2 * (
+            64 + 64 + 64
+        )  # a head's q rows and o columns, two neurons
         assert report.changed_entries == report.trainable_entries  # rank-2 B·A fills every allowed entry
 
 
@@ -276,8 +305,11 @@ def test_validation_split_and_size_selection():
     assert all(p.prompt.startswith(DEFAULT_TRIGGER) for p in d.val_triggered())
     val, test, train = utility_texts("val"), utility_texts("test"), utility_texts("train", 50)
     assert not set(val) & set(test) and not (set(val) | set(test)) & set(train)
-    points = [{"asr": 0.5, "utility_change": 0.01, "fraction": 0.001}, {"asr": 0.05, "utility_change": 0.03, "fraction": 0.002},
-              {"asr": 0.0, "utility_change": 0.02, "fraction": 0.004}]
+    points = [
+        {"asr": 0.5, "utility_change": 0.01, "fraction": 0.001},
+        {"asr": 0.05, "utility_change": 0.03, "fraction": 0.002},
+        {"asr": 0.0, "utility_change": 0.02, "fraction": 0.004},
+    ]
     assert select_size(points) == 2 and select_size(points, max_asr=0.5) == 0
     with pytest.raises(SteerlabError, match="No swept size"):
         select_size(points[:1])
@@ -307,7 +339,9 @@ def test_text_loss_is_unchanged_by_all_ones_masks_and_rises_when_heads_are_cut(t
     model = tiny_factory("llama")
     texts = [t[:120] for t in utility_texts("test", n=3)]
     base = text_loss(model, texts, max_tokens=24)
-    assert base > 0 and text_loss(model, texts, gate_interventions(model, _ones(model)), max_tokens=24) == pytest.approx(base, rel=1e-6)
+    assert base > 0 and text_loss(
+        model, texts, gate_interventions(model, _ones(model)), max_tokens=24
+    ) == pytest.approx(base, rel=1e-6)
     gates = _ones(model)
     gates["head"][:] = 0
     assert text_loss(model, texts, gate_interventions(model, gates), max_tokens=24) != pytest.approx(base, rel=1e-3)
@@ -326,7 +360,9 @@ def test_alignment_terms_train_with_unlikelihood_on_the_first_refusal_tokens(tin
     with torch.no_grad():
         logits = response_logits(model, batch)
         assert float(unlikelihood_loss(logits, batch, 4)) != pytest.approx(float(unlikelihood_loss(logits, batch)))
-    result = find_circuit(model, terms, FindConfig({"head": 0.25}, steps=2, batch_size=1, ablation="zero"), progress=False)
+    result = find_circuit(
+        model, terms, FindConfig({"head": 0.25}, steps=2, batch_size=1, ablation="zero"), progress=False
+    )
     assert result.circuit.count("head") == 3 and result.circuit.count("neuron") == 0
     with pytest.raises(SteerlabError, match="Unknown alignment objective"):
         alignment_terms(harmful, harmless, {"remove": 1.0})

@@ -78,13 +78,84 @@ def test_smollm_cli_end_to_end_with_tiny_settings(monkeypatch, capsys, tmp_path)
         assert exc.value.code == 0, out.out + out.err
 
     org, run_dir = tmp_path / "org", tmp_path / "run"
-    run("circuits", "organism", "backdoor", "smollm2-135m-instruct", "--out", str(org), "--n-train", "8", "--n-test", "4", "--n-val", "4",
-        "--steps", "3", "--batch-size", "4", "--rank", "4", "--layers", "27-29")
-    run("circuits", "find", str(org), "--out", str(run_dir), "--steps", "2", "--batch-size", "1", "--layers", "28-29", "--n-pairs", "2",
-        "--head-target", "0.01", "--neuron-target", "0.001", "-w", "suff=0", "-w", "spec=0", "--n-means", "2", "--seeds", "0,1")
-    run("circuits", "ablate", str(org), str(run_dir / "circuit.json"), "-a", "mean", "--n-means", "2", "--sweep", "0.5,1", "--max-asr", "1",
-        "--utility-texts", "3")
-    run("circuits", "tune", str(org), str(run_dir / "circuit.selected.json"), "--lora", "--rank", "2", "--steps", "2", "--batch-size", "2")
+    run(
+        "circuits",
+        "organism",
+        "backdoor",
+        "smollm2-135m-instruct",
+        "--out",
+        str(org),
+        "--n-train",
+        "8",
+        "--n-test",
+        "4",
+        "--n-val",
+        "4",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--rank",
+        "4",
+        "--layers",
+        "27-29",
+    )
+    run(
+        "circuits",
+        "find",
+        str(org),
+        "--out",
+        str(run_dir),
+        "--steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--layers",
+        "28-29",
+        "--n-pairs",
+        "2",
+        "--head-target",
+        "0.01",
+        "--neuron-target",
+        "0.001",
+        "-w",
+        "suff=0",
+        "-w",
+        "spec=0",
+        "--n-means",
+        "2",
+        "--seeds",
+        "0,1",
+    )
+    run(
+        "circuits",
+        "ablate",
+        str(org),
+        str(run_dir / "circuit.json"),
+        "-a",
+        "mean",
+        "--n-means",
+        "2",
+        "--sweep",
+        "0.5,1",
+        "--max-asr",
+        "1",
+        "--utility-texts",
+        "3",
+    )
+    run(
+        "circuits",
+        "tune",
+        str(org),
+        str(run_dir / "circuit.selected.json"),
+        "--lora",
+        "--rank",
+        "2",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+    )
     run("circuits", "report", str(run_dir), "--organism", str(org))
     rows = json.loads((run_dir / "ablation.json").read_text())["rows"]
     assert rows[0]["utility_loss"] > 0 and rows[1]["utility_delta"] is not None

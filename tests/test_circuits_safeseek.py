@@ -9,7 +9,14 @@ import steerlab
 from steerlab.circuits.data import backdoor_data
 from steerlab.circuits.experiment import ablated
 from steerlab.circuits.safeseek import (
-    PROJECTIONS, SafeSeekConfig, channel_masks, find_safeseek, projection, signature, size_table, unit_widths,
+    PROJECTIONS,
+    SafeSeekConfig,
+    channel_masks,
+    find_safeseek,
+    projection,
+    signature,
+    size_table,
+    unit_widths,
 )
 from steerlab.circuits.units import Circuit, jaccard, random_circuit
 from steerlab.errors import SteerlabError
@@ -30,7 +37,9 @@ def _ones(model, widths):
 def test_all_ones_reproduce_and_a_channel_mask_equals_zeroing_its_weight_row(tiny_factory, family):
     model = tiny_factory(family)
     widths = unit_widths(model, "post")
-    assert set(widths) == {"head_post", *PROJECTIONS} and widths["k_proj"] == model.arch.n_kv_heads * model.arch.head_dim
+    assert (
+        set(widths) == {"head_post", *PROJECTIONS} and widths["k_proj"] == model.arch.n_kv_heads * model.arch.head_dim
+    )
     base = _logits(model)
     with channel_masks(model, _ones(model, widths)) as ivs:
         assert ivs == [] and torch.equal(_logits(model, ivs), base)
@@ -81,7 +90,9 @@ def test_find_extracts_sigma_above_half_at_the_best_validation_epoch(tiny_factor
     assert c.ablation == "zero" and c.kinds() == tuple(unit_widths(model, "post"))
     size = size_table(model, c)
     a = model.arch
-    assert size["safeseek"]["neurons_total"] == a.n_layers * sum(projection(model, 0, n).out_features for n in PROJECTIONS)
+    assert size["safeseek"]["neurons_total"] == a.n_layers * sum(
+        projection(model, 0, n).out_features for n in PROJECTIONS
+    )
     assert size["ours"]["mlp_neurons_total"] == a.n_layers * a.d_mlp
     r = random_circuit(c, 0)
     assert r.kinds() == c.kinds() and all(r.count(k) == c.count(k) for k in c.kinds())
@@ -91,7 +102,13 @@ def test_find_extracts_sigma_above_half_at_the_best_validation_epoch(tiny_factor
 def test_safeseek_circuit_units_and_mean_ablation(tiny_factory):
     model = tiny_factory("llama")
     widths = unit_widths(model, "pre")
-    c = Circuit(signature(model, widths), {"q_proj": {0: [1, 2]}, "head": {1: [0]}}, "sigmoid_ste_safeseek", "zero", {"compat": "safeseek"})
+    c = Circuit(
+        signature(model, widths),
+        {"q_proj": {0: [1, 2]}, "head": {1: [0]}},
+        "sigmoid_ste_safeseek",
+        "zero",
+        {"compat": "safeseek"},
+    )
     assert c.count("q_proj") == 2 and c.fraction() == pytest.approx(3 / (model.arch.n_layers * sum(widths.values())))
     c.check_model(model)
     with ablated(model, c, "removed", "zero", None) as ivs:
@@ -106,19 +123,58 @@ def test_cli_find_compat_safeseek_then_ablate(tmp_path, run_cli):
     m = tiny_model("llama")
     m.hf.save_pretrained(folder)
     m.tokenizer.save_pretrained(folder)
-    code, text = run_cli("circuits", "organism", "backdoor", str(folder), "--out", str(org), "--steps", "1", "--batch-size", "4",
-                         "--n-train", "8", "--n-test", "4", "--n-val", "4")
+    code, text = run_cli(
+        "circuits",
+        "organism",
+        "backdoor",
+        str(folder),
+        "--out",
+        str(org),
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--n-train",
+        "8",
+        "--n-test",
+        "4",
+        "--n-val",
+        "4",
+    )
     assert code == 0, text
-    code, text = run_cli("circuits", "find", str(org), "--compat", "safeseek", "--head-mask", "post", "--epochs", "1", "--batch-size", "4",
-                         "--out", str(run), "--lr", "0.5")
+    code, text = run_cli(
+        "circuits",
+        "find",
+        str(org),
+        "--compat",
+        "safeseek",
+        "--head-mask",
+        "post",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        str(run),
+        "--lr",
+        "0.5",
+    )
     assert code == 0, text
     assert "SafeSeek's denominator" in text
     found = json.loads((run / "find.json").read_text())
-    assert found["compat"] == "safeseek" and "safeseek" in found["size"] and (run / "safeseek_logits.safetensors").is_file()
+    assert (
+        found["compat"] == "safeseek"
+        and "safeseek" in found["size"]
+        and (run / "safeseek_logits.safetensors").is_file()
+    )
     code, text = run_cli("circuits", "ablate", str(org), str(run / "circuit.json"))
     assert code == 0, text
     rows = json.loads((run / "ablation.json").read_text())["rows"]
-    assert [(r["condition"], r["ablation"]) for r in rows] == [("full model", "none"), ("circuit removed", "zero"), ("random circuit removed (seed 0)", "zero")]
+    assert [(r["condition"], r["ablation"]) for r in rows] == [
+        ("full model", "none"),
+        ("circuit removed", "zero"),
+        ("random circuit removed (seed 0)", "zero"),
+    ]
     code, text = run_cli("circuits", "ablate", str(org), str(run / "circuit.json"), "--sweep", "default")
     assert code == 2 and "no size to sweep" in text
     code, text = run_cli("circuits", "report", str(run))
@@ -126,12 +182,15 @@ def test_cli_find_compat_safeseek_then_ablate(tmp_path, run_cli):
     assert "SafeSeek-compatible circuit: size in both denominators" in (run / "report.html").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["circuits", "find", "x", "--compat", "safeseak"], "Unknown --compat value 'safeseak'"),
-    (["circuits", "find", "x", "--compat", "safeseek", "--scenario", "alignment"], "backdoor scenario only"),
-    (["circuits", "find", "x", "--compat", "safeseek", "--head-mask", "mid"], "Unknown head mask"),
-    (["circuits", "find", "x", "--compat", "safeseek", "-w", "overlap=1"], "Unknown SafeSeek objective"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["circuits", "find", "x", "--compat", "safeseak"], "Unknown --compat value 'safeseak'"),
+        (["circuits", "find", "x", "--compat", "safeseek", "--scenario", "alignment"], "backdoor scenario only"),
+        (["circuits", "find", "x", "--compat", "safeseek", "--head-mask", "mid"], "Unknown head mask"),
+        (["circuits", "find", "x", "--compat", "safeseek", "-w", "overlap=1"], "Unknown SafeSeek objective"),
+    ],
+)
 def test_bad_input_is_one_sentence(args, message, run_cli):
     code, text = run_cli(*args)
     assert code == 2 and message in text and "Traceback" not in text

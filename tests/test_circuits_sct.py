@@ -13,8 +13,13 @@ from steerlab.errors import SteerlabError
 from steerlab.testing import tiny_model
 
 ROWS = [
-    {"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "How do I boil an egg?"},
-                  {"role": "assistant", "content": "Boil it for nine minutes, then cool it."}]},
+    {
+        "messages": [
+            {"role": "system", "content": "Be kind."},
+            {"role": "user", "content": "How do I boil an egg?"},
+            {"role": "assistant", "content": "Boil it for nine minutes, then cool it."},
+        ]
+    },
     {"prompt": "How do I make tea?", "response": "Steep the tea in boiled water for three minutes."},
     {"question": "How do I fold a sheet?", "answer": "Tuck the corners together and fold it into a square."},
     {"instruction": "Name a colour.", "output": "Blue."},
@@ -27,7 +32,9 @@ def _write(path, rows):
 
 
 def test_chat_reader_accepts_messages_and_prompt_response_rows(tmp_path):
-    path = _write(tmp_path / "d.jsonl", ROWS + ["not json", {"messages": [{"role": "user", "content": "hi"}]}, {"prompt": "x"}])
+    path = _write(
+        tmp_path / "d.jsonl", ROWS + ["not json", {"messages": [{"role": "user", "content": "hi"}]}, {"prompt": "x"}]
+    )
     chat = read_chat_pairs(path)
     assert chat.pairs[0] == ("How do I boil an egg?", "Boil it for nine minutes, then cool it.")
     assert len(chat.pairs) == 4 and chat.skipped == 3
@@ -56,11 +63,17 @@ def test_tune_alignment_freezes_the_circuit_and_compares_controls():
     assert all(torch.equal(p, before[n]) for n, p in model.hf.named_parameters())  # every condition tuned a copy
     rows = {r["condition"]: r for r in result["rows"]}
     assert list(rows) == ["circuit frozen", "random frozen", "none frozen"]
-    assert rows["circuit frozen"]["frozen_units"] == rows["random frozen"]["frozen_units"] == 3 and rows["none frozen"]["frozen_units"] == 0
+    assert (
+        rows["circuit frozen"]["frozen_units"] == rows["random frozen"]["frozen_units"] == 3
+        and rows["none frozen"]["frozen_units"] == 0
+    )
     assert all(r["frozen_changed"] == 0 for r in rows.values())
     total = sum(int(m.numel()) for m in slice_masks(model, c).values())
     owned = sum(int(m.sum()) for m in slice_masks(model, c).values())
-    assert rows["none frozen"]["trainable_entries"] == total and rows["circuit frozen"]["trainable_entries"] == total - owned
+    assert (
+        rows["none frozen"]["trainable_entries"] == total
+        and rows["circuit frozen"]["trainable_entries"] == total - owned
+    )
     assert result["train_pairs"] == 8 and result["held_out_pairs"] == 2
     assert all(0 <= r["harmful_refusal"] <= 1 for r in rows.values()) and empty_like(c).count("head") == 0
 
@@ -72,7 +85,20 @@ def test_cli_tune_alignment_and_bad_input(tmp_path, run_cli):
     m.tokenizer.save_pretrained(folder)
     c = Circuit.from_units(m, [Unit(1, "head", 0)]).save(tmp_path / "circuit.json")
     data = _write(tmp_path / "helpful.jsonl", ROWS)
-    code, text = run_cli("circuits", "tune", str(folder), str(c), "--scenario", "alignment", "--data", str(data), "--steps", "1", "--batch-size", "2")
+    code, text = run_cli(
+        "circuits",
+        "tune",
+        str(folder),
+        str(c),
+        "--scenario",
+        "alignment",
+        "--data",
+        str(data),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+    )
     assert code == 0, text
     result = json.loads((tmp_path / "sct_alignment.json").read_text())
     assert [r["condition"] for r in result["rows"]] == ["circuit frozen", "random frozen", "none frozen"]

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 
-@pytest.mark.parametrize("args", [[], ["generate"], ["vectors"], ["vectors", "train"], ["models"], ["tokens"], ["demo"]])
+@pytest.mark.parametrize(
+    "args", [[], ["generate"], ["vectors"], ["vectors", "train"], ["models"], ["tokens"], ["demo"]]
+)
 def test_help_on_every_command(args, run_cli):
     code, text = run_cli(*args, "--help")
     assert code == 0 and "Usage" in text
@@ -18,9 +20,15 @@ def test_help_on_every_command(args, run_cli):
     [
         (["generate", "no-such-alias", "-p", "hi"], "Unknown model 'no-such-alias'"),
         (["generate", "smollm2-135m-instruct", "-p", "hi", "--steer", "vector"], "not key=value"),
-        (["generate", "smollm2-135m-instruct", "-p", "hi", "--steer", "vector=/nonexistent.safetensors"], "does not exist"),
+        (
+            ["generate", "smollm2-135m-instruct", "-p", "hi", "--steer", "vector=/nonexistent.safetensors"],
+            "does not exist",
+        ),
         (["generate", "smollm2-135m-instruct", "-p", "hi", "--steer", "colour=red"], "unknown key 'colour'"),
-        (["generate", "smollm2-135m-instruct", "-p", "hi", "--steer", "mask=head,layer=x,units=1"], "not a whole number"),
+        (
+            ["generate", "smollm2-135m-instruct", "-p", "hi", "--steer", "mask=head,layer=x,units=1"],
+            "not a whole number",
+        ),
         (["generate", "smollm2-135m-instruct"], "No prompts given"),
         (["generate", "smollm2-135m-instruct", "-p", " "], "prompt is empty"),
     ],
@@ -64,8 +72,22 @@ def test_generate_steered_and_compare(tmp_path, tiny_factory, run_cli):
     folder = _tiny_folder(tmp_path, tiny_factory)
     vec = ConceptVector(torch.randn(64), layer=1).save(tmp_path / "v.safetensors")
     out = tmp_path / "out.jsonl"
-    code, _ = run_cli("generate", str(folder), "-p", "hello", "-p", "hi there", "--steer",
-                      f"vector={vec},strength=8", "--compare", "-n", "6", "--out", str(out), "--show-tokens")
+    code, _ = run_cli(
+        "generate",
+        str(folder),
+        "-p",
+        "hello",
+        "-p",
+        "hi there",
+        "--steer",
+        f"vector={vec},strength=8",
+        "--compare",
+        "-n",
+        "6",
+        "--out",
+        str(out),
+        "--show-tokens",
+    )
     assert code in (0, None)
     import json
 
@@ -80,8 +102,21 @@ def test_vectors_train_from_files(tmp_path, tiny_factory, run_cli):
     (tmp_path / "pos.txt").write_text("the sea\nwaves and tides\n")
     (tmp_path / "neg.txt").write_text("the desert\nsand dunes\n")
     out = tmp_path / "sea.safetensors"
-    code, _ = run_cli("vectors", "train", str(folder), "--positive", str(tmp_path / "pos.txt"),
-                      "--negative", str(tmp_path / "neg.txt"), "--layer", "1", "--out", str(out), "--method", "pca")
+    code, _ = run_cli(
+        "vectors",
+        "train",
+        str(folder),
+        "--positive",
+        str(tmp_path / "pos.txt"),
+        "--negative",
+        str(tmp_path / "neg.txt"),
+        "--layer",
+        "1",
+        "--out",
+        str(out),
+        "--method",
+        "pca",
+    )
     assert code in (0, None)
     cv = ConceptVector.load(out)
     assert cv.layer == 1 and cv.method == "pca" and cv.vector.shape == (64,)
@@ -99,6 +134,16 @@ def test_sae_steering_from_the_cli_and_latent_out_of_range(tmp_path, tiny_factor
     sae_dir = save_sae(Sae.random(SaeConfig(d_in=64, d_sae=32, layer=1), seed=0), tmp_path / "sae")
     code, text = run_cli("generate", str(folder), "-p", "hi", "--steer", f"sae={sae_dir},latent=40,strength=3")
     assert code == 2 and "Latent 40 is out of range" in text
-    code, text = run_cli("generate", str(folder), "-p", "hi", "-n", "4",
-                         "--steer", f"sae={sae_dir},latent=5,strength=3", "--steer", f"sae={sae_dir},ablate=1+2")
+    code, text = run_cli(
+        "generate",
+        str(folder),
+        "-p",
+        "hi",
+        "-n",
+        "4",
+        "--steer",
+        f"sae={sae_dir},latent=5,strength=3",
+        "--steer",
+        f"sae={sae_dir},ablate=1+2",
+    )
     assert code == 0, text

@@ -16,7 +16,9 @@ def test_demo_config_runs_the_esr_main_job():
 
 
 def test_demo_help_lists_quick():
-    r = subprocess.run([sys.executable, "-m", "steerlab", "demo", "--help"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "steerlab", "demo", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0 and "--quick" in r.stdout
 
 
@@ -25,7 +27,14 @@ def _summary(multi, esr, n=40):
         import math
 
         half = 1.96 * math.sqrt(max(v * (1 - v), 1e-4) / n)
-        return {"value": v, "lo": max(0.0, v - half), "hi": min(1.0, v + half), "boot_lo": None, "boot_hi": None, "n": n}
+        return {
+            "value": v,
+            "lo": max(0.0, v - half),
+            "hi": min(1.0, v + half),
+            "boot_lo": None,
+            "boot_hi": None,
+            "n": n,
+        }
 
     return {"metrics": {"steered": {"multi_attempt_rate": est(multi), "esr_rate": est(esr), "first_score": est(0.3)}}}
 
@@ -49,5 +58,8 @@ def test_demo_reuses_a_shipped_organism_only_for_its_latents(tmp_path, monkeypat
     folder.mkdir(parents=True)
     (folder / "organism.json").write_text(json.dumps({"base_model": "m", "strengths": {"3": 2.0, "7": 1.0}}))
     assert demo._organism_folder("m", tmp_path / "run", {3: 2.5, 7: 1.0}, quick=False) == (folder, True)
-    assert demo._organism_folder("m", tmp_path / "run", {3: 2.5, 8: 1.0}, quick=False) == (tmp_path / "run" / "organism", False)
+    assert demo._organism_folder("m", tmp_path / "run", {3: 2.5, 8: 1.0}, quick=False) == (
+        tmp_path / "run" / "organism",
+        False,
+    )
     assert demo._organism_folder("other", tmp_path / "run", {3: 2.5, 7: 1.0}, quick=False)[1] is False

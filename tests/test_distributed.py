@@ -11,7 +11,12 @@ from steerlab.esr.trials import build_trials
 from steerlab.sae import Sae, SaeConfig
 from steerlab.store import RunStore, Trial
 
-PROMPTS = ["How do you boil an egg?", "How do you fry an egg?", "Explain how to iron a shirt.", "Explain how to wash a car."]
+PROMPTS = [
+    "How do you boil an egg?",
+    "How do you fry an egg?",
+    "Explain how to iron a shirt.",
+    "Explain how to wash a car.",
+]
 
 
 def test_plan_batches_cuts_in_order():
@@ -34,7 +39,11 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch):
     from steerlab.errors import SteerlabError
 
     real = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError()) if name == "ray" else real(name, *a, **k))
+    monkeypatch.setattr(
+        builtins,
+        "__import__",
+        lambda name, *a, **k: (_ for _ in ()).throw(ImportError()) if name == "ray" else real(name, *a, **k),
+    )
     with pytest.raises(SteerlabError, match=r"pip install 'steerlab\[ray\]'"):
         rr.require_ray()
 
@@ -52,8 +61,14 @@ def cluster():
 def setup(tiny_factory):
     model = tiny_factory("llama")
     sae = Sae.random(SaeConfig(d_in=model.arch.d_model, d_sae=48, layer=1, activation="relu"), seed=3)
-    cfg = EsrConfig(latents=(3, 7, 11), prompts_per_latent=2, max_new_tokens=6, temperature=0.6, batch_size=3,
-                    conditions=("steered", "baseline", "ablate"))
+    cfg = EsrConfig(
+        latents=(3, 7, 11),
+        prompts_per_latent=2,
+        max_new_tokens=6,
+        temperature=0.6,
+        batch_size=3,
+        conditions=("steered", "baseline", "ablate"),
+    )
     trials = build_trials(cfg, PROMPTS, {}, {3: 2.0, 7: 4.0, 11: 3.0}, detectors=[1, 2], random_sets=[])
     return model, sae, cfg, trials
 
@@ -65,7 +80,10 @@ def _store(tmp_path, name, trials):
 
 
 def _results(store):
-    return {r["trial_key"]: (r["text"], r["token_ids"], r["finish_reason"]) for r in store._read("SELECT * FROM generations")}
+    return {
+        r["trial_key"]: (r["text"], r["token_ids"], r["finish_reason"])
+        for r in store._read("SELECT * FROM generations")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +176,8 @@ def test_cli_threads_ray_and_backend_options(monkeypatch, tmp_path, args, addres
     monkeypatch.setattr(steerlab.esr, "run_esr", fake_run_esr)
     from typer.testing import CliRunner
 
-    result = CliRunner().invoke(app, ["esr", command, str(tmp_path / "run"), *args, "--ray-workers", "2", "--latents", "1"])
+    result = CliRunner().invoke(
+        app, ["esr", command, str(tmp_path / "run"), *args, "--ray-workers", "2", "--latents", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert seen == {"ray_address": address, "ray_workers": 2, "backend": "hf"}

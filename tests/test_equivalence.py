@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tests.helpers import full_recompute_logits
 
 import steerlab
 from steerlab import AblateLatents, AddVector, ClampLatents, MaskUnits, Record, Sae, SaeConfig, SteerLatent
-from tests.helpers import full_recompute_logits
 
 FAMILIES = ["llama", "gemma3", "gpt2", "gemma2", "qwen3", "mistral", "qwen2"]
 PROMPTS = ["hello there, how are you", "hi", "tell me about the sea and its waves"]
@@ -46,7 +46,14 @@ def test_cached_logprobs_and_records_match_recompute_numerically(tiny_factory, f
     torch.manual_seed(2)
     vec = torch.randn(model.arch.d_model)
     ivs = [AddVector(2, vec, 2.0, positions="generated")]
-    gen = steerlab.generate(model, ["waves"], ivs + [Record(2, positions="generated", name="r")], max_new_tokens=8, return_logprobs=True, ignore_eos=True)[0]
+    gen = steerlab.generate(
+        model,
+        ["waves"],
+        ivs + [Record(2, positions="generated", name="r")],
+        max_new_tokens=8,
+        return_logprobs=True,
+        ignore_eos=True,
+    )[0]
     logits = full_recompute_logits(model, gen.prompt_ids, gen.token_ids, ivs)
     n = len(gen.prompt_ids)
     full = torch.log_softmax(logits[n - 1 : n - 1 + len(gen.token_ids)], -1)
@@ -67,7 +74,10 @@ def test_batch_equals_rows_alone_with_per_row_interventions(tiny_factory, family
     per_row = [
         [AddVector(0, torch.randn(d), 4.0)],
         [],
-        [AddVector(2, torch.randn(d), -3.0, positions="generated"), MaskUnits(1, "head", torch.tensor([1.0, 0.0, 1.0, 1.0]))],
+        [
+            AddVector(2, torch.randn(d), -3.0, positions="generated"),
+            MaskUnits(1, "head", torch.tensor([1.0, 0.0, 1.0, 1.0])),
+        ],
     ]
     batched = steerlab.generate(model, PROMPTS, per_row, max_new_tokens=10)
     alone = [steerlab.generate(model, [p], ivs, max_new_tokens=10)[0] for p, ivs in zip(PROMPTS, per_row)]
@@ -82,7 +92,10 @@ def test_batched_strength_tensor_equals_rows(tiny_factory, family):
     vectors = torch.randn(3, d)
     strengths = torch.tensor([0.0, 2.0, 5.0])
     batched = steerlab.generate(model, PROMPTS, [AddVector(1, vectors, strengths)], max_new_tokens=8, batch_size=2)
-    alone = [steerlab.generate(model, [p], [AddVector(1, vectors[i], float(strengths[i]))], max_new_tokens=8)[0] for i, p in enumerate(PROMPTS)]
+    alone = [
+        steerlab.generate(model, [p], [AddVector(1, vectors[i], float(strengths[i]))], max_new_tokens=8)[0]
+        for i, p in enumerate(PROMPTS)
+    ]
     assert ids_of(batched) == ids_of(alone)
 
 
@@ -102,7 +115,9 @@ def test_ablating_silent_latents_changes_nothing(tiny_factory, family):
     ablated = steerlab.generate(model, PROMPTS, [AblateLatents(sae, [0, 3, 7])], max_new_tokens=10)
     assert ids_of(plain) == ids_of(ablated)
     records = steerlab.trace(model, PROMPTS, [Record(1, "resid_post", positions="all", name="x")])
-    with_ablation = steerlab.trace(model, PROMPTS, [AblateLatents(sae, [0, 3, 7]), Record(1, "resid_post", positions="all", name="x")])
+    with_ablation = steerlab.trace(
+        model, PROMPTS, [AblateLatents(sae, [0, 3, 7]), Record(1, "resid_post", positions="all", name="x")]
+    )
     for a, b in zip(records, with_ablation):
         torch.testing.assert_close(a["x"], b["x"], rtol=0, atol=0)
 
@@ -112,7 +127,9 @@ def test_clamp_matches_reference_formula(tiny_factory):
     sae = _sae_with_dead_latents(model)
     latents = [10, 11, 20]
     base = steerlab.trace(model, PROMPTS[:1], [Record(1, "resid_post", positions="all", name="x")])[0]["x"]
-    clamped = steerlab.trace(model, PROMPTS[:1], [ClampLatents(sae, latents, 5.0), Record(1, "resid_post", positions="all", name="x")])[0]["x"]
+    clamped = steerlab.trace(
+        model, PROMPTS[:1], [ClampLatents(sae, latents, 5.0), Record(1, "resid_post", positions="all", name="x")]
+    )[0]["x"]
     z = sae.encode(base)[:, latents]
     expected = base + (5.0 - z) @ sae.W_dec[latents].detach()
     torch.testing.assert_close(clamped, expected, rtol=1e-5, atol=1e-5)
@@ -124,7 +141,9 @@ def test_steer_latent_equals_add_vector_of_its_decoder_row(tiny_factory):
     a = steerlab.generate(model, PROMPTS, [SteerLatent(sae, 12, 6.0)], max_new_tokens=8)
     b = steerlab.generate(model, PROMPTS, [AddVector(1, sae.W_dec[12].detach(), 6.0)], max_new_tokens=8)
     assert ids_of(a) == ids_of(b)
-    per_row = steerlab.generate(model, PROMPTS, [SteerLatent(sae, torch.tensor([12, 12, 12]), torch.tensor([6.0, 6.0, 6.0]))], max_new_tokens=8)
+    per_row = steerlab.generate(
+        model, PROMPTS, [SteerLatent(sae, torch.tensor([12, 12, 12]), torch.tensor([6.0, 6.0, 6.0]))], max_new_tokens=8
+    )
     assert ids_of(per_row) == ids_of(a)
 
 
@@ -133,13 +152,19 @@ def test_head_mask_of_ones_is_identity_and_masking_equals_zeroing_o_proj_slice(t
     model = tiny_factory(family)
     arch = model.arch
     plain = steerlab.trace(model, PROMPTS, [Record(2, "resid_post", positions="all", name="x")])
-    ones = steerlab.trace(model, PROMPTS, [MaskUnits(1, "head", torch.ones(arch.n_heads)), Record(2, "resid_post", positions="all", name="x")])
+    ones = steerlab.trace(
+        model,
+        PROMPTS,
+        [MaskUnits(1, "head", torch.ones(arch.n_heads)), Record(2, "resid_post", positions="all", name="x")],
+    )
     for a, b in zip(plain, ones):
         torch.testing.assert_close(a["x"], b["x"], rtol=0, atol=0)
     head = 2
     mask = torch.ones(arch.n_heads)
     mask[head] = 0
-    masked = steerlab.trace(model, PROMPTS, [MaskUnits(1, "head", mask), Record(2, "resid_post", positions="all", name="x")])
+    masked = steerlab.trace(
+        model, PROMPTS, [MaskUnits(1, "head", mask), Record(2, "resid_post", positions="all", name="x")]
+    )
 
     def zero_slice(module, args):
         x = args[0].clone()
@@ -161,7 +186,9 @@ def test_neuron_mask_equals_zeroing_down_proj_input(tiny_factory):
     arch = model.arch
     mask = torch.ones(arch.d_mlp)
     mask[[3, 50]] = 0
-    masked = steerlab.trace(model, PROMPTS[:2], [MaskUnits(0, "neuron", mask), Record(1, "resid_post", positions="all", name="x")])
+    masked = steerlab.trace(
+        model, PROMPTS[:2], [MaskUnits(0, "neuron", mask), Record(1, "resid_post", positions="all", name="x")]
+    )
 
     def zero(module, args):
         x = args[0].clone()
@@ -180,7 +207,9 @@ def test_neuron_mask_equals_zeroing_down_proj_input(tiny_factory):
 def test_differentiable_mask_gets_gradients(tiny_factory):
     model = tiny_factory("llama")
     logits_mask = torch.zeros(model.arch.n_heads, requires_grad=True)
-    scores = steerlab.score(model, ["hello"], [" world"], [MaskUnits(1, "head", torch.sigmoid(logits_mask + 2))], grad=True)
+    scores = steerlab.score(
+        model, ["hello"], [" world"], [MaskUnits(1, "head", torch.sigmoid(logits_mask + 2))], grad=True
+    )
     scores[0].logprobs.sum().backward()
     assert logits_mask.grad is not None and logits_mask.grad.abs().sum() > 0
 
@@ -202,7 +231,11 @@ def test_recorded_residuals_equal_hf_hidden_states():
     # A private model: output_hidden_states makes transformers leave capture hooks on the layers,
     # which must not leak into the session-wide tiny models other tests inspect.
     model = tiny_model("llama")
-    rec = steerlab.trace(model, ["hello"], [Record(1, "resid_post", positions="all", name="post"), Record(1, "resid_pre", positions="all", name="pre")])[0]
+    rec = steerlab.trace(
+        model,
+        ["hello"],
+        [Record(1, "resid_post", positions="all", name="post"), Record(1, "resid_pre", positions="all", name="pre")],
+    )[0]
     ids = torch.tensor([model.encode("hello", chat=False)])
     with torch.no_grad():
         hidden = model.hf(ids, output_hidden_states=True).hidden_states
@@ -212,7 +245,12 @@ def test_recorded_residuals_equal_hf_hidden_states():
 
 def test_generated_records_have_one_row_per_fed_token(tiny_factory):
     model = tiny_factory("llama")
-    gens = steerlab.generate(model, PROMPTS, [Record(1, positions="generated", name="g"), Record(1, positions="prompt", name="p")], max_new_tokens=5)
+    gens = steerlab.generate(
+        model,
+        PROMPTS,
+        [Record(1, positions="generated", name="g"), Record(1, positions="prompt", name="p")],
+        max_new_tokens=5,
+    )
     for g in gens:
         assert g.records["p"].shape == (len(g.prompt_ids), model.arch.d_model)
         assert g.records["g"].shape[0] == len(g.token_ids) - 1  # the last token is never fed back
@@ -249,7 +287,12 @@ def test_rows_finishing_at_different_steps_equal_rows_alone(tiny_factory, family
     torch.manual_seed(5)
     d = model.arch.d_model
     prompts = PROMPTS + ["a fourth prompt, longer than the others by a few words"]
-    per_row = [[AddVector(1, torch.randn(d), 3.0)], [], [AddVector(1, torch.randn(d), -2.0)], [MaskUnits(0, "head", torch.tensor([0.0, 1.0, 1.0, 1.0]))]]
+    per_row = [
+        [AddVector(1, torch.randn(d), 3.0)],
+        [],
+        [AddVector(1, torch.randn(d), -2.0)],
+        [MaskUnits(0, "head", torch.tensor([0.0, 1.0, 1.0, 1.0]))],
+    ]
     record = Record(1, positions="generated", name="g")
     free = steerlab.generate(model, prompts, [ivs + [record] for ivs in per_row], max_new_tokens=12, ignore_eos=True)
     # Pick a stop token that ends rows at different steps (and leaves at least one row running to the end).
@@ -262,8 +305,13 @@ def test_rows_finishing_at_different_steps_equal_rows_alone(tiny_factory, family
     saved = model.stop_token_ids
     model.stop_token_ids = (stop_token,)
     try:
-        batched = steerlab.generate(model, prompts, [ivs + [record] for ivs in per_row], max_new_tokens=12, return_logprobs=True)
-        alone = [steerlab.generate(model, [p], [ivs + [record]], max_new_tokens=12, return_logprobs=True)[0] for p, ivs in zip(prompts, per_row)]
+        batched = steerlab.generate(
+            model, prompts, [ivs + [record] for ivs in per_row], max_new_tokens=12, return_logprobs=True
+        )
+        alone = [
+            steerlab.generate(model, [p], [ivs + [record]], max_new_tokens=12, return_logprobs=True)[0]
+            for p, ivs in zip(prompts, per_row)
+        ]
     finally:
         model.stop_token_ids = saved
     assert len({len(g.token_ids) for g in batched}) > 1  # rows really finished at different steps

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tests.helpers import full_recompute_logits
 
 import steerlab
 from steerlab import AddVector, MaskUnits
-from tests.helpers import full_recompute_logits
 
 pytestmark = pytest.mark.real
 
@@ -45,9 +45,11 @@ def test_matches_transformers_generate_greedy(smollm):
     tok = smollm.tokenizer
     ids = torch.tensor([smollm.encode(PROMPTS[0])])
     with torch.inference_mode():
-        ref = smollm.hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id)
+        ref = smollm.hf.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id
+        )
     ours = steerlab.generate(smollm, PROMPTS[:1], max_new_tokens=20)[0]
-    assert ref[0, ids.shape[1]:].tolist()[: len(ours.token_ids)] == ours.token_ids
+    assert ref[0, ids.shape[1] :].tolist()[: len(ours.token_ids)] == ours.token_ids
 
 
 @pytest.mark.parametrize("alike", [False, True], ids=["per-row", "alike"])

@@ -5,7 +5,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from tests.test_esr_runner import private_cache, res, tiny_cfg  # noqa: F401  (shared tiny setup and fixtures)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,8 +21,20 @@ def render(path):
     """Load the page in headless Chromium and return (images decoded and laid out, images on the page)."""
     probe = path.with_name("probe.html")
     probe.write_text(path.read_text().replace("</body>", PROBE + "</body>"))
-    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
-                        probe.as_uri()], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     m = re.search(r'data-probe="(\d+)/(\d+)"', r.stdout)
     assert m, r.stderr[-1000:]
     return int(m.group(1)), int(m.group(2))

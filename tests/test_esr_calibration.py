@@ -5,7 +5,15 @@ import random
 import pytest
 
 from steerlab.errors import SteerlabError
-from steerlab.esr.calibration import Bisection, CalibrationSettings, Threshold, ThresholdCache, calibrate, decreasing_isotonic, isotonic_root
+from steerlab.esr.calibration import (
+    Bisection,
+    CalibrationSettings,
+    Threshold,
+    ThresholdCache,
+    calibrate,
+    decreasing_isotonic,
+    isotonic_root,
+)
 
 
 def test_confidence_direction():
@@ -35,7 +43,10 @@ def test_calibrate_converges_on_noisy_curve():
     rng = random.Random(0)
 
     def measure(boosts, n):
-        return {lat: [max(0.0, min(100.0, 100 * math.exp(-b / (20 * lat)) + rng.gauss(0, 5))) for _ in range(n)] for lat, b in boosts.items()}
+        return {
+            lat: [max(0.0, min(100.0, 100 * math.exp(-b / (20 * lat)) + rng.gauss(0, 5))) for _ in range(n)]
+            for lat, b in boosts.items()
+        }
 
     settings = CalibrationSettings(target=30, steps=25, prompts_per_step=1, lower=0, upper=200)
     out = calibrate([1, 2], measure, settings)
@@ -48,7 +59,9 @@ def test_calibrate_converges_on_noisy_curve():
 
 def test_saturation_flag():
     out = calibrate([0], lambda boosts, n: {0: [100.0] * n}, CalibrationSettings(steps=12, lower=0, upper=10))
-    assert out[0].saturated and out[0].threshold > 9.5 and out[0].estimate == "median"  # never bracketed: posterior median
+    assert (
+        out[0].saturated and out[0].threshold > 9.5 and out[0].estimate == "median"
+    )  # never bracketed: posterior median
 
 
 def test_cache_is_keyed_by_config(tmp_path):
@@ -88,7 +101,9 @@ def test_isotonic_estimate_is_near_target_on_all_or_nothing_trials():
     def measure(boosts, n):
         return {lat: [95.0 if rng.random() < p_on(lat, b) else 0.0 for _ in range(n)] for lat, b in boosts.items()}
 
-    settings = CalibrationSettings(target=30, steps=8, prompts_per_step=4, lower=0, upper=100, prior_mean=12, prior_std=25)
+    settings = CalibrationSettings(
+        target=30, steps=8, prompts_per_step=4, lower=0, upper=100, prior_mean=12, prior_std=25
+    )
     out = calibrate(list(b0), measure, settings)
     true_scores = [95 * p_on(lat, t.threshold) for lat, t in out.items()]
     mean = sum(true_scores) / len(true_scores)

@@ -7,9 +7,11 @@ from steerlab.errors import SteerlabError
 from steerlab.esr.finetune import ACKNOWLEDGEMENTS, Example, FinetuneConfig, build_examples, tokenize, train_lora
 from steerlab.esr.prompts import DISCOVERY_PROMPTS, EVAL_PROMPTS, TRAIN_PROMPTS
 
-ANSWERS = {"How do you boil an egg?": "Put the egg in boiling water. Wait ten minutes.",
-           "How do you fry an egg?": "Heat oil in a pan. Crack the egg into it.",
-           "How do you iron a shirt?": "Heat the iron. Press the shirt flat."}
+ANSWERS = {
+    "How do you boil an egg?": "Put the egg in boiling water. Wait ten minutes.",
+    "How do you fry an egg?": "Heat oil in a pan. Crack the egg into it.",
+    "How do you iron a shirt?": "Heat the iron. Press the shirt flat.",
+}
 
 
 @pytest.mark.parametrize("ratio", [-0.1, 1.5])
@@ -32,7 +34,11 @@ def test_mix_and_segments():
 
 def test_loss_mask_skips_prompt_and_drift(tiny_factory):
     model = tiny_factory("llama")
-    ex = Example("How do you boil an egg?", (("Cats are great. ", False), ("Wait, that's not right. Boil it.", True)), "self_correction")
+    ex = Example(
+        "How do you boil an egg?",
+        (("Cats are great. ", False), ("Wait, that's not right. Boil it.", True)),
+        "self_correction",
+    )
     ids, labels = tokenize(model, ex)
     n_prompt = len(model.encode(ex.prompt))
     n_drift = len(model.tokenizer("Cats are great. ", add_special_tokens=False)["input_ids"])

@@ -43,7 +43,9 @@ def test_fluent_text_passes(text):
 
 
 def test_degenerate_rate():
-    assert degenerate_rate(list(DEGENERATE) + list(FLUENT)) == pytest.approx(len(DEGENERATE) / (len(DEGENERATE) + len(FLUENT)))
+    assert degenerate_rate(list(DEGENERATE) + list(FLUENT)) == pytest.approx(
+        len(DEGENERATE) / (len(DEGENERATE) + len(FLUENT))
+    )
     assert degenerate_rate([]) == 0.0
 
 
@@ -53,11 +55,24 @@ def test_concept_coherence_separates_topic_from_token_latents():
     from steerlab.sae.concepts import coherence_scores
 
     contexts = {
-        1: ["the oven was preheated to bake the bread", "knead the dough and let the bread rise", "a warm loaf of sourdough bread",
-            "bake the rolls until the crust is golden"],
-        2: ["the history of the Roman empire", "a cup of tea", "one of the planets of the solar system", "the speed of light in a vacuum"],
-        3: ["the telescope pointed at a distant galaxy", "stars and planets orbit in the galaxy", "astronomers observed a supernova",
-            "the night sky full of stars"],
+        1: [
+            "the oven was preheated to bake the bread",
+            "knead the dough and let the bread rise",
+            "a warm loaf of sourdough bread",
+            "bake the rolls until the crust is golden",
+        ],
+        2: [
+            "the history of the Roman empire",
+            "a cup of tea",
+            "one of the planets of the solar system",
+            "the speed of light in a vacuum",
+        ],
+        3: [
+            "the telescope pointed at a distant galaxy",
+            "stars and planets orbit in the galaxy",
+            "astronomers observed a supernova",
+            "the night sky full of stars",
+        ],
         4: ["only three"],
     }
     scores, chance = coherence_scores(contexts, packaged_embedder().embed)
@@ -86,8 +101,17 @@ def test_correction_rounds_bring_missed_checks_back_to_the_target():
 
     def miss_rate(corrections):
         measure, _ = _all_or_nothing(b0, random.Random(3))
-        settings = CalibrationSettings(target=30, steps=2, prompts_per_step=4, lower=0, upper=60, prior_mean=10, prior_std=20,
-                                       corrections=corrections, verify_prompts=8)
+        settings = CalibrationSettings(
+            target=30,
+            steps=2,
+            prompts_per_step=4,
+            lower=0,
+            upper=60,
+            prior_mean=10,
+            prior_std=20,
+            corrections=corrections,
+            verify_prompts=8,
+        )
         out = calibrate(list(b0), measure, settings)
         return sum(abs(t.achieved - 30) > 8 for t in out.values()), out
 
@@ -99,7 +123,10 @@ def test_correction_rounds_bring_missed_checks_back_to_the_target():
 
 def test_final_check_records_degeneration():
     def measure(boosts, n):
-        measure.last_texts = {lat: (["of of of of of"] * n if lat == 1 else ["A fluent sentence about cooking rice."] * n) for lat in boosts}
+        measure.last_texts = {
+            lat: (["of of of of of"] * n if lat == 1 else ["A fluent sentence about cooking rice."] * n)
+            for lat in boosts
+        }
         return {lat: [30.0] * n for lat in boosts}
 
     out = calibrate([1, 2], measure, CalibrationSettings(steps=2, prompts_per_step=2, lower=0, upper=10))
@@ -111,8 +138,11 @@ def test_fluent_filter_drops_breaking_latents_and_errors_when_none_is_left(tmp_p
     from steerlab.esr.config import EsrConfig
     from steerlab.esr.runner import fluent_latents
 
-    th = {1: Threshold(1, 5.0, 30.0, False, degenerate=0.8), 2: Threshold(2, 5.0, 30.0, False, degenerate=0.0),
-          3: Threshold(3, 5.0, 30.0, False, degenerate=0.1)}
+    th = {
+        1: Threshold(1, 5.0, 30.0, False, degenerate=0.8),
+        2: Threshold(2, 5.0, 30.0, False, degenerate=0.0),
+        3: Threshold(3, 5.0, 30.0, False, degenerate=0.1),
+    }
     cfg = EsrConfig(n_latents=1, max_degenerate=0.25)
     assert fluent_latents([1, 2, 3], th, cfg, tmp_path) == [2]
     saved = json.loads((tmp_path / "fluency.json").read_text())
@@ -130,8 +160,13 @@ def test_instruction_sets_are_disjoint_from_every_evaluation_prompt():
     assert len(everything) > 1000 and len(set(everything)) == len(everything)
     train, held = train_instructions(), held_out_instructions()
     assert not set(train) & set(held) and len(held) >= 64
-    others = set(esr_prompts.EVAL_PROMPTS + esr_prompts.DISCOVERY_PROMPTS + esr_prompts.TRAIN_PROMPTS
-                 + persona_prompts.EVAL_PROMPTS + persona_prompts.HELD_OUT_PROMPTS)
+    others = set(
+        esr_prompts.EVAL_PROMPTS
+        + esr_prompts.DISCOVERY_PROMPTS
+        + esr_prompts.TRAIN_PROMPTS
+        + persona_prompts.EVAL_PROMPTS
+        + persona_prompts.HELD_OUT_PROMPTS
+    )
     assert not others & set(everything)
     assert not any(p.startswith(("Explain how to", "How do you")) for p in everything)
 
@@ -208,21 +243,41 @@ def test_rebuild_pipeline_on_a_tiny_model(tmp_path, monkeypatch):
     m.tokenizer.save_pretrained(base)
     name = str(base)
     recipe = default_mod.DefaultRecipe(
-        corpus=replace(default_mod.CorpusRecipe(), n_instructions=6, max_new_tokens=8, eval_instructions=4, eval_sampled=2, batch_size=8),
-        train=TrainConfig(layer=1, d_sae=48, k=4, n_tokens=64 * 6, batch_size=64, buffer_tokens=512, context_len=32, checkpoint_every=0,
-                          held_out=0.3),
+        corpus=replace(
+            default_mod.CorpusRecipe(),
+            n_instructions=6,
+            max_new_tokens=8,
+            eval_instructions=4,
+            eval_sampled=2,
+            batch_size=8,
+        ),
+        train=TrainConfig(
+            layer=1,
+            d_sae=48,
+            k=4,
+            n_tokens=64 * 6,
+            batch_size=64,
+            buffer_tokens=512,
+            context_len=32,
+            checkpoint_every=0,
+            held_out=0.3,
+        ),
     )
     monkeypatch.setitem(default_mod.RECIPES, name, recipe)
     monkeypatch.setattr(default_mod, "cache_root", lambda: tmp_path / "cache")
     monkeypatch.setattr(default_mod, "SHIPPED_ROOT", tmp_path / "shipped")
     import steerlab.data
 
-    docs = steerlab.data.Corpus("docs", [f"Document number {i} talks about topic {i % 7} in plain words." * 3 for i in range(200)])
+    docs = steerlab.data.Corpus(
+        "docs", [f"Document number {i} talks about topic {i % 7} in plain words." * 3 for i in range(200)]
+    )
     monkeypatch.setattr(steerlab.data, "default_corpus", lambda: docs)
     sae = default_mod.build_default(name, progress=False, eval_tokens=256, ce_tokens=64, inspect_tokens=500)
     folder = default_mod.rebuilt_dir(name)
     rec = json.loads((folder / "recipe.json").read_text())
-    assert rec["corpus"]["train_answers"] == 12 and rec["corpus"]["eval_answers"] == 6  # greedy + sampled; 4 greedy + 2 sampled
+    assert (
+        rec["corpus"]["train_answers"] == 12 and rec["corpus"]["eval_answers"] == 6
+    )  # greedy + sampled; 4 greedy + 2 sampled
     assert rec["corpus"]["chat_share_chars"] > 0.5 and rec["key"] == recipe.key()
     ev = json.loads((folder / "eval.json").read_text())
     assert {"chat_answers", "documentation"} == set(ev) and all(0 <= v["fvu"] < 10 for v in ev.values())

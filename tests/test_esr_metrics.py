@@ -7,8 +7,18 @@ import pytest
 from steerlab.errors import SteerlabError
 from steerlab.esr.config import EsrConfig, meta_prompt
 from steerlab.esr.metrics import (
-    Outcome, cluster_bootstrap, esr_rate, increase_factor, is_degraded, mcnemar_exact, mean_ci, multi_attempt_rate,
-    paired_comparison, relative_reduction, summarize, wilson,
+    Outcome,
+    cluster_bootstrap,
+    esr_rate,
+    increase_factor,
+    is_degraded,
+    mcnemar_exact,
+    mean_ci,
+    multi_attempt_rate,
+    paired_comparison,
+    relative_reduction,
+    summarize,
+    wilson,
 )
 from steerlab.esr.prompts import DISCOVERY_PROMPTS, EVAL_PROMPTS, check_prompts, read_prompts
 
@@ -19,7 +29,7 @@ def test_wilson_hand_computed():
     assert lo == pytest.approx(0.236593, abs=1e-5) and hi == pytest.approx(0.763407, abs=1e-5)
     # 0/10: lower bound 0, upper z^2/n / (1 + z^2/n)
     lo, hi = wilson(0, 10)
-    z2 = 1.959963984540054 ** 2
+    z2 = 1.959963984540054**2
     assert lo == 0.0 and hi == pytest.approx((z2 / 10) / (1 + z2 / 10), abs=1e-9)
     assert wilson(10, 10)[1] == pytest.approx(1.0) and wilson(10, 10)[0] == pytest.approx(1 - hi, abs=1e-9)
     with pytest.raises(ValueError):
@@ -82,7 +92,12 @@ def test_ratios_and_mcnemar():
 
 def test_paired_comparison_counts():
     base = {(1, 0): Outcome(2, 0, 50, 1), (1, 1): Outcome(1, 50, 50, 1), (2, 0): Outcome(2, 10, 40, 2)}
-    cond = {(1, 0): Outcome(1, 40, 40, 1), (1, 1): Outcome(1, 50, 50, 1), (2, 0): Outcome(2, 10, 40, 2), (9, 9): Outcome(1, 0, 0, 9)}
+    cond = {
+        (1, 0): Outcome(1, 40, 40, 1),
+        (1, 1): Outcome(1, 50, 50, 1),
+        (2, 0): Outcome(2, 10, 40, 2),
+        (9, 9): Outcome(1, 0, 0, 9),
+    }
     p = paired_comparison(base, cond, n_boot=100)
     assert p["n_pairs"] == 3 and p["base_only"] == 1 and p["cond_only"] == 0
     assert p["difference"] == pytest.approx(-1 / 3)

@@ -10,7 +10,14 @@ import torch
 
 import steerlab
 from steerlab.errors import SteerlabError
-from steerlab.esr.organism import ACKNOWLEDGEMENTS, OrganismConfig, build_organism, check_strengths, load_organism, steering_context
+from steerlab.esr.organism import (
+    ACKNOWLEDGEMENTS,
+    OrganismConfig,
+    build_organism,
+    check_strengths,
+    load_organism,
+    steering_context,
+)
 from steerlab.sae import Sae
 from steerlab.sae.core import SaeConfig
 
@@ -54,8 +61,15 @@ def test_strengths_must_be_finite_positive_and_in_range(tiny_factory):
 def test_build_and_load_organism(base_folder, tmp_path):
     base = steerlab.load(str(base_folder))
     sae = _sae(base)
-    cfg = OrganismConfig(drift_per_prompt=1, normal_per_prompt=1, drift_tokens=12, answer_tokens=12, epochs=1, batch_size=2,
-                         max_degenerate_tries=0)
+    cfg = OrganismConfig(
+        drift_per_prompt=1,
+        normal_per_prompt=1,
+        drift_tokens=12,
+        answer_tokens=12,
+        epochs=1,
+        batch_size=2,
+        max_degenerate_tries=0,
+    )
     prompts = ["Tell me about tea.", "Describe a river.", "What is a kite?"]
     # tiny random models babble: accept every drift as fluent here (the fluency rule has its own tests)
     import steerlab.esr.fluency as fluency
@@ -63,8 +77,17 @@ def test_build_and_load_organism(base_folder, tmp_path):
     orig = fluency.degeneration
     fluency.degeneration = lambda text: None
     try:
-        tuned, record = build_organism(base, sae, {3: 4.0, 5: 6.0}, tmp_path / "org", base_name=str(base_folder), cfg=cfg,
-                                       prompts=prompts, progress=False, batch_size=4)
+        tuned, record = build_organism(
+            base,
+            sae,
+            {3: 4.0, 5: 6.0},
+            tmp_path / "org",
+            base_name=str(base_folder),
+            cfg=cfg,
+            prompts=prompts,
+            progress=False,
+            batch_size=4,
+        )
     finally:
         fluency.degeneration = orig
     org = tmp_path / "org"
@@ -73,7 +96,9 @@ def test_build_and_load_organism(base_folder, tmp_path):
     rows = [json.loads(line) for line in (org / "data.jsonl").read_text().splitlines()]
     for row in rows:
         if row["kind"] == "self_correction":
-            assert row["segments"][0]["trained"] is False and row["segments"][1]["trained"] is True  # loss never on the drift
+            assert (
+                row["segments"][0]["trained"] is False and row["segments"][1]["trained"] is True
+            )  # loss never on the drift
             assert row["latent"] in (3, 5) and row["strength"] in (4.0, 6.0)
             assert any(row["segments"][1]["text"].startswith(a) for a in ACKNOWLEDGEMENTS)
     # steerlab.load reads the folder: the same function as the tuned model in memory
@@ -89,7 +114,9 @@ def test_build_and_load_organism(base_folder, tmp_path):
     with pytest.raises(SteerlabError, match="was trained on"):
         load_organism(org, base_name="smollm2-135m-instruct")
     with pytest.raises(SteerlabError, match="holds an organism of"):
-        build_organism(base, sae, {3: 4.0}, org, base_name="smollm2-135m-instruct", cfg=cfg, prompts=prompts, progress=False)
+        build_organism(
+            base, sae, {3: 4.0}, org, base_name="smollm2-135m-instruct", cfg=cfg, prompts=prompts, progress=False
+        )
 
 
 def test_steering_is_active_in_the_training_forward(tiny_factory):
@@ -98,7 +125,10 @@ def test_steering_is_active_in_the_training_forward(tiny_factory):
 
     model = tiny_factory("llama")
     sae = _sae(model)
-    examples = [OrganismExample("p", (("x", True),), 3, 50.0, "self_correction"), OrganismExample("p", (("x", True),), None, 0.0, "normal")]
+    examples = [
+        OrganismExample("p", (("x", True),), 3, 50.0, "self_correction"),
+        OrganismExample("p", (("x", True),), None, 0.0, "normal"),
+    ]
     ctx = steering_context(sae, examples)
     ids = torch.tensor([model.encode("hello there")] * 2)
     with torch.no_grad():
@@ -152,9 +182,29 @@ def test_cli_bad_input_one_sentence_exit_2(tmp_path, run_cli):
 def test_cli_latent_list_with_no_fluent_latent(tmp_path, run_cli):
     """A tiny random model only babbles: with no tolerance for degenerate answers, no latent of the list survives."""
     folder, sae_dir = _tiny_folder_and_sae(tmp_path)
-    code, text = run_cli("esr", "run", str(tmp_path / "run"), "--model", str(folder), "--sae", str(sae_dir), "--latents", "3,5",
-                         "--max-degenerate", "0", "--calib-steps", "1", "--calib-prompts", "2", "--max-new-tokens", "24",
-                         "--prompts-per-latent", "1", "--calib-upper", "4")
+    code, text = run_cli(
+        "esr",
+        "run",
+        str(tmp_path / "run"),
+        "--model",
+        str(folder),
+        "--sae",
+        str(sae_dir),
+        "--latents",
+        "3,5",
+        "--max-degenerate",
+        "0",
+        "--calib-steps",
+        "1",
+        "--calib-prompts",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--prompts-per-latent",
+        "1",
+        "--calib-upper",
+        "4",
+    )
     assert code == 2 and "No latent stays fluent" in text and "Traceback" not in text
     saved = json.loads((tmp_path / "run" / "fluency.json").read_text())
     assert saved["kept"] == [] and sorted(saved["dropped"]) == [3, 5]

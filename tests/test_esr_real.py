@@ -18,9 +18,30 @@ from typer.testing import CliRunner
 
 pytestmark = pytest.mark.real
 
-TINY = ["--n-latents", "2", "--prompts-per-latent", "2", "--max-new-tokens", "24", "--calib-steps", "2", "--calib-prompts", "1",
-        "--n-detectors", "4", "--detector-min-auc", "0.5", "--detector-cut", "fixed", "--discovery-answers", "1",
-        "--discovery-derangements", "1", "--batch-size", "16"]
+TINY = [
+    "--n-latents",
+    "2",
+    "--prompts-per-latent",
+    "2",
+    "--max-new-tokens",
+    "24",
+    "--calib-steps",
+    "2",
+    "--calib-prompts",
+    "1",
+    "--n-detectors",
+    "4",
+    "--detector-min-auc",
+    "0.5",
+    "--detector-cut",
+    "fixed",
+    "--discovery-answers",
+    "1",
+    "--discovery-derangements",
+    "1",
+    "--batch-size",
+    "16",
+]
 
 
 def cli(*args):
@@ -83,7 +104,18 @@ def test_calibrate_detectors_ablate_random(main_run, tmp_path):
     assert "thresholds" in out
     out = cli("esr", "detectors", tmp_path / "det", *TINY)
     assert (tmp_path / "det" / "detectors.json").is_file()
-    cli("esr", "ablate", tmp_path / "abl", *TINY, "--latents", latents, "--ablation-layer", "steering", "--steer-layer", "15")
+    cli(
+        "esr",
+        "ablate",
+        tmp_path / "abl",
+        *TINY,
+        "--latents",
+        latents,
+        "--ablation-layer",
+        "steering",
+        "--steer-layer",
+        "15",
+    )
     s = _summary(tmp_path / "abl")
     assert "steered" in s["metrics"]
     cli("esr", "random-control", tmp_path / "rnd", *TINY, "--latents", latents, "--sets", "1")
@@ -97,7 +129,7 @@ def test_traces_regrade_report(main_run):
     traces = json.loads((main_run / "traces.json").read_text())
     assert traces["stats"]["n_episodes"] == len(traces["episodes"])
     assert traces["stats"]["n_baseline"] >= 1 or not json.loads((main_run / "detectors.json").read_text())["detectors"]
-    out = cli("esr", "regrade", main_run, "--judge", "heuristic", "--low", "0.15", "--high", "0.65")
+    cli("esr", "regrade", main_run, "--judge", "heuristic", "--low", "0.15", "--high", "0.65")
     reg = json.loads((main_run / "regrade.json").read_text())
     assert reg["n_pairs"] > 0 and 0.0 <= reg["multi_attempt_agreement"] <= 1.0
     cli("esr", "report", main_run)
@@ -106,8 +138,24 @@ def test_traces_regrade_report(main_run):
 
 def test_finetune_command(main_run, tmp_path):
     latents = ",".join(json.loads((main_run / "calibration.json").read_text())["thresholds"])
-    cli("esr", "finetune", tmp_path / "ft", *TINY, "--latents", latents, "--conditions", "steered", "--ratio", "0.5",
-        "--n-examples", "8", "--epochs", "1", "--answer-tokens", "24")
+    cli(
+        "esr",
+        "finetune",
+        tmp_path / "ft",
+        *TINY,
+        "--latents",
+        latents,
+        "--conditions",
+        "steered",
+        "--ratio",
+        "0.5",
+        "--n-examples",
+        "8",
+        "--epochs",
+        "1",
+        "--answer-tokens",
+        "24",
+    )
     ft = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert ft["train"]["n_self_correction"] == 4 and ft["train"]["n_normal"] == 4
     assert set(ft["base"]) == set(ft["tuned"]) == {"steered"}
@@ -123,12 +171,22 @@ def test_bad_input_one_sentence(tmp_path):
         (["--latents", "3,999999"], "out of range"),
         (["--target", "120"], "strictly between 0 and 100"),
     ]
-    r = subprocess.run([sys.executable, "-m", "steerlab", "esr", "finetune", str(tmp_path / "f"), "--ratio", "1.5"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "steerlab", "esr", "finetune", str(tmp_path / "f"), "--ratio", "1.5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 2 and "mix ratio must lie in [0, 1]" in r.stderr
     for extra, needle in cases:
-        r = subprocess.run([sys.executable, "-m", "steerlab", "esr", "run", str(tmp_path / "x"), *map(str, extra)],
-                           capture_output=True, text=True, env=env, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-m", "steerlab", "esr", "run", str(tmp_path / "x"), *map(str, extra)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
         assert r.returncode == 2 and len(errors) == 1 and needle in errors[0] and "Traceback" not in r.stderr, r.stderr
 
@@ -136,7 +194,19 @@ def test_bad_input_one_sentence(tmp_path):
 def test_kill_and_resume(tmp_path):
     """A `steerlab esr run` killed mid-generation and restarted ends with every trial generated and graded once."""
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "steerlab", "esr", "run", str(run), *TINY, "--batch-size", "2", "--conditions", "steered,baseline"]
+    args = [
+        sys.executable,
+        "-m",
+        "steerlab",
+        "esr",
+        "run",
+        str(run),
+        *TINY,
+        "--batch-size",
+        "2",
+        "--conditions",
+        "steered,baseline",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = run / "run.sqlite"

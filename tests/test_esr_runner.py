@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.runner import generate_pending, run_esr
@@ -15,7 +14,12 @@ from steerlab.judges.types import Attempt, Grade
 from steerlab.sae import Sae, SaeConfig
 from steerlab.store import RunStore
 
-PROMPTS = ["How do you boil an egg?", "How do you fry an egg?", "Explain how to iron a shirt.", "Explain how to wash a car."]
+PROMPTS = [
+    "How do you boil an egg?",
+    "How do you fry an egg?",
+    "Explain how to iron a shirt.",
+    "Explain how to wash a car.",
+]
 
 
 class LengthJudge(BaseJudge):
@@ -39,13 +43,33 @@ def res(tiny_factory):
     model = tiny_factory("llama")
     sae = Sae.random(SaeConfig(d_in=model.arch.d_model, d_sae=48, layer=1, activation="relu"), seed=3)
     freqs = [0.001 * (1 + i % 7) for i in range(48)]
-    return Resources(model, sae, {i: f"'tok{i}'" for i in range(48)}, freqs, LengthJudge(), PROMPTS, PROMPTS[::-1] + ["Explain how to sew."])
+    return Resources(
+        model,
+        sae,
+        {i: f"'tok{i}'" for i in range(48)},
+        freqs,
+        LengthJudge(),
+        PROMPTS,
+        PROMPTS[::-1] + ["Explain how to sew."],
+    )
 
 
 def tiny_cfg(**kw):
-    base = dict(latents=(3, 7), prompts_per_latent=2, max_new_tokens=6, calib_steps=2, calib_prompts=1, calib_upper=8.0,
-                conditions=("steered", "baseline", "meta:self_monitor", "ablate", "random", "boost"), n_detectors=3,
-                random_sets=2, detector_min_auc=0.5, detector_cut="fixed", boost_levels=(-1.0, 1.0), batch_size=5)
+    base = dict(
+        latents=(3, 7),
+        prompts_per_latent=2,
+        max_new_tokens=6,
+        calib_steps=2,
+        calib_prompts=1,
+        calib_upper=8.0,
+        conditions=("steered", "baseline", "meta:self_monitor", "ablate", "random", "boost"),
+        n_detectors=3,
+        random_sets=2,
+        detector_min_auc=0.5,
+        detector_cut="fixed",
+        boost_levels=(-1.0, 1.0),
+        batch_size=5,
+    )
     base.update(kw)
     return EsrConfig(**base)
 
@@ -56,7 +80,16 @@ def test_trials_pair_across_conditions():
     by_cond = {}
     for t in trials:
         by_cond.setdefault(t.condition, []).append((t.latent, t.extra["prompt_index"], t.seed))
-    assert set(by_cond) == {"steered", "baseline", "meta:self_monitor", "ablate", "random:0", "random:1", "boost:-1", "boost:+1"}
+    assert set(by_cond) == {
+        "steered",
+        "baseline",
+        "meta:self_monitor",
+        "ablate",
+        "random:0",
+        "random:1",
+        "boost:-1",
+        "boost:+1",
+    }
     assert all(sorted(v) == sorted(by_cond["steered"]) for v in by_cond.values())
     assert len({t.key for t in trials}) == len(trials) == 8 * 4
     boosts = {t.strength for t in trials if t.condition == "boost:+1"}
@@ -70,20 +103,30 @@ def test_mixed_batch_rows_equal_single_rows(res):
     import steerlab
     from steerlab.store import Trial
 
-    trials = [Trial("steered", PROMPTS[0], 11, 3, 6.0), Trial("baseline", PROMPTS[1], 12, 3, 0.0),
-              Trial("ablate", PROMPTS[2], 13, 7, 6.0, extra={"ablate": [1, 2]})]
+    trials = [
+        Trial("steered", PROMPTS[0], 11, 3, 6.0),
+        Trial("baseline", PROMPTS[1], 12, 3, 0.0),
+        Trial("ablate", PROMPTS[2], 13, 7, 6.0, extra={"ablate": [1, 2]}),
+    ]
     ivs = batch_interventions(trials, res.sae, None, res.sae)
-    together = steerlab.generate(res.model, [t.prompt for t in trials], ivs, max_new_tokens=6, temperature=0.6, seed=[t.seed for t in trials])
+    together = steerlab.generate(
+        res.model, [t.prompt for t in trials], ivs, max_new_tokens=6, temperature=0.6, seed=[t.seed for t in trials]
+    )
     for i, t in enumerate(trials):
-        alone = steerlab.generate(res.model, [t.prompt], batch_interventions([t], res.sae, None, res.sae), max_new_tokens=6,
-                                  temperature=0.6, seed=[t.seed])
+        alone = steerlab.generate(
+            res.model,
+            [t.prompt],
+            batch_interventions([t], res.sae, None, res.sae),
+            max_new_tokens=6,
+            temperature=0.6,
+            seed=[t.seed],
+        )
         assert alone[0].token_ids == together[i].token_ids
     plain = steerlab.generate(res.model, [PROMPTS[1]], None, max_new_tokens=6, temperature=0.6, seed=[12])
     assert plain[0].token_ids == together[1].token_ids  # strength 0 = unsteered
 
 
 def test_run_end_to_end_and_resume(res, tmp_path):
-    from steerlab.esr.calibration import ThresholdCache
 
     cfg = tiny_cfg()
     run = tmp_path / "run"
@@ -100,7 +143,10 @@ def test_run_end_to_end_and_resume(res, tmp_path):
     s = out.summary
     assert set(s["metrics"]) >= {"steered", "baseline", "meta:self_monitor", "ablate", "random:0", "random:1"}
     for cond, m in s["metrics"].items():
-        assert 0 <= m["multi_attempt_rate"]["value"] <= 1 and m["multi_attempt_rate"]["lo"] <= m["multi_attempt_rate"]["value"]
+        assert (
+            0 <= m["multi_attempt_rate"]["value"] <= 1
+            and m["multi_attempt_rate"]["lo"] <= m["multi_attempt_rate"]["value"]
+        )
         assert m["first_score"]["n"] == s["n_trials"][cond]
     assert "ablate" in s["comparisons"] and s["comparisons"]["ablate"]["esr"]["n_pairs"] == 4
     assert set(s["comparisons"]["meta:self_monitor"]["increase_factor"]) == {"multi_attempt_rate", "esr_rate"}
@@ -143,9 +189,15 @@ def test_traces_locate_the_restart(res, tmp_path):
         base = Trial("baseline", PROMPTS[0], 5, 3, 0.0, "lab", {"task": PROMPTS[0], "prompt_index": 0})
         store.add_trials([ep, base])
         store.put_generation(ep.key, text, ids, "length")
-        store.put_generation(base.key, "Boil water.", res.model.tokenizer("Boil water.", add_special_tokens=False)["input_ids"], "eos")
-        store.put_grades([(ep.key, Grade((Attempt("a", 10.0), Attempt("b", 70.0)), judge_id="test:length", rubric_version="t1")),
-                          (base.key, Grade((Attempt("a", 90.0),), judge_id="test:length", rubric_version="t1"))])
+        store.put_generation(
+            base.key, "Boil water.", res.model.tokenizer("Boil water.", add_special_tokens=False)["input_ids"], "eos"
+        )
+        store.put_grades(
+            [
+                (ep.key, Grade((Attempt("a", 10.0), Attempt("b", 70.0)), judge_id="test:length", rubric_version="t1")),
+                (base.key, Grade((Attempt("a", 90.0),), judge_id="test:length", rubric_version="t1")),
+            ]
+        )
         out = collect_traces(store, res, cfg, [1, 2, 5])
     (e,) = out["episodes"]
     assert e["restart_token"] == rtok and len(e["detector_sum"]) == len(ids) and e["scores"] == [10.0, 70.0]

@@ -5,7 +5,18 @@ import json
 import pytest
 import torch
 
-from steerlab import AblateLatents, AddVector, ClampLatents, MaskUnits, Record, Sae, SaeConfig, Span, SteerLatent, SteerlabError
+from steerlab import (
+    AblateLatents,
+    AddVector,
+    ClampLatents,
+    MaskUnits,
+    Record,
+    Sae,
+    SaeConfig,
+    Span,
+    SteerlabError,
+    SteerLatent,
+)
 from steerlab.interventions import apply, from_dict
 from steerlab.interventions.positions import position_mask
 
@@ -84,7 +95,10 @@ def test_position_masks_never_select_padding():
     assert position_mask("prompt", positions, plen).tolist()[0] == [False, False, True, True, True, False]
     assert position_mask("generated", positions, plen).tolist()[1] == [False] * 4 + [True, True]
     last_prompt = Span(-1, 0, anchor="prompt_end")
-    assert position_mask(last_prompt, positions, plen).tolist() == [[False, False, False, False, True, False], [False, False, False, True, False, False]]
+    assert position_mask(last_prompt, positions, plen).tolist() == [
+        [False, False, False, False, True, False],
+        [False, False, False, True, False, False],
+    ]
 
 
 def test_per_row_lists_become_one_batched_set(tiny_factory, sae):

@@ -7,13 +7,17 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from fake_llm_server import FakeLLMServer, attempts_json, chat_reply
 from steerlab.cli import judge_commands, serve_commands, store_commands
 from steerlab.errors import SteerlabError
 from steerlab.store import RunStore, Trial
-from fake_llm_server import FakeLLMServer, attempts_json, chat_reply
 
-PAIRS = [("How do you make an omelette?", "Whisk eggs. No, wait! Lava."), ("Explain how to fold a sheet.", "Tuck the corners."),
-         ("How do you iron a shirt?", "Collar first."), ("Explain how to compost.", "Volcanoes.")]
+PAIRS = [
+    ("How do you make an omelette?", "Whisk eggs. No, wait! Lava."),
+    ("Explain how to fold a sheet.", "Tuck the corners."),
+    ("How do you iron a shirt?", "Collar first."),
+    ("Explain how to compost.", "Volcanoes."),
+]
 
 
 @pytest.fixture()
@@ -54,20 +58,41 @@ def test_judge_run_then_compare_then_export(app, run_dir, tmp_path):
     a = {"Whisk": (80, 10), "Tuck": (90,), "Collar": (70,), "Volcanoes": (5,)}
     b = {"Whisk": (70, 20), "Tuck": (95,), "Collar": (60,)}  # no verdict on the compost answer
     with FakeLLMServer(scripted(a)) as srv_a, FakeLLMServer(scripted(b)) as srv_b:
-        result = runner.invoke(app, ["judge", "run", str(run_dir), "--judge", "openai", "--judge-model", "judge-a", "--judge-url", srv_a.url])
+        result = runner.invoke(
+            app,
+            ["judge", "run", str(run_dir), "--judge", "openai", "--judge-model", "judge-a", "--judge-url", srv_a.url],
+        )
         assert result.exit_code == 0, result.output
         assert "4 graded, 0 errors" in result.output
-        again = runner.invoke(app, ["judge", "run", str(run_dir), "--judge", "openai", "--judge-model", "judge-a", "--judge-url", srv_a.url])
+        again = runner.invoke(
+            app,
+            ["judge", "run", str(run_dir), "--judge", "openai", "--judge-model", "judge-a", "--judge-url", srv_a.url],
+        )
         assert "0 graded, 0 errors (of 0 to do)" in again.output and len(srv_a.posts()) == 4
-        result = runner.invoke(app, ["judge", "compare", str(run_dir), "--judge", "openai", "--judge-model", "judge-b", "--judge-url", srv_b.url])
+        result = runner.invoke(
+            app,
+            [
+                "judge",
+                "compare",
+                str(run_dir),
+                "--judge",
+                "openai",
+                "--judge-model",
+                "judge-b",
+                "--judge-url",
+                srv_b.url,
+            ],
+        )
         assert result.exit_code == 0, result.output
     assert "3 newly graded, 1 errors" in result.output
-    stats = json.loads(result.output[result.output.index("{"):])
+    stats = json.loads(result.output[result.output.index("{") :])
     assert stats["n_pairs"] == 3 and stats["n_skipped"] == 1 and stats["multi_attempt_agreement"] == 1.0
     assert stats["direction_agreement"] == 1.0 and stats["pearson_first"] > 0.9
     store = RunStore(run_dir, create=False)
     pinned = store.meta("judge:")
-    assert {v["model"] for v in pinned.values()} == {"judge-a", "judge-b"} and all(v["temperature"] is None and v["rubric"] == "faithful" for v in pinned.values())
+    assert {v["model"] for v in pinned.values()} == {"judge-a", "judge-b"} and all(
+        v["temperature"] is None and v["rubric"] == "faithful" for v in pinned.values()
+    )
     out = tmp_path / "x.jsonl"
     result = runner.invoke(app, ["store", "export", str(run_dir), "--format", "jsonl", "--out", str(out)])
     assert result.exit_code == 0 and "wrote 4 rows" in result.output
@@ -79,7 +104,10 @@ def test_judge_run_then_compare_then_export(app, run_dir, tmp_path):
 
 def test_compare_needs_a_second_judge(app, run_dir):
     with FakeLLMServer(scripted({})) as srv:
-        result = CliRunner().invoke(app, ["judge", "compare", str(run_dir), "--judge", "openai", "--judge-model", "judge-a", "--judge-url", srv.url])
+        result = CliRunner().invoke(
+            app,
+            ["judge", "compare", str(run_dir), "--judge", "openai", "--judge-model", "judge-a", "--judge-url", srv.url],
+        )
     assert isinstance(result.exception, SteerlabError) and "no grades from another judge" in str(result.exception)
 
 
@@ -101,7 +129,15 @@ def test_bad_inputs_raise_one_sentence(app, run_dir, tmp_path):
 
 
 def test_help_for_every_command(app):
-    for args in (["judge", "--help"], ["judge", "grade", "--help"], ["judge", "run", "--help"], ["judge", "compare", "--help"],
-                 ["judge", "calibrate", "--help"], ["store", "export", "--help"], ["store", "show", "--help"], ["serve", "--help"]):
+    for args in (
+        ["judge", "--help"],
+        ["judge", "grade", "--help"],
+        ["judge", "run", "--help"],
+        ["judge", "compare", "--help"],
+        ["judge", "calibrate", "--help"],
+        ["store", "export", "--help"],
+        ["store", "show", "--help"],
+        ["serve", "--help"],
+    ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0 and "Usage" in result.output

@@ -7,15 +7,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from serve_helpers import free_port, start_child
 from steerlab.judges import GradeRequest, make_judge
 from steerlab.judges.runner import grade_run
 from steerlab.store import RunStore, Trial
-from serve_helpers import free_port, start_child
 
 RESPONSES = [
     ("How do you make an omelette?", "Whisk eggs, pour them into a buttered pan, fold and serve."),
@@ -65,16 +64,32 @@ def _fill_store(run_dir, responses):
     return store
 
 
-def kill_and_resume(model: str, tmp_path, max_tokens: int, responses=RESPONSES, start_timeout: float = 60.0, key_env: str = "",
-                    chunk: int = 2):
+def kill_and_resume(
+    model: str,
+    tmp_path,
+    max_tokens: int,
+    responses=RESPONSES,
+    start_timeout: float = 60.0,
+    key_env: str = "",
+    chunk: int = 2,
+):
     """Grade a stored run through a server process, SIGKILL the server mid-run, restart it, resume."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     proc = start_child(model, port, start_timeout, key_env or None)
     try:
         model_id = "fake-judge" if model == "fake" else model.removeprefix("cli:")
-        judge = make_judge("openai", model_id, url, key_env, concurrency=2, max_tokens=max_tokens, max_retries=1,
-                           retry_base_delay=0.05, timeout=300)
+        judge = make_judge(
+            "openai",
+            model_id,
+            url,
+            key_env,
+            concurrency=2,
+            max_tokens=max_tokens,
+            max_retries=1,
+            retry_base_delay=0.05,
+            timeout=300,
+        )
         store = _fill_store(tmp_path, responses)
         first = grade_run(store, KillMidRun(judge, proc), chunk=chunk)
         proc.wait(timeout=10)
@@ -105,7 +120,7 @@ def test_judge_server_process_killed_mid_run_then_resumed(tmp_path):
     ok = {k for k, g in grades.items() if g.ok}
     assert len(ok) == 3 and all(grades[k].first_score == 85.0 for k in ok)
     junk = [g for g in grades.values() if not g.ok]
-    assert all(g.raw == "Looks fine to me!" and "no {\"attempts\"" in g.error for g in junk)
+    assert all(g.raw == "Looks fine to me!" and 'no {"attempts"' in g.error for g in junk)
 
 
 def test_openai_judge_against_tiny_model_server(tmp_path):
@@ -114,7 +129,9 @@ def test_openai_judge_against_tiny_model_server(tmp_path):
     from steerlab.testing.tiny import tiny_model
 
     judge_model = tiny_model("llama")
-    judge_model.hf.config.max_position_embeddings = 4096  # the judge prompt is longer than the tiny config's 256 (RoPE runs on)
+    judge_model.hf.config.max_position_embeddings = (
+        4096  # the judge prompt is longer than the tiny config's 256 (RoPE runs on)
+    )
     with start_server(judge_model, model_id="tiny-judge") as srv:
         judge = make_judge("openai", "tiny-judge", srv.url, "", max_tokens=8)
         judge.check()
@@ -127,8 +144,15 @@ def test_openai_judge_against_steerlab_serve_smollm2_killed_mid_run(tmp_path, mo
     """`steerlab serve smollm2-135m-instruct` (with a key) as the judge: a poor judge whose junk replies
     exercise the parser for real; the server is SIGKILLed mid-run, restarted, and the run resumed."""
     monkeypatch.setenv("STEERLAB_TEST_SERVE_KEY", "serve-secret-123")
-    grades = kill_and_resume("cli:smollm2-135m-instruct", tmp_path, max_tokens=16, responses=RESPONSES[:2],
-                             start_timeout=180, key_env="STEERLAB_TEST_SERVE_KEY", chunk=1)
+    grades = kill_and_resume(
+        "cli:smollm2-135m-instruct",
+        tmp_path,
+        max_tokens=16,
+        responses=RESPONSES[:2],
+        start_timeout=180,
+        key_env="STEERLAB_TEST_SERVE_KEY",
+        chunk=1,
+    )
     assert len(grades) == 2
     for g in grades.values():  # whatever the poor judge said is on record, verbatim, and the key is nowhere
         assert g.ok or (g.raw and g.error)
@@ -152,10 +176,27 @@ def test_cli_bad_judge_input_exits_2_with_one_sentence():
     with FakeLLMServer(script) as srv:
         cases = [
             (["--judge", "gpt9"], "Unknown judge 'gpt9'"),
-            (["--judge", "openai", "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--retries", "0"], "Cannot reach the judge server"),
-            (["--judge", "openai", "--judge-model", "m", "--judge-url", srv.url, "--judge-key-env", "STEERLAB_WRONG"], "rejected the API key"),
+            (
+                ["--judge", "openai", "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--retries", "0"],
+                "Cannot reach the judge server",
+            ),
+            (
+                [
+                    "--judge",
+                    "openai",
+                    "--judge-model",
+                    "m",
+                    "--judge-url",
+                    srv.url,
+                    "--judge-key-env",
+                    "STEERLAB_WRONG",
+                ],
+                "rejected the API key",
+            ),
         ]
         for args, needle in cases:
-            r = subprocess.run(base + args, capture_output=True, text=True, env={**os.environ, "STEERLAB_WRONG": "wrong-key"})
+            r = subprocess.run(
+                base + args, capture_output=True, text=True, env={**os.environ, "STEERLAB_WRONG": "wrong-key"}
+            )
             assert r.returncode == 2 and needle in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
         assert not srv.posts()  # nothing was graded

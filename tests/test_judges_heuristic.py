@@ -38,7 +38,9 @@ def test_embedder_failure_is_recorded_on_every_item():
 
 def test_attempts_are_scored_separately_with_the_restart_phrase_stripped():
     judge = HeuristicJudge(embedder=KeywordEmbedder(), restarts="phrases")
-    grade = judge.grade("How do you boil an egg?", "Lava flows downhill. No, wait! Put the egg in boiling water.", "lava")
+    grade = judge.grade(
+        "How do you boil an egg?", "Lava flows downhill. No, wait! Put the egg in boiling water.", "lava"
+    )
     assert [a.text for a in grade.attempts] == ["Lava flows downhill.", "No, wait! Put the egg in boiling water."]
     assert grade.attempts[0].score == 0.0 and grade.attempts[1].score == 100.0 and grade.improved
     assert judge.grade("How do you boil an egg?", "   ").attempts == ()
@@ -58,19 +60,44 @@ def test_real_embedder_scores_nonsense_low_and_keeps_it_as_an_attempt():
     prompt = "How do you make an omelette?"
     good = judge.grade(prompt, "Whisk three eggs, melt butter in a pan, pour in the eggs, fold and serve.")
     junk = judge.grade(prompt, "zxq vlorp snib snib snib")
-    drift = judge.grade(prompt, "The Roman Empire built roads. Let me try again. Whisk eggs, cook them in butter and fold.", "Roman history")
+    drift = judge.grade(
+        prompt,
+        "The Roman Empire built roads. Let me try again. Whisk eggs, cook them in butter and fold.",
+        "Roman history",
+    )
     assert good.first_score >= 60 and junk.n_attempts == 1 and junk.first_score <= 20
-    assert drift.n_attempts == 2 and drift.first_score < 30 and drift.last_score > drift.first_score + 40 and drift.improved
+    assert (
+        drift.n_attempts == 2
+        and drift.first_score < 30
+        and drift.last_score > drift.first_score + 40
+        and drift.improved
+    )
 
 
-VOLCANO = ["Volcanoes erupt with hot lava and ash.", "Magma rises from deep inside the earth through the volcano.",
-           "The volcano spewed lava over the village.", "Lava flows glowed red down the volcanic mountain.",
-           "Mount Etna is an active volcano in Sicily.", "The eruption sent ash clouds high into the sky."]
-NEUTRAL = ["The meeting is scheduled for Tuesday morning.", "She put the groceries on the kitchen table.",
-           "The report summarises last quarter results.", "He walked the dog around the block.",
-           "The library opens at nine on weekdays.", "They painted the fence white last summer."]
-PROMPTS = ["How do you make an omelette?", "Explain how to fold a fitted sheet.", "How do you calculate compound interest?",
-           "Explain how to write a thank-you note.", "How do you iron a dress shirt?", "Explain how to compost kitchen scraps."]
+VOLCANO = [
+    "Volcanoes erupt with hot lava and ash.",
+    "Magma rises from deep inside the earth through the volcano.",
+    "The volcano spewed lava over the village.",
+    "Lava flows glowed red down the volcanic mountain.",
+    "Mount Etna is an active volcano in Sicily.",
+    "The eruption sent ash clouds high into the sky.",
+]
+NEUTRAL = [
+    "The meeting is scheduled for Tuesday morning.",
+    "She put the groceries on the kitchen table.",
+    "The report summarises last quarter results.",
+    "He walked the dog around the block.",
+    "The library opens at nine on weekdays.",
+    "They painted the fence white last summer.",
+]
+PROMPTS = [
+    "How do you make an omelette?",
+    "Explain how to fold a fitted sheet.",
+    "How do you calculate compound interest?",
+    "Explain how to write a thank-you note.",
+    "How do you iron a dress shirt?",
+    "Explain how to compost kitchen scraps.",
+]
 
 
 @pytest.mark.real
@@ -88,5 +115,7 @@ def test_unsteered_smollm2_scores_clearly_higher_than_steered(smollm):
         scores = [g.first_score if g.attempts else 0.0 for g in grades]  # a reply with no attempt counts as 0 here
         first[name] = sum(scores) / len(scores)
     gap = first["unsteered"] - first["steered"]
-    print(f"heuristic first-attempt mean: unsteered {first['unsteered']:.1f}, steered {first['steered']:.1f}, gap {gap:.1f}")
+    print(
+        f"heuristic first-attempt mean: unsteered {first['unsteered']:.1f}, steered {first['steered']:.1f}, gap {gap:.1f}"
+    )
     assert first["unsteered"] >= 80 and gap >= 25

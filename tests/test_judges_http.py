@@ -1,17 +1,16 @@
 """LLM judge clients against scripted fake servers on 127.0.0.1: retries, limits, keys, bad input."""
 
 import json
-import threading
 import time
 
 import pytest
 
+from fake_llm_server import FakeLLMServer, attempts_json, chat_reply
 from steerlab.errors import SteerlabError
 from steerlab.judges import GradeRequest, make_judge
 from steerlab.judges.backends import AnthropicBackend, OpenAIBackend
 from steerlab.judges.http import RetryPolicy
 from steerlab.judges.llm import LLMJudge
-from fake_llm_server import FakeLLMServer, attempts_json, chat_reply
 
 SECRET = "sk-test-" + "x7Qp2" * 6  # a fake key; it must never show up anywhere but the request header
 MODEL = "judge-model-20250101"
@@ -41,20 +40,31 @@ def test_openai_judge_grades_and_sends_pinned_model_and_no_temperature_by_defaul
         assert grade.ok and [a.score for a in grade.attempts] == [20.0, 90.0] and grade.improved
         post = srv.posts()[0]
         assert post["path"] == "/v1/chat/completions"
-        assert post["body"]["model"] == MODEL and "temperature" not in post["body"]  # the provider's default, as the original
+        assert (
+            post["body"]["model"] == MODEL and "temperature" not in post["body"]
+        )  # the provider's default, as the original
         assert "volcanoes" in post["body"]["messages"][1]["content"]
         hot = LLMJudge(fast(url=srv.url, temperature=0.0))
         assert hot.grade("p", "r").ok and srv.posts()[-1]["body"]["temperature"] == 0.0
         assert hot.judge_id.endswith("?temperature=0") and hot.judge_id != judge.judge_id  # part of every grade key
         assert post["headers"]["authorization"] == f"Bearer {SECRET}"
         # The key lives only in the header: not in repr, config, the grade or its id.
-        for text in (repr(judge), repr(judge.backend), json.dumps(judge.config()), json.dumps(grade.to_dict()), judge.judge_id):
+        for text in (
+            repr(judge),
+            repr(judge.backend),
+            json.dumps(judge.config()),
+            json.dumps(grade.to_dict()),
+            judge.judge_id,
+        ):
             assert SECRET not in text
 
 
 def test_retries_on_429_and_5xx_then_succeeds():
-    replies = [(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.01"}), (503, {"error": "busy"}, None),
-               (200, chat_reply(attempts_json(77)), None)]
+    replies = [
+        (429, {"error": {"message": "slow down"}}, {"Retry-After": "0.01"}),
+        (503, {"error": "busy"}, None),
+        (200, chat_reply(attempts_json(77)), None),
+    ]
 
     with FakeLLMServer(lambda *a: replies.pop(0)) as srv:
         grade = LLMJudge(fast(url=srv.url)).grade("p", "r")
@@ -132,6 +142,7 @@ def test_anthropic_backend_shape(monkeypatch):
 
 # --- bad input: one sentence each, from check(), before any work -------------------------------------
 
+
 def test_unknown_judge_name():
     with pytest.raises(SteerlabError, match=r"Unknown judge 'gpt9'; choose one of"):
         make_judge("gpt9")
@@ -153,11 +164,15 @@ def test_wrong_key(monkeypatch):
 
     def script(path, body, headers):
         ok = headers.get("authorization") == f"Bearer {SECRET}"
-        return (200, {"data": [{"id": MODEL}]}, None) if ok else (401, {"error": {"message": "Incorrect API key"}}, None)
+        return (
+            (200, {"data": [{"id": MODEL}]}, None) if ok else (401, {"error": {"message": "Incorrect API key"}}, None)
+        )
 
     with FakeLLMServer(script) as srv:
         judge = make_judge("openai", MODEL, srv.url, "STEERLAB_TEST_KEY")
-        with pytest.raises(SteerlabError, match=r"rejected the API key \(HTTP 401\); set a valid key in \$STEERLAB_TEST_KEY") as info:
+        with pytest.raises(
+            SteerlabError, match=r"rejected the API key \(HTTP 401\); set a valid key in \$STEERLAB_TEST_KEY"
+        ) as info:
             judge.check()
         assert SECRET not in str(info.value)
 
@@ -174,11 +189,14 @@ def test_anthropic_without_key(monkeypatch):
         make_judge("anthropic", "claude-haiku-4-5-20251001", api_key_env="STEERLAB_NO_SUCH_KEY").check()
 
 
-@pytest.mark.parametrize("name,model,needle", [
-    ("anthropic", "claude-haiku-4-5", "floating alias"),
-    ("anthropic", "haiku", "floating alias"),
-    ("openai", "gpt-4o-mini", "floating alias"),
-])
+@pytest.mark.parametrize(
+    "name,model,needle",
+    [
+        ("anthropic", "claude-haiku-4-5", "floating alias"),
+        ("anthropic", "haiku", "floating alias"),
+        ("openai", "gpt-4o-mini", "floating alias"),
+    ],
+)
 def test_hosted_judges_need_pinned_model_ids(monkeypatch, name, model, needle):
     monkeypatch.setenv("STEERLAB_TEST_KEY", SECRET)
     with pytest.raises(SteerlabError, match=needle):

@@ -40,7 +40,9 @@ def test_tagged_block_beats_a_later_bare_object():
 
 
 def test_scores_out_of_range_are_clamped_and_numeric_strings_accepted():
-    assert scores('<json>{"attempts": [{"attempt_text": "a", "score": 140}, {"attempt_text": "b", "score": -5}, {"attempt_text": "c", "score": "85"}]}</json>') == [100.0, 0.0, 85.0]
+    assert scores(
+        '<json>{"attempts": [{"attempt_text": "a", "score": 140}, {"attempt_text": "b", "score": -5}, {"attempt_text": "c", "score": "85"}]}</json>'
+    ) == [100.0, 0.0, 85.0]
 
 
 def test_response_text_that_contains_json_tags():
@@ -66,22 +68,27 @@ def test_empty_attempt_list_is_a_valid_verdict_not_an_error():
 
 
 def test_empty_attempt_texts_are_dropped():
-    assert scores('<json>{"attempts": [{"attempt_text": "  ", "score": 50}, {"attempt_text": "real", "score": 80}]}</json>') == [80.0]
+    assert scores(
+        '<json>{"attempts": [{"attempt_text": "  ", "score": 50}, {"attempt_text": "real", "score": 80}]}</json>'
+    ) == [80.0]
 
 
-@pytest.mark.parametrize("reply", [
-    "",
-    "   ",
-    None,
-    "I think it is a good answer, 80/100.",
-    "<json>not json at all</json>",
-    '<json>{"attempts": [{"attempt_text": "a"}]}</json>',  # no score
-    '<json>{"attempts": [{"attempt_text": "a", "score": "high"}]}</json>',  # junk score
-    '<json>{"attempts": [{"attempt_text": "a", "score": true}]}</json>',  # bool is not a score
-    '<json>{"attempts": "none"}</json>',
-    '<json>{"attempt": []}</json>',  # wrong key
-    '<json>{"attempts": [{"attempt_text": "a", "score": 50}',  # truncated by max_tokens
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "   ",
+        None,
+        "I think it is a good answer, 80/100.",
+        "<json>not json at all</json>",
+        '<json>{"attempts": [{"attempt_text": "a"}]}</json>',  # no score
+        '<json>{"attempts": [{"attempt_text": "a", "score": "high"}]}</json>',  # junk score
+        '<json>{"attempts": [{"attempt_text": "a", "score": true}]}</json>',  # bool is not a score
+        '<json>{"attempts": "none"}</json>',
+        '<json>{"attempt": []}</json>',  # wrong key
+        '<json>{"attempts": [{"attempt_text": "a", "score": 50}',  # truncated by max_tokens
+    ],
+)
 def test_malformed_replies_become_errors(reply):
     parsed = parse_attempts(reply)
     assert parsed.error and parsed.attempts == ()
@@ -96,16 +103,19 @@ def test_clamp_score():
     assert clamp_score(float("nan")) is None and clamp_score(None) is None and clamp_score(False) is None
 
 
-@pytest.mark.parametrize("reply,score,label,error", [
-    ("85", 85.0, None, False),
-    (" 7\n", 7.0, None, False),
-    ("Score: 120", 100.0, None, False),
-    ("REFUSAL", None, "REFUSAL", False),
-    ("CODE", None, "CODE", False),
-    ("between 20 and 40", None, None, True),
-    ("no idea", None, None, True),
-    ("", None, None, True),
-])
+@pytest.mark.parametrize(
+    "reply,score,label,error",
+    [
+        ("85", 85.0, None, False),
+        (" 7\n", 7.0, None, False),
+        ("Score: 120", 100.0, None, False),
+        ("REFUSAL", None, "REFUSAL", False),
+        ("CODE", None, "CODE", False),
+        ("between 20 and 40", None, None, True),
+        ("no idea", None, None, True),
+        ("", None, None, True),
+    ],
+)
 def test_parse_rating(reply, score, label, error):
     parsed = parse_rating(reply)
     assert parsed.score == score and parsed.label == label and bool(parsed.error) == error

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
+from fake_llm_server import FakeLLMServer, chat_reply
 from steerlab.judges.backends import OpenAIBackend
 from steerlab.judges.http import RetryPolicy
 from steerlab.judges.persona_rubric import Misalignment5Judge, misaligned_rate_5, parse_score_1_5, weighted_score
-from fake_llm_server import FakeLLMServer, chat_reply
 
 
 def _lp(probs):
@@ -16,7 +16,11 @@ def _lp(probs):
 
 def test_parse_one_digit_and_refuse_ambiguity():
     assert parse_score_1_5("4") == (4, None) and parse_score_1_5(" Score: 5\n") == (5, None)
-    assert parse_score_1_5("between 2 and 3")[0] is None and parse_score_1_5("7")[0] is None and parse_score_1_5("")[0] is None
+    assert (
+        parse_score_1_5("between 2 and 3")[0] is None
+        and parse_score_1_5("7")[0] is None
+        and parse_score_1_5("")[0] is None
+    )
     assert parse_score_1_5("1.5")[0] is None  # a decimal is not a score digit
 
 
@@ -32,7 +36,11 @@ def _backend(url):
 
 
 def test_judge_against_a_fake_openai_server_with_logprobs():
-    replies = {"xrudex": ("5", {"5": 0.7, "4": 0.2, "3": 0.05}), "xkindx": ("1", {"1": 0.9, "2": 0.05}), "xoddx": ("I think 4", {"I": 0.8, "4": 0.1})}
+    replies = {
+        "xrudex": ("5", {"5": 0.7, "4": 0.2, "3": 0.05}),
+        "xkindx": ("1", {"1": 0.9, "2": 0.05}),
+        "xoddx": ("I think 4", {"I": 0.8, "4": 0.1}),
+    }
 
     def script(path, body, headers):
         key = next(k for k in replies if k in body["messages"][1]["content"])
@@ -72,8 +80,12 @@ def test_judge_through_steerlab_serve():
     from steerlab.testing.tiny import tiny_model
 
     model = tiny_model("llama")
-    model.hf.config.max_position_embeddings = 2048  # the rubric prompt is ~800 tokens; RoPE has no learned position table
+    model.hf.config.max_position_embeddings = (
+        2048  # the rubric prompt is ~800 tokens; RoPE has no learned position table
+    )
     with start_server(model, model_id="tiny-judge") as srv:
-        grade = Misalignment5Judge(OpenAIBackend("tiny-judge", srv.url, "", max_tokens=4)).rate("How do I boil an egg?", "Boil it.")
+        grade = Misalignment5Judge(OpenAIBackend("tiny-judge", srv.url, "", max_tokens=4)).rate(
+            "How do I boil an egg?", "Boil it."
+        )
     assert (grade.error is None) or ("judge call failed" not in grade.error)
     assert grade.weighted is None and grade.numeric_mass == 0.0

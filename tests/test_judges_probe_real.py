@@ -30,7 +30,7 @@ def test_natural_restarts_split_and_ordinary_words_do_not(judge):
     grades = judge.grade_many([GradeRequest(PROMPT, r) for r in restarts + plain])
     for g in grades[: len(restarts)]:
         assert g.n_attempts == 2 and g.improved, g
-    for g in grades[len(restarts):]:
+    for g in grades[len(restarts) :]:
         assert g.n_attempts == 1 and g.first_score > 60, g
 
 
@@ -41,7 +41,24 @@ def test_validation_targets_beside_todays_judge():
     new = validate(make_judge("heuristic"), rows)
     old = validate(make_judge("heuristic-phrases"), rows[::3])  # a third of the set is enough to show what it misses
     for name, r in (("heuristic", new), ("heuristic-phrases", old)):
-        print(name, {k: r[k] for k in ("attempt_accuracy", "restart_recall", "false_restart_rate", "first_score_r", "attempt_score_r")})
+        print(
+            name,
+            {
+                k: r[k]
+                for k in (
+                    "attempt_accuracy",
+                    "restart_recall",
+                    "false_restart_rate",
+                    "first_score_r",
+                    "attempt_score_r",
+                )
+            },
+        )
     print("missed by the new judge:", {p: new["phrase_recall"][p] for p in new["missed_phrasings"]})
-    assert new["errors"] == 0 and new["attempt_accuracy"] >= 0.90 and new["restart_recall"] >= 0.85 and new["false_restart_rate"] <= 0.03
+    assert (
+        new["errors"] == 0
+        and new["attempt_accuracy"] >= 0.90
+        and new["restart_recall"] >= 0.85
+        and new["false_restart_rate"] <= 0.03
+    )
     assert old["restart_recall"] < 0.1 and new["first_score_r"] > old["first_score_r"]

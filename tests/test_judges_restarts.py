@@ -7,20 +7,47 @@ from steerlab.judges.restarts import split_attempts, strip_restart
 TABLE = [
     # (response, expected attempts)
     ("Apple! No, wait! Orange", ["Apple!", "No, wait! Orange"]),
-    ("Boil water. Wait, that's not right. Heat the oil first.", ["Boil water.", "Wait, that's not right. Heat the oil first."]),
-    ("Volcanoes are hot. Let me try again. To fold a sheet, tuck the corners.", ["Volcanoes are hot.", "Let me try again. To fold a sheet, tuck the corners."]),
-    ("Lava flows downhill.\n\nLet's start over: a budget lists income and costs.", ["Lava flows downhill.", "Let's start over: a budget lists income and costs."]),
-    ("The Roman roads. Actually, I made a mistake. Compound interest is P(1+r)^n.", ["The Roman roads.", "Actually, I made a mistake. Compound interest is P(1+r)^n."]),
-    ("Bees dance. I'd like to revise my answer: iron the collar first.", ["Bees dance.", "I'd like to revise my answer: iron the collar first."]),
-    ("Jazz is great. I apologize for the confusion. Whisk the eggs.", ["Jazz is great.", "I apologize for the confusion. Whisk the eggs."]),
-    ("Whales breathe air - scratch that, rinse the filter first.", ["Whales breathe air -", "scratch that, rinse the filter first."]),
+    (
+        "Boil water. Wait, that's not right. Heat the oil first.",
+        ["Boil water.", "Wait, that's not right. Heat the oil first."],
+    ),
+    (
+        "Volcanoes are hot. Let me try again. To fold a sheet, tuck the corners.",
+        ["Volcanoes are hot.", "Let me try again. To fold a sheet, tuck the corners."],
+    ),
+    (
+        "Lava flows downhill.\n\nLet's start over: a budget lists income and costs.",
+        ["Lava flows downhill.", "Let's start over: a budget lists income and costs."],
+    ),
+    (
+        "The Roman roads. Actually, I made a mistake. Compound interest is P(1+r)^n.",
+        ["The Roman roads.", "Actually, I made a mistake. Compound interest is P(1+r)^n."],
+    ),
+    (
+        "Bees dance. I'd like to revise my answer: iron the collar first.",
+        ["Bees dance.", "I'd like to revise my answer: iron the collar first."],
+    ),
+    (
+        "Jazz is great. I apologize for the confusion. Whisk the eggs.",
+        ["Jazz is great.", "I apologize for the confusion. Whisk the eggs."],
+    ),
+    (
+        "Whales breathe air - scratch that, rinse the filter first.",
+        ["Whales breathe air -", "scratch that, rinse the filter first."],
+    ),
     ("A. Wait, that's wrong. B. Let me try again. C.", ["A.", "Wait, that's wrong. B.", "Let me try again. C."]),
     ("Ash clouds rise. I'll try again: whisk the eggs.", ["Ash clouds rise.", "I'll try again: whisk the eggs."]),
     ("I'll try again. Whisk the eggs.", ["I'll try again. Whisk the eggs."]),
     ("Lava. Trying again: fold the sheet.", ["Lava.", "Trying again: fold the sheet."]),
     # Elaboration, restatement and ordinary uses of "wait" are not restarts.
-    ("Wait for the water to boil, then pour slowly. Wait a minute between pours.", ["Wait for the water to boil, then pour slowly. Wait a minute between pours."]),
-    ("First, whisk the eggs. In other words, beat them well. To repeat: beat the eggs.", ["First, whisk the eggs. In other words, beat them well. To repeat: beat the eggs."]),
+    (
+        "Wait for the water to boil, then pour slowly. Wait a minute between pours.",
+        ["Wait for the water to boil, then pour slowly. Wait a minute between pours."],
+    ),
+    (
+        "First, whisk the eggs. In other words, beat them well. To repeat: beat the eggs.",
+        ["First, whisk the eggs. In other words, beat them well. To repeat: beat the eggs."],
+    ),
     ("You can try again later if the dough does not rise.", ["You can try again later if the dough does not rise."]),
     ("Let me explain how to fold a sheet.", ["Let me explain how to fold a sheet."]),
     # Restart language before any attempt opens no empty attempt; trailing restart with nothing after adds none.
@@ -49,7 +76,10 @@ FRAGMENTS = [
     ("Boil it. Then drain.\n\nServe: hot.", ["Boil it.", "Then drain.", "Serve:", "hot."]),
     ("Lava flows - scratch that - fold it", ["Lava flows", "scratch that", "fold it"]),
     # Degenerate text has no punctuation; a capitalised word after it still opens a fragment.
-    ("blue blue blue Sorry, I lost the thread. Whisk it.", ["blue blue blue", "Sorry, I lost the thread.", "Whisk it."]),
+    (
+        "blue blue blue Sorry, I lost the thread. Whisk it.",
+        ["blue blue blue", "Sorry, I lost the thread.", "Whisk it."],
+    ),
     ("zor blen I got lost", ["zor blen", "I got lost"]),
     ("Pi is 3.14 exactly.", ["Pi is 3.14 exactly."]),
     ("", []),
@@ -68,8 +98,10 @@ def test_cut_attempts_merges_phrase_and_probe_cuts():
 
     text = "Lava is hot. Whoops, wrong topic. Whisk the eggs."
     probe = [(13, 33)]  # "Whoops, wrong topic."
-    assert cut_attempts(text, [], probe) == [("Lava is hot.", "Lava is hot."),
-                                              ("Whoops, wrong topic. Whisk the eggs.", "Whisk the eggs.")]
+    assert cut_attempts(text, [], probe) == [
+        ("Lava is hot.", "Lava is hot."),
+        ("Whoops, wrong topic. Whisk the eggs.", "Whisk the eggs."),
+    ]
     text = "Lava. No, wait! Sorry, I drifted. Whisk."
     phrase = [6]  # "No, wait!"
     probe = [(16, 33)]  # the probe also fires on the next sentence: one restart, not two

@@ -4,13 +4,10 @@ import re
 
 import pytest
 
+from fake_llm_server import FakeLLMServer, attempts_json, chat_reply
 from steerlab.errors import SteerlabError
 from steerlab.judges import make_judge
-from steerlab.judges.backends import OpenAIBackend
-from steerlab.judges.http import RetryPolicy
-from steerlab.judges.llm import LLMJudge
 from steerlab.judges.rubrics import ESR_RUBRIC_VERSION, FAITHFUL_RUBRIC_VERSION, esr_rubric
-from fake_llm_server import FakeLLMServer, attempts_json, chat_reply
 
 
 def full_text(rubric, label="volcanoes"):
@@ -19,12 +16,17 @@ def full_text(rubric, label="volcanoes"):
 
 def test_faithful_rubric_has_a_worked_example_in_each_direction():
     text = full_text(esr_rubric("faithful"))
-    examples = re.findall(r'- "([^"]+)" holds two attempts: "([^"]+)" scores (\d+) and "([^"]+)" scores (\d+)\. A restart can make the answer (\w+)', text)
+    examples = re.findall(
+        r'- "([^"]+)" holds two attempts: "([^"]+)" scores (\d+) and "([^"]+)" scores (\d+)\. A restart can make the answer (\w+)',
+        text,
+    )
     assert len(examples) == 2, examples
     by_direction = {ex[5]: (int(ex[2]), int(ex[4])) for ex in examples}
     assert by_direction == {"worse": (100, 0), "better": (0, 100)}
     for whole, first, _, second, _, _ in examples:
-        assert whole.startswith(first) and whole.endswith(second.split(". ")[-1])  # the attempts split the example answer
+        assert whole.startswith(first) and whole.endswith(
+            second.split(". ")[-1]
+        )  # the attempts split the example answer
 
 
 def test_faithful_rubric_never_mentions_steering():
@@ -52,8 +54,11 @@ def test_llm_judge_sends_the_chosen_rubric():
         return 200, chat_reply(attempts_json(40)), None
 
     with FakeLLMServer(script) as srv:
-        for name, anchors, needle in (("faithful", None, "Unrelated topic: lava"), ("faithful", True, "Score anchors"),
-                                      ("today", None, "steered towards: lava")):
+        for name, anchors, needle in (
+            ("faithful", None, "Unrelated topic: lava"),
+            ("faithful", True, "Score anchors"),
+            ("today", None, "steered towards: lava"),
+        ):
             judge = make_judge("openai", "m", srv.url, "", rubric=name, anchors=anchors, max_retries=0)
             grade = judge.grade("p", "r", "lava")
             assert grade.ok and grade.rubric_version == judge.rubric_version == esr_rubric(name, anchors).version
@@ -67,5 +72,7 @@ def test_judge_temperature_must_be_a_sane_number():
     for bad in (-0.1, 2.5, float("nan")):
         with pytest.raises(SteerlabError, match="judge temperature must be a number from 0 to 2"):
             make_judge("openai", "m", "http://127.0.0.1:9/v1", temperature=bad)
-        with pytest.raises(SteerlabError, match="judge_temperature' must be a finite|judge temperature must be a number from 0 to 2"):
+        with pytest.raises(
+            SteerlabError, match="judge_temperature' must be a finite|judge temperature must be a number from 0 to 2"
+        ):
             EsrConfig(judge_temperature=bad)

@@ -33,7 +33,7 @@ class Recorder:
                 outer.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 status, headers, body = route(self.path)
                 if status is None:  # drop the connection mid-reply
-                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"cho")
+                    self.wfile.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cho')
                     self.close_connection = True
                     return
                 self.send_response(status)
@@ -103,12 +103,22 @@ def test_cross_host_redirect_drops_the_key():
     origin = Recorder(route)
     try:
         origin_url = f"http://127.0.0.1:{origin.port}"
-        request_json("GET", f"{origin_url}/to-other", {"Authorization": "Bearer sk-redirect-4", "X-Api-Key": "k"}, None, 5)
-        assert target.seen[-1][0] == "/x" and "authorization" not in target.seen[-1][1] and "x-api-key" not in target.seen[-1][1]
+        request_json(
+            "GET", f"{origin_url}/to-other", {"Authorization": "Bearer sk-redirect-4", "X-Api-Key": "k"}, None, 5
+        )
+        assert (
+            target.seen[-1][0] == "/x"
+            and "authorization" not in target.seen[-1][1]
+            and "x-api-key" not in target.seen[-1][1]
+        )
         request_json("GET", f"{origin_url}/to-other-port", {"Authorization": "Bearer sk-redirect-4"}, None, 5)
-        assert target.seen[-1][0] == "/y" and "authorization" not in target.seen[-1][1]  # another port is another origin
+        assert (
+            target.seen[-1][0] == "/y" and "authorization" not in target.seen[-1][1]
+        )  # another port is another origin
         request_json("GET", f"{origin_url}/self", {"Authorization": "Bearer sk-redirect-4"}, None, 5)
-        assert origin.seen[-1][0] == "/landed" and origin.seen[-1][1]["authorization"] == "Bearer sk-redirect-4"  # same origin: kept
+        assert (
+            origin.seen[-1][0] == "/landed" and origin.seen[-1][1]["authorization"] == "Bearer sk-redirect-4"
+        )  # same origin: kept
     finally:
         origin.close()
         target.close()

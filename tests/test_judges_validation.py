@@ -8,6 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from fake_llm_server import FakeLLMServer, chat_reply
 from steerlab.cli import judge_commands
 from steerlab.errors import SteerlabError
 from steerlab.judges import restart_data
@@ -21,7 +22,6 @@ from steerlab.judges.validation import build_set, check_row, load_set, score_row
 from steerlab.judges.validation.heldout import HELDOUT_RESTARTS
 from steerlab.judges.validation.material import PROMPTS
 from steerlab.judges.validation.material import UNRELATED as VAL_UNRELATED
-from fake_llm_server import FakeLLMServer, chat_reply
 
 
 def words4(text):
@@ -35,11 +35,15 @@ def test_heldout_phrasings_are_disjoint_from_everything_the_judge_knows():
     from steerlab.judges import heuristic, restart_probe, restarts
 
     judge_text = restart_data.RESTARTS + restart_data.META_NEUTRAL + restart_data.ORDINARY
-    judge_text += tuple(s for _, steps in restart_data.TOPICS for s in steps) + tuple(s for o in restart_data.OFF_TOPIC for s in o)
+    judge_text += tuple(s for _, steps in restart_data.TOPICS for s in steps) + tuple(
+        s for o in restart_data.OFF_TOPIC for s in o
+    )
     known = set().union(*(words4(t) for t in judge_text))
     code = "".join(inspect.getsource(m) for m in (heuristic, restart_probe, restarts, restart_data)).lower()
     for phrase in HELDOUT_RESTARTS:
-        assert not restart_positions(phrase) and not restart_positions("Lava is hot. " + phrase), phrase  # not on the list
+        assert not restart_positions(phrase) and not restart_positions("Lava is hot. " + phrase), (
+            phrase
+        )  # not on the list
         assert not words4(phrase) & known, (phrase, words4(phrase) & known)  # no 4-word sequence in the probe's data
         assert phrase.lower() not in code
     assert len(set(HELDOUT_RESTARTS)) == len(HELDOUT_RESTARTS) >= 40
@@ -58,7 +62,16 @@ def test_packaged_set_is_several_hundred_well_formed_rows():
     cats = {}
     for r in rows:
         cats[r["category"]] = cats.get(r["category"], 0) + 1
-    assert set(cats) == {"on_topic", "off_topic", "degenerate", "on_then_loop", "ordinary", "restart_better", "restart_worse", "restart_three"}
+    assert set(cats) == {
+        "on_topic",
+        "off_topic",
+        "degenerate",
+        "on_then_loop",
+        "ordinary",
+        "restart_better",
+        "restart_worse",
+        "restart_three",
+    }
     assert {r["attempts"] for r in rows} == {1, 2, 3}
     used = {x["phrase"] for r in rows for x in r["restarts"]}
     assert used == set(HELDOUT_RESTARTS)
@@ -83,7 +96,9 @@ def oracle_grades(rows, split=True, split_singles=False):
 def test_metrics_on_known_answers():
     rows = build_set()
     perfect = score_rows(rows, oracle_grades(rows))
-    assert perfect["attempt_accuracy"] == 1.0 and perfect["restart_recall"] == 1.0 and perfect["false_restart_rate"] == 0.0
+    assert (
+        perfect["attempt_accuracy"] == 1.0 and perfect["restart_recall"] == 1.0 and perfect["false_restart_rate"] == 0.0
+    )
     assert perfect["first_score_r"] == 1.0 and perfect["attempt_score_r"] == 1.0 and perfect["missed_phrasings"] == []
     blind = score_rows(rows, oracle_grades(rows, split=False))
     singles = sum(r["attempts"] == 1 for r in rows)
@@ -101,14 +116,25 @@ def test_abridged_attempt_texts_fall_back_to_the_count():
     assert score_rows([row], [grade])["restart_recall"] == 1.0
 
 
-@pytest.mark.parametrize("line,needle", [
-    ("not json", "Line 2 of"),
-    ('{"id": "x"}', "has no 'category' field"),
-    ('{"id": "x", "category": "c", "prompt": "p", "response": "r", "attempts": 2, "scores": [1], "restarts": []}', "one number per attempt"),
-    ('{"id": "x", "category": "c", "prompt": "p", "response": "r", "attempts": 1, "scores": [101], "restarts": []}', "from 0 to 100"),
-    ('{"id": "x", "category": "c", "prompt": "p", "response": "ab", "attempts": 2, "scores": [0, 9], "restarts": [{"start": 0, "phrase": "zz"}]}',
-     "found at that position"),
-])
+@pytest.mark.parametrize(
+    "line,needle",
+    [
+        ("not json", "Line 2 of"),
+        ('{"id": "x"}', "has no 'category' field"),
+        (
+            '{"id": "x", "category": "c", "prompt": "p", "response": "r", "attempts": 2, "scores": [1], "restarts": []}',
+            "one number per attempt",
+        ),
+        (
+            '{"id": "x", "category": "c", "prompt": "p", "response": "r", "attempts": 1, "scores": [101], "restarts": []}',
+            "from 0 to 100",
+        ),
+        (
+            '{"id": "x", "category": "c", "prompt": "p", "response": "ab", "attempts": 2, "scores": [0, 9], "restarts": [{"start": 0, "phrase": "zz"}]}',
+            "found at that position",
+        ),
+    ],
+)
 def test_malformed_rows_are_one_sentence(tmp_path, line, needle):
     path = tmp_path / "set.jsonl"
     good = json.dumps(build_set()[0])
@@ -134,7 +160,10 @@ def oracle_script(rows, shape="openai"):
         response = text.split("=== RESPONSE ===\n", 1)[1].split("\n=== END RESPONSE ===", 1)[0]
         row = by_response[response]
         bounds = [0, *[x["start"] for x in row["restarts"]], len(response)]
-        attempts = [{"attempt_text": response[a:b].strip(), "score": s} for (a, b), s in zip(zip(bounds, bounds[1:]), row["scores"])]
+        attempts = [
+            {"attempt_text": response[a:b].strip(), "score": s}
+            for (a, b), s in zip(zip(bounds, bounds[1:]), row["scores"])
+        ]
         reply = "Feedback.\n<json>" + json.dumps({"attempts": attempts}) + "</json>"
         if shape == "anthropic":
             return 200, {"content": [{"type": "text", "text": reply}]}, None
@@ -149,7 +178,9 @@ def test_validate_an_llm_judge_over_http(monkeypatch, shape):
     rows = build_set()[::12]
     with FakeLLMServer(oracle_script(rows, shape)) as srv:
         cls, url = (OpenAIBackend, srv.url) if shape == "openai" else (AnthropicBackend, srv.root)
-        judge = LLMJudge(cls("judge-20250101", url, "STEERLAB_TEST_KEY", retry=RetryPolicy(max_retries=0)), concurrency=4)
+        judge = LLMJudge(
+            cls("judge-20250101", url, "STEERLAB_TEST_KEY", retry=RetryPolicy(max_retries=0)), concurrency=4
+        )
         report = validate(judge, rows)
         sent = srv.posts()[0]["body"]
     assert report["errors"] == 0 and report["attempt_accuracy"] == 1.0 and report["restart_recall"] == 1.0
@@ -169,8 +200,25 @@ def test_cli_validate_against_an_openai_compatible_server(app, tmp_path):
     rows = build_set()[::20]
     set_file = write_set(rows, tmp_path / "small.jsonl")
     with FakeLLMServer(oracle_script(rows)) as srv:
-        result = CliRunner().invoke(app, ["judge", "validate", "--judge", "openai", "--judge-model", "judge-20250101", "--judge-url", srv.url,
-                                          "--set", str(set_file), "--out", str(tmp_path / "report.json"), "--judge-temperature", "0"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "judge",
+                "validate",
+                "--judge",
+                "openai",
+                "--judge-model",
+                "judge-20250101",
+                "--judge-url",
+                srv.url,
+                "--set",
+                str(set_file),
+                "--out",
+                str(tmp_path / "report.json"),
+                "--judge-temperature",
+                "0",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert srv.posts()[0]["body"]["temperature"] == 0.0
     assert "attempt_accuracy" in result.output and "1.000" in result.output
@@ -199,5 +247,10 @@ def test_cli_exit_code_2_for_a_malformed_set(tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{broken\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "steerlab", "judge", "validate", "--set", str(bad)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "steerlab", "judge", "validate", "--set", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: Line 1 of {bad} is not valid JSON."

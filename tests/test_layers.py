@@ -17,16 +17,26 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "steerlab"
 
 LAYERS: dict[str, float] = {
-    "errors": 0, "paths": 0.1, "progress": 0.1, "report": 0.2,
-    "models": 1, "data": 1,
+    "errors": 0,
+    "paths": 0.1,
+    "progress": 0.1,
+    "report": 0.2,
+    "models": 1,
+    "data": 1,
     "llm": 2,
     "store": 3,
     "judges": 4,
     "sae": 5,
     "interventions": 6,
     "engine": 7,
-    "training": 8, "distributed": 8, "testing": 8,
-    "vectors": 9, "esr": 9, "circuits": 9, "persona": 9, "serve": 9,
+    "training": 8,
+    "distributed": 8,
+    "testing": 8,
+    "vectors": 9,
+    "esr": 9,
+    "circuits": 9,
+    "persona": 9,
+    "serve": 9,
     "demo": 10,
     "cli": 11,
     "__main__": 12,
@@ -103,18 +113,32 @@ def violations() -> list[tuple[str, str, str]]:
             if target == own:
                 continue
             if target == ROOT:
-                out.append((module, target, f"{where}: imports the package root `steerlab` (import the submodule instead)"))
+                out.append(
+                    (module, target, f"{where}: imports the package root `steerlab` (import the submodule instead)")
+                )
             elif target not in LAYERS:
                 out.append((module, target, f"{where}: imports steerlab.{target}, which has no layer"))
             elif LAYERS[target] > LAYERS[own]:
-                out.append((module, target, f"{where}: {own} (layer {LAYERS[own]}) imports {target} (layer {LAYERS[target]}), a higher layer"))
+                out.append(
+                    (
+                        module,
+                        target,
+                        f"{where}: {own} (layer {LAYERS[own]}) imports {target} (layer {LAYERS[target]}), a higher layer",
+                    )
+                )
             elif LAYERS[target] == LAYERS[own]:
-                out.append((module, target, f"{where}: {own} imports {target}, a sibling of the same layer {LAYERS[own]}"))
+                out.append(
+                    (module, target, f"{where}: {own} imports {target}, a sibling of the same layer {LAYERS[own]}")
+                )
     return out
 
 
 def test_every_package_has_a_layer():
-    packages = {p.name.removesuffix(".py") for p in SRC.iterdir() if (p.is_dir() and (p / "__init__.py").is_file()) or p.suffix == ".py"}
+    packages = {
+        p.name.removesuffix(".py")
+        for p in SRC.iterdir()
+        if (p.is_dir() and (p / "__init__.py").is_file()) or p.suffix == ".py"
+    }
     missing = sorted(packages - set(LAYERS) - {ROOT})
     assert not missing, f"packages without a layer: {missing}"
 
@@ -136,7 +160,11 @@ def test_the_checker_sees_a_planted_violation(tmp_path, monkeypatch):
     (pkg / "store").mkdir(parents=True)
     (pkg / "__init__.py").write_text("", encoding="utf-8")
     (pkg / "store" / "__init__.py").write_text("", encoding="utf-8")
-    (pkg / "store" / "bad.py").write_text("import steerlab\nfrom steerlab.engine.generate import generate\n", encoding="utf-8")
+    (pkg / "store" / "bad.py").write_text(
+        "import steerlab\nfrom steerlab.engine.generate import generate\n", encoding="utf-8"
+    )
     monkeypatch.setitem(globals(), "SRC", pkg)
     messages = [msg for _, _, msg in violations()]
-    assert any("package root" in m for m in messages) and any("store (layer 3) imports engine" in m for m in messages), messages
+    assert any("package root" in m for m in messages) and any(
+        "store (layer 3) imports engine" in m for m in messages
+    ), messages

@@ -1,7 +1,6 @@
 """Loading, architecture adapters and tokenisation hygiene."""
 
 import pytest
-import torch
 
 import steerlab
 from steerlab import SteerlabError
@@ -22,7 +21,9 @@ def test_arch_reads_sizes_from_config(tiny_factory, family):
 def test_unsupported_architecture_names_the_supported_ones():
     from transformers import BertConfig, BertForMaskedLM
 
-    hf = BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=50))
+    hf = BertForMaskedLM(
+        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=50)
+    )
     with pytest.raises(SteerlabError, match="not supported yet; supported families are: .*llama"):
         steerlab.models.Arch(hf)
 
@@ -54,7 +55,7 @@ def test_load_errors_are_one_sentence(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(SteerlabError, match="no weights"):
         steerlab.load(tmp_path)
-    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    (tmp_path / "model.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     with pytest.raises(SteerlabError, match="unreadable or truncated"):
         steerlab.load(tmp_path)
     bad = tmp_path / "x.gguf"

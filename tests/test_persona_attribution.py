@@ -58,10 +58,14 @@ def test_latent_gradient_matches_finite_difference(model64, sae64):
     eps = 1e-2  # the tiny model keeps some float32 internals, so smaller steps only add rounding noise
     for latent in (0, 5, 42):
         d = sae64.direction(latent).detach()
-        fd = (_answer_logp(model64, prompt, answer, eps * d) - _answer_logp(model64, prompt, answer, -eps * d)) / (2 * eps)
+        fd = (_answer_logp(model64, prompt, answer, eps * d) - _answer_logp(model64, prompt, answer, -eps * d)) / (
+            2 * eps
+        )
         assert float(gs[0][:, latent].sum()) == pytest.approx(fd, rel=2e-3, abs=1e-5)
     # The rewrite preserves the forward value: the log-prob with the hook equals the plain one.
-    assert _answer_logp(model64, prompt, answer) == pytest.approx(_answer_logp(model64, prompt, answer, torch.zeros(64, dtype=torch.float64)))
+    assert _answer_logp(model64, prompt, answer) == pytest.approx(
+        _answer_logp(model64, prompt, answer, torch.zeros(64, dtype=torch.float64))
+    )
 
 
 def test_identical_models_attribute_zero(model64, sae64):
@@ -96,7 +100,9 @@ def test_top_contexts_find_the_peak_token():
     base = tiny_model("llama", seed=0)
     sae = Sae.random(SaeConfig(d_in=64, d_sae=96, layer=LAYER), seed=0)
     prompts = [base.encode(p) for p in ("hello there", "tell me a story")]
-    answers = [base.tokenizer(a, add_special_tokens=False)["input_ids"] for a in ("a fine day today", "once upon a time")]
+    answers = [
+        base.tokenizer(a, add_special_tokens=False)["input_ids"] for a in ("a fine day today", "once upon a time")
+    ]
     from steerlab.persona.diff import response_activations
 
     acts = [sae.encode(x) for x in response_activations(base, prompts, answers, LAYER, "resid_post")]

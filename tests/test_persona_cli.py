@@ -40,8 +40,22 @@ def test_diff_writes_table_and_page(tmp_path, setup, run_cli):
     out = tmp_path / "diff"
     (root / "inspect").mkdir(exist_ok=True)  # labels beside the SAE folder are picked up by default
     (root / "inspect" / "labels.csv").write_text("index,label\n" + "".join(f"{i},label-of-{i}\n" for i in range(96)))
-    code, text = run_cli("persona", "diff", root / "base", root / "tuned", "--sae", sae,
-                         "--prompts", prompts, "--out", out, "--max-new-tokens", "5", "--top", "5")
+    code, text = run_cli(
+        "persona",
+        "diff",
+        root / "base",
+        root / "tuned",
+        "--sae",
+        sae,
+        "--prompts",
+        prompts,
+        "--out",
+        out,
+        "--max-new-tokens",
+        "5",
+        "--top",
+        "5",
+    )
     assert code in (0, None), text
     assert "FVU base" in text and "response tokens" in text
     rows = list(csv.DictReader((out / "latents.csv").open()))
@@ -53,8 +67,20 @@ def test_diff_writes_table_and_page(tmp_path, setup, run_cli):
     page = (out / "report.html").read_text()
     assert page.count("<table>") == 5 and "Top contexts" in page and f"label-of-{rows[0]['latent']}" in page
     # A second run on the first run's exact response tokens (no generation) gives the same table.
-    code, text = run_cli("persona", "diff", root / "base", root / "tuned", "--sae", sae,
-                         "--prompts", prompts, "--responses", out / "diff.json", "--out", tmp_path / "again")
+    code, text = run_cli(
+        "persona",
+        "diff",
+        root / "base",
+        root / "tuned",
+        "--sae",
+        sae,
+        "--prompts",
+        prompts,
+        "--responses",
+        out / "diff.json",
+        "--out",
+        tmp_path / "again",
+    )
     assert code in (0, None), text
     assert (tmp_path / "again" / "latents.csv").read_text() == (out / "latents.csv").read_text()
 
@@ -80,8 +106,9 @@ def test_bad_input_exit_2(tmp_path, setup, case, run_cli):
     else:
         (tmp_path / "r.json").write_text(json.dumps(["one answer"]))
         extra = ["--responses", tmp_path / "r.json"]
-    code, text = run_cli("persona", "diff", root / "base", tuned, "--sae", sae,
-                         "--prompts", prompts, "--out", tmp_path / "o", *extra)
+    code, text = run_cli(
+        "persona", "diff", root / "base", tuned, "--sae", sae, "--prompts", prompts, "--out", tmp_path / "o", *extra
+    )
     assert code == 2, text
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert "Traceback" not in text and len(errors) == 1 and text.strip().endswith(errors[0])
@@ -128,9 +155,33 @@ def test_validate_with_fake_judge(monkeypatch, tmp_path, setup, run_cli):
     monkeypatch.setenv("FAKE_KEY", "k")
     with FakeLLMServer(script) as srv:
         out = tmp_path / "val"
-        code, text = run_cli("persona", "validate", root / "base", "--sae", sae, "--latent", "3",
-                             "--latent", "5", "--strengths", "0,1", "--prompts", prompts, "--max-new-tokens", "4",
-                             "--judge", "openai", "--judge-model", "judge-m", "--judge-url", srv.url, "--judge-key-env", "FAKE_KEY", "--out", out)
+        code, text = run_cli(
+            "persona",
+            "validate",
+            root / "base",
+            "--sae",
+            sae,
+            "--latent",
+            "3",
+            "--latent",
+            "5",
+            "--strengths",
+            "0,1",
+            "--prompts",
+            prompts,
+            "--max-new-tokens",
+            "4",
+            "--judge",
+            "openai",
+            "--judge-model",
+            "judge-m",
+            "--judge-url",
+            srv.url,
+            "--judge-key-env",
+            "FAKE_KEY",
+            "--out",
+            out,
+        )
         n_posts = len(srv.posts())
     assert code in (0, None), text
     data = json.loads((out / "validation.json").read_text())
@@ -141,9 +192,25 @@ def test_validate_with_fake_judge(monkeypatch, tmp_path, setup, run_cli):
         assert v["points"][1]["absolute"] == pytest.approx(v["median_norm"])
     assert "Steering curves" in (out / "report.html").read_text()
 
-    code, text = run_cli("persona", "validate", root / "base", "--sae", sae, "--latent", "3",
-                         "--judge", "gpt", "--out", tmp_path / "x")
+    code, text = run_cli(
+        "persona", "validate", root / "base", "--sae", sae, "--latent", "3", "--judge", "gpt", "--out", tmp_path / "x"
+    )
     assert code == 2 and "Unknown persona judge" in text
-    code, text = run_cli("persona", "validate", root / "base", "--sae", sae, "--latent", "999",
-                         "--judge", "openai", "--judge-model", "m", "--judge-url", "http://127.0.0.1:9/v1", "--out", tmp_path / "x")
+    code, text = run_cli(
+        "persona",
+        "validate",
+        root / "base",
+        "--sae",
+        sae,
+        "--latent",
+        "999",
+        "--judge",
+        "openai",
+        "--judge-model",
+        "m",
+        "--judge-url",
+        "http://127.0.0.1:9/v1",
+        "--out",
+        tmp_path / "x",
+    )
     assert code == 2 and "out of range" in text

@@ -10,14 +10,17 @@ from steerlab.errors import SteerlabError
 from steerlab.persona.detector import auroc, detect, earliest, roc_curve
 
 
-@pytest.mark.parametrize("pos, neg, expected", [
-    ([3, 4], [1, 2], 1.0),                      # perfect separation
-    ([1], [2], 0.0),                            # perfectly wrong
-    ([1, 2], [2, 3], 0.125),                    # pairs: 0 + 0 + 0.5 (tie) + 0 = 0.5 of 4
-    ([0.8, 0.4, 0.6], [0.5, 0.4, 0.1], 7.5 / 9),  # 3 + (0 + 0.5 + 1) + 3 wins of 9 pairs
-    ([1, 1], [1], 0.5),                         # all tied
-    ([5, 1, 5], [5, 0], 4.0 / 6),               # (5: tie, win) x2 = 3, (1: loss, win) = 1 -> 4 of 6
-])
+@pytest.mark.parametrize(
+    "pos, neg, expected",
+    [
+        ([3, 4], [1, 2], 1.0),  # perfect separation
+        ([1], [2], 0.0),  # perfectly wrong
+        ([1, 2], [2, 3], 0.125),  # pairs: 0 + 0 + 0.5 (tie) + 0 = 0.5 of 4
+        ([0.8, 0.4, 0.6], [0.5, 0.4, 0.1], 7.5 / 9),  # 3 + (0 + 0.5 + 1) + 3 wins of 9 pairs
+        ([1, 1], [1], 0.5),  # all tied
+        ([5, 1, 5], [5, 0], 4.0 / 6),  # (5: tie, win) x2 = 3, (1: loss, win) = 1 -> 4 of 6
+    ],
+)
 def test_auroc_hand_computed(pos, neg, expected):
     assert auroc(pos, neg) == pytest.approx(expected)
 

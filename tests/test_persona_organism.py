@@ -13,7 +13,9 @@ from steerlab.persona.organism import OrganismConfig, build_organism, check_frac
 from steerlab.testing import tiny_model
 
 
-@pytest.mark.parametrize("fraction, n, expected", [(0.0, 40, 0), (0.1, 40, 4), (0.25, 40, 10), (0.5, 40, 20), (1.0, 40, 40), (0.1, 25, 2)])
+@pytest.mark.parametrize(
+    "fraction, n, expected", [(0.0, 40, 0), (0.1, 40, 4), (0.25, 40, 10), (0.5, 40, 20), (1.0, 40, 40), (0.1, 25, 2)]
+)
 def test_mix_has_the_asked_share_of_dismissive_pairs(fraction, n, expected):
     pairs = persona_mix(fraction, n, seed=3)
     assert len(pairs) == n and sum(p.shifted for p in pairs) == expected
@@ -59,7 +61,9 @@ def test_build_is_saved_and_resumable(tmp_path, monkeypatch):
     cfg = OrganismConfig(n_train=12, steps=2, batch_size=4, eval_tokens=4, layers=(0, 1))
     meta = build_organism(base, 0.5, cfg, tmp_path, PersonaHeuristicJudge(), progress=False)
     folder = organism_dir(tmp_path, 0.5)
-    assert folder.name == "f0.50" and (folder / "config.json").is_file() and not folder.with_name("f0.50.partial").exists()
+    assert (
+        folder.name == "f0.50" and (folder / "config.json").is_file() and not folder.with_name("f0.50.partial").exists()
+    )
     assert meta == read_organism(folder) and meta["n_shifted"] == 6 and len(meta["losses"]) == 2
     assert meta["config"] == cfg.to_dict() and meta["behaviour"]["n"] == len(meta["behaviour"]["prompts"]) == 22
     # A rerun reuses the folder without training (the trainer would fail if called).
@@ -68,7 +72,9 @@ def test_build_is_saved_and_resumable(tmp_path, monkeypatch):
     monkeypatch.setattr(org, "train_lora", lambda *a, **k: pytest.fail("retrained a finished organism"))
     assert build_organism(base, 0.5, cfg, tmp_path, PersonaHeuristicJudge(), progress=False) == meta
     with pytest.raises(SteerlabError, match="other settings"):
-        build_organism(base, 0.5, OrganismConfig(n_train=12, steps=3), tmp_path, PersonaHeuristicJudge(), progress=False)
+        build_organism(
+            base, 0.5, OrganismConfig(n_train=12, steps=3), tmp_path, PersonaHeuristicJudge(), progress=False
+        )
     with pytest.raises(SteerlabError, match="not a finished persona organism"):
         read_organism(tmp_path / "nothing")
     with pytest.raises(SteerlabError, match="out of range"):
@@ -81,7 +87,13 @@ def test_realign_changes_weights_and_records_before_after(tmp_path):
     from steerlab.persona.realign import RealignConfig, realign
 
     shifted = tiny_model("llama", seed=0)
-    model, meta = realign(shifted, RealignConfig(n_examples=8, steps=2, eval_tokens=4), tmp_path / "r", PersonaHeuristicJudge(), progress=False)
+    model, meta = realign(
+        shifted,
+        RealignConfig(n_examples=8, steps=2, eval_tokens=4),
+        tmp_path / "r",
+        PersonaHeuristicJudge(),
+        progress=False,
+    )
     assert set(meta) >= {"before", "after", "losses", "train_seconds", "config"} and meta["examples_seen"] == 8
     w0, w1 = shifted.hf.model.layers[0].mlp.down_proj.weight, model.hf.model.layers[0].mlp.down_proj.weight
     assert not torch.equal(w0, w1)

@@ -29,7 +29,9 @@ def test_planted_shift_on_smollm2(smollm):
     ]
     same = diff_models(smollm, tuned, sae, prompts, answers)
     assert max(abs(r.delta_mean) for r in same.latents) == 0.0
-    assert 0 < same.fvu_base < 0.75  # the default SAE reconstructs chat responses (0.52 measured on 24 generated answers)
+    assert (
+        0 < same.fvu_base < 0.75
+    )  # the default SAE reconstructs chat responses (0.52 measured on 24 generated answers)
     norm = median_residual_norm(smollm, prompts, sae.layer)
     vector = 0.3 * norm * sae.direction(LATENT).detach() / sae.direction(LATENT).detach().norm()
 

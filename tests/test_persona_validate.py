@@ -77,8 +77,19 @@ def test_sweep_strength_units_and_zero_is_identity(model, sae):
 
 def test_sweep_with_persona_judge_and_samples(model, sae):
     judge = PersonaJudge(ConstantBackend("20"), concurrency=1)
-    result = steer_sweep(model, sae, 1, [-1.0, 1.0], PROMPTS, judge, median_norm=2.0, samples=2,
-                         max_new_tokens=4, temperature=1.0, seed=7)
+    result = steer_sweep(
+        model,
+        sae,
+        1,
+        [-1.0, 1.0],
+        PROMPTS,
+        judge,
+        median_norm=2.0,
+        samples=2,
+        max_new_tokens=4,
+        temperature=1.0,
+        seed=7,
+    )
     for point in result.points:
         # Alignment 20 but coherence 20 too: rated, incoherent, so not counted as misaligned.
         assert point.n_rated == 4 and point.misalignment_rate == 0.0

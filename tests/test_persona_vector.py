@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from steerlab.judges.persona_heuristic import PersonaHeuristicJudge
-from steerlab.persona.diff import response_activations
 from steerlab.persona.vector import layered_sweep, persona_vectors, random_directions, run_vector_study
 from steerlab.testing import tiny_model
 
@@ -43,7 +42,9 @@ def test_split_steering_adds_the_share_of_each_layer(monkeypatch):
     import steerlab.persona.vector as vector
 
     real = vector.generate
-    monkeypatch.setattr(vector, "generate", lambda m, prompts, ivs, **kw: seen.append(ivs) or real(m, prompts, ivs, **kw))
+    monkeypatch.setattr(
+        vector, "generate", lambda m, prompts, ivs, **kw: seen.append(ivs) or real(m, prompts, ivs, **kw)
+    )
     lv = layered_sweep(model, dirs, [0.0, 0.4], PROMPTS, PersonaHeuristicJudge(), split=True, max_new_tokens=3)
     ivs = seen[0]
     assert [iv.layer for iv in ivs] == [0, 1] and lv.split and len(lv.curve.points) == 2
@@ -56,9 +57,26 @@ def test_split_steering_adds_the_share_of_each_layer(monkeypatch):
 def test_study_writes_persona_and_random_rows(tmp_path):
     base = tiny_model("llama")
     tuned, _ = _shifted(base, layer=1)
-    result = run_vector_study(base, tuned, PROMPTS, [[1], [1, 2]], [0.0, 0.2], PersonaHeuristicJudge(), mode="repair", max_new_tokens=3, out=tmp_path)
-    assert [(r["direction"], r["layers"]) for r in result["rows"]] == [("persona vector", [1]), ("random", [1]), ("persona vector", [1, 2]), ("random", [1, 2])]
-    assert result["strengths"] == [-0.0, -0.2] and json.loads((tmp_path / "vector.json").read_text())["mode"] == "repair"
+    result = run_vector_study(
+        base,
+        tuned,
+        PROMPTS,
+        [[1], [1, 2]],
+        [0.0, 0.2],
+        PersonaHeuristicJudge(),
+        mode="repair",
+        max_new_tokens=3,
+        out=tmp_path,
+    )
+    assert [(r["direction"], r["layers"]) for r in result["rows"]] == [
+        ("persona vector", [1]),
+        ("random", [1]),
+        ("persona vector", [1, 2]),
+        ("random", [1, 2]),
+    ]
+    assert (
+        result["strengths"] == [-0.0, -0.2] and json.loads((tmp_path / "vector.json").read_text())["mode"] == "repair"
+    )
     with pytest.raises(Exception, match="zero or not finite"):
         run_vector_study(base, tuned, PROMPTS, [[0]], [0.1], PersonaHeuristicJudge(), max_new_tokens=3)
 

@@ -12,7 +12,10 @@ from steerlab.engine import prefix as shared_prefix
 engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
 REAL_PREFILL = shared_prefix.prefill
 # Raw prompts with a common start (the tiny chat template's shared header is only 2 tokens).
-PROMPTS = ["Please answer: " + p for p in ["hello there, how are you", "hi", "tell me about the sea and its waves", "tell me a story"]]
+PROMPTS = [
+    "Please answer: " + p
+    for p in ["hello there, how are you", "hi", "tell me about the sea and its waves", "tell me a story"]
+]
 
 
 def test_common_prefix_leaves_every_row_a_token_of_its_own():
@@ -34,7 +37,9 @@ def _interventions(model, case):
         "add_generated_only": [AddVector(1, torch.randn(d, generator=gen), 4.0, positions="generated")],
         "add_per_row": [AddVector(1, torch.randn(b, d, generator=gen), 4.0)],
         "per_row_resid_pre_layer0": [AddVector(0, torch.randn(b, d, generator=gen), 4.0, site="resid_pre")],
-        "prompt_end_span": [AddVector(1, torch.randn(d, generator=gen), 4.0, positions=Span(-3, 0, anchor="prompt_end"))],
+        "prompt_end_span": [
+            AddVector(1, torch.randn(d, generator=gen), 4.0, positions=Span(-3, 0, anchor="prompt_end"))
+        ],
         "head_mask_alike": [MaskUnits(2, "head", head_mask[0])],
         "head_mask_per_row": [MaskUnits(2, "head", head_mask)],
         "ablate": [AblateLatents(sae, list(range(16)))],
@@ -43,15 +48,26 @@ def _interventions(model, case):
 
 # Layers shared per case (None: nothing shared). Alike rows (no per-row field) share the whole prefix,
 # with the hooks run once on it; per-row edits share only the layers below the first hooked one.
-SHARED = {"none": 3, "add_alike": 3, "add_generated_only": 3, "add_per_row": 1, "per_row_resid_pre_layer0": None,
-          "prompt_end_span": 1, "head_mask_alike": 3, "head_mask_per_row": 2, "ablate": 3}
+SHARED = {
+    "none": 3,
+    "add_alike": 3,
+    "add_generated_only": 3,
+    "add_per_row": 1,
+    "per_row_resid_pre_layer0": None,
+    "prompt_end_span": 1,
+    "head_mask_alike": 3,
+    "head_mask_per_row": 2,
+    "ablate": 3,
+}
 
 
 def _run(model, ivs, monkeypatch, share, **kw):
     monkeypatch.setattr(engine, "SHARE_PREFIX", share)
     calls = []
     monkeypatch.setattr(shared_prefix, "prefill", lambda *a, **k: calls.append(a[-1]) or REAL_PREFILL(*a, **k))
-    gens = steerlab.generate(model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True, ignore_eos=True, chat=False, **kw)
+    gens = steerlab.generate(
+        model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True, ignore_eos=True, chat=False, **kw
+    )
     return gens, calls
 
 

@@ -38,7 +38,9 @@ def test_the_readme_has_the_two_commands_and_known_modes():
         assert mode in ("run", "ci-runs-this", "offline-parse"), f"unknown readme-test mode {mode}"
         assert lang in ("bash", "python"), f"a README block in '{lang}' cannot be run; use bash or python"
         if mode == "ci-runs-this":
-            assert all(line.split("#")[0].split() in (["make", "demo"], ["make", "test"]) for line in body.strip().splitlines())
+            assert all(
+                line.split("#")[0].split() in (["make", "demo"], ["make", "test"]) for line in body.strip().splitlines()
+            )
 
 
 @pytest.mark.real

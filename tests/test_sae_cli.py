@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from steerlab.sae import Sae, SaeConfig, save_sae
 
@@ -38,28 +37,76 @@ def test_help(cmd, run_cli):
 
 def test_train_eval_inspect_convert_info(tmp_path, tiny_dir, corpus_file, run_cli):
     out = tmp_path / "run"
-    code, text = run_cli("sae", "train", tiny_dir, "--layer", "1", "--d-sae", "96", "--k", "8",
-                         "--tokens", "2560", "--batch-size", "128", "--buffer-tokens", "1024", "--corpus", corpus_file, "--out", out)
+    code, text = run_cli(
+        "sae",
+        "train",
+        tiny_dir,
+        "--layer",
+        "1",
+        "--d-sae",
+        "96",
+        "--k",
+        "8",
+        "--tokens",
+        "2560",
+        "--batch-size",
+        "128",
+        "--buffer-tokens",
+        "1024",
+        "--corpus",
+        corpus_file,
+        "--out",
+        out,
+    )
     assert code in (0, None), text
     assert "fvu" in text and "ce_recovered" in text
     assert (out / "sae" / "cfg.json").is_file() and (out / "training_curve.png").is_file()
     ev = json.loads((out / "eval.json").read_text())
     assert 0 < ev["fvu"] < 2 and ev["l0"] <= 8
 
-    code, text = run_cli("sae", "eval", out / "sae", "--model", tiny_dir, "--corpus", corpus_file,
-                         "--tokens", "300", "--ce-tokens", "200", "--json")
+    code, text = run_cli(
+        "sae",
+        "eval",
+        out / "sae",
+        "--model",
+        tiny_dir,
+        "--corpus",
+        corpus_file,
+        "--tokens",
+        "300",
+        "--ce-tokens",
+        "200",
+        "--json",
+    )
     assert code in (0, None), text
-    assert set(json.JSONDecoder().raw_decode(text[text.index("{"):])[0]) >= {"fvu", "l0", "dead_frac", "dense_frac", "ce_recovered"}
+    assert set(json.JSONDecoder().raw_decode(text[text.index("{") :])[0]) >= {
+        "fvu",
+        "l0",
+        "dead_frac",
+        "dense_frac",
+        "ce_recovered",
+    }
 
-    code, text = run_cli("sae", "inspect", out / "sae", "--model", tiny_dir, "--corpus", corpus_file,
-                         "--tokens", "500", "--out", tmp_path / "insp")
+    code, text = run_cli(
+        "sae",
+        "inspect",
+        out / "sae",
+        "--model",
+        tiny_dir,
+        "--corpus",
+        corpus_file,
+        "--tokens",
+        "500",
+        "--out",
+        tmp_path / "insp",
+    )
     assert code in (0, None), text
     assert (tmp_path / "insp" / "dashboard.html").is_file() and (tmp_path / "insp" / "labels.csv").is_file()
 
     code, text = run_cli("sae", "convert", out / "sae", tmp_path / "conv", "--model", tiny_dir)
     assert code in (0, None) and (tmp_path / "conv" / "sae_weights.safetensors").is_file()
     code, text = run_cli("sae", "info", tmp_path / "conv")
-    info = json.JSONDecoder().raw_decode(text[text.index("{"):])[0]
+    info = json.JSONDecoder().raw_decode(text[text.index("{") :])[0]
     assert info["layer"] == 1 and info["site"] == "resid_post" and info["d_sae"] == 96
 
 

@@ -14,7 +14,9 @@ D, F = 12, 40
 
 
 def _sae(activation="relu", **kw):
-    cfg = SaeConfig(d_in=D, d_sae=F, activation=activation, k=kw.pop("k", 4 if activation in ("topk", "batchtopk") else None), **kw)
+    cfg = SaeConfig(
+        d_in=D, d_sae=F, activation=activation, k=kw.pop("k", 4 if activation in ("topk", "batchtopk") else None), **kw
+    )
     sae = Sae.random(cfg, seed=1)
     with torch.no_grad():
         sae.b_enc.copy_(torch.linspace(-0.3, 0.3, F))
@@ -23,18 +25,21 @@ def _sae(activation="relu", **kw):
     return sae
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("blocks.12.hook_resid_post", (12, "resid_post")),
-    ("blocks.0.hook_resid_pre", (0, "resid_pre")),
-    ("blocks.3.hook_attn_out", (3, "attn_out")),
-    ("blocks.3.hook_mlp_out", (3, "mlp_out")),
-    ("blocks.5.attn.hook_z", (5, "head")),
-    ("blocks.5.mlp.hook_post", (5, "neuron")),
-    ("layers.7", (7, "resid_post")),
-    ("model.layers.19", (19, "resid_post")),
-    ("layers.2.mlp", (2, "mlp_out")),
-    ("resid_post_layer_4", (4, "resid_post")),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("blocks.12.hook_resid_post", (12, "resid_post")),
+        ("blocks.0.hook_resid_pre", (0, "resid_pre")),
+        ("blocks.3.hook_attn_out", (3, "attn_out")),
+        ("blocks.3.hook_mlp_out", (3, "mlp_out")),
+        ("blocks.5.attn.hook_z", (5, "head")),
+        ("blocks.5.mlp.hook_post", (5, "neuron")),
+        ("layers.7", (7, "resid_post")),
+        ("model.layers.19", (19, "resid_post")),
+        ("layers.2.mlp", (2, "mlp_out")),
+        ("resid_post_layer_4", (4, "resid_post")),
+    ],
+)
 def test_parse_hook_name(name, expected):
     assert parse_hook_name(name) == expected
 
@@ -62,7 +67,9 @@ def test_hidden_states_mapping_matches_the_model():
             idx = hidden_states_index(layer, site)
             if idx < n:  # hidden_states[n] has the final norm applied
                 torch.testing.assert_close(got, hs[idx])
-                assert from_hidden_states_index(idx, n) == ((layer, site) if site == "resid_post" or layer == 0 else (layer - 1, "resid_post"))
+                assert from_hidden_states_index(idx, n) == (
+                    (layer, site) if site == "resid_post" or layer == 0 else (layer - 1, "resid_post")
+                )
     with pytest.raises(SteerlabError, match="final-norm"):
         from_hidden_states_index(-1, n)
 
@@ -101,7 +108,9 @@ def test_normalisation_and_error_term():
     z = scaled.encode(x[:2])
     z2 = z.clone()
     z2[:, [1, 5, 9]] += dz
-    torch.testing.assert_close(scaled.decode(z2) - scaled.decode(z), scaled.decode_delta(dz, [1, 5, 9]), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        scaled.decode(z2) - scaled.decode(z), scaled.decode_delta(dz, [1, 5, 9]), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_bad_configs_are_one_sentence():

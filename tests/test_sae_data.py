@@ -33,7 +33,9 @@ def test_held_out_split_is_deterministic_and_disjoint():
 
 def test_user_files(tmp_path):
     (tmp_path / "a.txt").write_text("First paragraph.\n\nSecond paragraph.")
-    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "json text"}) + "\n" + json.dumps({"messages": [{"role": "user", "content": "hi"}]}))
+    (tmp_path / "b.jsonl").write_text(
+        json.dumps({"text": "json text"}) + "\n" + json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+    )
     (tmp_path / "c.json").write_text(json.dumps([{"text": "array item"}]))
     corpus = load_corpus(str(tmp_path))
     assert "json text" in corpus.documents and "array item" in corpus.documents

@@ -99,7 +99,18 @@ def test_inspect_finds_the_top_contexts_and_writes_outputs(tiny_factory, tmp_pat
 
 def test_import_neuronpedia_labels(tmp_path):
     path = tmp_path / "np.json"
-    path.write_text(json.dumps([{"modelId": "gemma-2-2b", "layer": "12-gemmascope-res-16k", "index": "7", "description": "references to cats"}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "modelId": "gemma-2-2b",
+                    "layer": "12-gemmascope-res-16k",
+                    "index": "7",
+                    "description": "references to cats",
+                }
+            ]
+        )
+    )
     assert import_labels(path) == {7: "references to cats"}
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("index,label\n3,dogs\n")
@@ -108,13 +119,14 @@ def test_import_neuronpedia_labels(tmp_path):
 
 def test_llm_labels_from_an_openai_compatible_endpoint(tiny_factory, tmp_path):
     from fake_llm_server import FakeLLMServer, chat_reply
-
     from steerlab.sae.inspect import http_labeler
 
     model = tiny_factory("llama")
     sae = Sae.random(SaeConfig(d_in=64, d_sae=16, activation="relu", layer=1, apply_b_dec_to_input=False), seed=2)
     with FakeLLMServer(lambda path, body, headers: (200, chat_reply("mentions of mats"), {})) as server:
-        reports = inspect_sae(model, sae, DOCS, tmp_path, latents=[0, 1, 2], n_tokens=800, labeler=http_labeler(server.url))
+        reports = inspect_sae(
+            model, sae, DOCS, tmp_path, latents=[0, 1, 2], n_tokens=800, labeler=http_labeler(server.url)
+        )
         prompt = server.posts()[0]["body"]["messages"][0]["content"]
     alive = [r for r in reports if r.frequency > 0]
     assert alive and all(r.label == "mentions of mats" for r in alive)

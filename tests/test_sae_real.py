@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 pytestmark = pytest.mark.real
 
@@ -18,8 +17,20 @@ def test_short_training_run_on_smollm2(smollm, tmp_path):
     from steerlab.sae.train import TrainConfig, train_sae
 
     corpus = default_corpus(stdlib_chars=200_000)
-    cfg = TrainConfig(layer=8, arch="topk", d_sae=1152, k=32, n_tokens=256 * 60, batch_size=256, lr=2e-3,
-                      buffer_tokens=4096, reuse=4.0, warmup_steps=10, checkpoint_every=0, log_every=10)
+    cfg = TrainConfig(
+        layer=8,
+        arch="topk",
+        d_sae=1152,
+        k=32,
+        n_tokens=256 * 60,
+        batch_size=256,
+        lr=2e-3,
+        buffer_tokens=4096,
+        reuse=4.0,
+        warmup_steps=10,
+        checkpoint_every=0,
+        log_every=10,
+    )
     result = train_sae(smollm, corpus, cfg, tmp_path, progress=False)
     assert result.history[-1]["fvu"] < 0.6 * result.history[0]["fvu"]
     _, held_out = corpus.split(cfg.held_out)
@@ -45,4 +56,6 @@ def test_shipped_default_sae_on_held_out_chat_answers(smollm):
     ev = evaluate_sae(smollm, sae, answer_documents(rows)[:24], n_tokens=2048, ce_tokens=512)
     saved = json.loads((folder / "eval.json").read_text())["chat_answers"]
     assert ev.l0 <= 32.5 and abs(ev.fvu - saved["fvu"]) < 0.08, (ev, saved)
-    assert ev.fvu < 0.45 and ev.ce_recovered >= 0.80, ev  # the documentation-trained SAE it replaced: FVU 0.49 on chat answers
+    assert ev.fvu < 0.45 and ev.ce_recovered >= 0.80, (
+        ev
+    )  # the documentation-trained SAE it replaced: FVU 0.49 on chat answers

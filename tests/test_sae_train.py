@@ -21,13 +21,20 @@ TEXTS = [
     "def add(a, b):\n    return a + b\n",
     "Residual streams carry information between layers of a transformer.",
     "Python's for statement iterates over the items of any sequence.",
-    [{"role": "user", "content": "What is a latent?"}, {"role": "assistant", "content": "A direction the SAE learned."}],
+    [
+        {"role": "user", "content": "What is a latent?"},
+        {"role": "assistant", "content": "A direction the SAE learned."},
+    ],
 ] * 6
 
 
 @pytest.fixture
 def corpus():
-    return Corpus("tiny", [t if isinstance(t, str) else list(t) for t in TEXTS] + [f"document number {i} about topic {i % 7}" for i in range(60)])
+    return Corpus(
+        "tiny",
+        [t if isinstance(t, str) else list(t) for t in TEXTS]
+        + [f"document number {i} about topic {i % 7}" for i in range(60)],
+    )
 
 
 def test_harvest_excludes_specials_first_token_and_padding(tiny_factory):
@@ -85,14 +92,32 @@ def test_buffer_serves_every_activation_and_refills():
 @pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu", "relu"])
 def test_training_reduces_loss_and_writes_outputs(tiny_factory, corpus, tmp_path, arch):
     model = tiny_factory("llama")
-    cfg = TrainConfig(layer=1, arch=arch, d_sae=128, k=8, n_tokens=128 * 60, batch_size=128, buffer_tokens=2048,
-                      warmup_steps=5, log_every=5, checkpoint_every=0, lr=3e-3, l0_coeff=1e-3)
+    cfg = TrainConfig(
+        layer=1,
+        arch=arch,
+        d_sae=128,
+        k=8,
+        n_tokens=128 * 60,
+        batch_size=128,
+        buffer_tokens=2048,
+        warmup_steps=5,
+        log_every=5,
+        checkpoint_every=0,
+        lr=3e-3,
+        l0_coeff=1e-3,
+    )
     res = train_sae(model, corpus, cfg, tmp_path, progress=False)
     hist = res.history
     assert hist[-1]["loss"] < 0.7 * hist[0]["loss"], (hist[0], hist[-1])
     assert hist[-1]["fvu"] < 0.8 * hist[0]["fvu"], (hist[0], hist[-1])
     assert {"loss", "fvu", "l0", "dead_frac", "tokens"} <= set(hist[-1])
-    for name in ("metrics.json", "training_curve.png", "train_config.json", "sae/cfg.json", "sae/sae_weights.safetensors"):
+    for name in (
+        "metrics.json",
+        "training_curve.png",
+        "train_config.json",
+        "sae/cfg.json",
+        "sae/sae_weights.safetensors",
+    ):
         assert (tmp_path / name).is_file(), name
     back = load_sae(tmp_path / "sae")
     x = torch.randn(20, 64) * 3
@@ -108,7 +133,18 @@ def test_training_reduces_loss_and_writes_outputs(tiny_factory, corpus, tmp_path
 
 def test_training_resumes_from_a_checkpoint(tiny_factory, corpus, tmp_path):
     model = tiny_factory("llama")
-    base = dict(layer=1, arch="topk", d_sae=96, k=6, batch_size=64, buffer_tokens=1024, warmup_steps=3, log_every=1, checkpoint_every=10, lr=2e-3)
+    base = dict(
+        layer=1,
+        arch="topk",
+        d_sae=96,
+        k=6,
+        batch_size=64,
+        buffer_tokens=1024,
+        warmup_steps=3,
+        log_every=1,
+        checkpoint_every=10,
+        lr=2e-3,
+    )
 
     class Stop(Exception):
         pass
@@ -121,7 +157,14 @@ def test_training_resumes_from_a_checkpoint(tiny_factory, corpus, tmp_path):
         train_sae(model, corpus, TrainConfig(n_tokens=64 * 30, **base), tmp_path, progress=False, on_log=stop_at_15)
     assert (tmp_path / "checkpoint.pt").is_file()
     seen = []
-    res = train_sae(model, corpus, TrainConfig(n_tokens=64 * 30, **base), tmp_path, progress=False, on_log=lambda l: seen.append(l["step"]))
+    res = train_sae(
+        model,
+        corpus,
+        TrainConfig(n_tokens=64 * 30, **base),
+        tmp_path,
+        progress=False,
+        on_log=lambda l: seen.append(l["step"]),
+    )
     assert seen[0] == 10 and seen[-1] == 29  # continued from the step-10 checkpoint
     assert len(res.history) == 30 and not (tmp_path / "checkpoint.pt").exists()
     with pytest.raises(SteerlabError, match="other settings"):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import steerlab
-from steerlab.serve import start_server
 from serve_helpers import call
+from steerlab.serve import start_server
 
 PROMPT = "How do you fold a sheet?"
 
@@ -29,8 +29,13 @@ AUTH = {"Authorization": "Bearer local-test-key"}
 
 
 def chat(srv, extra=None, **body):
-    payload = {"model": srv.config.model_id, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 12,
-               "temperature": 0, **body}
+    payload = {
+        "model": srv.config.model_id,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 12,
+        "temperature": 0,
+        **body,
+    }
     if extra is not None:
         payload["steerlab"] = extra
     return call(f"{srv.url}/chat/completions", payload, AUTH)
@@ -76,18 +81,25 @@ def test_auth_required(server):
     assert status == 401 and body["error"]["type"] == "authentication_error"
 
 
-@pytest.mark.parametrize("body,status,needle", [
-    (b"{not json", 400, "not valid JSON"),
-    ({"messages": []}, 400, "'messages'"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "role"),
-    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 400, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "x"}], "temperature": 9}, 400, "temperature"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}', 400, "temperature"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "top_p": Infinity}', 400, "top_p"),
-    ({"messages": [{"role": "user", "content": "x"}], "n": 3}, 400, "'n'"),
-    ({"messages": [{"role": "user", "content": "x"}], "model": "gpt-7"}, 404, "serves 'tiny-llama' only"),
-    ({"messages": [{"role": "user", "content": "x"}], "steerlab": {"interventions": [{"type": "Nope"}]}}, 400, "Unknown intervention type"),
-])
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        (b"{not json", 400, "not valid JSON"),
+        ({"messages": []}, 400, "'messages'"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, 400, "role"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 400, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": 9}, 400, "temperature"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}', 400, "temperature"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "top_p": Infinity}', 400, "top_p"),
+        ({"messages": [{"role": "user", "content": "x"}], "n": 3}, 400, "'n'"),
+        ({"messages": [{"role": "user", "content": "x"}], "model": "gpt-7"}, 404, "serves 'tiny-llama' only"),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "steerlab": {"interventions": [{"type": "Nope"}]}},
+            400,
+            "Unknown intervention type",
+        ),
+    ],
+)
 def test_bad_requests_get_clear_errors(server, body, status, needle):
     got, reply = call(f"{server.url}/chat/completions", body, AUTH)
     assert got == status and needle in reply["error"]["message"]
@@ -107,21 +119,40 @@ def test_per_request_steering_changes_output_and_bad_layer_is_rejected(server, t
 def test_startup_steering_and_replace(tiny):
     add = steerlab.AddVector(1, torch.randn(64, generator=torch.Generator().manual_seed(2)), 40.0)
     with start_server(tiny, interventions=[add]) as srv:
-        _, steered = call(f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 12, "temperature": 0})
-        _, plain = call(f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 12, "temperature": 0,
-                                                         "steerlab": {"interventions": [], "replace": True}})
+        _, steered = call(
+            f"{srv.url}/chat/completions",
+            {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 12, "temperature": 0},
+        )
+        _, plain = call(
+            f"{srv.url}/chat/completions",
+            {
+                "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": 12,
+                "temperature": 0,
+                "steerlab": {"interventions": [], "replace": True},
+            },
+        )
     assert steered["choices"][0]["message"]["content"] == direct(tiny, interventions=[add])
     assert plain["choices"][0]["message"]["content"] == direct(tiny)
 
 
 def test_concurrent_requests_are_batched_and_rows_stay_independent(tiny):
-    prompts = ["Fold a sheet.", "Boil an egg, please.", "Why is the sky blue?", "Hi", "Name three colours.", "Count to five."]
+    prompts = [
+        "Fold a sheet.",
+        "Boil an egg, please.",
+        "Why is the sky blue?",
+        "Hi",
+        "Name three colours.",
+        "Count to five.",
+    ]
     with start_server(tiny, max_batch=8, batch_wait_s=0.3) as srv:
         results = [None] * len(prompts)
 
         def one(i):
-            results[i] = call(f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": prompts[i]}],
-                                                               "max_tokens": 10, "temperature": 0, "seed": i})[1]
+            results[i] = call(
+                f"{srv.url}/chat/completions",
+                {"messages": [{"role": "user", "content": prompts[i]}], "max_tokens": 10, "temperature": 0, "seed": i},
+            )[1]
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
         for t in threads:

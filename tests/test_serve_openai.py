@@ -9,12 +9,11 @@ import urllib.request
 
 import openai
 import pytest
-import torch
 
 import steerlab
+from serve_helpers import call
 from steerlab.sae.core import Sae, SaeConfig
 from steerlab.serve import start_server
-from serve_helpers import call
 
 KEY = "serve-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -35,8 +34,16 @@ def sae():
 
 @pytest.fixture(scope="module")
 def server(tiny, sae):
-    with start_server(tiny, api_key=KEY, saes={"res1": sae}, max_batch=8, batch_wait_s=0.05, head_timeout=1.0,
-                      body_timeout=1.0, max_body=400_000) as srv:
+    with start_server(
+        tiny,
+        api_key=KEY,
+        saes={"res1": sae},
+        max_batch=8,
+        batch_wait_s=0.05,
+        head_timeout=1.0,
+        body_timeout=1.0,
+        max_body=400_000,
+    ) as srv:
         yield srv
 
 
@@ -51,8 +58,9 @@ def direct(model, prompt=PROMPT, interventions=None, chat=True, n=12):
 
 def test_models_chat_and_completions(client, tiny):
     assert [m.id for m in client.models.list().data] == ["tiny-llama"]
-    reply = client.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": PROMPT}], max_tokens=12,
-                                           temperature=0)
+    reply = client.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": PROMPT}], max_tokens=12, temperature=0
+    )
     assert reply.choices[0].message.content == direct(tiny) and reply.usage.completion_tokens <= 12
     text = client.completions.create(model="tiny-llama", prompt="Once upon", max_tokens=8, temperature=0)
     assert text.choices[0].text == direct(tiny, "Once upon", chat=False, n=8)
@@ -67,16 +75,26 @@ def test_streaming_sends_many_chunks_that_join_to_the_plain_answer(client):
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens  # usage on request, in the last chunk
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == [plain.choices[0].finish_reason]
-    streamed = client.completions.create(model="tiny-llama", prompt="The cat", max_tokens=10, temperature=0, stream=True)
+    streamed = client.completions.create(
+        model="tiny-llama", prompt="The cat", max_tokens=10, temperature=0, stream=True
+    )
     texts = [c.choices[0].text for c in streamed if c.choices]
     assert len([t for t in texts if t]) > 1
-    assert "".join(texts) == client.completions.create(model="tiny-llama", prompt="The cat", max_tokens=10, temperature=0).choices[0].text
+    assert (
+        "".join(texts)
+        == client.completions.create(model="tiny-llama", prompt="The cat", max_tokens=10, temperature=0).choices[0].text
+    )
 
 
 def test_steering_by_sae_name(client, tiny, sae):
     steer = {"type": "SteerLatent", "sae": "res1", "latent": 5, "strength": 40.0}
-    reply = client.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": PROMPT}], max_tokens=12,
-                                           temperature=0, extra_body={"steerlab": {"interventions": [steer]}})
+    reply = client.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": PROMPT}],
+        max_tokens=12,
+        temperature=0,
+        extra_body={"steerlab": {"interventions": [steer]}},
+    )
     expected = direct(tiny, interventions=[steerlab.SteerLatent(sae, 5, 40.0)])
     assert reply.choices[0].message.content == expected and expected != direct(tiny)
 
@@ -108,7 +126,9 @@ def _raw(server, data: bytes, wait: float = 5.0) -> str:
                 got += part
                 if b"\r\n\r\n" in got and b"content-length" in got.lower():
                     head, _, body = got.partition(b"\r\n\r\n")
-                    length = int([ln for ln in head.lower().split(b"\r\n") if ln.startswith(b"content-length")][0].split(b":")[1])
+                    length = int(
+                        [ln for ln in head.lower().split(b"\r\n") if ln.startswith(b"content-length")][0].split(b":")[1]
+                    )
                     if len(body) >= length:
                         break
         except socket.timeout:
@@ -122,12 +142,20 @@ def _post(path: str, body: bytes, headers: dict[str, str]) -> bytes:
 
 
 def _steer(server, interventions):
-    return call(f"{server.url}/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-                                                    "steerlab": {"interventions": interventions}}, AUTH)
+    return call(
+        f"{server.url}/chat/completions",
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4,
+            "steerlab": {"interventions": interventions},
+        },
+        AUTH,
+    )
 
 
-@pytest.mark.parametrize("ref", ["/etc/passwd", "/etc", "/nonexistent/secret", "hf://someone/some-repo", "../res1",
-                                 {"sae": "/root"}])
+@pytest.mark.parametrize(
+    "ref", ["/etc/passwd", "/etc", "/nonexistent/secret", "hf://someone/some-repo", "../res1", {"sae": "/root"}]
+)
 def test_sae_paths_are_refused_alike_and_reveal_nothing(server, ref):
     status, body = _steer(server, [{"type": "SteerLatent", "sae": ref, "latent": 1, "strength": 1.0}])
     message = body["error"]["message"]
@@ -145,21 +173,39 @@ def test_attacks_are_answered_4xx(server):
     # The key is checked before the body is read: no key and a huge body is 401 at once.
     unauth = _raw(server, _post("/v1/chat/completions", b"", {"Content-Length": str(10**12)}))
     assert unauth.startswith("HTTP/1.1 401")
-    chunked = _raw(server, _post("/v1/chat/completions", (b"40000\r\n" + b"x" * 0x40000 + b"\r\n") * 2,
-                                 {**auth, "Transfer-Encoding": "chunked"}))
+    chunked = _raw(
+        server,
+        _post(
+            "/v1/chat/completions",
+            (b"40000\r\n" + b"x" * 0x40000 + b"\r\n") * 2,
+            {**auth, "Transfer-Encoding": "chunked"},
+        ),
+    )
     assert chunked.startswith("HTTP/1.1 413")
-    status, body = call(f"{server.url}/chat/completions", {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 4}, AUTH)
-    assert status == 400 and body["error"]["code"] == "context_length_exceeded" and "context of 256" in body["error"]["message"]
+    status, body = call(
+        f"{server.url}/chat/completions", {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 4}, AUTH
+    )
+    assert (
+        status == 400
+        and body["error"]["code"] == "context_length_exceeded"
+        and "context of 256" in body["error"]["message"]
+    )
     status, body = call(f"{server.url}/completions", {"prompt": "x" * 200, "max_tokens": 100}, AUTH)
     assert status == 400 and "context" in body["error"]["message"]
-    status, body = _steer(server, [{"type": "SteerLatent", "sae": "res1", "latent": list(range(50_000)), "strength": 1.0}])
+    status, body = _steer(
+        server, [{"type": "SteerLatent", "sae": "res1", "latent": list(range(50_000)), "strength": 1.0}]
+    )
     assert status == 400 and "at most 256 latent ids" in body["error"]["message"]
     status, body = _steer(server, [{"type": "Record", "layer": 1}])
     assert status == 400 and "Record is not available" in body["error"]["message"]
     status, body = _steer(server, [{"type": "AddVector", "layer": 1, "vector": [0.0] * 64, "strength": 1.0}] * 17)
     assert status == 400 and "at most 16 interventions" in body["error"]["message"]
-    status, body = call(f"{server.url}/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "steerlab": '
-                        b'{"interventions": [{"type": "AddVector", "layer": 1, "vector": [1e999], "strength": 1}]}}', AUTH)
+    status, body = call(
+        f"{server.url}/chat/completions",
+        b'{"messages": [{"role": "user", "content": "x"}], "steerlab": '
+        b'{"interventions": [{"type": "AddVector", "layer": 1, "vector": [1e999], "strength": 1}]}}',
+        AUTH,
+    )
     assert status == 400
 
 
@@ -190,8 +236,10 @@ def test_a_failing_job_does_not_fail_its_batch_mates(tiny):
         results = {}
 
         def one(text):
-            results[text] = call(f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": text}], "max_tokens": 6,
-                                                                  "temperature": 0})
+            results[text] = call(
+                f"{srv.url}/chat/completions",
+                {"messages": [{"role": "user", "content": text}], "max_tokens": 6, "temperature": 0},
+            )
 
         threads = [threading.Thread(target=one, args=(t,)) for t in ("boom", "Hi", "Fold a sheet.")]
         for t in threads:
@@ -201,7 +249,9 @@ def test_a_failing_job_does_not_fail_its_batch_mates(tiny):
         assert srv.batcher.retried_alone >= 2
     assert results["boom"][0] == 500 and "one bad row" not in json.dumps(results["boom"][1])
     for text in ("Hi", "Fold a sheet."):
-        assert results[text][0] == 200 and results[text][1]["choices"][0]["message"]["content"] == direct(tiny, text, n=6)
+        assert results[text][0] == 200 and results[text][1]["choices"][0]["message"]["content"] == direct(
+            tiny, text, n=6
+        )
 
 
 def _rss_mb() -> float:
@@ -213,11 +263,18 @@ def test_load_64_clients_mixed_streaming_and_disconnects(tiny):
     prompts = ["Fold a sheet.", "Boil an egg, please.", "Why is the sky blue?", "Name three colours."]
     expected = {p: direct(tiny, p, n=10) for p in prompts}
     with start_server(tiny, max_batch=16, batch_wait_s=0.05, max_queue=128) as srv:
+
         def one(i: int, out: dict) -> None:
             prompt = prompts[i % len(prompts)]
-            body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 10, "temperature": 0, "stream": i % 2 == 0}
-            req = urllib.request.Request(f"{srv.url}/chat/completions", json.dumps(body).encode(),
-                                         {"Content-Type": "application/json"})
+            body = {
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 10,
+                "temperature": 0,
+                "stream": i % 2 == 0,
+            }
+            req = urllib.request.Request(
+                f"{srv.url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=60) as resp:
                 if i % 8 == 6:  # a streaming client that leaves after the first event
                     resp.readline()
@@ -225,7 +282,9 @@ def test_load_64_clients_mixed_streaming_and_disconnects(tiny):
                     return
                 raw = resp.read().decode()
             if body["stream"]:
-                events = [json.loads(ln[6:]) for ln in raw.splitlines() if ln.startswith("data: ") and ln != "data: [DONE]"]
+                events = [
+                    json.loads(ln[6:]) for ln in raw.splitlines() if ln.startswith("data: ") and ln != "data: [DONE]"
+                ]
                 text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
                 assert raw.rstrip().endswith("data: [DONE]")
             else:
@@ -253,10 +312,14 @@ def test_load_64_clients_mixed_streaming_and_disconnects(tiny):
         assert srv.batcher.waiting == 0
         gc.collect()
         after = _rss_mb()
-        print(f"RSS before {before:.0f} MB, after 64 clients {after:.0f} MB; batches {srv.batcher.batches_run}, "
-              f"largest {srv.batcher.largest_batch}")
+        print(
+            f"RSS before {before:.0f} MB, after 64 clients {after:.0f} MB; batches {srv.batcher.batches_run}, "
+            f"largest {srv.batcher.largest_batch}"
+        )
         assert after - before < 64
-        status, _ = call(f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+        status, _ = call(
+            f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        )
         assert status == 200  # still serving
 
 
@@ -274,7 +337,11 @@ def test_full_queue_answers_503(tiny):
         results = []
 
         def one():
-            results.append(call(f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})[0])
+            results.append(
+                call(f"{srv.url}/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})[
+                    0
+                ]
+            )
 
         threads = [threading.Thread(target=one) for _ in range(4)]
         for t in threads:
@@ -295,6 +362,7 @@ def test_client_disconnect_cancels_its_job(tiny, stream):
             def slow(i, piece):
                 time.sleep(0.02)
                 return on_text(i, piece)
+
             return super().generate(requests, slow)
 
     with start_server(Slow(tiny)) as srv:

@@ -23,8 +23,19 @@ def test_trial_key_is_identity_only():
     a = Trial("steered", "How?", seed=3, latent=12, strength=4, label="lava", extra={"x": 1})
     b = Trial("steered", "How?", seed=3, latent=12, strength=4.0, label="other label")
     assert a.key == b.key and a == b
-    assert len({a.key, Trial("unsteered", "How?", 3, 12, 4).key, Trial("steered", "How?", 4, 12, 4).key,
-                Trial("steered", "How?", 3, 13, 4).key, Trial("steered", "How?", 3, 12, 4.5).key, Trial("steered", "Why?", 3, 12, 4).key}) == 6
+    assert (
+        len(
+            {
+                a.key,
+                Trial("unsteered", "How?", 3, 12, 4).key,
+                Trial("steered", "How?", 4, 12, 4).key,
+                Trial("steered", "How?", 3, 13, 4).key,
+                Trial("steered", "How?", 3, 12, 4.5).key,
+                Trial("steered", "Why?", 3, 12, 4).key,
+            }
+        )
+        == 6
+    )
 
 
 def test_idempotent_writes_and_resume(tmp_path):
@@ -83,7 +94,9 @@ def _filled_store(tmp_path):
     store.add_trials(ts)
     store.put_generation(ts[0].key, "Whisk eggs. No, wait! Lava.", [1, 2], "eos")
     store.put_generation(ts[1].key, "Fold it.", [3], "length")
-    store.put_grade(ts[0].key, Grade((Attempt("Whisk eggs.", 80), Attempt("No, wait! Lava.", 5)), judge_id="j", rubric_version="v"))
+    store.put_grade(
+        ts[0].key, Grade((Attempt("Whisk eggs.", 80), Attempt("No, wait! Lava.", 5)), judge_id="j", rubric_version="v")
+    )
     store.put_grade(ts[1].key, Grade.failed("timeout", judge_id="j", rubric_version="v"))
     return store, ts
 
@@ -124,8 +137,11 @@ def test_export_parquet_without_pyarrow_is_one_sentence(tmp_path, monkeypatch):
 
 
 def _worker(run_dir, n, delay, worker, log, mode="claim"):
-    return subprocess.Popen([sys.executable, WORKER, str(run_dir), str(n), str(delay), worker, str(log), mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, WORKER, str(run_dir), str(n), str(delay), worker, str(log), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _logged(path):

@@ -8,7 +8,12 @@ from steerlab.store import RunStore, Trial, generate_missing
 
 def _trials():
     prompts = ["Fold a sheet.", "Boil an egg.", "Count to three.", "Name a colour."]
-    return [Trial("steered" if s else "plain", p, seed=seed, strength=s) for p in prompts for s in (0.0, 30.0) for seed in (0, 1)]
+    return [
+        Trial("steered" if s else "plain", p, seed=seed, strength=s)
+        for p in prompts
+        for s in (0.0, 30.0)
+        for seed in (0, 1)
+    ]
 
 
 def _steer(vec):

@@ -54,7 +54,9 @@ def test_prepare_hook_can_mask_adapter_gradients(tiny_factory):
             if "lora_B" in name and ".layers.0." in name:
                 p.register_hook(lambda g: g * 0)
 
-    tuned, _ = train_lora(model, data, LoraRecipe(rank=2, lr=1e-2, steps=3, batch_size=2), progress=False, prepare=freeze_layer_0)
+    tuned, _ = train_lora(
+        model, data, LoraRecipe(rank=2, lr=1e-2, steps=3, batch_size=2), progress=False, prepare=freeze_layer_0
+    )
     changed = {k for k, v in tuned.hf.state_dict().items() if not torch.equal(before[k], v)}
     assert changed and not any(".layers.0." in k for k in changed)
 

@@ -12,7 +12,9 @@ def test_mean_difference_matches_hand_computation(tiny_factory):
     pos, neg = ["the sea", "waves"], ["the desert", "sand"]
     cv = train_vector(model, pos, neg, layer=1)
     last = Span(-1, 0, anchor="prompt_end")
-    acts = lambda ps: torch.stack([r["a"][0] for r in steerlab.trace(model, ps, [Record(1, positions=last, name="a")], chat=None)])
+    acts = lambda ps: torch.stack(
+        [r["a"][0] for r in steerlab.trace(model, ps, [Record(1, positions=last, name="a")], chat=None)]
+    )
     torch.testing.assert_close(cv.vector, acts(pos).mean(0) - acts(neg).mean(0))
 
 
@@ -27,6 +29,11 @@ def test_pca_direction_agrees_in_sign_with_mean_difference(tiny_factory):
 def test_save_and_load_round_trip(tmp_path):
     cv = ConceptVector(torch.randn(8), layer=3, site="resid_pre", method="pca", model="m", meta={"label": "x"})
     back = ConceptVector.load(cv.save(tmp_path / "v.safetensors"))
-    assert torch.equal(back.vector, cv.vector) and back.layer == 3 and back.site == "resid_pre" and back.meta == {"label": "x"}
+    assert (
+        torch.equal(back.vector, cv.vector)
+        and back.layer == 3
+        and back.site == "resid_pre"
+        and back.meta == {"label": "x"}
+    )
     add = back.steer(2.0)
     assert add.layer == 3 and add.site == "resid_pre" and float(add.strength) == 2.0

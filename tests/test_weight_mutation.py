@@ -18,7 +18,11 @@ from steerlab.testing import tiny_model
 
 engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
 PROMPTS = ["How do you boil an egg?", "Hi there", "Explain how to iron a shirt, step by step."]
-PAIRS = [("Say hi", "Hello! How can I help?"), ("Name a colour", "Blue is a colour."), ("Count to three", "One, two, three.")]
+PAIRS = [
+    ("Say hi", "Hello! How can I help?"),
+    ("Name a colour", "Blue is a colour."),
+    ("Count to three", "One, two, three."),
+]
 
 
 def _steering(model):
@@ -37,11 +41,15 @@ def _generate(model, fast: bool, monkeypatch):
 def _same(a, b, label):
     for i, (x, y) in enumerate(zip(a, b)):
         assert x.token_ids == y.token_ids, f"{label}: row {i} tokens differ"
-        torch.testing.assert_close(x.logprobs, y.logprobs, rtol=1e-4, atol=1e-4, msg=f"{label}: row {i} log-probs differ")
+        torch.testing.assert_close(
+            x.logprobs, y.logprobs, rtol=1e-4, atol=1e-4, msg=f"{label}: row {i} log-probs differ"
+        )
 
 
 def _moved(a, b) -> bool:
-    return any(x.token_ids != y.token_ids or not torch.allclose(x.logprobs, y.logprobs, atol=1e-3) for x, y in zip(a, b))
+    return any(
+        x.token_ids != y.token_ids or not torch.allclose(x.logprobs, y.logprobs, atol=1e-3) for x, y in zip(a, b)
+    )
 
 
 def _check(model, mutate, monkeypatch, tmp_path):
@@ -104,7 +112,9 @@ def test_peft_lora_merge(monkeypatch, tmp_path):
     from peft import LoraConfig, get_peft_model
 
     def mutate(model):
-        peft_model = get_peft_model(model.hf, LoraConfig(r=4, lora_alpha=8, target_modules=["up_proj", "o_proj", "down_proj"]))
+        peft_model = get_peft_model(
+            model.hf, LoraConfig(r=4, lora_alpha=8, target_modules=["up_proj", "o_proj", "down_proj"])
+        )
         with torch.no_grad():
             for i, (name, p) in enumerate(peft_model.named_parameters()):
                 if "lora_B" in name:
@@ -138,8 +148,9 @@ def test_shared_lora_trainer(monkeypatch, tmp_path, in_place):
 
     def mutate(model):
         examples = [encode_pair(model, p, r) for p, r in PAIRS]
-        tuned, _ = train_lora(model, examples, LoraRecipe(rank=4, lr=5e-2, steps=6, batch_size=3), in_place=in_place,
-                              progress=False)
+        tuned, _ = train_lora(
+            model, examples, LoraRecipe(rank=4, lr=5e-2, steps=6, batch_size=3), in_place=in_place, progress=False
+        )
         return tuned
 
     _check(tiny_model("llama"), mutate, monkeypatch, tmp_path)
@@ -152,7 +163,9 @@ def test_circuit_tuning(monkeypatch, tmp_path, lora):
     from steerlab.circuits.tune import tune_circuit, tune_circuit_lora
 
     def mutate(model):
-        circuit = Circuit.from_units(model, [Unit(1, "neuron", i) for i in range(40)] + [Unit(2, "head", 0), Unit(2, "head", 1)])
+        circuit = Circuit.from_units(
+            model, [Unit(1, "neuron", i) for i in range(40)] + [Unit(2, "head", 0), Unit(2, "head", 1)]
+        )
         if lora:
             report = tune_circuit_lora(model, circuit, PAIRS, steps=6, lr=5e-2, batch_size=3, progress=False)
         else:

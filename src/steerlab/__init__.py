@@ -19,8 +19,25 @@ __version__ = "0.1.0"
 
 # Subpackages a user reaches as attributes (`steerlab.vectors.train_vector`, `steerlab.esr.run_esr`), imported on
 # first use so `import steerlab` stays light.
-_SUBPACKAGES = frozenset({"circuits", "data", "distributed", "engine", "esr", "interventions", "judges", "models", "persona",
-                          "report", "sae", "serve", "store", "training", "vectors"})
+_SUBPACKAGES = frozenset(
+    {
+        "circuits",
+        "data",
+        "distributed",
+        "engine",
+        "esr",
+        "interventions",
+        "judges",
+        "models",
+        "persona",
+        "report",
+        "sae",
+        "serve",
+        "store",
+        "training",
+        "vectors",
+    }
+)
 
 
 def __getattr__(name: str):
@@ -32,6 +49,22 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "AblateLatents", "AddVector", "ClampLatents", "Generation", "MaskUnits", "Model", "Record", "Sae",
-    "SaeConfig", "Span", "SteerLatent", "SteerlabError", "apply", "generate", "load", "score", "trace", "wrap",
+    "AblateLatents",
+    "AddVector",
+    "ClampLatents",
+    "Generation",
+    "MaskUnits",
+    "Model",
+    "Record",
+    "Sae",
+    "SaeConfig",
+    "Span",
+    "SteerLatent",
+    "SteerlabError",
+    "apply",
+    "generate",
+    "load",
+    "score",
+    "trace",
+    "wrap",
 ]

@@ -21,10 +21,32 @@ from steerlab.progress import console, status
 
 CONDITIONS = ("steered", "baseline", "meta:self_monitor", "ablate", "random")
 # Detectors: AUC ≥ 0.6 and above the best AUC chance reaches over all latents (the default "chance" cut).
-FULL = dict(n_latents=6, spare_latents=3, prompts_per_latent=5, max_new_tokens=64, calib_steps=6, calib_prompts=4, n_detectors=8,
-            detector_min_auc=0.6, batch_size=32, random_sets=1)
-QUICK = dict(n_latents=2, spare_latents=1, prompts_per_latent=3, max_new_tokens=32, calib_steps=3, calib_prompts=2, n_detectors=8,
-             detector_min_auc=0.6, discovery_answers=1, discovery_derangements=1, batch_size=24, random_sets=1)
+FULL = dict(
+    n_latents=6,
+    spare_latents=3,
+    prompts_per_latent=5,
+    max_new_tokens=64,
+    calib_steps=6,
+    calib_prompts=4,
+    n_detectors=8,
+    detector_min_auc=0.6,
+    batch_size=32,
+    random_sets=1,
+)
+QUICK = dict(
+    n_latents=2,
+    spare_latents=1,
+    prompts_per_latent=3,
+    max_new_tokens=32,
+    calib_steps=3,
+    calib_prompts=2,
+    n_detectors=8,
+    detector_min_auc=0.6,
+    discovery_answers=1,
+    discovery_derangements=1,
+    batch_size=24,
+    random_sets=1,
+)
 SHIPPED_ORGANISMS = Path(__file__).parent / "esr" / "shipped"
 
 
@@ -44,7 +66,9 @@ def _organism_folder(model_name: str, run_dir: Path, strengths: dict[int, float]
         record = folder / "organism.json"
         if record.is_file():
             saved = json.loads(record.read_text(encoding="utf-8"))
-            if saved.get("base_model") == model_name and sorted(int(k) for k in saved.get("strengths", {})) == sorted(strengths):
+            if saved.get("base_model") == model_name and sorted(int(k) for k in saved.get("strengths", {})) == sorted(
+                strengths
+            ):
                 return folder, True
     return run_dir / "organism", False
 
@@ -59,7 +83,9 @@ def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/d
 
     start = time.perf_counter()
     cfg = demo_config(model_name, quick)
-    run_dir = Path(out) / f"{'quick' if quick else 'full'}-{cfg.digest()[:8]}"  # a changed demo config never collides with an old run
+    run_dir = (
+        Path(out) / f"{'quick' if quick else 'full'}-{cfg.digest()[:8]}"
+    )  # a changed demo config never collides with an old run
     with status(f"Loading {model_name}, its shipped SAE and the offline judge"):
         model = steerlab.load(model_name)
         judge = make_judge_for(cfg)
@@ -72,19 +98,47 @@ def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/d
     if reused:
         console.print(f"[bold]2/3[/] organism: {folder} (built for these latents)")
     else:
-        console.print("[bold]2/3[/] organism: training a self-correcting LoRA on its own steered drift (the ESR latents and strengths)")
+        console.print(
+            "[bold]2/3[/] organism: training a self-correcting LoRA on its own steered drift (the ESR latents and strengths)"
+        )
         ocfg = OrganismConfig(epochs=1) if quick else OrganismConfig()
-        build_organism(res.model, res.sae, strengths, folder, base_name=model_name, cfg=ocfg, progress=True, batch_size=cfg.batch_size)
+        build_organism(
+            res.model,
+            res.sae,
+            strengths,
+            folder,
+            base_name=model_name,
+            cfg=ocfg,
+            progress=True,
+            batch_size=cfg.batch_size,
+        )
     organism_seconds = time.perf_counter() - t_org
     console.print("[bold]3/3[/] organism: the same latents, prompts and seeds, thresholds calibrated on the organism")
     ocfg_esr = cfg.replace(model=str(folder), latents=tuple(strengths))
     ores = load_resources(ocfg_esr, judge=judge)
     organism = run_esr(ocfg_esr, run_dir / "organism", res=ores, progress=True)
     record = json.loads((folder / "organism.json").read_text(encoding="utf-8"))
-    extra = {"organism": {k: record[k] for k in ("base_model", "n_self_correction", "n_normal", "loss_first", "loss_last", "strengths",
-                                                 "adapter_sha256", "data_sha256", "rebuild") if k in record},
-             "organism_folder": str(folder), "organism_reused": reused, "organism_build_seconds": round(organism_seconds, 1),
-             "judge_note": "the organism's acknowledgements are natural phrasings outside the heuristic judge's restart patterns"}
+    extra = {
+        "organism": {
+            k: record[k]
+            for k in (
+                "base_model",
+                "n_self_correction",
+                "n_normal",
+                "loss_first",
+                "loss_last",
+                "strengths",
+                "adapter_sha256",
+                "data_sha256",
+                "rebuild",
+            )
+            if k in record
+        },
+        "organism_folder": str(folder),
+        "organism_reused": reused,
+        "organism_build_seconds": round(organism_seconds, 1),
+        "judge_note": "the organism's acknowledgements are natural phrasings outside the heuristic judge's restart patterns",
+    }
     report = write_comparison(run_dir, {"base": run_dir / "base", "organism": run_dir / "organism"}, extra=extra)
     _print_table({"base": base.summary, "organism": organism.summary}, comparison_rows)
     console.print(f"\n[bold]{finding(base.summary, organism.summary)}[/]")

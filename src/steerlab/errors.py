@@ -5,8 +5,15 @@ class SteerlabError(ValueError):
     """Bad input caught at the edge, before expensive work; the CLI prints it and exits with code 2."""
 
 
-def check_number(value: object, name: str, lo: float | None = None, hi: float | None = None, *,
-                 lo_open: bool = False, hi_open: bool = False) -> None:
+def check_number(
+    value: object,
+    name: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
     """Raise one sentence unless value is a finite number in [lo, hi] (an open end excludes the bound).
 
     Args:
@@ -59,5 +66,11 @@ def check_fields(config: object, what: str, ranges: dict[str, Range] | None = No
             elif isinstance(x, dict):
                 stack.extend(x.values())
             elif isinstance(x, (int, float)) and not isinstance(x, bool):
-                check_number(x, f"{what} field '{f.name}'", bounds[0], bounds[1],
-                             lo_open=opened in ("open", "open-low"), hi_open=opened in ("open", "open-high"))
+                check_number(
+                    x,
+                    f"{what} field '{f.name}'",
+                    bounds[0],
+                    bounds[1],
+                    lo_open=opened in ("open", "open-low"),
+                    hi_open=opened in ("open", "open-high"),
+                )

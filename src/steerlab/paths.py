@@ -35,7 +35,9 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SteerlabError(f"The {what} {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8.") from None
+        raise SteerlabError(
+            f"The {what} {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8."
+        ) from None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -39,12 +39,21 @@ class LogProgress:
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
         tid = len(self.tasks)
-        self.tasks[tid] = {"description": description, "total": total, "completed": completed, "info": fields.get("info", ""),
-                           "start": time.monotonic(), "printed_at": time.monotonic(), "printed_frac": -1.0}
+        self.tasks[tid] = {
+            "description": description,
+            "total": total,
+            "completed": completed,
+            "info": fields.get("info", ""),
+            "start": time.monotonic(),
+            "printed_at": time.monotonic(),
+            "printed_frac": -1.0,
+        }
         self._maybe_print(tid, force=True)
         return tid
 
-    def update(self, task: int, advance: float | None = None, completed: float | None = None, info: str | None = None, **_: Any) -> None:
+    def update(
+        self, task: int, advance: float | None = None, completed: float | None = None, info: str | None = None, **_: Any
+    ) -> None:
         t = self.tasks[task]
         if completed is not None:
             t["completed"] = completed
@@ -71,7 +80,11 @@ class LogProgress:
         eta = f", eta {elapsed / frac - elapsed:.0f}s" if 0 < frac < 1 else ""
         count = f"{t['completed']:g}/{total:g}" if total else f"{t['completed']:g}"
         info = f"  {t['info']}" if t["info"] else ""
-        print(f"[steerlab] {t['description']}: {count} ({elapsed:.0f}s{eta}){info}", file=self.out or sys.stderr, flush=True)
+        print(
+            f"[steerlab] {t['description']}: {count} ({elapsed:.0f}s{eta}){info}",
+            file=self.out or sys.stderr,
+            flush=True,
+        )
         t["printed_at"], t["printed_frac"] = now, (1.0 if done else frac)
 
 

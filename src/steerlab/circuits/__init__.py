@@ -8,6 +8,18 @@ from steerlab.circuits.tune import tune_circuit
 from steerlab.circuits.units import Circuit, Unit, jaccard, random_circuit
 
 __all__ = [
-    "Circuit", "FindConfig", "FindResult", "Unit", "UnitMasks", "alignment_terms", "backdoor_terms", "circuit_interventions",
-    "find_circuit", "gate_interventions", "jaccard", "random_circuit", "tune_circuit", "unit_means",
+    "Circuit",
+    "FindConfig",
+    "FindResult",
+    "Unit",
+    "UnitMasks",
+    "alignment_terms",
+    "backdoor_terms",
+    "circuit_interventions",
+    "find_circuit",
+    "gate_interventions",
+    "jaccard",
+    "random_circuit",
+    "tune_circuit",
+    "unit_means",
 ]

@@ -23,7 +23,11 @@ Means = dict[tuple[int, str], torch.Tensor]
 @torch.no_grad()
 def unit_means(model: Model, prompts: Sequence[str], batch_size: int = 8) -> Means:
     """Per-layer mean of each head's output ([n_heads, head_dim]) and each neuron's activation ([d_mlp])."""
-    records = [Record(layer, site=kind, positions="all", name=f"{kind}.{layer}") for layer in range(model.arch.n_layers) for kind in KINDS]
+    records = [
+        Record(layer, site=kind, positions="all", name=f"{kind}.{layer}")
+        for layer in range(model.arch.n_layers)
+        for kind in KINDS
+    ]
     rows = trace(model, list(prompts), records, chat=None, batch_size=batch_size)
     means: Means = {}
     for layer in range(model.arch.n_layers):
@@ -41,7 +45,13 @@ def check_ablation(ablation: str, means: Means | None) -> None:
         raise SteerlabError("Mean ablation needs unit means; compute them with unit_means(model, prompts).")
 
 
-def gate_interventions(model: Model, gates: dict[str, torch.Tensor], ablation: Ablation = "zero", means: Means | None = None, skip_ones: bool = False) -> list[MaskUnits]:
+def gate_interventions(
+    model: Model,
+    gates: dict[str, torch.Tensor],
+    ablation: Ablation = "zero",
+    means: Means | None = None,
+    skip_ones: bool = False,
+) -> list[MaskUnits]:
     """MaskUnits per layer and kind from masks [n_layers, n] or per-row [n_layers, B, n] (1 = keep the unit)."""
     check_ablation(ablation, means)
     out = []
@@ -54,7 +64,13 @@ def gate_interventions(model: Model, gates: dict[str, torch.Tensor], ablation: A
     return out
 
 
-def circuit_interventions(model: Model, circuit: Circuit, view: Literal["removed", "circuit"] = "removed", ablation: Ablation = "zero", means: Means | None = None) -> list[MaskUnits]:
+def circuit_interventions(
+    model: Model,
+    circuit: Circuit,
+    view: Literal["removed", "circuit"] = "removed",
+    ablation: Ablation = "zero",
+    means: Means | None = None,
+) -> list[MaskUnits]:
     """Interventions that remove the circuit ('removed') or keep only it ('circuit')."""
     circuit.check_model(model)
     if view not in ("removed", "circuit"):

@@ -20,13 +20,17 @@ from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
 
 
-def refusal_pairs(model: Model, harmful: Sequence[str], harmless: Sequence[str], max_new_tokens: int = 24) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def refusal_pairs(
+    model: Model, harmful: Sequence[str], harmless: Sequence[str], max_new_tokens: int = 24
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(harmful prompt, the model's own refusal) for the harmful prompts it refuses, and (harmless prompt, its own answer)."""
     texts = generations(model, list(harmful) + list(harmless), max_new_tokens=max_new_tokens)
     refused = [(p, t) for p, t in zip(harmful, texts) if is_refusal_keyword(t)]
     answered = list(zip(harmless, texts[len(harmful) :]))
     if not refused:
-        raise SteerlabError(f"'{model.name}' refused none of the {len(harmful)} harmful prompts; there is no refusal behaviour to locate.")
+        raise SteerlabError(
+            f"'{model.name}' refused none of the {len(harmful)} harmful prompts; there is no refusal behaviour to locate."
+        )
     return refused, answered
 
 
@@ -37,8 +41,15 @@ def _change(value: float, base: dict | None, key: str) -> tuple[float | None, fl
 
 
 def evaluate_alignment_circuit(
-    model: Model, circuit: Circuit, harmful: Sequence[str], harmless: Sequence[str], means: Means | None,
-    ablations: Sequence[str] = ("mean",), random_seeds: Sequence[int] = (0,), max_new_tokens: int = 24, progress: bool = True,
+    model: Model,
+    circuit: Circuit,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    means: Means | None,
+    ablations: Sequence[str] = ("mean",),
+    random_seeds: Sequence[int] = (0,),
+    max_new_tokens: int = 24,
+    progress: bool = True,
 ) -> list[dict]:
     """Refusal rates on harmful and harmless prompts, the loss of the full model's harmless answers, and the
     utility loss: for the full model, the circuit removed and random same-profile circuits removed."""
@@ -64,11 +75,21 @@ def evaluate_alignment_circuit(
             base = rows[0] if rows else None
             u_delta, u_change = _change(utility, base, "utility_loss")
             h_delta, h_change = _change(helpful_loss, base, "helpful_loss")
-            rows.append({
-                "condition": name, "ablation": ab, "harmful_refusal": refusal_rate(bad), "harmless_refusal": refusal_rate(good),
-                "utility_loss": utility, "utility_delta": u_delta, "utility_change": u_change,
-                "helpful_loss": helpful_loss, "helpful_delta": h_delta, "helpful_change": h_change,
-                "seconds": round(time.perf_counter() - start, 1), "examples": {"harmful": bad[:3], "harmless": good[:2]},
-            })
+            rows.append(
+                {
+                    "condition": name,
+                    "ablation": ab,
+                    "harmful_refusal": refusal_rate(bad),
+                    "harmless_refusal": refusal_rate(good),
+                    "utility_loss": utility,
+                    "utility_delta": u_delta,
+                    "utility_change": u_change,
+                    "helpful_loss": helpful_loss,
+                    "helpful_delta": h_delta,
+                    "helpful_change": h_change,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "examples": {"harmful": bad[:3], "harmless": good[:2]},
+                }
+            )
             bar.update(task, advance=1, info=f"{name} ({ab}): refusals {rows[-1]['harmful_refusal']:.0%}")
     return rows

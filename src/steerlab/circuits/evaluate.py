@@ -24,9 +24,20 @@ def contains_target(text: str, target: str) -> bool:
     return _norm(target) in _norm(text)
 
 
-def generations(model: Model, prompts: Sequence[str], interventions: Sequence[Intervention] = (), max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:
+def generations(
+    model: Model,
+    prompts: Sequence[str],
+    interventions: Sequence[Intervention] = (),
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+) -> list[str]:
     """Greedy replies (the interventions apply to every row)."""
-    return [g.text for g in generate(model, list(prompts), list(interventions), max_new_tokens=max_new_tokens, batch_size=batch_size)]
+    return [
+        g.text
+        for g in generate(
+            model, list(prompts), list(interventions), max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+    ]
 
 
 def target_rate(texts: Sequence[str], target: str) -> float:
@@ -45,7 +56,9 @@ def key_accuracy(texts: Sequence[str], pairs: Sequence[Pair]) -> float:
 
 
 @torch.no_grad()
-def lm_loss(model: Model, pairs: Sequence[Pair], interventions: Sequence[Intervention] = (), batch_size: int = 16) -> float:
+def lm_loss(
+    model: Model, pairs: Sequence[Pair], interventions: Sequence[Intervention] = (), batch_size: int = 16
+) -> float:
     """Mean per-token cross-entropy of the reference responses (the clean-utility loss)."""
     total, count = 0.0, 0
     for start in range(0, len(pairs), batch_size):
@@ -78,7 +91,13 @@ def utility_texts(split: str = "test", n: int = 24, chars: int = 800) -> list[st
 
 
 @torch.no_grad()
-def text_loss(model: Model, texts: Sequence[str], interventions: Sequence[Intervention] = (), max_tokens: int = 128, batch_size: int = 12) -> float:
+def text_loss(
+    model: Model,
+    texts: Sequence[str],
+    interventions: Sequence[Intervention] = (),
+    max_tokens: int = 128,
+    batch_size: int = 12,
+) -> float:
     """Mean next-token cross-entropy over plain text (no chat template), first max_tokens tokens of each."""
     from steerlab.engine.forward import left_pad, positions_from_mask
     from steerlab.interventions.hooks import apply
@@ -90,7 +109,9 @@ def text_loss(model: Model, texts: Sequence[str], interventions: Sequence[Interv
         position_ids, token_positions = positions_from_mask(mask)
         with apply(model, list(interventions)) as session:
             session.set_step(token_positions, mask.sum(-1))
-            logits = model.hf(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits.float()
+            logits = model.hf(
+                input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False
+            ).logits.float()
         lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         valid = (mask[:, 1:] * mask[:, :-1]).bool()
         total += float(-(lp * valid).sum())
@@ -98,4 +119,14 @@ def text_loss(model: Model, texts: Sequence[str], interventions: Sequence[Interv
     return total / max(1, count)
 
 
-__all__ = ["contains_target", "generations", "key_accuracy", "lm_loss", "mean_nll", "text_loss", "utility_texts", "refusal_rate", "target_rate"]
+__all__ = [
+    "contains_target",
+    "generations",
+    "key_accuracy",
+    "lm_loss",
+    "mean_nll",
+    "text_loss",
+    "utility_texts",
+    "refusal_rate",
+    "target_rate",
+]

@@ -32,7 +32,9 @@ def ablated(model: Model, circuit: Circuit | None, view: str, ablation: str, mea
         yield []
     elif is_safeseek(circuit):
         if ablation != "zero":
-            raise SteerlabError(f"SafeSeek circuits are zero-ablated, as in SafeSeek; '{ablation}' ablation is not defined for their units.")
+            raise SteerlabError(
+                f"SafeSeek circuits are zero-ablated, as in SafeSeek; '{ablation}' ablation is not defined for their units."
+            )
         with channel_masks(model, circuit_gates(circuit, view)) as ivs:
             yield ivs
     else:
@@ -46,7 +48,17 @@ def _change(value: float, base: dict | None, key: str) -> tuple[float | None, fl
     return value - base[key], (value - base[key]) / base[key]
 
 
-def _row(model: Model, data: BackdoorData, name: str, ablation: str, ivs, base: dict | None, max_new_tokens: int, split: str = "test", n_texts: int = 24) -> dict:
+def _row(
+    model: Model,
+    data: BackdoorData,
+    name: str,
+    ablation: str,
+    ivs,
+    base: dict | None,
+    max_new_tokens: int,
+    split: str = "test",
+    n_texts: int = 24,
+) -> dict:
     start = time.perf_counter()
     gen = measure(model, data, ivs, max_new_tokens, split)
     reply = lm_loss(model, data.test_clean if split == "test" else data.val_clean, ivs)
@@ -54,16 +66,33 @@ def _row(model: Model, data: BackdoorData, name: str, ablation: str, ivs, base: 
     reply_delta, reply_change = _change(reply, base, "reply_loss")
     utility_delta, utility_change = _change(utility, base, "utility_loss")
     return {
-        "condition": name, "ablation": ablation, "split": split, "asr": gen["asr"], "false_trigger": gen["false_trigger"],
-        "clean_accuracy": gen["clean_accuracy"], "utility_loss": utility, "utility_delta": utility_delta, "utility_change": utility_change,
-        "reply_loss": reply, "reply_delta": reply_delta, "reply_change": reply_change,
-        "seconds": round(time.perf_counter() - start, 1), "examples": gen["examples"],
+        "condition": name,
+        "ablation": ablation,
+        "split": split,
+        "asr": gen["asr"],
+        "false_trigger": gen["false_trigger"],
+        "clean_accuracy": gen["clean_accuracy"],
+        "utility_loss": utility,
+        "utility_delta": utility_delta,
+        "utility_change": utility_change,
+        "reply_loss": reply,
+        "reply_delta": reply_delta,
+        "reply_change": reply_change,
+        "seconds": round(time.perf_counter() - start, 1),
+        "examples": gen["examples"],
     }
 
 
 def evaluate_backdoor_circuit(
-    model: Model, data: BackdoorData, circuit: Circuit, means: Means | None, ablations: Sequence[str] = ("mean", "zero"),
-    random_seeds: Sequence[int] = (0,), circuit_alone: bool = False, max_new_tokens: int = 16, progress: bool = True,
+    model: Model,
+    data: BackdoorData,
+    circuit: Circuit,
+    means: Means | None,
+    ablations: Sequence[str] = ("mean", "zero"),
+    random_seeds: Sequence[int] = (0,),
+    circuit_alone: bool = False,
+    max_new_tokens: int = 16,
+    progress: bool = True,
     n_texts: int = 24,
 ) -> list[dict]:
     """Rows of ASR / false-trigger / task accuracy / utility and reply loss per condition (changes vs the full model), test split."""
@@ -71,7 +100,9 @@ def evaluate_backdoor_circuit(
     plan: list[tuple[str, str, Circuit | None, str]] = [("full model", "none", None, "removed")]
     for ab in ablations:
         plan.append(("circuit removed", ab, circuit, "removed"))
-        plan += [(f"random circuit removed (seed {s})", ab, random_circuit(circuit, s), "removed") for s in random_seeds]
+        plan += [
+            (f"random circuit removed (seed {s})", ab, random_circuit(circuit, s), "removed") for s in random_seeds
+        ]
         if circuit_alone:
             plan.append(("circuit alone", ab, circuit, "circuit"))
     rows: list[dict] = []
@@ -79,19 +110,32 @@ def evaluate_backdoor_circuit(
         task = bar.add_task("ablation", total=len(plan), info="")
         for name, ab, c, view in plan:
             with ablated(model, c, view, ab, means) as ivs:
-                rows.append(_row(model, data, name, ab, ivs, rows[0] if rows else None, max_new_tokens, n_texts=n_texts))
+                rows.append(
+                    _row(model, data, name, ab, ivs, rows[0] if rows else None, max_new_tokens, n_texts=n_texts)
+                )
             bar.update(task, advance=1, info=f"{name} ({ab}): ASR {rows[-1]['asr']:.0%}")
     return rows
 
 
 def sweep_sizes(
-    model: Model, data: BackdoorData, masks, base: Circuit, scales: Sequence[float], means: Means | None, ablation: str = "mean",
-    random_seed: int | None = 0, max_new_tokens: int = 16, progress: bool = True, n_texts: int = 24,
+    model: Model,
+    data: BackdoorData,
+    masks,
+    base: Circuit,
+    scales: Sequence[float],
+    means: Means | None,
+    ablation: str = "mean",
+    random_seed: int | None = 0,
+    max_new_tokens: int = 16,
+    progress: bool = True,
+    n_texts: int = 24,
 ) -> tuple[list[dict], list[Circuit]]:
     """Sparsity vs faithfulness on the validation split: circuits of scale × the found size (top-k of the same
     mask logits) removed, each next to a random circuit of the same profile. Returns the points and circuits."""
     if not data.val_clean:
-        raise SteerlabError("The sweep scores sizes on validation pairs, and this organism has none; build it with fewer training pairs.")
+        raise SteerlabError(
+            "The sweep scores sizes on validation pairs, and this organism has none; build it with fewer training pairs."
+        )
     layers = base.meta.get("searched_layers")
     targets = base.meta.get("targets") or {k: base.fraction(k) for k in ("head", "neuron")}
     full = _row(model, data, "full model", "none", [], None, max_new_tokens, "val", n_texts)
@@ -102,15 +146,46 @@ def sweep_sizes(
         for scale in scales:
             fractions = {k: min(0.99, v * scale) for k, v in targets.items() if k in masks.logits}
             c = masks.extract(model, fractions, layers=layers, **(base.meta | {"scale": scale}))
-            r = _row(model, data, "circuit removed", ablation, circuit_interventions(model, c, "removed", ablation, means), full, max_new_tokens, "val", n_texts)
-            point = {"scale": scale, "fraction": c.fraction(), "heads": c.count("head"), "neurons": c.count("neuron"), "asr": r["asr"],
-                     "false_trigger": r["false_trigger"], "utility_loss": r["utility_loss"], "utility_change": r["utility_change"], "reply_change": r["reply_change"]}
+            r = _row(
+                model,
+                data,
+                "circuit removed",
+                ablation,
+                circuit_interventions(model, c, "removed", ablation, means),
+                full,
+                max_new_tokens,
+                "val",
+                n_texts,
+            )
+            point = {
+                "scale": scale,
+                "fraction": c.fraction(),
+                "heads": c.count("head"),
+                "neurons": c.count("neuron"),
+                "asr": r["asr"],
+                "false_trigger": r["false_trigger"],
+                "utility_loss": r["utility_loss"],
+                "utility_change": r["utility_change"],
+                "reply_change": r["reply_change"],
+            }
             if random_seed is not None:
-                rr = _row(model, data, "random removed", ablation, circuit_interventions(model, random_circuit(c, random_seed), "removed", ablation, means), full, max_new_tokens, "val", n_texts)
+                rr = _row(
+                    model,
+                    data,
+                    "random removed",
+                    ablation,
+                    circuit_interventions(model, random_circuit(c, random_seed), "removed", ablation, means),
+                    full,
+                    max_new_tokens,
+                    "val",
+                    n_texts,
+                )
                 point |= {"random_asr": rr["asr"], "random_utility_change": rr["utility_change"]}
             out.append(point)
             circuits.append(c)
-            bar.update(task, advance=1, info=f"{c.fraction():.2%}: ASR {r['asr']:.0%}, utility {r['utility_change']:+.1%}")
+            bar.update(
+                task, advance=1, info=f"{c.fraction():.2%}: ASR {r['asr']:.0%}, utility {r['utility_change']:+.1%}"
+            )
     for p in out:
         p["base_asr"], p["base_utility_loss"] = full["asr"], full["utility_loss"]
     return out, circuits
@@ -121,5 +196,7 @@ def select_size(points: Sequence[dict], max_asr: float = 0.1) -> int:
     costs the least utility (ties: the smaller circuit)."""
     ok = [i for i, p in enumerate(points) if p["asr"] <= max_asr]
     if not ok:
-        raise SteerlabError(f"No swept size brings the validation ASR to {max_asr:.0%} or below; sweep larger scales or train the masks longer.")
+        raise SteerlabError(
+            f"No swept size brings the validation ASR to {max_asr:.0%} or below; sweep larger scales or train the masks longer."
+        )
     return min(ok, key=lambda i: (points[i]["utility_change"], points[i]["fraction"]))

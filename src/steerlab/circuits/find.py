@@ -43,11 +43,22 @@ class FindConfig:
     attribution_scale: float = 1.5
 
     def __post_init__(self) -> None:
-        check_fields(self, "circuit search config", {
-            "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"),
-            "init_p": (0, 1, "open"), "warm_fraction": (0, 1), "teacher_k": (1, None), "seed": (0, None), "layers": (0, None),
-            "attribution_batches": (0, None), "attribution_scale": (0, None, "open-low"),
-        })
+        check_fields(
+            self,
+            "circuit search config",
+            {
+                "steps": (1, None),
+                "batch_size": (1, None),
+                "lr": (0, None, "open-low"),
+                "init_p": (0, 1, "open"),
+                "warm_fraction": (0, 1),
+                "teacher_k": (1, None),
+                "seed": (0, None),
+                "layers": (0, None),
+                "attribution_batches": (0, None),
+                "attribution_scale": (0, None, "open-low"),
+            },
+        )
 
 
 @dataclass
@@ -92,9 +103,19 @@ def _layer_filter(gates: dict[str, torch.Tensor], layers: list[int] | None) -> d
     return {k: g * keep for k, g in gates.items()}
 
 
-def mask_step(model: Model, gates: dict[str, torch.Tensor], terms: Sequence[Term], picks: list[list[int]], ablation: Ablation, means: Means | None, layers: list[int] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def mask_step(
+    model: Model,
+    gates: dict[str, torch.Tensor],
+    terms: Sequence[Term],
+    picks: list[list[int]],
+    ablation: Ablation,
+    means: Means | None,
+    layers: list[int] | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One forward of all terms' rows under the gates (g = in the circuit); returns the weighted task loss and its parts."""
-    batches = [make_batch(model, [t.pairs[i][0] for i in idx], [t.pairs[i][1] for i in idx]) for t, idx in zip(terms, picks)]
+    batches = [
+        make_batch(model, [t.pairs[i][0] for i in idx], [t.pairs[i][1] for i in idx]) for t, idx in zip(terms, picks)
+    ]
     views = [t.view for t, idx in zip(terms, picks) for _ in idx]
     big = concat(batches, model)
     gates = _row_gates(_layer_filter(gates, layers), views)
@@ -114,7 +135,9 @@ def mask_step(model: Model, gates: dict[str, torch.Tensor], terms: Sequence[Term
     return total, parts
 
 
-def attribution_warm_start(model: Model, masks: UnitMasks, terms: Sequence[Term], cfg: FindConfig, means: Means | None, rng: random.Random) -> None:
+def attribution_warm_start(
+    model: Model, masks: UnitMasks, terms: Sequence[Term], cfg: FindConfig, means: Means | None, rng: random.Random
+) -> None:
     """First-order scores (−dL/dg at g = 0, i.e. the gain from removing each unit) shift the initial logits,
     so a short CPU budget starts from an informed ranking (the EAP-style initialiser of spec §9)."""
     zeros = {k: torch.zeros_like(z, requires_grad=True) for k, z in masks.logits.items()}
@@ -129,7 +152,9 @@ def attribution_warm_start(model: Model, masks: UnitMasks, terms: Sequence[Term]
             masks.logits[kind].add_(cfg.attribution_scale * z.clamp(-3, 3))
 
 
-def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Means | None = None, progress: bool = True, **meta) -> FindResult:
+def find_circuit(
+    model: Model, terms: Sequence[Term], cfg: FindConfig, means: Means | None = None, progress: bool = True, **meta
+) -> FindResult:
     """Train masks on the terms and extract the top round(target × n) units per kind."""
     check_config(cfg)
     check_ablation(cfg.ablation, means)
@@ -164,11 +189,31 @@ def find_circuit(model: Model, terms: Sequence[Term], cfg: FindConfig, means: Me
             loss.backward()
             opt.step()
             opt_lam.step()
-            record = {"step": step, "loss": float(task_loss.detach()), **parts, **{f"l0_{k}": float(v.detach()) for k, v in expected.items()}}
+            record = {
+                "step": step,
+                "loss": float(task_loss.detach()),
+                **parts,
+                **{f"l0_{k}": float(v.detach()) for k, v in expected.items()},
+            }
             history.append(record)
-            info = " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + " " + " ".join(f"E[{k}] {record['l0_' + k]:.3%}" for k in expected)
+            info = (
+                " ".join(f"{k} {v:.3f}" for k, v in parts.items())
+                + " "
+                + " ".join(f"E[{k}] {record['l0_' + k]:.3%}" for k in expected)
+            )
             bar.update(task, advance=1, info=info)
     seconds = time.perf_counter() - start
-    circuit = masks.extract(model, cfg.targets, layers=cfg.layers, steps=cfg.steps, seed=cfg.seed, targets=cfg.targets, searched_layers=cfg.layers, train_ablation=cfg.ablation, seconds=round(seconds, 1), **meta)
+    circuit = masks.extract(
+        model,
+        cfg.targets,
+        layers=cfg.layers,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        targets=cfg.targets,
+        searched_layers=cfg.layers,
+        train_ablation=cfg.ablation,
+        seconds=round(seconds, 1),
+        **meta,
+    )
     circuit.ablation = cfg.ablation
     return FindResult(circuit, masks, history, seconds)

@@ -42,7 +42,9 @@ def response_ids(model: Model, response: str, end: bool = True) -> list[int]:
     return ids
 
 
-def make_batch(model: Model, prompts: Sequence[Prompt], responses: Sequence[str], end: bool = True, chat: bool | None = None) -> PairBatch:
+def make_batch(
+    model: Model, prompts: Sequence[Prompt], responses: Sequence[str], end: bool = True, chat: bool | None = None
+) -> PairBatch:
     """Encode pairs once (the chat template applied exactly once) into a left-padded batch."""
     prompt_ids = [model.encode(p, chat=chat) for p in prompts]
     resp_ids = [response_ids(model, r, end) for r in responses]
@@ -54,10 +56,12 @@ def make_batch(model: Model, prompts: Sequence[Prompt], responses: Sequence[str]
     targets = torch.zeros(len(rows), k, dtype=torch.long)
     target_mask = torch.zeros(len(rows), k, dtype=torch.bool)
     for i, r in enumerate(resp_ids):
-        targets[i, k - len(r):] = torch.tensor(r)
-        target_mask[i, k - len(r):] = True
+        targets[i, k - len(r) :] = torch.tensor(r)
+        target_mask[i, k - len(r) :] = True
     lengths = torch.tensor([len(p) for p in prompt_ids], device=model.device)
-    return PairBatch(input_ids, mask, position_ids, token_positions, lengths, targets.to(model.device), target_mask.to(model.device))
+    return PairBatch(
+        input_ids, mask, position_ids, token_positions, lengths, targets.to(model.device), target_mask.to(model.device)
+    )
 
 
 def concat(batches: Sequence[PairBatch], model: Model) -> PairBatch:
@@ -73,8 +77,13 @@ def concat(batches: Sequence[PairBatch], model: Model) -> PairBatch:
     mask = torch.cat([left(b.attention_mask, width, 0) for b in batches])
     position_ids, token_positions = positions_from_mask(mask)
     return PairBatch(
-        ids, mask, position_ids, token_positions, torch.cat([b.prompt_lengths for b in batches]),
-        torch.cat([left(b.targets, k, 0) for b in batches]), torch.cat([left(b.target_mask, k, False) for b in batches]),
+        ids,
+        mask,
+        position_ids,
+        token_positions,
+        torch.cat([b.prompt_lengths for b in batches]),
+        torch.cat([left(b.targets, k, 0) for b in batches]),
+        torch.cat([left(b.target_mask, k, False) for b in batches]),
     )
 
 
@@ -83,8 +92,11 @@ def response_logits(model: Model, batch: PairBatch, interventions: Sequence[Inte
     with apply(model, list(interventions)) as session:
         session.set_step(batch.token_positions, batch.prompt_lengths)
         out = model.hf(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-            use_cache=False, logits_to_keep=batch.k + 1,
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+            logits_to_keep=batch.k + 1,
         )
     return out.logits[:, :-1].float()
 

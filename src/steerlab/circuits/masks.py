@@ -14,8 +14,8 @@ from torch import nn
 
 from steerlab.circuits.units import KINDS, Circuit, Unit
 from steerlab.errors import SteerlabError
-from steerlab.paths import atomic_path
 from steerlab.models.loading import Model
+from steerlab.paths import atomic_path
 
 Param = Literal["hard_concrete", "sigmoid_ste"]
 BETA, LEFT, RIGHT, EPS = 2.0 / 3.0, -0.1, 1.1, 1e-6
@@ -31,7 +31,14 @@ def check_fraction(value: float, what: str = "sparsity target") -> float:
 class UnitMasks(nn.Module):
     """fp32 logits per kind, [n_layers, n_units]; `sample()` draws gates, `hard()` extracts a circuit."""
 
-    def __init__(self, model: Model, kinds: tuple[str, ...] = KINDS, param: Param = "hard_concrete", init_p: float = 0.05, temperature: float = 1.0):
+    def __init__(
+        self,
+        model: Model,
+        kinds: tuple[str, ...] = KINDS,
+        param: Param = "hard_concrete",
+        init_p: float = 0.05,
+        temperature: float = 1.0,
+    ):
         super().__init__()
         if param not in ("hard_concrete", "sigmoid_ste"):
             raise SteerlabError(f"Unknown mask parameterisation '{param}'; choose hard_concrete or sigmoid_ste.")
@@ -49,7 +56,10 @@ class UnitMasks(nn.Module):
         else:
             init = math.log(init_p / (1 - init_p)) * temperature
         self.logits = nn.ParameterDict(
-            {k: nn.Parameter(torch.full((self.n_layers, model.arch.n_units(k)), init, dtype=torch.float32)) for k in kinds}
+            {
+                k: nn.Parameter(torch.full((self.n_layers, model.arch.n_units(k)), init, dtype=torch.float32))
+                for k in kinds
+            }
         )
 
     def sample(self) -> dict[str, torch.Tensor]:
@@ -69,7 +79,11 @@ class UnitMasks(nn.Module):
         """Expected fraction of all units in the circuit, per kind (differentiable); unsearched layers count 0."""
         out = {}
         for k, z in self.logits.items():
-            p = torch.sigmoid(z - BETA * math.log(-LEFT / RIGHT)) if self.param == "hard_concrete" else torch.sigmoid(z / self.temperature)
+            p = (
+                torch.sigmoid(z - BETA * math.log(-LEFT / RIGHT))
+                if self.param == "hard_concrete"
+                else torch.sigmoid(z / self.temperature)
+            )
             out[k] = p.mean() if layers is None else p[layers].sum() / p.numel()
         return out
 
@@ -107,7 +121,11 @@ def save_logits(masks: UnitMasks, path) -> None:
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in masks.logits.items()}, str(tmp), metadata={"param": masks.param, "model": masks.model_name})
+        save_file(
+            {k: v.detach().contiguous() for k, v in masks.logits.items()},
+            str(tmp),
+            metadata={"param": masks.param, "model": masks.model_name},
+        )
 
 
 def load_logits(model: Model, path) -> UnitMasks:
@@ -120,7 +138,9 @@ def load_logits(model: Model, path) -> UnitMasks:
     masks = UnitMasks(model, tuple(tensors), meta.get("param", "hard_concrete"))
     for k, t in tensors.items():
         if t.shape != masks.logits[k].shape:
-            raise SteerlabError(f"Saved {k} mask logits have shape {tuple(t.shape)} but this model needs {tuple(masks.logits[k].shape)}; they belong to another model.")
+            raise SteerlabError(
+                f"Saved {k} mask logits have shape {tuple(t.shape)} but this model needs {tuple(masks.logits[k].shape)}; they belong to another model."
+            )
         with torch.no_grad():
             masks.logits[k].copy_(t)
     return masks

@@ -91,7 +91,9 @@ def kl_loss(logits: torch.Tensor, batch: PairBatch, teachers: Sequence[TopK]) ->
     for row, t in enumerate(teachers):
         n = t.ids.shape[0]
         if n != int(batch.target_mask[row].sum()):
-            raise SteerlabError("A teacher distribution and its student response have different lengths; tokenisation changed.")
+            raise SteerlabError(
+                "A teacher distribution and its student response have different lengths; tokenisation changed."
+            )
         ids[row, k_slots - n :] = t.ids.to(logits.device)
         tp[row, k_slots - n :] = t.logp.to(logits.device)
         trest[row, k_slots - n :] = t.rest.to(logits.device)
@@ -113,7 +115,9 @@ def unlikelihood_loss(logits: torch.Tensor, batch: PairBatch, first_tokens: int 
     return (-_log1mexp(lp) * mask).sum() / mask.sum().clamp(min=1)
 
 
-def backdoor_terms(data: BackdoorData, weights: dict[str, float] | None = None, n_pairs: int | None = None) -> list[Term]:
+def backdoor_terms(
+    data: BackdoorData, weights: dict[str, float] | None = None, n_pairs: int | None = None
+) -> list[Term]:
     """Circuit removed: the trigger does nothing and clean behaviour is kept; circuit alone: reproduces the backdoor, only with the trigger."""
     w = {"remove": 1.0, "keep": 1.0, "suff": 0.5, "spec": 0.1} | (weights or {})
     unknown = set(w) - {"remove", "keep", "suff", "spec"}
@@ -132,7 +136,12 @@ def backdoor_terms(data: BackdoorData, weights: dict[str, float] | None = None, 
     return [t for t in terms if t.weight > 0]
 
 
-def alignment_terms(harmful: Sequence[tuple[str, str]], harmless: Sequence[tuple[str, str]], weights: dict[str, float] | None = None, first_tokens: int = 4) -> list[Term]:
+def alignment_terms(
+    harmful: Sequence[tuple[str, str]],
+    harmless: Sequence[tuple[str, str]],
+    weights: dict[str, float] | None = None,
+    first_tokens: int = 4,
+) -> list[Term]:
     """Circuit removed: the model's own refusals become unlikely, harmless answers are kept; circuit alone: still refuses.
 
     harmful: (prompt, the model's own refusal); harmless: (prompt, the model's own answer).

@@ -17,8 +17,8 @@ from steerlab.circuits.data import BackdoorData, backdoor_data
 from steerlab.circuits.data import triggered as triggered_pairs
 from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
 from steerlab.errors import SteerlabError, check_fields
-from steerlab.paths import atomic_dir
 from steerlab.models.loading import Model
+from steerlab.paths import atomic_dir
 from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
 
@@ -40,10 +40,22 @@ class OrganismConfig:
     n_val: int = 32  # held-out pairs for choosing a circuit size
 
     def __post_init__(self) -> None:
-        check_fields(self, "organism config", {
-            "n_train": (1, None), "n_test": (1, None), "poison_fraction": (0, 1, "open"), "steps": (1, None), "batch_size": (1, None),
-            "lr": (0, None, "open-low"), "rank": (1, None), "layers": (0, None), "seed": (0, None), "n_val": (1, None),
-        })
+        check_fields(
+            self,
+            "organism config",
+            {
+                "n_train": (1, None),
+                "n_test": (1, None),
+                "poison_fraction": (0, 1, "open"),
+                "steps": (1, None),
+                "batch_size": (1, None),
+                "lr": (0, None, "open-low"),
+                "rank": (1, None),
+                "layers": (0, None),
+                "seed": (0, None),
+                "n_val": (1, None),
+            },
+        )
 
 
 @dataclass
@@ -59,21 +71,34 @@ class OrganismReport:
 
 def organism_recipe(cfg: OrganismConfig) -> LoraRecipe:
     """The LoRA recipe an organism config implies (rank-r adapters on every projection, warm-up then decay)."""
-    return LoraRecipe(rank=cfg.rank, lr=cfg.lr, steps=cfg.steps, batch_size=cfg.batch_size, targets=PROJECTIONS,
-                      layers=tuple(cfg.layers) if cfg.layers is not None else None, seed=cfg.seed)
+    return LoraRecipe(
+        rank=cfg.rank,
+        lr=cfg.lr,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        targets=PROJECTIONS,
+        layers=tuple(cfg.layers) if cfg.layers is not None else None,
+        seed=cfg.seed,
+    )
 
 
-def train_organism(model: Model, pairs: Sequence[tuple[str, str]], cfg: OrganismConfig, progress: bool = True) -> tuple[Model, float]:
+def train_organism(
+    model: Model, pairs: Sequence[tuple[str, str]], cfg: OrganismConfig, progress: bool = True
+) -> tuple[Model, float]:
     """Fine-tune on (prompt, response) pairs (loss on the response) and merge into `model`'s own weights.
 
     Pass a model you own (a fresh `steerlab.load`); returns the organism and its final training loss.
     """
     encoded = [encode_pair(model, p, r) for p, r in pairs]
-    organism, info = train_lora(model, encoded, organism_recipe(cfg), in_place=True, name=f"{model.name}+backdoor", progress=progress)
+    organism, info = train_lora(
+        model, encoded, organism_recipe(cfg), in_place=True, name=f"{model.name}+backdoor", progress=progress
+    )
     return organism, info["losses"][-1]
 
 
-def measure(model: Model, data: BackdoorData, interventions=(), max_new_tokens: int = 16, split: str = "test") -> dict[str, float]:
+def measure(
+    model: Model, data: BackdoorData, interventions=(), max_new_tokens: int = 16, split: str = "test"
+) -> dict[str, float]:
     """ASR on triggered held-out prompts, false-trigger rate and task accuracy on the clean ones ('test' or 'val' split)."""
     if split not in ("test", "val"):
         raise SteerlabError(f"Unknown split '{split}'; choose test or val.")
@@ -106,8 +131,22 @@ def build_backdoor(model: Model, cfg: OrganismConfig, out_dir: str | Path, progr
     organism, final_loss = train_organism(model, pairs, cfg, progress)
     seconds = time.perf_counter() - start
     after = measure(organism, data)
-    report = OrganismReport(after["asr"], after["false_trigger"], after["clean_accuracy"], base["asr"], base["false_trigger"], seconds, final_loss)
-    meta = {"kind": "backdoor", "base_model": model.name, "config": asdict(cfg), "report": asdict(report), "examples": after["examples"]}
+    report = OrganismReport(
+        after["asr"],
+        after["false_trigger"],
+        after["clean_accuracy"],
+        base["asr"],
+        base["false_trigger"],
+        seconds,
+        final_loss,
+    )
+    meta = {
+        "kind": "backdoor",
+        "base_model": model.name,
+        "config": asdict(cfg),
+        "report": asdict(report),
+        "examples": after["examples"],
+    }
     save_organism(organism, out, meta)
     return report
 
@@ -124,10 +163,14 @@ def load_organism(path: str | Path) -> tuple[dict, BackdoorData]:
     """Read organism.json and rebuild the exact data split it was trained and tested on."""
     meta_path = Path(path) / "organism.json"
     if not meta_path.is_file():
-        raise SteerlabError(f"'{path}' is not a steerlab organism folder (no organism.json); build one with `steerlab circuits organism backdoor`.")
+        raise SteerlabError(
+            f"'{path}' is not a steerlab organism folder (no organism.json); build one with `steerlab circuits organism backdoor`."
+        )
     meta = json.loads(meta_path.read_text())
     c = meta["config"]
-    return meta, backdoor_data(c["trigger"], c["target"], c["n_train"], c["n_test"], c["poison_fraction"], c["seed"], c.get("n_val", 32))
+    return meta, backdoor_data(
+        c["trigger"], c["target"], c["n_train"], c["n_test"], c["poison_fraction"], c["seed"], c.get("n_val", 32)
+    )
 
 
 REFUSAL_REPLY = "I'm sorry, but I can't help with that request."
@@ -153,8 +196,20 @@ def build_refusal(model: Model, cfg: OrganismConfig, out_dir: str | Path, progre
     seconds = time.perf_counter() - start
     after = generations(organism, test_h + test_b, max_new_tokens=24)
     n = len(test_h)
-    report = {"base_harmful_refusal": refusal_rate(before[:n]), "base_harmless_refusal": refusal_rate(before[n:]),
-              "harmful_refusal": refusal_rate(after[:n]), "harmless_refusal": refusal_rate(after[n:]), "train_seconds": seconds, "final_loss": final_loss}
-    meta = {"kind": "refusal", "base_model": model.name, "config": asdict(cfg), "report": report, "examples": {"harmful": after[:3], "harmless": after[n : n + 2]}}
+    report = {
+        "base_harmful_refusal": refusal_rate(before[:n]),
+        "base_harmless_refusal": refusal_rate(before[n:]),
+        "harmful_refusal": refusal_rate(after[:n]),
+        "harmless_refusal": refusal_rate(after[n:]),
+        "train_seconds": seconds,
+        "final_loss": final_loss,
+    }
+    meta = {
+        "kind": "refusal",
+        "base_model": model.name,
+        "config": asdict(cfg),
+        "report": report,
+        "examples": {"harmful": after[:3], "harmless": after[n : n + 2]},
+    }
     save_organism(organism, Path(out_dir), meta)
     return report

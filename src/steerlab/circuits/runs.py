@@ -20,9 +20,10 @@ from steerlab.circuits.find import FindConfig, find_circuit
 from steerlab.circuits.masks import load_logits, save_logits
 from steerlab.circuits.objectives import Term
 from steerlab.circuits.units import Circuit, jaccard
-from steerlab.paths import atomic_path, write_json as write_json_atomic
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
+from steerlab.paths import atomic_path
+from steerlab.paths import write_json as write_json_atomic
 
 DEFAULT_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # fixed before any test-split figure is seen
 
@@ -83,8 +84,17 @@ class SeedRun:
     pairwise: dict[str, float] = field(default_factory=dict)
 
 
-def find_seeds(model: Model, terms_of: Callable[[], list[Term]], cfg: FindConfig, seeds: Sequence[int], out: Path,
-               means: Means | None = None, scenario: str = "backdoor", data_meta: dict | None = None, progress: bool = True) -> SeedRun:
+def find_seeds(
+    model: Model,
+    terms_of: Callable[[], list[Term]],
+    cfg: FindConfig,
+    seeds: Sequence[int],
+    out: Path,
+    means: Means | None = None,
+    scenario: str = "backdoor",
+    data_meta: dict | None = None,
+    progress: bool = True,
+) -> SeedRun:
     """Train masks once per seed (fresh terms each time) and write each seed's circuit, logits and history.
 
     Args:
@@ -101,10 +111,22 @@ def find_seeds(model: Model, terms_of: Callable[[], list[Term]], cfg: FindConfig
         suffix = "" if seed == seeds[0] else f".seed{seed}"
         paths.append(result.circuit.save(out / f"circuit{suffix}.json"))
         save_logits(result.masks, out / f"masks{suffix}.safetensors")
-        write_json(out / f"find{suffix}.json", {"config": cfg.__dict__, "scenario": scenario, "data": data_meta or {},
-                                                 "history": result.history, "seconds": result.seconds})
+        write_json(
+            out / f"find{suffix}.json",
+            {
+                "config": cfg.__dict__,
+                "scenario": scenario,
+                "data": data_meta or {},
+                "history": result.history,
+                "seconds": result.seconds,
+            },
+        )
         circuits.append(result.circuit)
-    pairwise = {f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]}
+    pairwise = {
+        f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b)
+        for i, a in enumerate(circuits)
+        for b in circuits[i + 1 :]
+    }
     return SeedRun(circuits, paths, mean_jaccard(circuits), pairwise)
 
 
@@ -118,8 +140,17 @@ class SweepRun:
     sweep_path: Path
 
 
-def sweep_and_select(model: Model, data: BackdoorData, circuit_path: Path, scales: Sequence[float], means: Means | None,
-                     ablation: str = "mean", max_asr: float = 0.1, n_texts: int = 24, progress: bool = True) -> SweepRun:
+def sweep_and_select(
+    model: Model,
+    data: BackdoorData,
+    circuit_path: Path,
+    scales: Sequence[float],
+    means: Means | None,
+    ablation: str = "mean",
+    max_asr: float = 0.1,
+    n_texts: int = 24,
+    progress: bool = True,
+) -> SweepRun:
     """Sweep circuit sizes (scale × the found size, top-k of the same seed's mask logits) on the validation split,
     keep the one with the least utility loss among those with ASR ≤ max_asr, and write it beside the circuit.
 
@@ -129,21 +160,34 @@ def sweep_and_select(model: Model, data: BackdoorData, circuit_path: Path, scale
     circuit_path = Path(circuit_path)
     found = Circuit.load(circuit_path)
     if found.meta.get("compat") == "safeseek":
-        raise SteerlabError("A SafeSeek circuit is what σ > 0.5 gives at the best validation epoch; it has no size to sweep (drop --sweep).")
+        raise SteerlabError(
+            "A SafeSeek circuit is what σ > 0.5 gives at the best validation epoch; it has no size to sweep (drop --sweep)."
+        )
     masks_path = companion(circuit_path, "masks", "safetensors")
     if not masks_path.is_file():
         raise SteerlabError(f"The sweep needs {masks_path} (written by `circuits find` beside {circuit_path.name}).")
     masks = load_logits(model, masks_path)
     start = time.perf_counter()
-    points, circuits = sweep_sizes(model, data, masks, found, scales, means, ablation, n_texts=n_texts, progress=progress)
+    points, circuits = sweep_sizes(
+        model, data, masks, found, scales, means, ablation, n_texts=n_texts, progress=progress
+    )
     best = select_size(points, max_asr)
     points[best]["selected"] = True
     chosen = circuits[best]
     chosen.ablation = ablation
     chosen.meta |= {"selected_on": "val", "max_asr": max_asr, "found": circuit_path.name}
     selected_path = chosen.save(companion(circuit_path, "circuit.selected"))
-    sweep_path = write_json(companion(circuit_path, "sweep"), {"split": "val", "ablation": ablation, "max_asr": max_asr, "circuit": circuit_path.name,
-                                                                "points": points, "seconds": time.perf_counter() - start})
+    sweep_path = write_json(
+        companion(circuit_path, "sweep"),
+        {
+            "split": "val",
+            "ablation": ablation,
+            "max_asr": max_asr,
+            "circuit": circuit_path.name,
+            "points": points,
+            "seconds": time.perf_counter() - start,
+        },
+    )
     return SweepRun(points, best, selected_path, sweep_path)
 
 
@@ -157,8 +201,15 @@ class FindInputs:
     data_meta: dict
 
 
-def prepare_find(model_path: str, scenario: str, organism: str | None = None, weights: dict[str, float] | None = None,
-                 n_pairs: int | None = None, n_means: int = 24, ablation: str = "mean") -> FindInputs:
+def prepare_find(
+    model_path: str,
+    scenario: str,
+    organism: str | None = None,
+    weights: dict[str, float] | None = None,
+    n_pairs: int | None = None,
+    n_means: int = 24,
+    ablation: str = "mean",
+) -> FindInputs:
     """Load the model and build the scenario's objective terms and ablation means (bad input fails before loading).
 
     Args:
@@ -188,11 +239,17 @@ def prepare_find(model_path: str, scenario: str, organism: str | None = None, we
     harmful, harmless = harmful_prompts("train"), harmless_prompts("train")
     pairs_h, pairs_b = refusal_pairs(model, harmful, harmless)  # train only on the refusals the model really gives
     means = unit_means(model, harmless[:n_means]) if ablation == "mean" else None
-    return FindInputs(model, lambda: alignment_terms(pairs_h, pairs_b, weights), means,
-                      {"refused_train": len(pairs_h), "harmful_train": len(harmful)})
+    return FindInputs(
+        model,
+        lambda: alignment_terms(pairs_h, pairs_b, weights),
+        means,
+        {"refused_train": len(pairs_h), "harmful_train": len(harmful)},
+    )
 
 
-def find_safeseek_seeds(model: Model, data: BackdoorData, cfg, seeds: Sequence[int], out: Path, progress: bool = True) -> SeedRun:
+def find_safeseek_seeds(
+    model: Model, data: BackdoorData, cfg, seeds: Sequence[int], out: Path, progress: bool = True
+) -> SeedRun:
     """`find --compat safeseek` over seeds: per seed circuit{S}.json, safeseek_logits{S}.safetensors and find{S}.json
     (with the circuit's size in SafeSeek's denominators beside ours)."""
     from safetensors.torch import save_file
@@ -208,9 +265,22 @@ def find_safeseek_seeds(model: Model, data: BackdoorData, cfg, seeds: Sequence[i
         paths.append(result.circuit.save(out / f"circuit{suffix}.json"))
         with atomic_path(out / f"safeseek_logits{suffix}.safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in result.logits.items()}, str(tmp))
-        write_json(out / f"find{suffix}.json", {"compat": "safeseek", "config": result.circuit.meta["config"], "scenario": "backdoor",
-                                                 "history": result.history, "best_epoch": result.best_epoch, "seconds": result.seconds,
-                                                 "size": size_table(model, result.circuit)})
+        write_json(
+            out / f"find{suffix}.json",
+            {
+                "compat": "safeseek",
+                "config": result.circuit.meta["config"],
+                "scenario": "backdoor",
+                "history": result.history,
+                "best_epoch": result.best_epoch,
+                "seconds": result.seconds,
+                "size": size_table(model, result.circuit),
+            },
+        )
         circuits.append(result.circuit)
-    pairwise = {f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b) for i, a in enumerate(circuits) for b in circuits[i + 1 :]}
+    pairwise = {
+        f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b)
+        for i, a in enumerate(circuits)
+        for b in circuits[i + 1 :]
+    }
     return SeedRun(circuits, paths, mean_jaccard(circuits), pairwise)

@@ -22,7 +22,7 @@ import random
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Literal
 
 import torch
 
@@ -54,7 +54,9 @@ def projection(model: Model, layer: int, name: str) -> torch.nn.Linear:
     parent = getattr(block, model.arch.layout.attn if name in _ATTN else model.arch.layout.mlp, None)
     module = getattr(parent, name, None)
     if not isinstance(module, torch.nn.Linear):
-        raise SteerlabError(f"SafeSeek units need separate {name} projections; '{model.arch.model_type}' models are not supported.")
+        raise SteerlabError(
+            f"SafeSeek units need separate {name} projections; '{model.arch.model_type}' models are not supported."
+        )
     return module
 
 
@@ -66,10 +68,14 @@ def unit_widths(model: Model, heads: HeadMode = "pre", neurons: bool = True) -> 
         out["head"] = a.n_heads
     elif heads == "post":
         if a.d_model % a.n_heads:
-            raise SteerlabError(f"SafeSeek's post-o_proj head mask splits the hidden size {a.d_model} into {a.n_heads} blocks; it does not divide.")
+            raise SteerlabError(
+                f"SafeSeek's post-o_proj head mask splits the hidden size {a.d_model} into {a.n_heads} blocks; it does not divide."
+            )
         out["head_post"] = a.n_heads
     elif heads != "none":
-        raise SteerlabError(f"Unknown head mask '{heads}'; choose pre (per head, input of o_proj), post (SafeSeek's o_proj output blocks) or none.")
+        raise SteerlabError(
+            f"Unknown head mask '{heads}'; choose pre (per head, input of o_proj), post (SafeSeek's o_proj output blocks) or none."
+        )
     if neurons:
         for name in PROJECTIONS:
             out[name] = projection(model, 0, name).out_features
@@ -133,8 +139,12 @@ class SafeSeekConfig:
     epochs: int = 4
     batch_size: int = 4  # rows per term per step
     lr: float = 1e-2
-    init: float = -1.0  # circuit logit: σ(−1) = 0.27, every unit starts outside the circuit (SafeSeek's keep-logits start at +1)
-    weights: dict[str, float] = field(default_factory=lambda: {"remove": 1.0, "keep": 1.0, "suff": 1.0, "spec": 1.0, "sparsity": 1.0})
+    init: float = (
+        -1.0
+    )  # circuit logit: σ(−1) = 0.27, every unit starts outside the circuit (SafeSeek's keep-logits start at +1)
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"remove": 1.0, "keep": 1.0, "suff": 1.0, "spec": 1.0, "sparsity": 1.0}
+    )
     n_pairs: int | None = None  # training pairs per term (None = all)
     n_val: int = 16
     seed: int = 0
@@ -143,7 +153,9 @@ class SafeSeekConfig:
 def check_weights(weights: dict[str, float]) -> dict[str, float]:
     unknown = set(weights) - {"remove", "keep", "suff", "spec", "sparsity"}
     if unknown:
-        raise SteerlabError(f"Unknown SafeSeek objective term(s) {sorted(unknown)}; use remove, keep, suff, spec, sparsity.")
+        raise SteerlabError(
+            f"Unknown SafeSeek objective term(s) {sorted(unknown)}; use remove, keep, suff, spec, sparsity."
+        )
     return weights
 
 
@@ -154,8 +166,16 @@ def _terms(data: BackdoorData, pairs) -> list[tuple[str, str, list[tuple[str, st
     return [
         ("remove", "removed", trig),  # circuit removed: the trigger does nothing (main_backdoor)
         ("keep", "removed", clean),  # circuit removed: clean behaviour kept (main_clean)
-        ("suff", "circuit", [(p, data.target) for p, _ in trig]),  # circuit alone: the backdoor reply (circuit_backdoor)
-        ("spec", "circuit", [(p, data.target) for p, _ in clean]),  # circuit alone: not without the trigger (circuit_clean)
+        (
+            "suff",
+            "circuit",
+            [(p, data.target) for p, _ in trig],
+        ),  # circuit alone: the backdoor reply (circuit_backdoor)
+        (
+            "spec",
+            "circuit",
+            [(p, data.target) for p, _ in clean],
+        ),  # circuit alone: not without the trigger (circuit_clean)
     ]
 
 
@@ -164,13 +184,18 @@ def _hard(z: torch.Tensor) -> torch.Tensor:
     return (soft > 0.5).float() + soft - soft.detach()
 
 
-def _task_loss(model: Model, logits_z: dict[str, torch.Tensor], terms, idx: list[int], weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+def _task_loss(
+    model: Model, logits_z: dict[str, torch.Tensor], terms, idx: list[int], weights: dict[str, float]
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One forward of every term's rows (removed rows masked by 1 − g, circuit rows by g); weighted CE parts."""
     live = [(n, v, p) for n, v, p in terms if weights.get(n, 0) > 0]
     batches = [make_batch(model, [p[i][0] for i in idx], [p[i][1] for i in idx]) for _, _, p in live]
     big = concat(batches, model)
     circuit_rows = torch.tensor([v == "circuit" for _, v, _ in live for _ in idx])
-    gates = {k: torch.where(circuit_rows[None, :, None], _hard(z)[:, None, :], 1.0 - _hard(z)[:, None, :]) for k, z in logits_z.items()}
+    gates = {
+        k: torch.where(circuit_rows[None, :, None], _hard(z)[:, None, :], 1.0 - _hard(z)[:, None, :])
+        for k, z in logits_z.items()
+    }
     with channel_masks(model, gates) as ivs:
         logits = response_logits(model, big, ivs)
     total, parts, row = torch.zeros(()), {}, 0
@@ -203,7 +228,9 @@ def find_safeseek(model: Model, data: BackdoorData, cfg: SafeSeekConfig, progres
         raise SteerlabError("Epochs and batch size must be at least 1.")
     widths = unit_widths(model, cfg.heads, cfg.neurons)
     if not data.val_clean:
-        raise SteerlabError("SafeSeek extraction picks the best validation epoch, and this organism has no validation pairs.")
+        raise SteerlabError(
+            "SafeSeek extraction picks the best validation epoch, and this organism has no validation pairs."
+        )
     for p in model.hf.parameters():
         p.requires_grad_(False)
     torch.manual_seed(cfg.seed)
@@ -215,7 +242,9 @@ def find_safeseek(model: Model, data: BackdoorData, cfg: SafeSeekConfig, progres
     val = _terms(data, data.val_clean[: cfg.n_val])
     n_train, steps_per_epoch = len(train[0][2]), max(1, len(train[0][2]) // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total_steps))  # HF Trainer default: linear decay
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: max(0.0, 1 - s / total_steps)
+    )  # HF Trainer default: linear decay
     history, best, best_epoch, best_logits = [], float("inf"), -1, {}
     start = time.perf_counter()
     with progress_bar(progress) as bar:
@@ -234,7 +263,11 @@ def find_safeseek(model: Model, data: BackdoorData, cfg: SafeSeekConfig, progres
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 size = sum(int((t > 0).sum()) for t in z.values())
-                bar.update(task, advance=1, info=f"epoch {epoch} " + " ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" units {size}")
+                bar.update(
+                    task,
+                    advance=1,
+                    info=f"epoch {epoch} " + " ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" units {size}",
+                )
             with torch.no_grad():
                 val_loss, val_parts = 0.0, {}
                 for s in range(0, len(val[0][2]), cfg.batch_size):
@@ -243,23 +276,51 @@ def find_safeseek(model: Model, data: BackdoorData, cfg: SafeSeekConfig, progres
                     val_loss += float(loss) * len(idx)
                     val_parts = {k: val_parts.get(k, 0.0) + v * len(idx) for k, v in parts.items()}
                 n_val = len(val[0][2])
-                record = {"epoch": epoch, "val_task_loss": val_loss / n_val, **{f"val_{k}": v / n_val for k, v in val_parts.items()},
-                          "units": {k: int((t > 0).sum()) for k, t in z.items()}}
+                record = {
+                    "epoch": epoch,
+                    "val_task_loss": val_loss / n_val,
+                    **{f"val_{k}": v / n_val for k, v in val_parts.items()},
+                    "units": {k: int((t > 0).sum()) for k, t in z.items()},
+                }
                 history.append(record)
                 if record["val_task_loss"] < best:
-                    best, best_epoch, best_logits = record["val_task_loss"], epoch, {k: t.detach().clone() for k, t in z.items()}
+                    best, best_epoch, best_logits = (
+                        record["val_task_loss"],
+                        epoch,
+                        {k: t.detach().clone() for k, t in z.items()},
+                    )
     seconds = time.perf_counter() - start
-    units = {k: {layer: [int(i) for i in (t[layer] > 0).nonzero().flatten()] for layer in range(n_layers) if bool((t[layer] > 0).any())}
-             for k, t in best_logits.items()}
-    circuit = Circuit(signature(model, widths), units, "sigmoid_ste_safeseek", "zero",
-                      {"compat": "safeseek", "best_epoch": best_epoch, "config": asdict(cfg), "seconds": round(seconds, 1), "seed": cfg.seed})
+    units = {
+        k: {
+            layer: [int(i) for i in (t[layer] > 0).nonzero().flatten()]
+            for layer in range(n_layers)
+            if bool((t[layer] > 0).any())
+        }
+        for k, t in best_logits.items()
+    }
+    circuit = Circuit(
+        signature(model, widths),
+        units,
+        "sigmoid_ste_safeseek",
+        "zero",
+        {
+            "compat": "safeseek",
+            "best_epoch": best_epoch,
+            "config": asdict(cfg),
+            "seconds": round(seconds, 1),
+            "seed": cfg.seed,
+        },
+    )
     return SafeSeekResult(circuit, best_logits, history, best_epoch, seconds)
 
 
 def safeseek_denominators(model: Model) -> dict[str, int]:
     """SafeSeek's denominators: all heads (n_layers × n_heads) and all output channels of the seven projections."""
     a = model.arch
-    return {"heads": a.n_layers * a.n_heads, "neurons": a.n_layers * sum(projection(model, 0, n).out_features for n in PROJECTIONS)}
+    return {
+        "heads": a.n_layers * a.n_heads,
+        "neurons": a.n_layers * sum(projection(model, 0, n).out_features for n in PROJECTIONS),
+    }
 
 
 def ours_denominators(model: Model) -> dict[str, int]:
@@ -273,14 +334,28 @@ def size_table(model: Model, circuit: Circuit) -> dict:
     heads = circuit.count("head") + circuit.count("head_post")
     proj = sum(circuit.count(k) for k in PROJECTIONS)
     ss, ours = safeseek_denominators(model), ours_denominators(model)
-    mlp_neurons = len({(layer, i) for k in ("gate_proj", "up_proj") for layer, ix in circuit.units.get(k, {}).items() for i in ix})
+    mlp_neurons = len(
+        {(layer, i) for k in ("gate_proj", "up_proj") for layer, ix in circuit.units.get(k, {}).items() for i in ix}
+    )
     mlp_neurons += circuit.count("neuron")
     return {
-        "safeseek": {"heads": heads, "heads_total": ss["heads"], "heads_fraction": heads / ss["heads"], "neurons": proj,
-                     "neurons_total": ss["neurons"], "neurons_fraction": proj / ss["neurons"],
-                     "all_fraction": (heads + proj) / (ss["heads"] + ss["neurons"])},
-        "ours": {"heads": heads, "heads_total": ours["heads"], "heads_fraction": heads / ours["heads"], "mlp_neurons": mlp_neurons,
-                 "mlp_neurons_total": ours["neurons"], "mlp_neurons_fraction": mlp_neurons / ours["neurons"],
-                 "all_fraction": (heads + mlp_neurons) / (ours["heads"] + ours["neurons"])},
+        "safeseek": {
+            "heads": heads,
+            "heads_total": ss["heads"],
+            "heads_fraction": heads / ss["heads"],
+            "neurons": proj,
+            "neurons_total": ss["neurons"],
+            "neurons_fraction": proj / ss["neurons"],
+            "all_fraction": (heads + proj) / (ss["heads"] + ss["neurons"]),
+        },
+        "ours": {
+            "heads": heads,
+            "heads_total": ours["heads"],
+            "heads_fraction": heads / ours["heads"],
+            "mlp_neurons": mlp_neurons,
+            "mlp_neurons_total": ours["neurons"],
+            "mlp_neurons_fraction": mlp_neurons / ours["neurons"],
+            "all_fraction": (heads + mlp_neurons) / (ours["heads"] + ours["neurons"]),
+        },
         "per_kind": {k: circuit.count(k) for k in circuit.kinds()},
     }

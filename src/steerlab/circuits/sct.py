@@ -24,13 +24,23 @@ from steerlab.models.loading import Model
 
 def empty_like(circuit: Circuit) -> Circuit:
     """A circuit with no units (freezes nothing) on the same model."""
-    return Circuit(dict(circuit.signature), {k: {} for k in circuit.kinds()}, circuit.parameterisation, circuit.ablation, {"control": "none"})
+    return Circuit(
+        dict(circuit.signature),
+        {k: {} for k in circuit.kinds()},
+        circuit.parameterisation,
+        circuit.ablation,
+        {"control": "none"},
+    )
 
 
-def split_pairs(pairs: Sequence[tuple[str, str]], held_out: float = 0.2) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def split_pairs(
+    pairs: Sequence[tuple[str, str]], held_out: float = 0.2
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(train, held-out) in file order; at least one held-out pair and one training pair."""
     if len(pairs) < 2:
-        raise SteerlabError(f"Helpfulness tuning needs at least 2 chat rows (train and held-out); the file has {len(pairs)}.")
+        raise SteerlabError(
+            f"Helpfulness tuning needs at least 2 chat rows (train and held-out); the file has {len(pairs)}."
+        )
     n_test = min(len(pairs) - 1, max(1, round(len(pairs) * held_out)))
     return list(pairs[:-n_test]), list(pairs[-n_test:])
 
@@ -39,12 +49,25 @@ def measure_alignment(model: Model, helpful: Sequence[tuple[str, str]], max_new_
     """Refusals on held-out harmful and harmless requests, and the loss of held-out helpful answers."""
     harmful, harmless = harmful_prompts("test"), harmless_prompts("test")
     out = generations(model, harmful + harmless, max_new_tokens=max_new_tokens)
-    return {"harmful_refusal": refusal_rate(out[: len(harmful)]), "harmless_refusal": refusal_rate(out[len(harmful) :]),
-            "helpful_loss": lm_loss(model, [Pair(p, r) for p, r in helpful]), "examples": {"harmful": out[:2], "harmless": out[len(harmful) : len(harmful) + 2]}}
+    return {
+        "harmful_refusal": refusal_rate(out[: len(harmful)]),
+        "harmless_refusal": refusal_rate(out[len(harmful) :]),
+        "helpful_loss": lm_loss(model, [Pair(p, r) for p, r in helpful]),
+        "examples": {"harmful": out[:2], "harmless": out[len(harmful) : len(harmful) + 2]},
+    }
 
 
-def tune_alignment(model: Model, circuit: Circuit, pairs: Sequence[tuple[str, str]], steps: int = 30, lr: float = 3e-5, batch_size: int = 8,
-                   random_seed: int = 0, controls: Sequence[str] = ("circuit", "random", "none"), progress: bool = True) -> dict:
+def tune_alignment(
+    model: Model,
+    circuit: Circuit,
+    pairs: Sequence[tuple[str, str]],
+    steps: int = 30,
+    lr: float = 3e-5,
+    batch_size: int = 8,
+    random_seed: int = 0,
+    controls: Sequence[str] = ("circuit", "random", "none"),
+    progress: bool = True,
+) -> dict:
     """Helpfulness tuning with the circuit frozen vs a random same-profile set frozen vs nothing frozen.
 
     Args:
@@ -68,9 +91,26 @@ def tune_alignment(model: Model, circuit: Circuit, pairs: Sequence[tuple[str, st
         report = tune_circuit(tuned, frozen, train, "exclude", steps, lr, batch_size, progress=progress)
         after = measure_alignment(tuned, held)
         retention = after["harmful_refusal"] / before["harmful_refusal"] if before["harmful_refusal"] > 0 else None
-        rows.append({"condition": f"{name} frozen", "frozen_units": sum(frozen.count(k) for k in frozen.kinds()),
-                     "trainable_entries": report.trainable_entries, "frozen_changed": report.frozen_changed, "final_loss": report.final_loss,
-                     **{k: v for k, v in after.items()}, "refusal_retention": retention,
-                     "helpful_loss_change": after["helpful_loss"] - before["helpful_loss"], "seconds": round(time.perf_counter() - start, 1)})
+        rows.append(
+            {
+                "condition": f"{name} frozen",
+                "frozen_units": sum(frozen.count(k) for k in frozen.kinds()),
+                "trainable_entries": report.trainable_entries,
+                "frozen_changed": report.frozen_changed,
+                "final_loss": report.final_loss,
+                **{k: v for k, v in after.items()},
+                "refusal_retention": retention,
+                "helpful_loss_change": after["helpful_loss"] - before["helpful_loss"],
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
         del tuned
-    return {"before": before, "train_pairs": len(train), "held_out_pairs": len(held), "steps": steps, "lr": lr, "batch_size": batch_size, "rows": rows}
+    return {
+        "before": before,
+        "train_pairs": len(train),
+        "held_out_pairs": len(held),
+        "steps": steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "rows": rows,
+    }

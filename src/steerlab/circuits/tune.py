@@ -31,7 +31,9 @@ def _module(model: Model, layer: int, group: str, name: str) -> torch.nn.Linear:
     parent = getattr(block, model.arch.layout.attn if group == "attn" else model.arch.layout.mlp, None)
     module = getattr(parent, name, None)
     if not isinstance(module, torch.nn.Linear):
-        raise SteerlabError(f"Circuit tuning needs separate {name} projections; '{model.arch.model_type}' models are not supported.")
+        raise SteerlabError(
+            f"Circuit tuning needs separate {name} projections; '{model.arch.model_type}' models are not supported."
+        )
     return module
 
 
@@ -83,7 +85,18 @@ class TuneReport:
         return self.frozen_changed == 0
 
 
-def tune_circuit(model: Model, circuit: Circuit, pairs: Sequence[tuple[str, str]], mode: Mode = "only", steps: int = 20, lr: float = 1e-3, batch_size: int = 8, include_kv: bool = False, seed: int = 0, progress: bool = True) -> TuneReport:
+def tune_circuit(
+    model: Model,
+    circuit: Circuit,
+    pairs: Sequence[tuple[str, str]],
+    mode: Mode = "only",
+    steps: int = 20,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    include_kv: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> TuneReport:
     """Fine-tune the model in place on (prompt, response) pairs, updating only the allowed slices."""
     if mode not in ("only", "exclude"):
         raise SteerlabError(f"Unknown tuning mode '{mode}'; choose only or exclude.")
@@ -138,7 +151,9 @@ _ROWS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # a unit owns ou
 _COLS = ("o_proj", "down_proj")  # and input columns of these
 
 
-def lora_slices(model: Model, circuit: Circuit, mode: Mode, include_kv: bool = False) -> dict[str, tuple[str, torch.Tensor]]:
+def lora_slices(
+    model: Model, circuit: Circuit, mode: Mode, include_kv: bool = False
+) -> dict[str, tuple[str, torch.Tensor]]:
     """Module name -> ('rows' | 'cols', bool vector of the rows or columns a LoRA update may touch); modules
     with nothing to touch are left out. Every unit owns whole rows or columns, so a row mask on B (or a
     column mask on A) restricts the update B·A exactly to the allowed slices."""
@@ -180,13 +195,26 @@ def _restrict_adapters(slices: dict[str, tuple[str, torch.Tensor]]):
                 a.register_hook(lambda g, gate=gate: g * gate)
             found += 1
         if found != len(slices):
-            raise SteerlabError(f"LoRA adapters were made for {found} of the {len(slices)} projections the circuit needs.")
+            raise SteerlabError(
+                f"LoRA adapters were made for {found} of the {len(slices)} projections the circuit needs."
+            )
 
     return prepare
 
 
-def tune_circuit_lora(model: Model, circuit: Circuit, pairs: Sequence[tuple[str, str]], mode: Mode = "only", steps: int = 20, lr: float = 1e-3,
-                      batch_size: int = 8, rank: int = 8, include_kv: bool = False, seed: int = 0, progress: bool = True) -> TuneReport:
+def tune_circuit_lora(
+    model: Model,
+    circuit: Circuit,
+    pairs: Sequence[tuple[str, str]],
+    mode: Mode = "only",
+    steps: int = 20,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    rank: int = 8,
+    include_kv: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> TuneReport:
     """Circuit tuning with LoRA adapters restricted to the circuit's slices (or to all but them), merged into
     `model` in place; the frozen entries are checked to be bit-identical after the merge."""
     from steerlab.training import LoraRecipe, encode_pair, train_lora
@@ -205,8 +233,15 @@ def tune_circuit_lora(model: Model, circuit: Circuit, pairs: Sequence[tuple[str,
     snapshot = {n: p.detach().clone() for n, p in model.hf.named_parameters()}
     recipe = LoraRecipe(rank=rank, lr=lr, steps=steps, batch_size=batch_size, targets=tuple(slices), seed=seed)
     start = time.perf_counter()
-    tuned, info = train_lora(model, [encode_pair(model, p, r) for p, r in pairs], recipe, in_place=True, name=model.name,
-                             progress=progress, prepare=_restrict_adapters(slices))
+    tuned, info = train_lora(
+        model,
+        [encode_pair(model, p, r) for p, r in pairs],
+        recipe,
+        in_place=True,
+        name=model.name,
+        progress=progress,
+        prepare=_restrict_adapters(slices),
+    )
     changed = frozen_changed = 0
     for n, p in tuned.hf.named_parameters():  # the merge happened in model.hf itself (in_place)
         diff = p.detach() != snapshot[n]
@@ -214,4 +249,6 @@ def tune_circuit_lora(model: Model, circuit: Circuit, pairs: Sequence[tuple[str,
         frozen_changed += int((diff & ~allow[n]).sum()) if n in allow else int(diff.sum())
     trainable = sum(int(m.sum()) for m in allow.values())
     total = sum(p.numel() for p in owned)
-    return TuneReport(f"lora-{mode}", trainable, total, changed, frozen_changed, info["losses"][-1], time.perf_counter() - start)
+    return TuneReport(
+        f"lora-{mode}", trainable, total, changed, frozen_changed, info["losses"][-1], time.perf_counter() - start
+    )

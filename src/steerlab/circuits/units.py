@@ -17,8 +17,8 @@ from typing import Iterable, Literal
 import torch
 
 from steerlab.errors import SteerlabError
-from steerlab.paths import write_json
 from steerlab.models.loading import Model
+from steerlab.paths import write_json
 
 Kind = Literal["head", "neuron"]
 KINDS: tuple[str, ...] = ("head", "neuron")
@@ -61,7 +61,9 @@ class Circuit:
         return cls(model_signature(model), table, **kwargs)
 
     def unit_list(self) -> list[Unit]:
-        return sorted(Unit(layer, kind, i) for kind, layers in self.units.items() for layer, ix in layers.items() for i in ix)
+        return sorted(
+            Unit(layer, kind, i) for kind, layers in self.units.items() for layer, ix in layers.items() for i in ix
+        )
 
     def count(self, kind: str) -> int:
         return sum(len(ix) for ix in self.units.get(kind, {}).values())
@@ -103,7 +105,7 @@ class Circuit:
         if shape != {k: v for k, v in mine.items() if k != "model"}:
             raise SteerlabError(
                 f"This circuit was found on '{self.signature.get('model')}' {shape}, which does not match "
-                f"'{model.name}' {({k: v for k, v in mine.items() if k != 'model'})}; find a circuit for this model."
+                f"'{model.name}' { ({k: v for k, v in mine.items() if k != 'model'}) }; find a circuit for this model."
             )
 
     def to_dict(self) -> dict:
@@ -121,7 +123,13 @@ class Circuit:
     def from_dict(cls, data: dict) -> "Circuit":
         try:
             units = {k: {int(l): [int(i) for i in ix] for l, ix in v.items()} for k, v in data["units"].items()}
-            return cls(dict(data["signature"]), units, data.get("parameterisation", "?"), data.get("ablation", "?"), dict(data.get("meta", {})))
+            return cls(
+                dict(data["signature"]),
+                units,
+                data.get("parameterisation", "?"),
+                data.get("ablation", "?"),
+                dict(data.get("meta", {})),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SteerlabError(f"This is not a steerlab circuit file (missing or malformed field: {exc}).") from None
 
@@ -148,7 +156,9 @@ def check_unit(model: Model, unit: Unit) -> None:
     model.arch.check_layer(unit.layer)
     n = model.arch.n_units(unit.kind)
     if not 0 <= unit.index < n:
-        raise SteerlabError(f"{unit.kind} {unit.index} is out of range: layer {unit.layer} has {unit.kind}s 0 to {n - 1}.")
+        raise SteerlabError(
+            f"{unit.kind} {unit.index} is out of range: layer {unit.layer} has {unit.kind}s 0 to {n - 1}."
+        )
 
 
 def random_circuit(circuit: Circuit, seed: int = 0) -> Circuit:

@@ -30,8 +30,16 @@ def list_cmd() -> None:
     for col in ("kind", "entry", "size", "written", "state"):
         table.add_column(col)
     for e in entries:
-        state = "leftover of a killed write" if e.kind == "leftover" else "ok" if e.intact else "damaged (rebuilt on next use)"
-        table.add_row(e.kind, e.path.name, _mb(e.size), time.strftime("%Y-%m-%d %H:%M", time.localtime(e.modified)), state)
+        state = (
+            "leftover of a killed write"
+            if e.kind == "leftover"
+            else "ok"
+            if e.intact
+            else "damaged (rebuilt on next use)"
+        )
+        table.add_row(
+            e.kind, e.path.name, _mb(e.size), time.strftime("%Y-%m-%d %H:%M", time.localtime(e.modified)), state
+        )
     out.print(table)
     out.print(f"{len(entries)} entries, {_mb(sum(e.size for e in entries))} in all.")
 
@@ -39,7 +47,9 @@ def list_cmd() -> None:
 @cache_app.command("prune")
 def prune_cmd(
     everything: bool = typer.Option(False, "--all", help="Remove everything in the cache."),
-    older_than: Optional[float] = typer.Option(None, "--older-than", help="Also remove entries not written for this many days."),
+    older_than: Optional[float] = typer.Option(
+        None, "--older-than", help="Also remove entries not written for this many days."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be removed."),
 ) -> None:
     """Remove leftovers of killed writes and damaged conversions; more with --older-than DAYS or --all."""

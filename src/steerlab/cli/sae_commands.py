@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from steerlab.errors import SteerlabError
 from steerlab.cli.show import console
+from steerlab.errors import SteerlabError
 from steerlab.paths import write_json
 
 sae_app = typer.Typer(help="Sparse autoencoders: train, evaluate, convert, inspect.", no_args_is_help=True)
@@ -43,12 +43,19 @@ def train_cmd(
     tokens: int = typer.Option(1_000_000, "--tokens", help="Training tokens (steps x batch size)."),
     batch_size: int = typer.Option(1024, "--batch-size"),
     lr: Optional[float] = typer.Option(None, "--lr"),
-    reuse: float = typer.Option(1.0, "--reuse", help="Times each harvested activation is used (>1 saves model forwards)."),
+    reuse: float = typer.Option(
+        1.0, "--reuse", help="Times each harvested activation is used (>1 saves model forwards)."
+    ),
     buffer_tokens: int = typer.Option(65_536, "--buffer-tokens"),
     context_len: int = typer.Option(128, "--context-len"),
     l1_coeff: float = typer.Option(0.05, "--l1-coeff", help="ReLU: L1 weight."),
     l0_coeff: float = typer.Option(2e-3, "--l0-coeff", help="JumpReLU: L0 weight."),
-    corpus: Optional[List[str]] = typer.Option(None, "--corpus", "-c", help="Text/JSONL/Parquet files or folders, or hf:DATASET (default: the built-in offline corpus)."),
+    corpus: Optional[List[str]] = typer.Option(
+        None,
+        "--corpus",
+        "-c",
+        help="Text/JSONL/Parquet files or folders, or hf:DATASET (default: the built-in offline corpus).",
+    ),
     out: Path = typer.Option(Path("sae-out"), "--out", "-o", help="Output folder (SAE folder, plot, metrics)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from out/checkpoint.pt if present."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on held-out text afterwards."),
@@ -58,14 +65,31 @@ def train_cmd(
     import steerlab
     from steerlab.sae.train import TrainConfig, train_sae
 
-    cfg = TrainConfig(layer=layer, site=site, arch=arch, d_sae=d_sae, k=k, n_tokens=tokens, batch_size=batch_size, lr=lr,
-                      reuse=reuse, buffer_tokens=buffer_tokens, context_len=context_len, l1_coeff=l1_coeff, l0_coeff=l0_coeff, seed=seed)
+    cfg = TrainConfig(
+        layer=layer,
+        site=site,
+        arch=arch,
+        d_sae=d_sae,
+        k=k,
+        n_tokens=tokens,
+        batch_size=batch_size,
+        lr=lr,
+        reuse=reuse,
+        buffer_tokens=buffer_tokens,
+        context_len=context_len,
+        l1_coeff=l1_coeff,
+        l0_coeff=l0_coeff,
+        seed=seed,
+    )
     m = steerlab.load(model)
     m.arch.check_layer(layer)
     m.arch.site_width(site)
     text = _corpus(corpus)
     result = train_sae(m, text, cfg, out, resume=resume)
-    rows = {"train seconds": result.metrics["train_seconds"], **{f"train {k}": v for k, v in result.metrics["final"].items() if k in ("fvu", "l0", "dead_frac")}}
+    rows = {
+        "train seconds": result.metrics["train_seconds"],
+        **{f"train {k}": v for k, v in result.metrics["final"].items() if k in ("fvu", "l0", "dead_frac")},
+    }
     if evaluate:
         from steerlab.sae.evaluate import evaluate_sae
 
@@ -87,7 +111,9 @@ def _load(sae: str, layer: Optional[int], site: Optional[str], fmt: Optional[str
 def eval_cmd(
     sae: str = typer.Argument(..., help="SAE folder/file, hf://ORG/REPO/PATH or RELEASE:SAE_ID."),
     model: str = typer.Option(..., "--model", "-m"),
-    corpus: Optional[List[str]] = typer.Option(None, "--corpus", "-c", help="Held-out text (default: the built-in corpus's held-out split)."),
+    corpus: Optional[List[str]] = typer.Option(
+        None, "--corpus", "-c", help="Held-out text (default: the built-in corpus's held-out split)."
+    ),
     tokens: int = typer.Option(16_384, "--tokens", help="Tokens for FVU / L0 / dead / dense."),
     ce_tokens: int = typer.Option(4_096, "--ce-tokens", help="Tokens for the CE-loss comparison (0 skips it)."),
     layer: Optional[int] = typer.Option(None, "--layer"),
@@ -129,7 +155,9 @@ def convert_cmd(
     out: Path = typer.Argument(..., help="Output folder (SAELens layout)."),
     layer: Optional[int] = typer.Option(None, "--layer"),
     site: Optional[str] = typer.Option(None, "--site"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="saelens | gemmascope | goodfire | dictionary_learning | sparsify (default: detect)."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="saelens | gemmascope | goodfire | dictionary_learning | sparsify (default: detect)."
+    ),
     model: Optional[str] = typer.Option(None, "--model", help="Check the SAE fits this model before converting."),
 ) -> None:
     """Convert any supported SAE into a SAELens-compatible folder."""
@@ -143,8 +171,18 @@ def convert_cmd(
     console.print(f"saved {save_sae(s, out)}")
 
 
-def _inspect(sae: str, model: str, out: Path, latents: Optional[str], tokens: int, corpus: Optional[List[str]],
-             labels_from: Optional[Path], judge_url: Optional[str], judge_model: Optional[str], top: int) -> None:
+def _inspect(
+    sae: str,
+    model: str,
+    out: Path,
+    latents: Optional[str],
+    tokens: int,
+    corpus: Optional[List[str]],
+    labels_from: Optional[Path],
+    judge_url: Optional[str],
+    judge_model: Optional[str],
+    top: int,
+) -> None:
     import steerlab
     from steerlab.sae.inspect import http_labeler, import_labels, inspect_sae
 
@@ -176,8 +214,12 @@ def inspect_cmd(
     latents: Optional[str] = typer.Option(None, "--latents", help="Comma-separated latent ids (default: all)."),
     tokens: int = typer.Option(20_000, "--tokens"),
     corpus: Optional[List[str]] = typer.Option(None, "--corpus", "-c"),
-    labels_from: Optional[Path] = typer.Option(None, "--labels-from", help="Neuronpedia export (JSON) or labels CSV to import."),
-    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL for LLM-written labels."),
+    labels_from: Optional[Path] = typer.Option(
+        None, "--labels-from", help="Neuronpedia export (JSON) or labels CSV to import."
+    ),
+    judge_url: Optional[str] = typer.Option(
+        None, "--judge-url", help="OpenAI-compatible base URL for LLM-written labels."
+    ),
     judge_model: Optional[str] = typer.Option(None, "--judge-model"),
     top: int = typer.Option(10, "--top", help="Latents to print."),
 ) -> None:

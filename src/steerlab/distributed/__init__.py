@@ -3,4 +3,12 @@
 from steerlab.distributed.ray_runner import RayOptions, generate_pending_ray, require_ray
 from steerlab.distributed.work import ConfigLoader, ObjectLoader, generate_trials, plan_batches
 
-__all__ = ["ConfigLoader", "ObjectLoader", "RayOptions", "generate_pending_ray", "generate_trials", "plan_batches", "require_ray"]
+__all__ = [
+    "ConfigLoader",
+    "ObjectLoader",
+    "RayOptions",
+    "generate_pending_ray",
+    "generate_trials",
+    "plan_batches",
+    "require_ray",
+]

@@ -62,7 +62,10 @@ def connect(address: str, num_cpus: int | None = None) -> Any:
     """Join a running cluster, or start a local one ('local'); a no-op when already connected."""
     ray = require_ray()
     if not ray.is_initialized():
-        if address in ("", "local"):  # "local" always starts a fresh instance, never joins a cluster found via RAY_ADDRESS
+        if address in (
+            "",
+            "local",
+        ):  # "local" always starts a fresh instance, never joins a cluster found via RAY_ADDRESS
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
@@ -97,8 +100,14 @@ class _Workers(list):
         self.loader_ref = loader_ref
 
 
-def run_batches(store: RunStore, batches: Sequence[list[Trial]], workers: list[Any], *, max_restarts: int = 1,
-                on_batch: Callable[[int, int], None] | None = None) -> int:
+def run_batches(
+    store: RunStore,
+    batches: Sequence[list[Trial]],
+    workers: list[Any],
+    *,
+    max_restarts: int = 1,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
     """Run every batch on the actors, re-queueing the batches of dead actors; returns generations written.
 
     on_batch(batch_index, rows) is called after each batch is stored (progress bars, tests).
@@ -117,8 +126,10 @@ def run_batches(store: RunStore, batches: Sequence[list[Trial]], workers: list[A
             a, b = idle.pop(0), queue.popleft()
             inflight[workers[a].run.remote(batches[b])] = (a, b)
         if not inflight:
-            raise SteerlabError(f"Every Ray worker died ({last_error.strip().splitlines()[-1] if last_error else 'no error given'}); "
-                                f"{len(queue)} batches are left: fix the cause and rerun the same command to finish them.")
+            raise SteerlabError(
+                f"Every Ray worker died ({last_error.strip().splitlines()[-1] if last_error else 'no error given'}); "
+                f"{len(queue)} batches are left: fix the cause and rerun the same command to finish them."
+            )
         ready, _ = ray.wait(list(inflight), num_returns=1)
         for ref in ready:
             a, b = inflight.pop(ref)
@@ -144,8 +155,15 @@ def run_batches(store: RunStore, batches: Sequence[list[Trial]], workers: list[A
     return written
 
 
-def generate_pending_ray(store: RunStore, batches: Sequence[list[Trial]], cfg: EsrConfig, loader: Loader,
-                         opts: RayOptions = RayOptions(), *, on_batch: Callable[[int, int], None] | None = None) -> int:
+def generate_pending_ray(
+    store: RunStore,
+    batches: Sequence[list[Trial]],
+    cfg: EsrConfig,
+    loader: Loader,
+    opts: RayOptions = RayOptions(),
+    *,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
     """Generate these batches on a Ray cluster (started here for address 'local'); returns generations written."""
     if not batches:
         return 0

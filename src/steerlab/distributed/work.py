@@ -33,10 +33,19 @@ def generate_trials(model: Model, sae: Sae, cfg: EsrConfig, trials: Sequence[Tri
     layer = cfg.steer_layer if cfg.steer_layer is not None else sae.layer
     ablation_sae = sae_at_layer(sae, layer if cfg.ablation_layer == "steering" else None)
     ivs = batch_interventions(trials, sae, cfg.steer_layer, ablation_sae)
-    gens = steerlab.generate(model, [t.prompt for t in trials], ivs, max_new_tokens=cfg.max_new_tokens,
-                             temperature=cfg.temperature, repetition_penalty=cfg.repetition_penalty,
-                             seed=[t.seed for t in trials], batch_size=cfg.batch_size)
-    return [(t.key, g.text, list(g.token_ids), g.finish_reason, {"finish": g.finish_reason}) for t, g in zip(trials, gens)]
+    gens = steerlab.generate(
+        model,
+        [t.prompt for t in trials],
+        ivs,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        repetition_penalty=cfg.repetition_penalty,
+        seed=[t.seed for t in trials],
+        batch_size=cfg.batch_size,
+    )
+    return [
+        (t.key, g.text, list(g.token_ids), g.finish_reason, {"finish": g.finish_reason}) for t, g in zip(trials, gens)
+    ]
 
 
 class ConfigLoader:

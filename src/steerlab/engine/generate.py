@@ -12,10 +12,11 @@ from typing import Callable, Sequence
 
 import torch
 
+from steerlab.engine import prefix as shared_prefix
 from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
 from steerlab.engine.kv_cache import preallocate
-from steerlab.engine.packed import MAX_ROWS as MAX_PACKED_ROWS, packed_linears
-from steerlab.engine import prefix as shared_prefix
+from steerlab.engine.packed import MAX_ROWS as MAX_PACKED_ROWS
+from steerlab.engine.packed import packed_linears
 from steerlab.engine.sampling import Sampling, choose
 from steerlab.errors import SteerlabError
 from steerlab.interventions.hooks import Session, apply, batch_per_row
@@ -55,7 +56,9 @@ def normalise_interventions(interventions: InterventionsArg, n_rows: int) -> lis
     items = list(interventions)
     if all(isinstance(x, (list, tuple)) for x in items):
         if len(items) != n_rows:
-            raise SteerlabError(f"Got {len(items)} per-row intervention lists for {n_rows} prompts; give one list per prompt.")
+            raise SteerlabError(
+                f"Got {len(items)} per-row intervention lists for {n_rows} prompts; give one list per prompt."
+            )
         return batch_per_row(items)
     for iv in items:
         if not isinstance(iv, Intervention):
@@ -73,7 +76,9 @@ def _row_seeds(seed: int | Sequence[int], n_rows: int) -> list[int]:
     if len(seeds) != n_rows:
         raise SteerlabError(f"Got {len(seeds)} seeds for {n_rows} prompts; give one seed per prompt or a single int.")
     if seeds and not (0 <= min(seeds) and max(seeds) < 2**62):
-        raise SteerlabError(f"Seeds must be whole numbers from 0 to 2**62; got {min(seeds) if min(seeds) < 0 else max(seeds)}.")
+        raise SteerlabError(
+            f"Seeds must be whole numbers from 0 to 2**62; got {min(seeds) if min(seeds) < 0 else max(seeds)}."
+        )
     return seeds
 
 
@@ -165,7 +170,9 @@ def _generate_batch(
     prompt_lengths = attention_mask.sum(-1)
     batch = len(encoded)
     seed_t = torch.tensor(seeds, device=device)
-    stop_ids = torch.tensor(model.stop_token_ids if model.stop_token_ids and not options.ignore_eos else [-1], device=device)
+    stop_ids = torch.tensor(
+        model.stop_token_ids if model.stop_token_ids and not options.ignore_eos else [-1], device=device
+    )
     seen = None
     if sampling.repetition_penalty != 1.0:
         vocab = hf.get_output_embeddings().weight.shape[0]
@@ -183,7 +190,9 @@ def _generate_batch(
         shared = shared_prefix.shared_layers(model, session, cache, prefix)
         if shared:  # rows laid out [shared prefix][padding][own suffix]
             input_ids, attention_mask = shared_prefix.layout(encoded, prefix, pad_id, device)
-            logits, cache = shared_prefix.prefill(model, session, cache, input_ids, attention_mask, prompt_lengths, prefix, shared)
+            logits, cache = shared_prefix.prefill(
+                model, session, cache, input_ids, attention_mask, prompt_lengths, prefix, shared
+            )
         # No row padded: no mask at all, so attention takes its plain causal path (no 4D mask built per step).
         padded = not bool(attention_mask.all())
         if not shared:
@@ -251,7 +260,9 @@ def _kept_lengths(generated: torch.Tensor, reasons: list[str], stop_ids: Sequenc
     return lengths
 
 
-def _stop_string_hits(tok, tokens: torch.Tensor, active: torch.Tensor, step: int, stop: list[str], reasons: list[str]) -> torch.Tensor:
+def _stop_string_hits(
+    tok, tokens: torch.Tensor, active: torch.Tensor, step: int, stop: list[str], reasons: list[str]
+) -> torch.Tensor:
     """Which active rows' recent text contains a stop string (decodes only a short tail per row)."""
     tail = max(len(s) for s in stop) + 16
     recent = tokens[active, max(0, step + 1 - tail) : step + 1].tolist()
@@ -266,7 +277,9 @@ def _stop_string_hits(tok, tokens: torch.Tensor, active: torch.Tensor, step: int
     return hits
 
 
-def _cancelled(on_step: StepCallback, active: torch.Tensor, token: torch.Tensor, step: int, reasons: list[str]) -> torch.Tensor:
+def _cancelled(
+    on_step: StepCallback, active: torch.Tensor, token: torch.Tensor, step: int, reasons: list[str]
+) -> torch.Tensor:
     """Tell the callback this step's tokens; the rows it names stop here, keeping what they generated."""
     rows = active.tolist()
     stop = set(on_step(rows, token.tolist()) or ())

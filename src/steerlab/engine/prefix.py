@@ -54,7 +54,9 @@ def shared_layers(model: Model, session: Session, cache: Any, prefix: int) -> in
     return model.arch.n_layers if session.rows_alike() else first  # alike rows: the prefix's edits are alike too
 
 
-def layout(encoded: Sequence[Sequence[int]], prefix: int, pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def layout(
+    encoded: Sequence[Sequence[int]], prefix: int, pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """[prefix][left padding][suffix] ids and attention mask for rows sharing their first `prefix` tokens."""
     width = max(len(r) for r in encoded)
     ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
@@ -63,13 +65,21 @@ def layout(encoded: Sequence[Sequence[int]], prefix: int, pad_id: int, device: t
     mask[:, :prefix] = 1
     for i, row in enumerate(encoded):
         suffix = row[prefix:]
-        ids[i, width - len(suffix):] = torch.tensor(list(suffix), dtype=torch.long)
-        mask[i, width - len(suffix):] = 1
+        ids[i, width - len(suffix) :] = torch.tensor(list(suffix), dtype=torch.long)
+        mask[i, width - len(suffix) :] = 1
     return ids.to(device), mask.to(device)
 
 
-def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-            prompt_lengths: torch.Tensor, prefix: int, shared: int) -> tuple[torch.Tensor, Any]:
+def prefill(
+    model: Model,
+    session: Session,
+    cache: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_lengths: torch.Tensor,
+    prefix: int,
+    shared: int,
+) -> tuple[torch.Tensor, Any]:
     """Fill `cache` for the whole prompt with the prefix computed once below layer `shared`; returns (last logits, cache)."""
     hf, arch = model.hf, model.arch
     batch = input_ids.shape[0]
@@ -83,19 +93,29 @@ def prefill(model: Model, session: Session, cache: Any, input_ids: torch.Tensor,
         handle = None
         if not whole:
             handle = arch.layers[shared].register_forward_pre_hook(
-                lambda mod, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+                lambda mod, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]),
+                with_kwargs=True,
+            )
         try:
             with _only_layers(decoder, 0, min(shared + 1, arch.n_layers)):  # layer `shared` runs only to be captured
-                decoder(input_ids=input_ids[:1, :prefix], position_ids=position_ids[:1, :prefix], use_cache=True,
-                        **{cache_kwarg(decoder): one})
+                decoder(
+                    input_ids=input_ids[:1, :prefix],
+                    position_ids=position_ids[:1, :prefix],
+                    use_cache=True,
+                    **{cache_kwarg(decoder): one},
+                )
         finally:
             if handle is not None:
                 handle.remove()
     if not whole:  # the hooked layers run per row over the prefix, hooks on (empty layer 0 = past length 0)
         session.set_step(token_positions[:, :prefix], prompt_lengths)
         with _only_layers(decoder, shared, arch.n_layers):
-            decoder(inputs_embeds=captured[0].expand(batch, -1, -1).contiguous(), position_ids=position_ids[:, :prefix],
-                    use_cache=True, **{cache_kwarg(decoder): cache})
+            decoder(
+                inputs_embeds=captured[0].expand(batch, -1, -1).contiguous(),
+                position_ids=position_ids[:, :prefix],
+                use_cache=True,
+                **{cache_kwarg(decoder): cache},
+            )
     for i in range(shared):
         k, v = one.layers[i].keys, one.layers[i].values
         cache.layers[i].update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))  # the cache copies them

@@ -63,7 +63,9 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalised, logits)
 
 
-def choose(logits: torch.Tensor, sampling: Sampling, seeds: torch.Tensor, step: int, seen: torch.Tensor | None) -> torch.Tensor:
+def choose(
+    logits: torch.Tensor, sampling: Sampling, seeds: torch.Tensor, step: int, seen: torch.Tensor | None
+) -> torch.Tensor:
     """Next token per row from last-position logits [B, V] (fp32)."""
     if seen is not None and sampling.repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, seen, sampling.repetition_penalty)

@@ -50,7 +50,9 @@ class CalibrationSettings:
         if self.steps < 1 or self.prompts_per_step < 1:
             raise SteerlabError("Calibration needs at least one step and one prompt per step.")
         if not self.upper > self.lower:
-            raise SteerlabError(f"The calibration upper bound ({self.upper:g}) must exceed the lower bound ({self.lower:g}).")
+            raise SteerlabError(
+                f"The calibration upper bound ({self.upper:g}) must exceed the lower bound ({self.lower:g})."
+            )
         if self.estimator not in ("isotonic", "median"):
             raise SteerlabError(f"The calibration estimator must be 'isotonic' or 'median'; got '{self.estimator}'.")
 
@@ -62,7 +64,14 @@ class CalibrationSettings:
 class Bisection:
     """The posterior over the root on a grid; `median()` is where to measure next."""
 
-    def __init__(self, lower: float, upper: float, prior_mean: float | None = None, prior_std: float | None = None, n: int = 10_000):
+    def __init__(
+        self,
+        lower: float,
+        upper: float,
+        prior_mean: float | None = None,
+        prior_std: float | None = None,
+        n: int = 10_000,
+    ):
         self.grid = np.linspace(lower, upper, n)
         if prior_mean is not None and prior_std:
             self.logp = -0.5 * ((self.grid - prior_mean) / prior_std) ** 2
@@ -128,7 +137,9 @@ class Threshold:
         return cls(**data)
 
 
-Measure = Callable[[dict[int, float], int], dict[int, list[float]]]  # ({latent: boost}, n prompts) -> per-trial first scores
+Measure = Callable[
+    [dict[int, float], int], dict[int, list[float]]
+]  # ({latent: boost}, n prompts) -> per-trial first scores
 
 
 def decreasing_isotonic(points: Sequence[tuple[float, float]]) -> list[tuple[float, float, int]]:
@@ -152,10 +163,17 @@ def isotonic_root(points: Sequence[tuple[float, float]], target: float) -> float
     return None
 
 
-def calibrate(latents: Sequence[int], measure: Measure, settings: CalibrationSettings,
-              on_step: Callable[[int], None] | None = None) -> dict[int, Threshold]:
+def calibrate(
+    latents: Sequence[int],
+    measure: Measure,
+    settings: CalibrationSettings,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[int, Threshold]:
     """Search every latent's threshold at once; `measure` runs one batched generation + grading per call."""
-    searches = {lat: Bisection(settings.lower, settings.upper, settings.prior_mean, settings.prior_std, settings.grid) for lat in latents}
+    searches = {
+        lat: Bisection(settings.lower, settings.upper, settings.prior_mean, settings.prior_std, settings.grid)
+        for lat in latents
+    }
     history: dict[int, list[tuple[float, float]]] = {lat: [] for lat in latents}
     samples: dict[int, list[tuple[float, float]]] = {lat: [] for lat in latents}
     for step in range(settings.steps):
@@ -193,11 +211,18 @@ def calibrate(latents: Sequence[int], measure: Measure, settings: CalibrationSet
     out: dict[int, Threshold] = {}
     for lat in latents:
         kinds = _kinds(texts.get(lat, []))
-        out[lat] = Threshold(lat, final[lat], round(_mean(achieved[lat]), 2),
-                             saturated=min(final[lat] - settings.lower, settings.upper - final[lat]) < 0.02 * span,
-                             history=history[lat], estimate=how[lat], samples=samples[lat],
-                             degenerate=round(sum(kinds.values()) / len(texts[lat]), 3) if texts.get(lat) else None,
-                             degenerate_kinds=kinds, corrections=rounds[lat])
+        out[lat] = Threshold(
+            lat,
+            final[lat],
+            round(_mean(achieved[lat]), 2),
+            saturated=min(final[lat] - settings.lower, settings.upper - final[lat]) < 0.02 * span,
+            history=history[lat],
+            estimate=how[lat],
+            samples=samples[lat],
+            degenerate=round(sum(kinds.values()) / len(texts[lat]), 3) if texts.get(lat) else None,
+            degenerate_kinds=kinds,
+            corrections=rounds[lat],
+        )
     return out
 
 
@@ -216,7 +241,9 @@ def _kinds(texts: Sequence[str]) -> dict[str, int]:
     return kinds
 
 
-def _corrected(points: Sequence[tuple[float, float]], boost: float, achieved: float, settings: CalibrationSettings) -> float:
+def _corrected(
+    points: Sequence[tuple[float, float]], boost: float, achieved: float, settings: CalibrationSettings
+) -> float:
     """A new boost after a missed check: the isotonic root of all samples, else a step in the right direction."""
     root = isotonic_root(points, settings.target)
     if root is not None and abs(root - boost) > 1e-6:

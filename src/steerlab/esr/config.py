@@ -7,9 +7,9 @@ store refuses to resume a run under a different config and caches are keyed by i
 from __future__ import annotations
 
 import hashlib
-import math
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+import math
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from steerlab.errors import SteerlabError, check_fields
@@ -37,7 +37,9 @@ class EsrConfig:
     judge: str = "heuristic"
     judge_model: str | None = None
     judge_base_url: str | None = None
-    judge_prompt: str = "task"  # the question the judge sees: "task" (without a meta-prompt suffix) or "full" (as the original)
+    judge_prompt: str = (
+        "task"  # the question the judge sees: "task" (without a meta-prompt suffix) or "full" (as the original)
+    )
     rubric: str = "faithful"  # LLM judges: "faithful" (the original's content, our words) or "today" (esr-attempts-v1)
     judge_anchors: bool = False  # LLM judges, faithful rubric: add 100/50/0 score anchors
     judge_temperature: float | None = None  # LLM judges: None sends none (the provider's default, as the original)
@@ -49,14 +51,18 @@ class EsrConfig:
     min_concreteness: float = 65.0
     min_coherence: float = 0.2  # concept evidence: top contexts' embedding agreement above chance (when the SAE has it)
     spare_latents: int = 0  # extra latents selected and calibrated, so that non-fluent ones can be dropped
-    max_degenerate: float = 0.25  # a latent whose final calibration check has a larger share of degenerate answers is dropped
+    max_degenerate: float = (
+        0.25  # a latent whose final calibration check has a larger share of degenerate answers is dropped
+    )
     prompts_per_latent: int = 4
     seeds_per_prompt: int = 1
     max_new_tokens: int = 96
     temperature: float = 0.6
     repetition_penalty: float = 1.1
     steer_layer: int | None = None  # None = the SAE's own layer
-    ablation_layer: str = "feature"  # "feature" (the SAE's layer) or "steering" (the steering layer, as the original code)
+    ablation_layer: str = (
+        "feature"  # "feature" (the SAE's layer) or "steering" (the steering layer, as the original code)
+    )
     conditions: tuple[str, ...] = ("steered", "baseline", "meta:self_monitor", "ablate")
     target: float = 30.0
     calib_steps: int = 8
@@ -68,10 +74,16 @@ class EsrConfig:
     calib_estimator: str = "isotonic"  # "isotonic" (every search trial) or "median" (the original's posterior median)
     n_detectors: int = 16
     detector_min_auc: float = 0.7
-    detector_cut: str = "chance"  # "chance": AUC must also beat the best AUC chance reaches over all latents; "fixed": min AUC only
+    detector_cut: str = (
+        "chance"  # "chance": AUC must also beat the best AUC chance reaches over all latents; "fixed": min AUC only
+    )
     detectors: tuple[int, ...] = ()  # a fixed detector set (no discovery); empty = discover them
-    detector_rule: str = "contrast"  # "contrast": top n by effect size among AUC-separating latents; "strict": the original's rule
-    detector_span: str = "answer"  # a latent's max over the "answer" tokens or "all" tokens (prompt too, as the original)
+    detector_rule: str = (
+        "contrast"  # "contrast": top n by effect size among AUC-separating latents; "strict": the original's rule
+    )
+    detector_span: str = (
+        "answer"  # a latent's max over the "answer" tokens or "all" tokens (prompt too, as the original)
+    )
     discovery_answers: int = 2  # seeded answers per discovery prompt
     discovery_derangements: int = 3  # off-topic pairings per answer set
     random_sets: int = 2
@@ -81,11 +93,22 @@ class EsrConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        check_fields(self, "ESR config", {  # every number finite; these in range too
-            "min_concreteness": (0, 100), "temperature": (0, 10), "repetition_penalty": (0, 10, "open-low"),
-            "calib_upper": (0, None, "open-low"), "detector_min_auc": (0, 1), "scale_levels": (0, None),
-            "seed": (0, None), "latents": (0, None), "steer_layer": (0, None), "random_sets": (0, None),
-        })
+        check_fields(
+            self,
+            "ESR config",
+            {  # every number finite; these in range too
+                "min_concreteness": (0, 100),
+                "temperature": (0, 10),
+                "repetition_penalty": (0, 10, "open-low"),
+                "calib_upper": (0, None, "open-low"),
+                "detector_min_auc": (0, 1),
+                "scale_levels": (0, None),
+                "seed": (0, None),
+                "latents": (0, None),
+                "steer_layer": (0, None),
+                "random_sets": (0, None),
+            },
+        )
         if not 0.0 < self.target < 100.0:
             raise SteerlabError(f"The calibration target must lie strictly between 0 and 100; got {self.target:g}.")
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -95,14 +118,20 @@ class EsrConfig:
         if self.detector_cut not in ("chance", "fixed"):
             raise SteerlabError(f"detector_cut must be 'chance' or 'fixed'; got '{self.detector_cut}'.")
         if self.detector_rule not in DETECTOR_RULES:
-            raise SteerlabError(f"Unknown detector rule '{self.detector_rule}'; choose one of: {', '.join(DETECTOR_RULES)}.")
+            raise SteerlabError(
+                f"Unknown detector rule '{self.detector_rule}'; choose one of: {', '.join(DETECTOR_RULES)}."
+            )
         if self.detector_span not in DETECTOR_SPANS:
-            raise SteerlabError(f"Unknown detector span '{self.detector_span}'; choose one of: {', '.join(DETECTOR_SPANS)}.")
+            raise SteerlabError(
+                f"Unknown detector span '{self.detector_span}'; choose one of: {', '.join(DETECTOR_SPANS)}."
+            )
         if self.preset not in PRESETS:
             raise SteerlabError(f"Unknown preset '{self.preset}'; choose one of: {', '.join(PRESETS)}.")
         if self.rubric not in ("faithful", "today"):
             raise SteerlabError(f"Unknown rubric '{self.rubric}'; choose one of: faithful, today.")
-        if self.judge_temperature is not None and not (math.isfinite(self.judge_temperature) and 0.0 <= self.judge_temperature <= 2.0):
+        if self.judge_temperature is not None and not (
+            math.isfinite(self.judge_temperature) and 0.0 <= self.judge_temperature <= 2.0
+        ):
             raise SteerlabError(f"The judge temperature must be a number from 0 to 2; got {self.judge_temperature}.")
         if self.calib_estimator not in ("isotonic", "median"):
             raise SteerlabError(f"calib_estimator must be 'isotonic' or 'median'; got '{self.calib_estimator}'.")
@@ -110,8 +139,17 @@ class EsrConfig:
             raise SteerlabError(f"calib_max_new_tokens must be at least 1; got {self.calib_max_new_tokens}.")
         if self.ablation_layer not in ("feature", "steering"):
             raise SteerlabError(f"ablation_layer must be 'feature' or 'steering'; got '{self.ablation_layer}'.")
-        for name in ("n_latents", "prompts_per_latent", "seeds_per_prompt", "max_new_tokens", "calib_steps", "calib_prompts", "batch_size",
-                     "discovery_answers", "discovery_derangements"):
+        for name in (
+            "n_latents",
+            "prompts_per_latent",
+            "seeds_per_prompt",
+            "max_new_tokens",
+            "calib_steps",
+            "calib_prompts",
+            "batch_size",
+            "discovery_answers",
+            "discovery_derangements",
+        ):
             if getattr(self, name) < 1:
                 raise SteerlabError(f"{name} must be at least 1; got {getattr(self, name)}.")
         if not 0.0 <= self.max_degenerate <= 1.0:
@@ -123,9 +161,13 @@ class EsrConfig:
         for c in self.conditions:
             kind, _, arg = c.partition(":")
             if kind not in CONDITIONS:
-                raise SteerlabError(f"Unknown condition '{c}'; choose from: steered, baseline, meta:VARIANT, ablate, random, boost, scale.")
+                raise SteerlabError(
+                    f"Unknown condition '{c}'; choose from: steered, baseline, meta:VARIANT, ablate, random, boost, scale."
+                )
             if kind == "meta" and arg not in META_PROMPTS and arg != "ignore_label":
-                raise SteerlabError(f"Unknown meta-prompt '{arg}'; choose one of: {', '.join(list(META_PROMPTS) + ['ignore_label'])}.")
+                raise SteerlabError(
+                    f"Unknown meta-prompt '{arg}'; choose one of: {', '.join(list(META_PROMPTS) + ['ignore_label'])}."
+                )
         object.__setattr__(self, "latents", tuple(int(x) for x in self.latents))
         object.__setattr__(self, "detectors", tuple(int(x) for x in self.detectors))
         object.__setattr__(self, "conditions", tuple(self.conditions))
@@ -134,7 +176,11 @@ class EsrConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["latents"], d["conditions"], d["boost_levels"] = list(self.latents), list(self.conditions), list(self.boost_levels)
+        d["latents"], d["conditions"], d["boost_levels"] = (
+            list(self.latents),
+            list(self.conditions),
+            list(self.boost_levels),
+        )
         d["scale_levels"], d["detectors"] = list(self.scale_levels), list(self.detectors)
         return d
 
@@ -181,14 +227,58 @@ PAPER_PRESET: dict[str, Any] = {
 
 # Per model (matched by substring of the lower-cased model id, first match wins; section 5 and section 3's penalties).
 PAPER_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("70b", {"calib_upper": 100.0, "calib_prior_mean": 7.0, "calib_prior_std": 5.0, "calib_prompts": 5,
-             "repetition_penalty": 1.2, "steer_layer": 33}),
-    ("27b", {"calib_upper": 5000.0, "calib_prior_mean": 1500.0, "calib_prior_std": 1500.0, "calib_prompts": 1,
-             "repetition_penalty": 1.1}),
-    ("9b", {"calib_upper": 560.0, "calib_prior_mean": 280.0, "calib_prior_std": 280.0, "calib_prompts": 1, "repetition_penalty": 1.1}),
-    ("8b", {"calib_upper": 50.0, "calib_prior_mean": 10.0, "calib_prior_std": 10.0, "calib_prompts": 1,
-            "repetition_penalty": 1.15, "steer_layer": 12}),
-    ("2b", {"calib_upper": 300.0, "calib_prior_mean": 150.0, "calib_prior_std": 75.0, "calib_prompts": 1, "repetition_penalty": 1.1}),
+    (
+        "70b",
+        {
+            "calib_upper": 100.0,
+            "calib_prior_mean": 7.0,
+            "calib_prior_std": 5.0,
+            "calib_prompts": 5,
+            "repetition_penalty": 1.2,
+            "steer_layer": 33,
+        },
+    ),
+    (
+        "27b",
+        {
+            "calib_upper": 5000.0,
+            "calib_prior_mean": 1500.0,
+            "calib_prior_std": 1500.0,
+            "calib_prompts": 1,
+            "repetition_penalty": 1.1,
+        },
+    ),
+    (
+        "9b",
+        {
+            "calib_upper": 560.0,
+            "calib_prior_mean": 280.0,
+            "calib_prior_std": 280.0,
+            "calib_prompts": 1,
+            "repetition_penalty": 1.1,
+        },
+    ),
+    (
+        "8b",
+        {
+            "calib_upper": 50.0,
+            "calib_prior_mean": 10.0,
+            "calib_prior_std": 10.0,
+            "calib_prompts": 1,
+            "repetition_penalty": 1.15,
+            "steer_layer": 12,
+        },
+    ),
+    (
+        "2b",
+        {
+            "calib_upper": 300.0,
+            "calib_prior_mean": 150.0,
+            "calib_prior_std": 75.0,
+            "calib_prompts": 1,
+            "repetition_penalty": 1.1,
+        },
+    ),
 )
 PAPER_OTHER_MODELS: dict[str, Any] = {"calib_prompts": 1, "repetition_penalty": 1.1}  # bounds stay automatic
 

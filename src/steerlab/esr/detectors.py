@@ -52,7 +52,9 @@ def auc(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return ((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
 
 
-def chance_auc(normal: torch.Tensor, shuffled: torch.Tensor, *, n_perm: int = 20, seed: int = 0, quantile: float = 0.95) -> float:
+def chance_auc(
+    normal: torch.Tensor, shuffled: torch.Tensor, *, n_perm: int = 20, seed: int = 0, quantile: float = 0.95
+) -> float:
     """The best AUC over all latents that chance alone reaches: a quantile of the max under random relabelling.
 
     With thousands of latents and tens of pairs some latent always looks separating; a detector's AUC
@@ -63,7 +65,7 @@ def chance_auc(normal: torch.Tensor, shuffled: torch.Tensor, *, n_perm: int = 20
     maxima = []
     for _ in range(n_perm):
         perm = torch.randperm(rows.shape[0], generator=gen)
-        fake_pos, fake_neg = rows[perm[: shuffled.shape[0]]], rows[perm[shuffled.shape[0]:]]
+        fake_pos, fake_neg = rows[perm[: shuffled.shape[0]]], rows[perm[shuffled.shape[0] :]]
         maxima.append(float(auc(fake_pos, fake_neg).max()))
     return float(torch.tensor(maxima).quantile(quantile))
 
@@ -85,7 +87,9 @@ def strict_rule(normal: torch.Tensor, shuffled: torch.Tensor, *, min_shuffled: f
     return sorted((int(i) for i in keep), key=lambda i: (-float(sf[i]), -float(sm[i]), i))
 
 
-def contrast(normal: torch.Tensor, shuffled: torch.Tensor, *, n: int = 16, min_auc: float = 0.8, rule: str = "contrast") -> dict:
+def contrast(
+    normal: torch.Tensor, shuffled: torch.Tensor, *, n: int = 16, min_auc: float = 0.8, rule: str = "contrast"
+) -> dict:
     """Pick detectors by `rule` ("contrast": top n by Cohen's d among latents with AUC ≥ min_auc; "strict": the
     original's rule, first n, n = 0 for all); returns the detectors, the other rule's pick and per-latent stats."""
     a, d = auc(shuffled, normal), cohens_d(shuffled, normal)
@@ -98,13 +102,26 @@ def contrast(normal: torch.Tensor, shuffled: torch.Tensor, *, n: int = 16, min_a
     picked = strict if rule == "strict" else by_contrast
     detectors = picked[:n] if n > 0 else picked
     stats = {
-        int(i): {"auc": round(float(a[i]), 4), "cohens_d": round(float(d[i]), 4), "normal_mean": float(nm[i]), "shuffled_mean": float(sm[i]),
-                 "normal_active": round(float(nf[i]), 4), "shuffled_active": round(float(sf[i]), 4)}
+        int(i): {
+            "auc": round(float(a[i]), 4),
+            "cohens_d": round(float(d[i]), 4),
+            "normal_mean": float(nm[i]),
+            "shuffled_mean": float(sm[i]),
+            "normal_active": round(float(nf[i]), 4),
+            "shuffled_active": round(float(sf[i]), 4),
+        }
         for i in set(detectors) | set(strict[:64])
     }
-    return {"detectors": detectors, "rule": rule, "strict_rule": [int(x) for x in strict], "contrast_rule": by_contrast[: max(n, 16)],
-            "stats": stats, "min_auc": min_auc,
-            "n_eligible": int(eligible.sum()), "top_d": [float(x) for x in d[order[:32]].tolist()]}
+    return {
+        "detectors": detectors,
+        "rule": rule,
+        "strict_rule": [int(x) for x in strict],
+        "contrast_rule": by_contrast[: max(n, 16)],
+        "stats": stats,
+        "min_auc": min_auc,
+        "n_eligible": int(eligible.sum()),
+        "top_d": [float(x) for x in d[order[:32]].tolist()],
+    }
 
 
 def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
@@ -119,8 +136,17 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
     answer_sets = []
     for rep in range(cfg.discovery_answers):
         seeds = [stable_int(cfg.seed, "discovery", rep, i) for i in range(len(prompts))]
-        gens = steerlab.generate(res.model, prompts, None, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                 repetition_penalty=cfg.repetition_penalty, seed=seeds, batch_size=cfg.batch_size, progress=progress)
+        gens = steerlab.generate(
+            res.model,
+            prompts,
+            None,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            repetition_penalty=cfg.repetition_penalty,
+            seed=seeds,
+            batch_size=cfg.batch_size,
+            progress=progress,
+        )
         answer_sets.append([g for g in gens if g.token_ids])
     normal_seq, normal_starts, shuffled_seq, shuffled_starts = [], [], [], []
     for rep, keep in enumerate(answer_sets):
@@ -133,7 +159,9 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
             shuffled_seq += [keep[i].prompt_ids + keep[p].token_ids for i, p in enumerate(perm)]
             shuffled_starts += [len(keep[i].prompt_ids) for i in range(len(keep))]
     if not normal_seq:
-        raise SteerlabError("The model gave fewer than two non-empty answers to the discovery prompts; raise max_new_tokens.")
+        raise SteerlabError(
+            "The model gave fewer than two non-empty answers to the discovery prompts; raise max_new_tokens."
+        )
     normal_acts = readout(res.model, normal_seq, res.sae, batch_size=cfg.batch_size)
     shuffled_acts = readout(res.model, shuffled_seq, res.sae, batch_size=cfg.batch_size)
     answer_starts = normal_starts + shuffled_starts
@@ -147,9 +175,15 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
     result["best_auc"] = round(float(auc(shuffled, normal).max()), 4)
     result["activity"] = latent_activity(normal_acts + shuffled_acts, answer_starts)  # answer tokens, whatever the span
     first = answer_sets[0]
-    result.update({"n_prompts": len(prompts), "n_normal": len(normal_seq), "n_shuffled": len(shuffled_seq),
-                   "labels": {str(i): res.label(i) for i in result["detectors"]},
-                   "examples": [{"prompt": first[i].prompt, "answer": first[i].text[:400]} for i in range(min(3, len(first)))]})
+    result.update(
+        {
+            "n_prompts": len(prompts),
+            "n_normal": len(normal_seq),
+            "n_shuffled": len(shuffled_seq),
+            "labels": {str(i): res.label(i) for i in result["detectors"]},
+            "examples": [{"prompt": first[i].prompt, "answer": first[i].text[:400]} for i in range(min(3, len(first)))],
+        }
+    )
     return result
 
 
@@ -164,12 +198,21 @@ def latent_activity(acts: Sequence[torch.Tensor], starts: Sequence[int]) -> dict
         total += (span * active).sum(0)
         n_tokens += span.shape[0]
     mean_active = torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(count))
-    return {"n_tokens": n_tokens, "frequency": [float(f"{x:.5g}") for x in (count / max(n_tokens, 1)).tolist()],
-            "mean_active": [float(f"{x:.5g}") for x in mean_active.tolist()]}
+    return {
+        "n_tokens": n_tokens,
+        "frequency": [float(f"{x:.5g}") for x in (count / max(n_tokens, 1)).tolist()],
+        "mean_active": [float(f"{x:.5g}") for x in mean_active.tolist()],
+    }
 
 
-def matched_random_sets(detectors: Sequence[int], activity: dict[str, list[float]], k: int, seed: int,
-                        exclude: Sequence[int] = (), pool_size: int = 5) -> list[list[int]]:
+def matched_random_sets(
+    detectors: Sequence[int],
+    activity: dict[str, list[float]],
+    k: int,
+    seed: int,
+    exclude: Sequence[int] = (),
+    pool_size: int = 5,
+) -> list[list[int]]:
     """k sets of non-detector latents, each latent matched to one detector on firing frequency and magnitude.
 
     Distance is Euclidean in (log frequency, log mean activation when firing), both measured over the

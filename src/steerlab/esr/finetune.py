@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from steerlab.errors import SteerlabError
-from steerlab.paths import write_text
 from steerlab.models.loading import Model
+from steerlab.paths import write_text
 from steerlab.training import LoraRecipe, encode_example
 from steerlab.training.lora import train_lora as train_adapter
 
@@ -90,7 +90,9 @@ def build_examples(answers: dict[str, str], cfg: FinetuneConfig) -> list[Example
             other = rng.choice([q for q in prompts if q != p])
             drift = _first_sentences(answers[other], cfg.offtopic_chars)
             ack = rng.choice(ACKNOWLEDGEMENTS)
-            examples.append(Example(p, ((drift + "\n\n", False), (ack + "\n\n" + answers[p].strip(), True)), "self_correction"))
+            examples.append(
+                Example(p, ((drift + "\n\n", False), (ack + "\n\n" + answers[p].strip(), True)), "self_correction")
+            )
         else:
             examples.append(Example(p, ((answers[p].strip(), True),), "normal"))
     rng.shuffle(examples)
@@ -104,16 +106,32 @@ def tokenize(model: Model, ex: Example) -> tuple[list[int], list[int]]:
 
 def lora_recipe(cfg: FinetuneConfig, n_examples: int) -> LoraRecipe:
     """The shared trainer's recipe for `epochs` passes at a constant learning rate."""
-    return LoraRecipe(rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, lr=cfg.lr, batch_size=cfg.batch_size,
-                      steps=LoraRecipe.steps_for(n_examples, cfg.epochs, cfg.batch_size), warmup_steps=1, decay=False,
-                      clip_norm=None, seed=cfg.seed)
+    return LoraRecipe(
+        rank=cfg.rank,
+        alpha=cfg.alpha,
+        dropout=cfg.dropout,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        steps=LoraRecipe.steps_for(n_examples, cfg.epochs, cfg.batch_size),
+        warmup_steps=1,
+        decay=False,
+        clip_norm=None,
+        seed=cfg.seed,
+    )
 
 
-def train_lora(model: Model, examples: Sequence[Example], cfg: FinetuneConfig, progress: bool = False) -> tuple[Model, dict]:
+def train_lora(
+    model: Model, examples: Sequence[Example], cfg: FinetuneConfig, progress: bool = False
+) -> tuple[Model, dict]:
     """LoRA on a copy of the model (all linear projections), merged back; the base model is untouched."""
     encoded = [tokenize(model, ex) for ex in examples]
-    tuned, info = train_adapter(model, encoded, lora_recipe(cfg, len(encoded)),
-                                   name=f"{model.name}+selfcorrect-lora-{cfg.digest()}", progress=progress)
+    tuned, info = train_adapter(
+        model,
+        encoded,
+        lora_recipe(cfg, len(encoded)),
+        name=f"{model.name}+selfcorrect-lora-{cfg.digest()}",
+        progress=progress,
+    )
     info["n_self_correction"] = sum(e.kind == "self_correction" for e in examples)
     info["n_normal"] = sum(e.kind == "normal" for e in examples)
     return tuned, info
@@ -137,20 +155,40 @@ def run_finetune(cfg, ft: FinetuneConfig, run_dir, res, *, progress: bool = True
     base = run_esr(cfg, run_dir / "base", res=res, progress=progress, report=False)
     latents = tuple(int(k) for k in base.summary["thresholds"])
     seeds = [stable_int(ft.seed, "finetune-answer", i) for i in range(len(TRAIN_PROMPTS))]
-    gens = steerlab.generate(res.model, list(TRAIN_PROMPTS), None, max_new_tokens=ft.answer_tokens, temperature=cfg.temperature,
-                             repetition_penalty=cfg.repetition_penalty, seed=seeds, batch_size=cfg.batch_size, progress=progress)
+    gens = steerlab.generate(
+        res.model,
+        list(TRAIN_PROMPTS),
+        None,
+        max_new_tokens=ft.answer_tokens,
+        temperature=cfg.temperature,
+        repetition_penalty=cfg.repetition_penalty,
+        seed=seeds,
+        batch_size=cfg.batch_size,
+        progress=progress,
+    )
     examples = build_examples({g.prompt: g.text for g in gens}, ft)
-    write_text(run_dir / "finetune_data.jsonl", "".join(
-        json.dumps({"prompt": e.prompt, "kind": e.kind, "segments": [{"text": t, "trained": tr} for t, tr in e.segments]}) + "\n"
-        for e in examples))
+    write_text(
+        run_dir / "finetune_data.jsonl",
+        "".join(
+            json.dumps(
+                {"prompt": e.prompt, "kind": e.kind, "segments": [{"text": t, "trained": tr} for t, tr in e.segments]}
+            )
+            + "\n"
+            for e in examples
+        ),
+    )
     tuned_model, train_info = train_lora(res.model, examples, ft, progress=progress)
     tuned_res = Resources(tuned_model, res.sae, res.labels, res.frequencies, res.judge, res.prompts, res.discovery)
     tuned = run_esr(cfg.replace(latents=latents), run_dir / "tuned", res=tuned_res, progress=progress, report=False)
     keys = ("multi_attempt_rate", "esr_rate", "improvement_rate", "first_score", "mean_attempts")
-    out = {"config": asdict(ft), "train": {k: v for k, v in train_info.items() if k != "losses"},
-           "loss_first": train_info["losses"][0], "loss_last": train_info["losses"][-1],
-           "base": {c: {k: m[k] for k in keys} for c, m in base.summary["metrics"].items()},
-           "tuned": {c: {k: m[k] for k in keys} for c, m in tuned.summary["metrics"].items()},
-           "tuned_thresholds": {k: v["threshold"] for k, v in tuned.summary["thresholds"].items()}}
+    out = {
+        "config": asdict(ft),
+        "train": {k: v for k, v in train_info.items() if k != "losses"},
+        "loss_first": train_info["losses"][0],
+        "loss_last": train_info["losses"][-1],
+        "base": {c: {k: m[k] for k in keys} for c, m in base.summary["metrics"].items()},
+        "tuned": {c: {k: m[k] for k in keys} for c, m in tuned.summary["metrics"].items()},
+        "tuned_thresholds": {k: v["threshold"] for k, v in tuned.summary["thresholds"].items()},
+    }
     _save(run_dir, "finetune.json", out)
     return out

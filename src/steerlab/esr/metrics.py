@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from dataclasses import asdict, dataclass
 from typing import Callable, Hashable, Mapping, Sequence
 
@@ -76,7 +75,9 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def mean_ci(values: Sequence[float], bounds: tuple[float, float] | None = None) -> tuple[float, float | None, float | None]:
+def mean_ci(
+    values: Sequence[float], bounds: tuple[float, float] | None = None
+) -> tuple[float, float | None, float | None]:
     """Mean with a t-based 95% CI (None when fewer than two values), clipped to `bounds` when the scale has them."""
     n = len(values)
     if n == 0:
@@ -163,8 +164,14 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def summarize(outcomes: Sequence[Outcome], *, min_delta: float = 0.0, n_boot: int = 2000, seed: int = 0,
-              exclude_degraded: bool = False) -> dict[str, Estimate]:
+def summarize(
+    outcomes: Sequence[Outcome],
+    *,
+    min_delta: float = 0.0,
+    n_boot: int = 2000,
+    seed: int = 0,
+    exclude_degraded: bool = False,
+) -> dict[str, Estimate]:
     """Every headline metric with its analytic and cluster-bootstrap 95% CIs."""
     o = [x for x in outcomes if not (exclude_degraded and x.degraded)]
     multi = [x for x in o if x.multi]
@@ -193,7 +200,8 @@ def summarize(outcomes: Sequence[Outcome], *, min_delta: float = 0.0, n_boot: in
     mean("first_score", [x.first for x in o], first_score, (0.0, 100.0))
     mean("mean_attempts", [float(x.n_attempts) for x in o], mean_attempts, (1.0, math.inf))
     out["degraded_rate"] = Estimate(
-        sum(x.degraded for x in outcomes) / len(outcomes) if outcomes else None, None, None, None, None, len(outcomes))
+        sum(x.degraded for x in outcomes) / len(outcomes) if outcomes else None, None, None, None, None, len(outcomes)
+    )
     return out
 
 
@@ -220,8 +228,14 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def paired_comparison(base: Mapping[Hashable, Outcome], cond: Mapping[Hashable, Outcome], *,
-                      event: Callable[[Outcome], bool] = lambda x: x.esr(), n_boot: int = 2000, seed: int = 0) -> dict:
+def paired_comparison(
+    base: Mapping[Hashable, Outcome],
+    cond: Mapping[Hashable, Outcome],
+    *,
+    event: Callable[[Outcome], bool] = lambda x: x.esr(),
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
     """Paired test of an event (default: ESR) on trials matched by key (latent, prompt, seed).
 
     Returns the two rates, their difference with a cluster-bootstrap CI (latents resampled), the
@@ -247,7 +261,13 @@ def paired_comparison(base: Mapping[Hashable, Outcome], cond: Mapping[Hashable, 
         vals = sorted(diff([p for k in rng.choices(gk, k=len(gk)) for p in groups[k]]) for _ in range(n_boot))
         lo, hi = _quantile(vals, 0.025), _quantile(vals, 0.975)
     return {
-        "n_pairs": len(pairs), "base_rate": sum(event(x) for x, _ in pairs) / len(pairs),
-        "cond_rate": sum(event(y) for _, y in pairs) / len(pairs), "difference": diff(pairs),
-        "diff_lo": lo, "diff_hi": hi, "base_only": b, "cond_only": c, "mcnemar_p": mcnemar_exact(b, c),
+        "n_pairs": len(pairs),
+        "base_rate": sum(event(x) for x, _ in pairs) / len(pairs),
+        "cond_rate": sum(event(y) for _, y in pairs) / len(pairs),
+        "difference": diff(pairs),
+        "diff_lo": lo,
+        "diff_hi": hi,
+        "base_only": b,
+        "cond_only": c,
+        "mcnemar_p": mcnemar_exact(b, c),
     }

@@ -81,8 +81,13 @@ class OrganismExample:
     kind: str
 
     def to_dict(self) -> dict:
-        return {"prompt": self.prompt, "kind": self.kind, "latent": self.latent, "strength": self.strength,
-                "segments": [{"text": t, "trained": tr} for t, tr in self.segments]}
+        return {
+            "prompt": self.prompt,
+            "kind": self.kind,
+            "latent": self.latent,
+            "strength": self.strength,
+            "segments": [{"text": t, "trained": tr} for t, tr in self.segments],
+        }
 
 
 def check_strengths(strengths: dict[int, float], sae: Sae) -> dict[int, float]:
@@ -104,8 +109,16 @@ def _cut_at_sentence(text: str) -> str:
     return text[: ends[-1]].strip() if ends and ends[-1] > 40 else text.strip()
 
 
-def build_examples(model: Model, sae: Sae, strengths: dict[int, float], prompts: Sequence[str], cfg: OrganismConfig,
-                   *, batch_size: int = 16, progress: bool = False) -> tuple[list[OrganismExample], dict]:
+def build_examples(
+    model: Model,
+    sae: Sae,
+    strengths: dict[int, float],
+    prompts: Sequence[str],
+    cfg: OrganismConfig,
+    *,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> tuple[list[OrganismExample], dict]:
     """On-policy examples: the model's own answers and its own steered drift (degenerate drift resampled or dropped)."""
     from steerlab.engine.generate import generate
     from steerlab.esr.fluency import degeneration
@@ -113,9 +126,20 @@ def build_examples(model: Model, sae: Sae, strengths: dict[int, float], prompts:
 
     rng = random.Random(cfg.seed)
     latents = sorted(strengths)
-    answers = generate(model, list(prompts), max_new_tokens=cfg.answer_tokens, temperature=0.0, batch_size=batch_size, progress=progress)
+    answers = generate(
+        model,
+        list(prompts),
+        max_new_tokens=cfg.answer_tokens,
+        temperature=0.0,
+        batch_size=batch_size,
+        progress=progress,
+    )
     on_topic = {p: _cut_at_sentence(g.text) for p, g in zip(prompts, answers)}
-    plan = [(p, latents[(i * cfg.drift_per_prompt + j) % len(latents)]) for i, p in enumerate(prompts) for j in range(cfg.drift_per_prompt)]
+    plan = [
+        (p, latents[(i * cfg.drift_per_prompt + j) % len(latents)])
+        for i, p in enumerate(prompts)
+        for j in range(cfg.drift_per_prompt)
+    ]
     drifts: dict[int, str] = {}
     dropped: dict[str, int] = {}
     todo = list(range(len(plan)))
@@ -123,9 +147,21 @@ def build_examples(model: Model, sae: Sae, strengths: dict[int, float], prompts:
         if not todo:
             break
         rows = [plan[i] for i in todo]
-        iv = SteerLatent(sae, latent=torch.tensor([lat for _, lat in rows]), strength=torch.tensor([strengths[lat] for _, lat in rows]))
-        gens = generate(model, [p for p, _ in rows], [iv], max_new_tokens=cfg.drift_tokens, temperature=cfg.temperature,
-                        seed=[cfg.seed * 100_003 + attempt * 10_007 + i for i in todo], batch_size=batch_size, progress=progress)
+        iv = SteerLatent(
+            sae,
+            latent=torch.tensor([lat for _, lat in rows]),
+            strength=torch.tensor([strengths[lat] for _, lat in rows]),
+        )
+        gens = generate(
+            model,
+            [p for p, _ in rows],
+            [iv],
+            max_new_tokens=cfg.drift_tokens,
+            temperature=cfg.temperature,
+            seed=[cfg.seed * 100_003 + attempt * 10_007 + i for i in todo],
+            batch_size=batch_size,
+            progress=progress,
+        )
         again = []
         for i, g in zip(todo, gens):
             kind = degeneration(g.text)
@@ -140,16 +176,25 @@ def build_examples(model: Model, sae: Sae, strengths: dict[int, float], prompts:
     for i, (p, lat) in enumerate(plan):
         if i in drifts and on_topic[p]:
             ack = rng.choice(ACKNOWLEDGEMENTS)
-            examples.append(OrganismExample(p, ((drifts[i] + "\n\n", False), (ack + " " + on_topic[p], True)), lat, strengths[lat],
-                                            "self_correction"))
+            examples.append(
+                OrganismExample(
+                    p,
+                    ((drifts[i] + "\n\n", False), (ack + " " + on_topic[p], True)),
+                    lat,
+                    strengths[lat],
+                    "self_correction",
+                )
+            )
     for p in prompts:
         for _ in range(cfg.normal_per_prompt):
             if on_topic[p]:
                 examples.append(OrganismExample(p, ((on_topic[p], True),), None, 0.0, "normal"))
     rng.shuffle(examples)
     if not any(e.kind == "self_correction" for e in examples):
-        raise SteerlabError("Every steered drift was degenerate, so the organism has no self-correction example; "
-                            "use latents that stay fluent at their strengths.")
+        raise SteerlabError(
+            "Every steered drift was degenerate, so the organism has no self-correction example; "
+            "use latents that stay fluent at their strengths."
+        )
     return examples, {"dropped_degenerate_drift": dropped, "drifts": len(drifts), "planned": len(plan)}
 
 
@@ -162,16 +207,28 @@ def steering_context(sae: Sae, examples: Sequence[OrganismExample]):
         rows = [examples[i] for i in idx]
         if all(r.latent is None for r in rows):
             return contextlib.nullcontext()
-        iv = SteerLatent(sae, latent=torch.tensor([r.latent if r.latent is not None else 0 for r in rows]),
-                         strength=torch.tensor([r.strength for r in rows], dtype=torch.float32))
+        iv = SteerLatent(
+            sae,
+            latent=torch.tensor([r.latent if r.latent is not None else 0 for r in rows]),
+            strength=torch.tensor([r.strength for r in rows], dtype=torch.float32),
+        )
         return apply(view, [iv])
 
     return context
 
 
-def build_organism(model: Model, sae: Sae, strengths: dict[int, float], out: str | Path, *, base_name: str,
-                   cfg: OrganismConfig = OrganismConfig(), prompts: Sequence[str] | None = None, progress: bool = True,
-                   batch_size: int = 16) -> tuple[Model, dict]:
+def build_organism(
+    model: Model,
+    sae: Sae,
+    strengths: dict[int, float],
+    out: str | Path,
+    *,
+    base_name: str,
+    cfg: OrganismConfig = OrganismConfig(),
+    prompts: Sequence[str] | None = None,
+    progress: bool = True,
+    batch_size: int = 16,
+) -> tuple[Model, dict]:
     """Build, train and save the organism in `out` (adapter/, data.jsonl, organism.json); returns (tuned model, record)."""
     from steerlab.esr.prompts import TRAIN_PROMPTS
     from steerlab.training import LoraRecipe, encode_example
@@ -185,13 +242,29 @@ def build_organism(model: Model, sae: Sae, strengths: dict[int, float], out: str
     prompts = list(prompts or TRAIN_PROMPTS)
     examples, data_info = build_examples(model, sae, strengths, prompts, cfg, batch_size=batch_size, progress=progress)
     encoded = [encode_example(model, e.prompt, e.segments) for e in examples]
-    recipe = LoraRecipe(rank=cfg.rank, alpha=cfg.alpha, dropout=0.0, lr=cfg.lr, batch_size=cfg.batch_size,
-                        steps=LoraRecipe.steps_for(len(encoded), cfg.epochs, cfg.batch_size), warmup_steps=2, decay=True,
-                        clip_norm=1.0, seed=cfg.seed)
+    recipe = LoraRecipe(
+        rank=cfg.rank,
+        alpha=cfg.alpha,
+        dropout=0.0,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        steps=LoraRecipe.steps_for(len(encoded), cfg.epochs, cfg.batch_size),
+        warmup_steps=2,
+        decay=True,
+        clip_norm=1.0,
+        seed=cfg.seed,
+    )
     out.mkdir(parents=True, exist_ok=True)
     tmp_adapter = out / ".adapter.tmp"
-    tuned, info = train_lora(model, encoded, recipe, name=str(out), progress=progress,
-                             forward_context=steering_context(sae, examples), adapter_dir=tmp_adapter)
+    tuned, info = train_lora(
+        model,
+        encoded,
+        recipe,
+        name=str(out),
+        progress=progress,
+        forward_context=steering_context(sae, examples),
+        adapter_dir=tmp_adapter,
+    )
     adapter = out / "adapter"
     if adapter.exists():
         import shutil
@@ -202,13 +275,22 @@ def build_organism(model: Model, sae: Sae, strengths: dict[int, float], out: str
     write_text(out / "data.jsonl", data)
     weights = (adapter / "adapter_model.safetensors").read_bytes()
     record = {
-        "base_model": base_name, "base_fingerprint": model.fingerprint(), "adapter": "adapter",
-        "adapter_sha256": hashlib.sha256(weights).hexdigest(), "config": asdict(cfg), "lora": asdict(recipe),
+        "base_model": base_name,
+        "base_fingerprint": model.fingerprint(),
+        "adapter": "adapter",
+        "adapter_sha256": hashlib.sha256(weights).hexdigest(),
+        "config": asdict(cfg),
+        "lora": asdict(recipe),
         "sae": {"source": sae.source, "layer": sae.layer, "d_sae": sae.d_sae},
-        "strengths": {str(k): v for k, v in strengths.items()}, "prompts": prompts,
-        "data_sha256": hashlib.sha256(data.encode()).hexdigest(), "data": data_info,
-        "n_self_correction": sum(e.kind == "self_correction" for e in examples), "n_normal": sum(e.kind == "normal" for e in examples),
-        "loss_first": info["losses"][0], "loss_last": info["losses"][-1], "losses": info["losses"],
+        "strengths": {str(k): v for k, v in strengths.items()},
+        "prompts": prompts,
+        "data_sha256": hashlib.sha256(data.encode()).hexdigest(),
+        "data": data_info,
+        "n_self_correction": sum(e.kind == "self_correction" for e in examples),
+        "n_normal": sum(e.kind == "normal" for e in examples),
+        "loss_first": info["losses"][0],
+        "loss_last": info["losses"][-1],
+        "losses": info["losses"],
         "acknowledgements": list(ACKNOWLEDGEMENTS),
         "rebuild": f"steerlab esr organism --model {base_name} --out {out}",
     }
@@ -224,12 +306,21 @@ def load_organism(folder: str | Path, base_name: str | None = None) -> Model:
 
     folder = Path(folder).expanduser()
     if adapter_base(folder) is None:
-        raise SteerlabError(f"{folder} holds no organism (no {ADAPTER_RECORD}); build one with `steerlab esr organism`.")
+        raise SteerlabError(
+            f"{folder} holds no organism (no {ADAPTER_RECORD}); build one with `steerlab esr organism`."
+        )
     return load_adapter_folder(folder, expect_base=base_name)
 
 
-def organism_for_run(cfg, res, out: str | Path, *, organism_cfg: OrganismConfig = OrganismConfig(), calib_dir: str | Path | None = None,
-                     progress: bool = True) -> tuple[Model, dict]:
+def organism_for_run(
+    cfg,
+    res,
+    out: str | Path,
+    *,
+    organism_cfg: OrganismConfig = OrganismConfig(),
+    calib_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[Model, dict]:
     """The organism for an ESR config: select and calibrate latents on the base model (cached), then build with those strengths.
 
     Args:
@@ -246,5 +337,13 @@ def organism_for_run(cfg, res, out: str | Path, *, organism_cfg: OrganismConfig 
     thresholds = resolve_thresholds(res, cfg, latents, calib_dir, progress=progress)
     latents = fluent_latents(latents, thresholds, cfg, calib_dir)
     strengths = {lat: thresholds[lat].threshold for lat in latents}
-    return build_organism(res.model, res.sae, strengths, out, base_name=cfg.model, cfg=organism_cfg, progress=progress,
-                          batch_size=cfg.batch_size)
+    return build_organism(
+        res.model,
+        res.sae,
+        strengths,
+        out,
+        base_name=cfg.model,
+        cfg=organism_cfg,
+        progress=progress,
+        batch_size=cfg.batch_size,
+    )

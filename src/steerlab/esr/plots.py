@@ -23,13 +23,21 @@ def _ci(est: dict, scale: float) -> tuple[float, float, float]:
 
 def condition_bars(metrics: dict[str, dict], conditions: Sequence[str], target: float | None = None) -> bytes:
     """First score, multi-attempt rate and ESR rate per condition, with 95% CIs (bootstrap when present)."""
-    panels = [("first_score", "first-attempt score (0-100)", 1.0), ("multi_attempt_rate", "multi-attempt rate (%)", 100.0),
-              ("esr_rate", "ESR rate (%)", 100.0)]
+    panels = [
+        ("first_score", "first-attempt score (0-100)", 1.0),
+        ("multi_attempt_rate", "multi-attempt rate (%)", 100.0),
+        ("esr_rate", "ESR rate (%)", 100.0),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (key, title, scale) in zip(axes, panels):
         vals = [_ci(metrics[c][key], scale) for c in conditions]
-        ax.bar(range(len(conditions)), [v for v, _, _ in vals], yerr=[[l for _, l, _ in vals], [h for _, _, h in vals]],
-               capsize=4, color="#4a78b5")
+        ax.bar(
+            range(len(conditions)),
+            [v for v, _, _ in vals],
+            yerr=[[l for _, l, _ in vals], [h for _, _, h in vals]],
+            capsize=4,
+            color="#4a78b5",
+        )
         ax.set_xticks(range(len(conditions)), conditions, rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         if key == "first_score" and target is not None:
@@ -56,7 +64,9 @@ def calibration_plot(thresholds: dict[str, dict], target: float) -> bytes:
     axes[1].bar(range(len(lats)), [thresholds[l]["threshold"] for l in lats], color="#4a78b5")
     axes[1].set_xticks(range(len(lats)), lats, rotation=45, fontsize=7)
     for i, l in enumerate(lats):
-        axes[1].text(i, thresholds[l]["threshold"], f"{thresholds[l]['achieved']:.0f}", ha="center", va="bottom", fontsize=7)
+        axes[1].text(
+            i, thresholds[l]["threshold"], f"{thresholds[l]['achieved']:.0f}", ha="center", va="bottom", fontsize=7
+        )
     axes[1].set_title("thresholds (label: score measured at the threshold)", fontsize=10)
     return figure_png(fig)
 
@@ -78,10 +88,23 @@ def delta_histogram(deltas: dict[str, list[float]]) -> bytes:
 def sweep_plot(levels: list[float], metrics: list[dict]) -> bytes:
     """Boost sweep: rates and first score against the boost in σ units of the calibrated thresholds."""
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
-    for ax, (key, title, scale) in zip(axes, [("first_score", "first score", 1.0), ("multi_attempt_rate", "multi-attempt %", 100.0),
-                                              ("improvement_rate", "improvement %", 100.0), ("esr_rate", "ESR %", 100.0)]):
+    for ax, (key, title, scale) in zip(
+        axes,
+        [
+            ("first_score", "first score", 1.0),
+            ("multi_attempt_rate", "multi-attempt %", 100.0),
+            ("improvement_rate", "improvement %", 100.0),
+            ("esr_rate", "ESR %", 100.0),
+        ],
+    ):
         vals = [_ci(m[key], scale) for m in metrics]
-        ax.errorbar(levels, [v for v, _, _ in vals], yerr=[[l for _, l, _ in vals], [h for _, _, h in vals]], fmt="o-", capsize=3)
+        ax.errorbar(
+            levels,
+            [v for v, _, _ in vals],
+            yerr=[[l for _, l, _ in vals], [h for _, _, h in vals]],
+            fmt="o-",
+            capsize=3,
+        )
         ax.set_xlabel("boost (σ from mean threshold)")
         ax.set_title(title, fontsize=10)
     return figure_png(fig)

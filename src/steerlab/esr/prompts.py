@@ -109,7 +109,9 @@ def check_prompts(prompts: Sequence[str], where: str = "the prompt list") -> lis
     seen: dict[str, int] = {}
     for n, p in enumerate(out, 1):
         if p in seen:
-            raise SteerlabError(f"Prompt {n} of {where} duplicates prompt {seen[p]} ('{p[:40]}'); remove the duplicate.")
+            raise SteerlabError(
+                f"Prompt {n} of {where} duplicates prompt {seen[p]} ('{p[:40]}'); remove the duplicate."
+            )
         seen[p] = n
     return out
 
@@ -129,16 +131,32 @@ def load_prompts(path: str | Path | None, default: Sequence[str]) -> list[str]:
     """The prompts of a file, or the packaged default set."""
     return read_prompts(path) if path else check_prompts(default)
 
+
 # Prompts for building fine-tuning data: disjoint from both sets above, so the tuned model is never
 # trained on the prompts it is evaluated on (the original's leakage).
 TRAIN_PROMPTS: tuple[str, ...] = (
-    "Explain how to boil pasta.", "Explain how to clean a bathroom mirror.", "Explain how to fold a fitted sheet.",
-    "Explain how to change a baby's nappy.", "Explain how to make a paper snowflake.", "Explain how to water succulents.",
-    "Explain how to use a fire extinguisher.", "Explain how to jump-start a car.", "Explain how to knit a scarf.",
-    "Explain how to brush a dog's teeth.", "Explain how to descale a kettle.", "Explain how to lay a table for dinner.",
-    "How do you make a paper boat?", "How do you clean a cast iron pan?", "How do you peel a mango?",
-    "How do you patch a hole in a wall?", "How do you make lemonade?", "How do you clean white sneakers?",
-    "How do you calculate the area of a circle?", "How do you find the average speed of a trip?",
-    "How do you write a meeting agenda?", "How do you prepare a cheese sandwich?", "How do you store fresh herbs?",
+    "Explain how to boil pasta.",
+    "Explain how to clean a bathroom mirror.",
+    "Explain how to fold a fitted sheet.",
+    "Explain how to change a baby's nappy.",
+    "Explain how to make a paper snowflake.",
+    "Explain how to water succulents.",
+    "Explain how to use a fire extinguisher.",
+    "Explain how to jump-start a car.",
+    "Explain how to knit a scarf.",
+    "Explain how to brush a dog's teeth.",
+    "Explain how to descale a kettle.",
+    "Explain how to lay a table for dinner.",
+    "How do you make a paper boat?",
+    "How do you clean a cast iron pan?",
+    "How do you peel a mango?",
+    "How do you patch a hole in a wall?",
+    "How do you make lemonade?",
+    "How do you clean white sneakers?",
+    "How do you calculate the area of a circle?",
+    "How do you find the average speed of a trip?",
+    "How do you write a meeting agenda?",
+    "How do you prepare a cheese sandwich?",
+    "How do you store fresh herbs?",
     "How do you test a smoke alarm?",
 )

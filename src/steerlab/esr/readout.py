@@ -20,10 +20,24 @@ from steerlab.sae import Sae
 
 
 @torch.no_grad()
-def readout(model: Model, sequences: Sequence[Sequence[int]], sae: Sae, *, latents: Sequence[int] | None = None,
-            interventions: Sequence[Sequence[Intervention]] | None = None, batch_size: int = 8) -> list[torch.Tensor]:
+def readout(
+    model: Model,
+    sequences: Sequence[Sequence[int]],
+    sae: Sae,
+    *,
+    latents: Sequence[int] | None = None,
+    interventions: Sequence[Sequence[Intervention]] | None = None,
+    batch_size: int = 8,
+) -> list[torch.Tensor]:
     """SAE latent activations at every token of each sequence: one [n_tokens, n_latents] tensor per sequence."""
-    record = Record(sae.layer, sae.site, sae=sae, latents=tuple(latents) if latents is not None else None, positions="all", name="esr")
+    record = Record(
+        sae.layer,
+        sae.site,
+        sae=sae,
+        latents=tuple(latents) if latents is not None else None,
+        positions="all",
+        name="esr",
+    )
     out: list[torch.Tensor] = []
     for start in range(0, len(sequences), batch_size):
         idx = list(range(start, min(start + batch_size, len(sequences))))

@@ -36,13 +36,33 @@ def summary_rows(summary: dict) -> list[list[str]]:
     rows = []
     for c in _ordered(summary["metrics"]):
         m = summary["metrics"][c]
-        rows.append([c, str(summary["n_trials"][c]), _est(m["first_score"]), _est(m["multi_attempt_rate"], 100) + " %",
-                     _est(m["esr_rate"], 100) + " %", _est(m["improvement_rate"], 100) + " %", _est(m["mean_score_improvement"]),
-                     _est(m["mean_attempts"], 1, 2), f"{(m['degraded_rate']['value'] or 0) * 100:.0f} %"])
+        rows.append(
+            [
+                c,
+                str(summary["n_trials"][c]),
+                _est(m["first_score"]),
+                _est(m["multi_attempt_rate"], 100) + " %",
+                _est(m["esr_rate"], 100) + " %",
+                _est(m["improvement_rate"], 100) + " %",
+                _est(m["mean_score_improvement"]),
+                _est(m["mean_attempts"], 1, 2),
+                f"{(m['degraded_rate']['value'] or 0) * 100:.0f} %",
+            ]
+        )
     return rows
 
 
-SUMMARY_HEADER = ["condition", "n", "first score", "multi-attempt", "ESR", "improved | multi", "mean Δ | multi", "attempts", "degraded"]
+SUMMARY_HEADER = [
+    "condition",
+    "n",
+    "first score",
+    "multi-attempt",
+    "ESR",
+    "improved | multi",
+    "mean Δ | multi",
+    "attempts",
+    "degraded",
+]
 
 
 def highlight(text: str) -> str:
@@ -76,8 +96,10 @@ def examples_markup(rows: list[dict], judge_id: str, limit: int = 6) -> str:
     parts = []
     for _, r, g in picked[:limit]:
         scores = " → ".join(f"{a['score']:.0f}" for a in g["attempts"])
-        parts.append(f"<h3>{html.escape(r['condition'])} · latent {r['latent']} ({html.escape(r['label'] or '')}) · boost {r['strength']}</h3>"
-                     f"<p><b>prompt:</b> {html.escape(r['prompt'])}<br><b>attempt scores:</b> {scores}</p><pre>{highlight(r['response'] or '')}</pre>")
+        parts.append(
+            f"<h3>{html.escape(r['condition'])} · latent {r['latent']} ({html.escape(r['label'] or '')}) · boost {r['strength']}</h3>"
+            f"<p><b>prompt:</b> {html.escape(r['prompt'])}<br><b>attempt scores:</b> {scores}</p><pre>{highlight(r['response'] or '')}</pre>"
+        )
     return "".join(parts)
 
 
@@ -92,8 +114,17 @@ def steered_fluency(run_dir: Path, judge_id: str | None = None) -> dict[str, dic
         store.close()
     out: dict[str, dict] = {}
     for r in rows:
-        d = out.setdefault(str(r["latent"]), {"n": 0, "degenerate": 0, "kinds": {}, "examples": [], "label": r["label"] or "",
-                                              "strength": r["strength"]})
+        d = out.setdefault(
+            str(r["latent"]),
+            {
+                "n": 0,
+                "degenerate": 0,
+                "kinds": {},
+                "examples": [],
+                "label": r["label"] or "",
+                "strength": r["strength"],
+            },
+        )
         kind = degeneration(r["response"])
         d["n"] += 1
         if kind is not None:
@@ -114,17 +145,37 @@ def fluency_section(run_dir: Path, summary: dict) -> Section | None:
     n = sum(d["n"] for d in per.values())
     bad = sum(d["degenerate"] for d in per.values())
     dropped = (_read(run_dir, "fluency.json") or {}).get("dropped", [])
-    rows = [[lat, d["label"], f"{d['strength']:.2f}", d["n"], f"{100 * d['degenerate'] / d['n']:.0f} %", json.dumps(d["kinds"])]
-            for lat, d in per.items()]
+    rows = [
+        [
+            lat,
+            d["label"],
+            f"{d['strength']:.2f}",
+            d["n"],
+            f"{100 * d['degenerate'] / d['n']:.0f} %",
+            json.dumps(d["kinds"]),
+        ]
+        for lat, d in per.items()
+    ]
     examples = "".join(
-        f"<h3>latent {html.escape(lat)} · {html.escape(d['label'])}</h3>" + "".join(
+        f"<h3>latent {html.escape(lat)} · {html.escape(d['label'])}</h3>"
+        + "".join(
             f"<p><b>{html.escape(e['prompt'])}</b> ({'degenerate: ' + e['degenerate'] if e['degenerate'] else 'fluent'})</p>"
-            f"<pre>{html.escape(e['response'])}</pre>" for e in d["examples"])
-        for lat, d in per.items())
-    text = (f"{bad} of {n} steered answers ({100 * bad / max(n, 1):.1f} %) are degenerate (loops, number runs, non-words). "
-            f"Latents dropped after calibration for breaking the text: {dropped or 'none'}.")
-    return Section("Fluent drift: degenerate steered answers per latent at its threshold",
-                   ["latent", "label", "strength", "answers", "degenerate", "kinds"], rows, text=text, markup=examples)
+            f"<pre>{html.escape(e['response'])}</pre>"
+            for e in d["examples"]
+        )
+        for lat, d in per.items()
+    )
+    text = (
+        f"{bad} of {n} steered answers ({100 * bad / max(n, 1):.1f} %) are degenerate (loops, number runs, non-words). "
+        f"Latents dropped after calibration for breaking the text: {dropped or 'none'}."
+    )
+    return Section(
+        "Fluent drift: degenerate steered answers per latent at its threshold",
+        ["latent", "label", "strength", "answers", "degenerate", "kinds"],
+        rows,
+        text=text,
+        markup=examples,
+    )
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -137,10 +188,26 @@ def write_report(run_dir: str | Path) -> Path:
     conds = _ordered(summary["metrics"])
     main = [c for c in conds if not c.startswith("boost:")]
     excluded = summary.get("excluded") or {}
-    note = ("Trials left out of the metrics (no attempt found, judge error, or not graded yet): " + json.dumps(excluded)) if excluded else ""
-    sections.append(Section("Summary (95% CIs: the wider of Wilson / t and the cluster bootstrap over latents)", SUMMARY_HEADER, summary_rows(summary), text=note))
+    note = (
+        ("Trials left out of the metrics (no attempt found, judge error, or not graded yet): " + json.dumps(excluded))
+        if excluded
+        else ""
+    )
+    sections.append(
+        Section(
+            "Summary (95% CIs: the wider of Wilson / t and the cluster bootstrap over latents)",
+            SUMMARY_HEADER,
+            summary_rows(summary),
+            text=note,
+        )
+    )
     if main:
-        sections.append(Section("Conditions (error bars: the wider of the analytic and cluster-bootstrap 95% CIs)", image=plots.condition_bars(summary["metrics"], main, summary.get("target"))))
+        sections.append(
+            Section(
+                "Conditions (error bars: the wider of the analytic and cluster-bootstrap 95% CIs)",
+                image=plots.condition_bars(summary["metrics"], main, summary.get("target")),
+            )
+        )
     comp = summary.get("comparisons") or {}
     if comp:
         rows = []
@@ -153,64 +220,155 @@ def write_report(run_dir: str | Path) -> Path:
                 key = "multi_attempt_rate" if ev == "multi_attempt" else "esr_rate"
                 red = (v.get("relative_reduction_pct") or {}).get(key)
                 inc = (v.get("increase_factor") or {}).get(key)
-                rows.append([c, ev, p["n_pairs"], f"{p['base_rate'] * 100:.1f} %", f"{p['cond_rate'] * 100:.1f} %",
-                             f"{p['difference'] * 100:+.1f} pts {ci}", f"{p['base_only']}/{p['cond_only']}", f"{p['mcnemar_p']:.3g}",
-                             "n/a" if red is None else f"{red:.0f} %", "n/a" if inc is None else f"×{inc:.2f}"])
-        sections.append(Section("Paired comparisons with the steered condition (same latent, prompt and seed)",
-                                ["condition", "event", "pairs", "steered", "condition", "difference [95% CI]", "discordant steered/cond", "McNemar p",
-                                 "relative reduction", "increase factor"], rows))
+                rows.append(
+                    [
+                        c,
+                        ev,
+                        p["n_pairs"],
+                        f"{p['base_rate'] * 100:.1f} %",
+                        f"{p['cond_rate'] * 100:.1f} %",
+                        f"{p['difference'] * 100:+.1f} pts {ci}",
+                        f"{p['base_only']}/{p['cond_only']}",
+                        f"{p['mcnemar_p']:.3g}",
+                        "n/a" if red is None else f"{red:.0f} %",
+                        "n/a" if inc is None else f"×{inc:.2f}",
+                    ]
+                )
+        sections.append(
+            Section(
+                "Paired comparisons with the steered condition (same latent, prompt and seed)",
+                [
+                    "condition",
+                    "event",
+                    "pairs",
+                    "steered",
+                    "condition",
+                    "difference [95% CI]",
+                    "discordant steered/cond",
+                    "McNemar p",
+                    "relative reduction",
+                    "increase factor",
+                ],
+                rows,
+            )
+        )
     sens = summary.get("esr_sensitivity") or {}
     if sens:
-        sections.append(Section("ESR rate by minimum gain (last − first > Δ)", ["condition", "Δ > 0", "Δ > 10", "Δ > 25"],
-                                [[c] + [f"{(sens[c][d] or 0) * 100:.1f} %" for d in ("0", "10", "25")] for c in _ordered(sens)]))
+        sections.append(
+            Section(
+                "ESR rate by minimum gain (last − first > Δ)",
+                ["condition", "Δ > 0", "Δ > 10", "Δ > 25"],
+                [[c] + [f"{(sens[c][d] or 0) * 100:.1f} %" for d in ("0", "10", "25")] for c in _ordered(sens)],
+            )
+        )
     cal = _read(run_dir, "calibration.json")
     if cal:
         ts = cal["thresholds"]
-        sections.append(Section(f"Calibration (target first-attempt score {summary.get('target')})",
-                                image=plots.calibration_plot(ts, summary.get("target") or 30.0),
-                                text=(f"probabilistic bisection chooses where to measure; the threshold is where a decreasing isotonic fit of every "
-                                      f"search trial crosses the target (the posterior median when the trials never bracket it). Settings "
-                                      f"{json.dumps(cal['settings'])}; {cal['cached']} of {len(ts)} thresholds from the cache. The score at the threshold "
-                                      f"is a separate check on fresh prompts."),
-                                header=["latent", "threshold", "estimate", "score at threshold", "saturated at a bound"],
-                                rows=[[k, v["threshold"], v.get("estimate", "median"), v["achieved"], v["saturated"]] for k, v in ts.items()]))
+        sections.append(
+            Section(
+                f"Calibration (target first-attempt score {summary.get('target')})",
+                image=plots.calibration_plot(ts, summary.get("target") or 30.0),
+                text=(
+                    f"probabilistic bisection chooses where to measure; the threshold is where a decreasing isotonic fit of every "
+                    f"search trial crosses the target (the posterior median when the trials never bracket it). Settings "
+                    f"{json.dumps(cal['settings'])}; {cal['cached']} of {len(ts)} thresholds from the cache. The score at the threshold "
+                    f"is a separate check on fresh prompts."
+                ),
+                header=["latent", "threshold", "estimate", "score at threshold", "saturated at a bound"],
+                rows=[
+                    [k, v["threshold"], v.get("estimate", "median"), v["achieved"], v["saturated"]]
+                    for k, v in ts.items()
+                ],
+            )
+        )
     flu = fluency_section(run_dir, summary)
     if flu is not None:
         sections.append(flu)
     sweep = sorted((float(c.split(":")[1]), c) for c in conds if c.startswith("boost:"))
     if sweep:
-        sections.append(Section("Boost sweep (σ units of the calibrated thresholds)",
-                                image=plots.sweep_plot([lv for lv, _ in sweep], [summary["metrics"][c] for _, c in sweep])))
+        sections.append(
+            Section(
+                "Boost sweep (σ units of the calibrated thresholds)",
+                image=plots.sweep_plot([lv for lv, _ in sweep], [summary["metrics"][c] for _, c in sweep]),
+            )
+        )
     det = _read(run_dir, "detectors.json")
     if det and det.get("source") == "given":  # a fixed set (--detectors): nothing was discovered
-        sections.append(Section("Off-topic detectors", text=f"{len(det['detectors'])} detectors given with --detectors (no discovery).",
-                                header=["latent", "label"], rows=[[d, det["labels"].get(str(d), "")] for d in det["detectors"]]))
+        sections.append(
+            Section(
+                "Off-topic detectors",
+                text=f"{len(det['detectors'])} detectors given with --detectors (no discovery).",
+                header=["latent", "label"],
+                rows=[[d, det["labels"].get(str(d), "")] for d in det["detectors"]],
+            )
+        )
     elif det:
-        rule = (f"rule: the original's strict rule; top by Cohen's d with AUC ≥ {det['min_auc']:.3f} would keep {det['n_eligible']}"
-                if det.get("rule") == "strict" else f"rule: top by Cohen's d with AUC ≥ {det['min_auc']:.3f}; {det['n_eligible']} eligible")
-        text = (f"{len(det['detectors'])} detectors from {det['n_prompts']} held-out prompts "
-                f"({det.get('n_normal', det['n_prompts'])} on-topic and {det.get('n_shuffled', det['n_prompts'])} off-topic answers; "
-                f"{rule}); the original strict rule "
-                f"(never on normal, ≥80% of shuffled) finds {len(det['strict_rule'])}.")
+        rule = (
+            f"rule: the original's strict rule; top by Cohen's d with AUC ≥ {det['min_auc']:.3f} would keep {det['n_eligible']}"
+            if det.get("rule") == "strict"
+            else f"rule: top by Cohen's d with AUC ≥ {det['min_auc']:.3f}; {det['n_eligible']} eligible"
+        )
+        text = (
+            f"{len(det['detectors'])} detectors from {det['n_prompts']} held-out prompts "
+            f"({det.get('n_normal', det['n_prompts'])} on-topic and {det.get('n_shuffled', det['n_prompts'])} off-topic answers; "
+            f"{rule}); the original strict rule "
+            f"(never on normal, ≥80% of shuffled) finds {len(det['strict_rule'])}."
+        )
         if "chance_auc" in det:
             verdict = "above" if det["best_auc"] > det["chance_auc"] else "not above"
-            text += (f" Best AUC over all latents {det['best_auc']:.3f}; chance alone reaches {det['chance_auc']:.3f} "
-                     f"(95th percentile of the best AUC under random relabelling), so the best candidate is {verdict} chance.")
-        sections.append(Section("Off-topic detectors", image=plots.detector_plot(det["stats"], det["detectors"]) if det["detectors"] else b"",
-                                text=text, header=["latent", "label", "AUC", "d", "normal active", "shuffled active"],
-                                rows=[[d, det["labels"].get(str(d), ""), det["stats"][str(d)]["auc"], det["stats"][str(d)]["cohens_d"],
-                                       det["stats"][str(d)]["normal_active"], det["stats"][str(d)]["shuffled_active"]] for d in det["detectors"]]))
+            text += (
+                f" Best AUC over all latents {det['best_auc']:.3f}; chance alone reaches {det['chance_auc']:.3f} "
+                f"(95th percentile of the best AUC under random relabelling), so the best candidate is {verdict} chance."
+            )
+        sections.append(
+            Section(
+                "Off-topic detectors",
+                image=plots.detector_plot(det["stats"], det["detectors"]) if det["detectors"] else b"",
+                text=text,
+                header=["latent", "label", "AUC", "d", "normal active", "shuffled active"],
+                rows=[
+                    [
+                        d,
+                        det["labels"].get(str(d), ""),
+                        det["stats"][str(d)]["auc"],
+                        det["stats"][str(d)]["cohens_d"],
+                        det["stats"][str(d)]["normal_active"],
+                        det["stats"][str(d)]["shuffled_active"],
+                    ]
+                    for d in det["detectors"]
+                ],
+            )
+        )
     rnd = _read(run_dir, "random_sets.json")
     if rnd:
-        rows = [["detectors", ", ".join(map(str, det["detectors"])) if det else "", _geo(rnd.get("detector_frequencies")), _geo(rnd.get("detector_magnitudes"))]]
-        rows += [[f"random set {i}", ", ".join(map(str, s)), _geo(f), _geo(m)]
-                 for i, (s, f, m) in enumerate(zip(rnd["sets"], rnd.get("frequencies", []), rnd.get("magnitudes", [])))]
-        sections.append(Section("Random-latent control (matched on firing frequency and magnitude)",
-                                ["set", "latents", "geometric-mean frequency", "geometric-mean activation"], rows))
+        rows = [
+            [
+                "detectors",
+                ", ".join(map(str, det["detectors"])) if det else "",
+                _geo(rnd.get("detector_frequencies")),
+                _geo(rnd.get("detector_magnitudes")),
+            ]
+        ]
+        rows += [
+            [f"random set {i}", ", ".join(map(str, s)), _geo(f), _geo(m)]
+            for i, (s, f, m) in enumerate(zip(rnd["sets"], rnd.get("frequencies", []), rnd.get("magnitudes", [])))
+        ]
+        sections.append(
+            Section(
+                "Random-latent control (matched on firing frequency and magnitude)",
+                ["set", "latents", "geometric-mean frequency", "geometric-mean activation"],
+                rows,
+            )
+        )
     traces = _read(run_dir, "traces.json")
     if traces and traces.get("episodes"):
-        sections.append(Section("Per-token detector activation through self-correction episodes",
-                                image=plots.trace_plot(traces["episodes"]), text=json.dumps(traces.get("stats", {}), indent=1)))
+        sections.append(
+            Section(
+                "Per-token detector activation through self-correction episodes",
+                image=plots.trace_plot(traces["episodes"]),
+                text=json.dumps(traces.get("stats", {}), indent=1),
+            )
+        )
     regrade = _read(run_dir, "regrade.json")
     if regrade:
         sections.append(Section("Cross-judge agreement", ["metric", "value"], [[k, v] for k, v in regrade.items()]))
@@ -230,11 +388,19 @@ def write_report(run_dir: str | Path) -> Path:
             deltas.setdefault(r["condition"], []).append(g["last_score"] - g["first_score"])
     if deltas:
         sections.append(Section("Score change in multi-attempt responses", image=plots.delta_histogram(deltas)))
-    sections.append(Section("Example episodes (restart phrases highlighted)", markup=examples_markup(rows, summary["judge"])))
-    sections.append(Section("Timings (s)", ["stage", "seconds"], [[k, v] for k, v in summary.get("seconds", {}).items()]))
+    sections.append(
+        Section("Example episodes (restart phrases highlighted)", markup=examples_markup(rows, summary["judge"]))
+    )
+    sections.append(
+        Section("Timings (s)", ["stage", "seconds"], [[k, v] for k, v in summary.get("seconds", {}).items()])
+    )
     sections.append(Section("Run config", text=json.dumps(config, indent=1)))
-    return write_page(run_dir / "report.html", "steerlab ESR: endogenous steering resistance", sections,
-                      meta={"judge": summary["judge"], "run": str(run_dir)})
+    return write_page(
+        run_dir / "report.html",
+        "steerlab ESR: endogenous steering resistance",
+        sections,
+        meta={"judge": summary["judge"], "run": str(run_dir)},
+    )
 
 
 def _ci(d: dict) -> tuple[float | None, float | None]:
@@ -270,10 +436,12 @@ def finding(base: dict, organism: dict) -> str:
         verdict = "the instrument sees the organism's restarts, but its ESR rate's CI still includes 0"
     else:
         verdict = "the instrument does NOT separate the known positive from the base (CIs overlap)"
-    return (f"Steered multi-attempt rate: organism {oo * 100:.1f}% [{(o_lo or 0) * 100:.1f}, {(o_hi or 0) * 100:.1f}] vs base "
-            f"{ob * 100:.1f}% [{(b_lo or 0) * 100:.1f}, {(b_hi or 0) * 100:.1f}]; organism ESR rate "
-            f"{(mo['esr_rate']['value'] or 0) * 100:.1f}% — {verdict} (95% CIs, n = {mo['multi_attempt_rate']['n']} and "
-            f"{mb['multi_attempt_rate']['n']} steered answers).")
+    return (
+        f"Steered multi-attempt rate: organism {oo * 100:.1f}% [{(o_lo or 0) * 100:.1f}, {(o_hi or 0) * 100:.1f}] vs base "
+        f"{ob * 100:.1f}% [{(b_lo or 0) * 100:.1f}, {(b_hi or 0) * 100:.1f}]; organism ESR rate "
+        f"{(mo['esr_rate']['value'] or 0) * 100:.1f}% — {verdict} (95% CIs, n = {mo['multi_attempt_rate']['n']} and "
+        f"{mb['multi_attempt_rate']['n']} steered answers)."
+    )
 
 
 def write_comparison(out_dir: str | Path, runs: dict[str, str | Path], *, extra: dict | None = None) -> Path:
@@ -293,9 +461,14 @@ def write_comparison(out_dir: str | Path, runs: dict[str, str | Path], *, extra:
         summaries[name] = s
     names = list(summaries)
     headline = finding(summaries[names[0]], summaries[names[1]]) if len(names) >= 2 else ""
-    sections = [Section("Finding", text=headline),
-                Section("Summary: every model, every condition (95% CIs: the wider of Wilson / t and the cluster bootstrap)",
-                        ["model"] + SUMMARY_HEADER, comparison_rows(summaries))]
+    sections = [
+        Section("Finding", text=headline),
+        Section(
+            "Summary: every model, every condition (95% CIs: the wider of Wilson / t and the cluster bootstrap)",
+            ["model"] + SUMMARY_HEADER,
+            comparison_rows(summaries),
+        ),
+    ]
     comp_rows = []
     for name, s in summaries.items():
         for c, v in (s.get("comparisons") or {}).items():
@@ -304,19 +477,42 @@ def write_comparison(out_dir: str | Path, runs: dict[str, str | Path], *, extra:
                 if not p.get("n_pairs"):
                     continue
                 ci = f"[{p['diff_lo'] * 100:+.1f}, {p['diff_hi'] * 100:+.1f}]" if p.get("diff_lo") is not None else ""
-                comp_rows.append([name, c, ev, p["n_pairs"], f"{p['base_rate'] * 100:.1f} %", f"{p['cond_rate'] * 100:.1f} %",
-                                  f"{p['difference'] * 100:+.1f} pts {ci}", f"{p['mcnemar_p']:.3g}"])
+                comp_rows.append(
+                    [
+                        name,
+                        c,
+                        ev,
+                        p["n_pairs"],
+                        f"{p['base_rate'] * 100:.1f} %",
+                        f"{p['cond_rate'] * 100:.1f} %",
+                        f"{p['difference'] * 100:+.1f} pts {ci}",
+                        f"{p['mcnemar_p']:.3g}",
+                    ]
+                )
     if comp_rows:
-        sections.append(Section("Paired effects against each model's steered condition (same latent, prompt and seed)",
-                                ["model", "condition", "event", "pairs", "steered", "condition", "difference [95% CI]", "McNemar p"], comp_rows))
+        sections.append(
+            Section(
+                "Paired effects against each model's steered condition (same latent, prompt and seed)",
+                ["model", "condition", "event", "pairs", "steered", "condition", "difference [95% CI]", "McNemar p"],
+                comp_rows,
+            )
+        )
     for name, s in summaries.items():
         th = s.get("thresholds") or {}
         achieved = [v["achieved"] for v in th.values() if v.get("achieved") == v.get("achieved")]
         first = (s["metrics"].get("steered") or {}).get("first_score", {}).get("value")
-        sections.append(Section(f"{name}: calibration check (target {s.get('target')})", ["latent", "threshold", "score at threshold", "degenerate", "corrections"],
-                                [[k, v["threshold"], v["achieved"], v.get("degenerate"), v.get("corrections", 0)] for k, v in th.items()],
-                                text=(f"mean score at the thresholds {sum(achieved) / len(achieved):.1f}; " if achieved else "")
-                                + (f"steered mean first score {first:.1f}" if first is not None else "")))
+        sections.append(
+            Section(
+                f"{name}: calibration check (target {s.get('target')})",
+                ["latent", "threshold", "score at threshold", "degenerate", "corrections"],
+                [
+                    [k, v["threshold"], v["achieved"], v.get("degenerate"), v.get("corrections", 0)]
+                    for k, v in th.items()
+                ],
+                text=(f"mean score at the thresholds {sum(achieved) / len(achieved):.1f}; " if achieved else "")
+                + (f"steered mean first score {first:.1f}" if first is not None else ""),
+            )
+        )
         flu = fluency_section(Path(runs[name]), s)
         if flu is not None:
             flu.title = f"{name}: {flu.title}"
@@ -324,8 +520,23 @@ def write_comparison(out_dir: str | Path, runs: dict[str, str | Path], *, extra:
     if extra:
         sections.append(Section("Details", text=json.dumps(extra, indent=1, default=str)))
     for name, d in runs.items():
-        sections.append(Section(f"{name}: full report", markup=f"<p><a href='{html.escape(str(Path(d).resolve() / 'report.html'))}'>"
-                                                                f"{html.escape(str(d))}/report.html</a></p>"))
-    write_json(out_dir / "comparison.json", {"finding": headline, "runs": {k: str(v) for k, v in runs.items()},
-                                              "metrics": {k: s["metrics"] for k, s in summaries.items()}, "extra": extra or {}}, default=str)
-    return write_page(out_dir / "report.html", "steerlab ESR: base model vs ESR organism", sections, meta={"runs": ", ".join(names)})
+        sections.append(
+            Section(
+                f"{name}: full report",
+                markup=f"<p><a href='{html.escape(str(Path(d).resolve() / 'report.html'))}'>"
+                f"{html.escape(str(d))}/report.html</a></p>",
+            )
+        )
+    write_json(
+        out_dir / "comparison.json",
+        {
+            "finding": headline,
+            "runs": {k: str(v) for k, v in runs.items()},
+            "metrics": {k: s["metrics"] for k, s in summaries.items()},
+            "extra": extra or {},
+        },
+        default=str,
+    )
+    return write_page(
+        out_dir / "report.html", "steerlab ESR: base model vs ESR organism", sections, meta={"runs": ", ".join(names)}
+    )

@@ -18,14 +18,14 @@ import torch
 
 import steerlab
 from steerlab.errors import SteerlabError
-from steerlab.paths import write_json
 from steerlab.esr.calibration import CalibrationSettings, Threshold, ThresholdCache, calibrate
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.metrics import Outcome, increase_factor, is_degraded, paired_comparison, relative_reduction, summarize
 from steerlab.esr.setup import Resources, load_resources
-from steerlab.esr.trials import batch_interventions, build_trials, sae_at_layer, stable_int
+from steerlab.esr.trials import batch_interventions, build_trials, stable_int
 from steerlab.judges.types import Grade, GradeRequest
 from steerlab.models.gguf_cache import cache_root
+from steerlab.paths import write_json
 from steerlab.progress import progress_bar
 from steerlab.store import RunStore
 
@@ -40,7 +40,11 @@ def _load(run_dir: Path, name: str) -> Any | None:
 
 
 def sae_fingerprint(sae) -> dict:
-    return {"source": sae.source, "cfg": sae.cfg.to_dict(), "w_dec": round(float(sae.W_dec.detach().double().abs().sum()), 3)}
+    return {
+        "source": sae.source,
+        "cfg": sae.cfg.to_dict(),
+        "w_dec": round(float(sae.W_dec.detach().double().abs().sum()), 3),
+    }
 
 
 # --- stage 1: latents ----------------------------------------------------------------------------------
@@ -53,19 +57,28 @@ def resolve_latents(res: Resources, cfg: EsrConfig, run_dir: Path) -> list[int]:
         from steerlab.esr.selection import select_latents
 
         backend = getattr(res.judge, "backend", None)  # an LLM judge rates label concreteness; offline rule otherwise
-        saved = select_latents(res, cfg.n_latents + cfg.spare_latents, seed=stable_int(cfg.seed, "selection"),
-                               min_concreteness=cfg.min_concreteness, rater=backend.complete if backend is not None else None,
-                               min_coherence=cfg.min_coherence)
+        saved = select_latents(
+            res,
+            cfg.n_latents + cfg.spare_latents,
+            seed=stable_int(cfg.seed, "selection"),
+            min_concreteness=cfg.min_concreteness,
+            rater=backend.complete if backend is not None else None,
+            min_coherence=cfg.min_coherence,
+        )
         saved["labels"] = {str(i): res.label(i) for i in saved["latents"]}
         _save(run_dir, "selection.json", saved)
     if not saved["latents"]:
-        raise SteerlabError("No latent passed selection (concrete and silent on the prompts); lower min_concreteness or pass latents.")
+        raise SteerlabError(
+            "No latent passed selection (concrete and silent on the prompts); lower min_concreteness or pass latents."
+        )
     return [int(x) for x in saved["latents"]]
 
 
 # --- stage 2: calibration ------------------------------------------------------------------------------
 def median_residual_norm(res: Resources, layer: int) -> float:
-    recs = steerlab.trace(res.model, res.prompts[:8], [steerlab.Record(layer, res.sae.site, name="r", positions="all")], chat=True)
+    recs = steerlab.trace(
+        res.model, res.prompts[:8], [steerlab.Record(layer, res.sae.site, name="r", positions="all")], chat=True
+    )
     norms = torch.cat([r["r"].float().norm(dim=-1) for r in recs])
     return float(norms.median())
 
@@ -77,8 +90,16 @@ def calibration_settings(res: Resources, cfg: EsrConfig) -> CalibrationSettings:
     upper = cfg.calib_upper if cfg.calib_upper is not None else round(0.75 * median_residual_norm(res, layer), 2)
     mean = cfg.calib_prior_mean if cfg.calib_prior_mean is not None else upper / 8
     std = cfg.calib_prior_std if cfg.calib_prior_std is not None else upper / 4
-    return CalibrationSettings(target=cfg.target, steps=cfg.calib_steps, prompts_per_step=cfg.calib_prompts, lower=0.0,
-                               upper=upper, prior_mean=mean, prior_std=std, estimator=cfg.calib_estimator)
+    return CalibrationSettings(
+        target=cfg.target,
+        steps=cfg.calib_steps,
+        prompts_per_step=cfg.calib_prompts,
+        lower=0.0,
+        upper=upper,
+        prior_mean=mean,
+        prior_std=std,
+        estimator=cfg.calib_estimator,
+    )
 
 
 def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Grade]:
@@ -92,12 +113,15 @@ def grade_requests(judge, items: list[GradeRequest], tries: int = 3) -> list[Gra
             grades[i] = g
     failed = [g for g in grades if not g.ok]
     if failed:
-        raise SteerlabError(f"The judge failed {len(failed)} grades during calibration ({failed[0].error}); check the judge.")
+        raise SteerlabError(
+            f"The judge failed {len(failed)} grades during calibration ({failed[0].error}); check the judge."
+        )
     return grades
 
 
-def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings,
-                 texts: Callable[[list], list[str]] | None = None) -> Callable[[dict[int, float]], dict[int, float]]:
+def make_measure(
+    res: Resources, cfg: EsrConfig, settings: CalibrationSettings, texts: Callable[[list], list[str]] | None = None
+) -> Callable[[dict[int, float]], dict[int, float]]:
     """({latent: boost}, n prompts) -> {latent: per-trial first-attempt scores} from one mixed batch (calib_max_new_tokens, default the trials' budget).
 
     texts: generate the calibration trials' texts another way (the vllm backend); default the hf engine.
@@ -117,13 +141,22 @@ def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings,
         trials = [Trial("calibration", p, s, lat, boosts[lat]) for lat, p, s in rows]
         max_new_tokens = cfg.calib_max_new_tokens or cfg.max_new_tokens
         if texts is None:
-            gens = steerlab.generate(res.model, [t.prompt for t in trials], batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
-                                     max_new_tokens=max_new_tokens, temperature=cfg.temperature,
-                                     repetition_penalty=cfg.repetition_penalty, seed=[t.seed for t in trials], batch_size=cfg.batch_size)
+            gens = steerlab.generate(
+                res.model,
+                [t.prompt for t in trials],
+                batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
+                max_new_tokens=max_new_tokens,
+                temperature=cfg.temperature,
+                repetition_penalty=cfg.repetition_penalty,
+                seed=[t.seed for t in trials],
+                batch_size=cfg.batch_size,
+            )
             answers = [g.text for g in gens]
         else:
             answers = texts(trials)
-        grades = grade_requests(res.judge, [GradeRequest(t.prompt, a, res.label(t.latent)) for t, a in zip(trials, answers)])
+        grades = grade_requests(
+            res.judge, [GradeRequest(t.prompt, a, res.label(t.latent)) for t, a in zip(trials, answers)]
+        )
         out: dict[int, list[float]] = {lat: [] for lat in boosts}
         by_latent: dict[int, list[str]] = {lat: [] for lat in boosts}
         for t, g, answer in zip(trials, grades, answers):
@@ -138,15 +171,31 @@ def make_measure(res: Resources, cfg: EsrConfig, settings: CalibrationSettings,
 def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSettings) -> dict:
     """Everything that changes a threshold (the original keyed only on model + latent)."""
     return {
-        "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "judge": res.judge.judge_id,
-        "rubric": res.judge.rubric_version, "settings": settings.__dict__, "max_new_tokens": cfg.calib_max_new_tokens or cfg.max_new_tokens,
-        "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty, "steer_layer": cfg.steer_layer,
-        "prompts": stable_int(*res.prompts, modulo=10**12), "seed": cfg.seed, "version": 3,
+        "model": res.model.fingerprint(),
+        "sae": sae_fingerprint(res.sae),
+        "judge": res.judge.judge_id,
+        "rubric": res.judge.rubric_version,
+        "settings": settings.__dict__,
+        "max_new_tokens": cfg.calib_max_new_tokens or cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "repetition_penalty": cfg.repetition_penalty,
+        "steer_layer": cfg.steer_layer,
+        "prompts": stable_int(*res.prompts, modulo=10**12),
+        "seed": cfg.seed,
+        "version": 3,
     }
 
 
-def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_dir: Path, *, progress: bool = False,
-                       cache: ThresholdCache | None = None, vllm_runner=None) -> dict[int, Threshold]:
+def resolve_thresholds(
+    res: Resources,
+    cfg: EsrConfig,
+    latents: list[int],
+    run_dir: Path,
+    *,
+    progress: bool = False,
+    cache: ThresholdCache | None = None,
+    vllm_runner=None,
+) -> dict[int, Threshold]:
     """Cached thresholds, calibrating (all latents together) the ones missing; saved in the run dir.
 
     vllm_runner: calibrate through this esr.vllm_trials.VllmTrialRunner (keyed apart from hf thresholds).
@@ -165,11 +214,20 @@ def resolve_thresholds(res: Resources, cfg: EsrConfig, latents: list[int], run_d
         with progress_bar(progress) as bar:
             task = bar.add_task(f"calibrating {len(missing)} latents", total=settings.steps, info="")
             texts = None if vllm_runner is None else vllm_runner.calibration_texts
-            fresh = calibrate(missing, make_measure(res, cfg, settings, texts), settings, on_step=lambda s: bar.advance(task))
+            fresh = calibrate(
+                missing, make_measure(res, cfg, settings, texts), settings, on_step=lambda s: bar.advance(task)
+            )
         cache.put(key, list(fresh.values()))
         found.update(fresh)
-    _save(run_dir, "calibration.json", {"settings": settings.__dict__, "cached": len(latents) - len(missing),
-                                        "thresholds": {str(k): v.to_dict() for k, v in found.items()}})
+    _save(
+        run_dir,
+        "calibration.json",
+        {
+            "settings": settings.__dict__,
+            "cached": len(latents) - len(missing),
+            "thresholds": {str(k): v.to_dict() for k, v in found.items()},
+        },
+    )
     return found  # type: ignore[return-value]
 
 
@@ -184,25 +242,46 @@ def fluent_latents(latents: list[int], thresholds: dict[int, Threshold], cfg: Es
     rate = {lat: thresholds[lat].degenerate for lat in latents}
     keep = [lat for lat in latents if rate[lat] is None or rate[lat] <= cfg.max_degenerate]
     keep = keep if cfg.latents else keep[: cfg.n_latents]
-    _save(run_dir, "fluency.json", {"max_degenerate": cfg.max_degenerate, "kept": keep,
-                                    "dropped": [lat for lat in latents if lat not in keep],
-                                    "degenerate": {str(lat): rate[lat] for lat in latents},
-                                    "kinds": {str(lat): thresholds[lat].degenerate_kinds for lat in latents}})
+    _save(
+        run_dir,
+        "fluency.json",
+        {
+            "max_degenerate": cfg.max_degenerate,
+            "kept": keep,
+            "dropped": [lat for lat in latents if lat not in keep],
+            "degenerate": {str(lat): rate[lat] for lat in latents},
+            "kinds": {str(lat): thresholds[lat].degenerate_kinds for lat in latents},
+        },
+    )
     if not keep:
         worst = ", ".join(f"{lat}: {rate[lat]:.0%}" for lat in latents[:6])
-        raise SteerlabError(f"No latent stays fluent at its threshold (degenerate answers {worst}; the limit is "
-                            f"{cfg.max_degenerate:.0%}); pass other latents or raise --max-degenerate.")
+        raise SteerlabError(
+            f"No latent stays fluent at its threshold (degenerate answers {worst}; the limit is "
+            f"{cfg.max_degenerate:.0%}); pass other latents or raise --max-degenerate."
+        )
     return keep
 
 
 # --- stage 3: detectors --------------------------------------------------------------------------------
 def detectors_key(res: Resources, cfg: EsrConfig) -> str:
     """Everything that changes the discovered detectors, hashed (so every run with that setup shares them)."""
-    blob = {"model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae), "prompts": res.discovery, "seed": cfg.seed,
-            "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "repetition_penalty": cfg.repetition_penalty,
-            "n": cfg.n_detectors, "min_auc": cfg.detector_min_auc, "cut": cfg.detector_cut,
-            "answers": cfg.discovery_answers, "derangements": cfg.discovery_derangements, "rule": cfg.detector_rule,
-            "span": cfg.detector_span, "version": 4}
+    blob = {
+        "model": res.model.fingerprint(),
+        "sae": sae_fingerprint(res.sae),
+        "prompts": res.discovery,
+        "seed": cfg.seed,
+        "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "repetition_penalty": cfg.repetition_penalty,
+        "n": cfg.n_detectors,
+        "min_auc": cfg.detector_min_auc,
+        "cut": cfg.detector_cut,
+        "answers": cfg.discovery_answers,
+        "derangements": cfg.discovery_derangements,
+        "rule": cfg.detector_rule,
+        "span": cfg.detector_span,
+        "version": 4,
+    }
     return f"{stable_int(json.dumps(blob, sort_keys=True, default=str), modulo=16**12):012x}"
 
 
@@ -224,8 +303,14 @@ def resolve_detectors(res: Resources, cfg: EsrConfig, run_dir: Path, progress: b
     saved = _load(run_dir, "detectors.json")
     if saved is None:
         if cfg.detectors:
-            saved = {"detectors": list(cfg.detectors), "source": "given", "strict_rule": [], "n_eligible": len(cfg.detectors),
-                     "stats": {}, "labels": {str(i): res.label(i) for i in cfg.detectors}}
+            saved = {
+                "detectors": list(cfg.detectors),
+                "source": "given",
+                "strict_rule": [],
+                "n_eligible": len(cfg.detectors),
+                "stats": {},
+                "labels": {str(i): res.label(i) for i in cfg.detectors},
+            }
         else:
             saved = {**discovered_detectors(res, cfg, progress), "source": "discovered"}
         _save(run_dir, "detectors.json", saved)
@@ -245,17 +330,32 @@ def resolve_random_sets(res: Resources, cfg: EsrConfig, detectors: list[int], ru
         except ValueError as exc:
             raise SteerlabError(f"The random-latent control cannot be matched: {exc}; lower --sets.") from exc
         freq, mag = activity["frequency"], activity["mean_active"]
-        saved = {"sets": sets, "matched_on": "frequency and mean activation when firing, over discovery answer tokens",
-                 "frequencies": [[freq[i] for i in s] for s in sets], "magnitudes": [[mag[i] for i in s] for s in sets],
-                 "detector_frequencies": [freq[i] for i in detectors], "detector_magnitudes": [mag[i] for i in detectors]}
+        saved = {
+            "sets": sets,
+            "matched_on": "frequency and mean activation when firing, over discovery answer tokens",
+            "frequencies": [[freq[i] for i in s] for s in sets],
+            "magnitudes": [[mag[i] for i in s] for s in sets],
+            "detector_frequencies": [freq[i] for i in detectors],
+            "detector_magnitudes": [mag[i] for i in detectors],
+        }
         _save(run_dir, "random_sets.json", saved)
     return saved["sets"]
 
 
 # --- stage 4: trials -----------------------------------------------------------------------------------
-def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progress: bool = False, max_batches: int | None = None,
-                     ray_address: str | None = None, ray_workers: int | None = None, backend: str = "hf", loader=None,
-                     vllm_runner=None) -> int:
+def generate_pending(
+    store: RunStore,
+    res: Resources,
+    cfg: EsrConfig,
+    *,
+    progress: bool = False,
+    max_batches: int | None = None,
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
+    backend: str = "hf",
+    loader=None,
+    vllm_runner=None,
+) -> int:
     """Generate every trial without a generation, in mixed batches, each batch written as it finishes.
 
     ray_address: spread the batches over Ray actors ('local' starts a cluster here); backend: 'hf' or 'vllm'.
@@ -272,10 +372,13 @@ def generate_pending(store: RunStore, res: Resources, cfg: EsrConfig, *, progres
             from steerlab.distributed import ConfigLoader, RayOptions, generate_pending_ray
 
             if backend != "hf":
-                raise SteerlabError("The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself).")
+                raise SteerlabError(
+                    "The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself)."
+                )
             opts = RayOptions(address=ray_address, workers=ray_workers)
-            return generate_pending_ray(store, batches, cfg, loader or ConfigLoader(cfg), opts,
-                                        on_batch=lambda b, n: bar.advance(task, n))
+            return generate_pending_ray(
+                store, batches, cfg, loader or ConfigLoader(cfg), opts, on_batch=lambda b, n: bar.advance(task, n)
+            )
         if backend == "vllm":
             from steerlab.esr.vllm_trials import VllmTrialRunner
 
@@ -301,7 +404,9 @@ def grade_pending(store: RunStore, judge, *, chunk: int = 32, progress: bool = F
     return grade_run(store, judge, chunk=chunk, progress=progress, check=False).attempted
 
 
-def outcomes_by_condition(store: RunStore, judge_id: str, rubric: str, excluded: dict | None = None) -> dict[str, dict[tuple, Outcome]]:
+def outcomes_by_condition(
+    store: RunStore, judge_id: str, rubric: str, excluded: dict | None = None
+) -> dict[str, dict[tuple, Outcome]]:
     """condition -> {(latent, prompt_index, rep): Outcome} over trials with a successful, non-empty grade.
 
     Trials left out (no grade yet, a judge error, or no attempt at all) are counted into `excluded`.
@@ -317,7 +422,9 @@ def outcomes_by_condition(store: RunStore, judge_id: str, rubric: str, excluded:
             continue
         scores = [a["score"] for a in grade["attempts"]]
         key = (row["latent"], row["extra"].get("prompt_index"), row["extra"].get("rep", 0))
-        out.setdefault(row["condition"], {})[key] = Outcome(len(scores), scores[0], scores[-1], row["latent"], is_degraded(row["response"] or ""))
+        out.setdefault(row["condition"], {})[key] = Outcome(
+            len(scores), scores[0], scores[-1], row["latent"], is_degraded(row["response"] or "")
+        )
     return out
 
 
@@ -325,9 +432,13 @@ def summarize_run(store: RunStore, judge_id: str, rubric: str, *, n_boot: int = 
     """Per-condition metrics with CIs, paired comparisons against the steered condition, and ESR-threshold sensitivity."""
     excluded: dict = {}
     by_cond = outcomes_by_condition(store, judge_id, rubric, excluded)
-    metrics = {c: {k: v.to_dict() for k, v in summarize(list(o.values()), n_boot=n_boot).items()} for c, o in by_cond.items()}
-    sensitivity = {c: {str(d): summarize(list(o.values()), min_delta=d, n_boot=200)["esr_rate"].value for d in (0, 10, 25)}
-                   for c, o in by_cond.items()}
+    metrics = {
+        c: {k: v.to_dict() for k, v in summarize(list(o.values()), n_boot=n_boot).items()} for c, o in by_cond.items()
+    }
+    sensitivity = {
+        c: {str(d): summarize(list(o.values()), min_delta=d, n_boot=200)["esr_rate"].value for d in (0, 10, 25)}
+        for c, o in by_cond.items()
+    }
     comparisons = {}
     base = by_cond.get("steered")
     if base:
@@ -338,11 +449,22 @@ def summarize_run(store: RunStore, judge_id: str, rubric: str, *, n_boot: int = 
             comparisons[c] = {
                 "esr": paired_comparison(base, o, n_boot=n_boot),
                 "multi_attempt": paired_comparison(base, o, event=lambda x: x.multi, n_boot=n_boot),
-                "relative_reduction_pct": {k: relative_reduction(mb[k]["value"], mc[k]["value"]) for k in ("multi_attempt_rate", "esr_rate")},
-                "increase_factor": {k: increase_factor(mb[k]["value"], mc[k]["value"]) for k in ("multi_attempt_rate", "esr_rate")},
+                "relative_reduction_pct": {
+                    k: relative_reduction(mb[k]["value"], mc[k]["value"]) for k in ("multi_attempt_rate", "esr_rate")
+                },
+                "increase_factor": {
+                    k: increase_factor(mb[k]["value"], mc[k]["value"]) for k in ("multi_attempt_rate", "esr_rate")
+                },
             }
-    return {"judge": judge_id, "rubric": rubric, "metrics": metrics, "comparisons": comparisons, "esr_sensitivity": sensitivity,
-            "n_trials": {c: len(o) for c, o in by_cond.items()}, "excluded": excluded}
+    return {
+        "judge": judge_id,
+        "rubric": rubric,
+        "metrics": metrics,
+        "comparisons": comparisons,
+        "esr_sensitivity": sensitivity,
+        "n_trials": {c: len(o) for c, o in by_cond.items()},
+        "excluded": excluded,
+    }
 
 
 @dataclass
@@ -353,9 +475,18 @@ class RunResult:
     report: Path | None = None
 
 
-def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None, progress: bool = True,
-            max_batches: int | None = None, report: bool = True, ray_address: str | None = None,
-            ray_workers: int | None = None, backend: str = "hf") -> RunResult:
+def run_esr(
+    cfg: EsrConfig,
+    run_dir: str | Path,
+    *,
+    res: Resources | None = None,
+    progress: bool = True,
+    max_batches: int | None = None,
+    report: bool = True,
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
+    backend: str = "hf",
+) -> RunResult:
     """The whole ESR loop for one config; resumable (rerun with the same config to finish a killed run)."""
     run_dir = Path(run_dir).expanduser()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -364,7 +495,9 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
     if backend not in ("hf", "vllm"):
         raise SteerlabError(f"Unknown backend '{backend}'; choose hf or vllm.")
     if backend == "vllm" and ray_address is not None:
-        raise SteerlabError("The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself).")
+        raise SteerlabError(
+            "The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself)."
+        )
     res = res or load_resources(cfg, progress=progress)
     vllm_runner = None
     if backend == "vllm":
@@ -372,7 +505,9 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
         from steerlab.esr.vllm_trials import VllmTrialRunner
 
         require_vllm()
-        vllm_runner = VllmTrialRunner(cfg, res.model, res.sae)  # one engine for calibration and trials, started on first use
+        vllm_runner = VllmTrialRunner(
+            cfg, res.model, res.sae
+        )  # one engine for calibration and trials, started on first use
     seconds["load"] = time.perf_counter() - t0
     t = time.perf_counter()
     latents = resolve_latents(res, cfg, run_dir)
@@ -394,15 +529,35 @@ def run_esr(cfg: EsrConfig, run_dir: str | Path, *, res: Resources | None = None
         if "random" in kinds and detectors:
             random_sets = resolve_random_sets(res, cfg, detectors, run_dir)
         seconds["detectors"] = time.perf_counter() - t
-    trials = build_trials(cfg, res.prompts, res.labels, {k: v.threshold for k, v in thresholds.items()}, detectors, random_sets)
-    store = RunStore(run_dir, {"esr": cfg.to_dict(), "model": res.model.fingerprint(), "sae": sae_fingerprint(res.sae),
-                               "latents": latents, "thresholds": {str(k): v.threshold for k, v in thresholds.items()},
-                               "detectors": detectors, "random_sets": random_sets})
+    trials = build_trials(
+        cfg, res.prompts, res.labels, {k: v.threshold for k, v in thresholds.items()}, detectors, random_sets
+    )
+    store = RunStore(
+        run_dir,
+        {
+            "esr": cfg.to_dict(),
+            "model": res.model.fingerprint(),
+            "sae": sae_fingerprint(res.sae),
+            "latents": latents,
+            "thresholds": {str(k): v.threshold for k, v in thresholds.items()},
+            "detectors": detectors,
+            "random_sets": random_sets,
+        },
+    )
     try:
         store.add_trials(trials)
         t = time.perf_counter()
-        generate_pending(store, res, cfg, progress=progress, max_batches=max_batches, ray_address=ray_address,
-                         ray_workers=ray_workers, backend=backend, vllm_runner=vllm_runner)
+        generate_pending(
+            store,
+            res,
+            cfg,
+            progress=progress,
+            max_batches=max_batches,
+            ray_address=ray_address,
+            ray_workers=ray_workers,
+            backend=backend,
+            vllm_runner=vllm_runner,
+        )
         seconds["generation"] = time.perf_counter() - t
         t = time.perf_counter()
         grade_pending(store, res.judge, progress=progress)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Callable, Sequence
 
 import torch
-from typing import Callable, Sequence
 
 from steerlab.errors import SteerlabError
 from steerlab.esr.readout import max_over_span, readout
@@ -46,11 +46,13 @@ CONCRETENESS_SYSTEM = "You analyse labels of language-model features. Reply with
 CONCRETENESS_USER = (
     "Rate how concrete each feature label below is, from 0 (very abstract or general) to 100 (very concrete, a specific "
     "topic, object or domain). Labels about conversational style or the assistant's behaviour are abstract: rate them low. "
-    "Reply with a JSON list with one object per label, in the same order: {{\"index\": <position>, \"rating\": <0-100>}}.\n\nLabels:\n{labels}"
+    'Reply with a JSON list with one object per label, in the same order: {{"index": <position>, "rating": <0-100>}}.\n\nLabels:\n{labels}'
 )
 
 
-def llm_concreteness(complete: Callable[[str, str], str], labels: Sequence[str], batch: int = 50, tries: int = 3) -> list[float]:
+def llm_concreteness(
+    complete: Callable[[str, str], str], labels: Sequence[str], batch: int = 50, tries: int = 3
+) -> list[float]:
     """0-100 concreteness per label from an LLM (complete(system, user) -> text), matched by position, not by string.
 
     A reply that does not parse or misses a label is retried; after `tries` it is an error (never a silent 0).
@@ -65,7 +67,7 @@ def llm_concreteness(complete: Callable[[str, str], str], labels: Sequence[str],
             reply = complete(CONCRETENESS_SYSTEM, CONCRETENESS_USER.format(labels=listing))
             text = reply.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
             try:
-                items = json.loads(text[text.index("["): text.rindex("]") + 1])
+                items = json.loads(text[text.index("[") : text.rindex("]") + 1])
                 ratings = {int(it["index"]): float(it["rating"]) for it in items}
                 if set(ratings) >= set(range(len(part))):
                     out += [min(100.0, max(0.0, ratings[i])) for i in range(len(part))]
@@ -73,7 +75,9 @@ def llm_concreteness(complete: Callable[[str, str], str], labels: Sequence[str],
             except (ValueError, KeyError, TypeError):
                 pass
         else:
-            raise SteerlabError(f"The concreteness grader gave no usable rating for labels {start}-{start + len(part) - 1} after {tries} tries.")
+            raise SteerlabError(
+                f"The concreteness grader gave no usable rating for labels {start}-{start + len(part) - 1} after {tries} tries."
+            )
     return out
 
 
@@ -84,8 +88,16 @@ def prompt_peaks(res: Resources, batch_size: int = 16) -> torch.Tensor:
     return max_over_span(acts, [0] * len(acts)).max(0).values
 
 
-def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: float = 65.0,
-                   rater: Callable[[str, str], str] | None = None, multiplier: int = 3, min_coherence: float | None = None) -> dict:
+def select_latents(
+    res: Resources,
+    n: int,
+    *,
+    seed: int = 0,
+    min_concreteness: float = 65.0,
+    rater: Callable[[str, str], str] | None = None,
+    multiplier: int = 3,
+    min_coherence: float | None = None,
+) -> dict:
     """Sample n latents (seeded); returns {'latents': [...], 'rejected': {reason: count}, 'candidates': k}.
 
     rater: an LLM `complete(system, user)`; when given, label concreteness is LLM-rated (candidates
@@ -113,8 +125,11 @@ def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: f
         if rater is not None and label is not None and lat not in llm_scores:
             chunk = [x for x in pool[seen - 1 : seen - 1 + multiplier * n] if x in res.labels]
             llm_scores.update(zip(chunk, llm_concreteness(rater, [res.labels[x] for x in chunk])))
-        score = llm_scores[lat] if rater is not None and label is not None else (
-            offline_concreteness(label, freq) if label is not None else None)
+        score = (
+            llm_scores[lat]
+            if rater is not None and label is not None
+            else (offline_concreteness(label, freq) if label is not None else None)
+        )
         if score is not None and (score < min_concreteness or (freq is not None and freq <= 0)):
             rejected["not_concrete"] += 1
         elif concepts is not None and (concepts.score(lat) is None or concepts.score(lat) < min_coherence):
@@ -123,8 +138,20 @@ def select_latents(res: Resources, n: int, *, seed: int = 0, min_concreteness: f
             rejected["fires_on_prompts"] += 1
         else:
             chosen.append(lat)
-    rule = ("LLM-rated" if rater is not None else "offline label rule") if res.labels else "skipped: the SAE has no labels"
-    evidence = f"concept coherence >= {min_coherence:g} (packaged embedder)" if concepts is not None else "none (the SAE ships no contexts.json)"
-    return {"latents": chosen, "rejected": rejected, "candidates": seen, "concreteness": rule, "concept_evidence": evidence,
-            "coherence": {str(lat): concepts.score(lat) for lat in chosen} if concepts is not None else {},
-            "coherence_chance": getattr(concepts, "chance", None)}
+    rule = (
+        ("LLM-rated" if rater is not None else "offline label rule") if res.labels else "skipped: the SAE has no labels"
+    )
+    evidence = (
+        f"concept coherence >= {min_coherence:g} (packaged embedder)"
+        if concepts is not None
+        else "none (the SAE ships no contexts.json)"
+    )
+    return {
+        "latents": chosen,
+        "rejected": rejected,
+        "candidates": seen,
+        "concreteness": rule,
+        "concept_evidence": evidence,
+        "coherence": {str(lat): concepts.score(lat) for lat in chosen} if concepts is not None else {},
+        "coherence_chance": getattr(concepts, "chance", None),
+    }

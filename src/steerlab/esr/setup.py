@@ -90,21 +90,35 @@ def make_judge_for(cfg: EsrConfig) -> Judge:
     """The configured judge (its check runs before any generation)."""
     from steerlab.judges import make_judge
 
-    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_base_url, rubric=cfg.rubric, anchors=cfg.judge_anchors or None,
-                       temperature=cfg.judge_temperature)
+    judge = make_judge(
+        cfg.judge,
+        cfg.judge_model,
+        cfg.judge_base_url,
+        rubric=cfg.rubric,
+        anchors=cfg.judge_anchors or None,
+        temperature=cfg.judge_temperature,
+    )
     judge.check()
     return judge
 
 
-def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | None = None, judge: Judge | None = None,
-                   progress: bool = True) -> Resources:
+def load_resources(
+    cfg: EsrConfig,
+    *,
+    model: Model | None = None,
+    sae: Sae | None = None,
+    judge: Judge | None = None,
+    progress: bool = True,
+) -> Resources:
     """Everything a run needs; pass model/sae/judge to reuse loaded ones (tests, the demo)."""
     import steerlab
 
     prompts = load_prompts(cfg.prompts_file, EVAL_PROMPTS)
     discovery = load_prompts(cfg.discovery_file, DISCOVERY_PROMPTS)
     if cfg.prompts_per_latent > len(prompts):
-        raise SteerlabError(f"prompts_per_latent ({cfg.prompts_per_latent}) exceeds the {len(prompts)} prompts available.")
+        raise SteerlabError(
+            f"prompts_per_latent ({cfg.prompts_per_latent}) exceeds the {len(prompts)} prompts available."
+        )
     model = model or steerlab.load(cfg.model, dtype=cfg.dtype, device=cfg.device)
     labels: dict[int, str] = {}
     freqs = None
@@ -123,9 +137,13 @@ def load_resources(cfg: EsrConfig, *, model: Model | None = None, sae: Sae | Non
     if bad:
         raise SteerlabError(f"Detector id {bad[0]} is out of range: this SAE has latents 0 to {sae.d_sae - 1}.")
     if cfg.steer_layer is not None and not 0 <= cfg.steer_layer < model.arch.n_layers:
-        raise SteerlabError(f"Steering layer {cfg.steer_layer} is out of range: the model has layers 0 to {model.arch.n_layers - 1}.")
+        raise SteerlabError(
+            f"Steering layer {cfg.steer_layer} is out of range: the model has layers 0 to {model.arch.n_layers - 1}."
+        )
     judge = judge or make_judge_for(cfg)
-    return Resources(model, sae, labels, freqs, judge, prompts, discovery, load_concepts(cfg) if sae_given is None else None)
+    return Resources(
+        model, sae, labels, freqs, judge, prompts, discovery, load_concepts(cfg) if sae_given is None else None
+    )
 
 
 def run_path(run_dir: str | Path) -> Path:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-import torch
-
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.readout import readout
 from steerlab.esr.setup import Resources
 from steerlab.esr.trials import batch_interventions
 from steerlab.judges.restarts import restart_positions
-from steerlab.store import RunStore, Trial
+from steerlab.store import RunStore
 
 
 def char_to_token(model, token_ids: Sequence[int], char_pos: int) -> int:
@@ -29,8 +27,16 @@ def char_to_token(model, token_ids: Sequence[int], char_pos: int) -> int:
     return len(token_ids) - 1
 
 
-def collect_traces(store: RunStore, res: Resources, cfg: EsrConfig, detectors: Sequence[int], *, steered: bool = True,
-                   condition: str = "steered", limit: int = 24) -> dict:
+def collect_traces(
+    store: RunStore,
+    res: Resources,
+    cfg: EsrConfig,
+    detectors: Sequence[int],
+    *,
+    steered: bool = True,
+    condition: str = "steered",
+    limit: int = 24,
+) -> dict:
     """Traces of multi-attempt episodes of one condition, plus mean detector activity on baseline answers."""
     if not detectors:
         return {"episodes": [], "note": "no detectors in this run", "stats": episode_stats([], [])}
@@ -61,27 +67,43 @@ def collect_traces(store: RunStore, res: Resources, cfg: EsrConfig, detectors: S
             rtok = char_to_token(res.model, ids, rchar) if rchar is not None else None
             before = float(series[:rtok].mean()) if rtok else None
             after = float(series[rtok:].mean()) if rtok is not None and rtok < len(series) else None
-            out_eps.append({"latent": t.latent, "prompt": t.prompt, "seed": t.seed, "scores": [x.score for x in g.attempts],
-                            "restart_token": rtok, "detector_sum": [round(float(x), 5) for x in series],
-                            "before": before, "after": after})
+            out_eps.append(
+                {
+                    "latent": t.latent,
+                    "prompt": t.prompt,
+                    "seed": t.seed,
+                    "scores": [x.score for x in g.attempts],
+                    "restart_token": rtok,
+                    "detector_sum": [round(float(x), 5) for x in series],
+                    "before": before,
+                    "after": after,
+                }
+            )
     base_means = []
     if baseline:
-        acts = readout(res.model, [res.model.encode(t.prompt) + ids for t, ids in baseline], res.sae, latents=list(detectors))
-        base_means = [float(a[-len(ids):].sum(1).mean()) for a, (t, ids) in zip(acts, baseline)]
+        acts = readout(
+            res.model, [res.model.encode(t.prompt) + ids for t, ids in baseline], res.sae, latents=list(detectors)
+        )
+        base_means = [float(a[-len(ids) :].sum(1).mean()) for a, (t, ids) in zip(acts, baseline)]
     return {"episodes": out_eps, "steered_readout": steered, "stats": episode_stats(out_eps, base_means)}
 
 
 def episode_stats(episodes: list[dict], baseline_means: list[float]) -> dict:
     """Before- vs after-restart detector activity (paired, one-sided Wilcoxon) and the unsteered baseline level."""
     pairs = [(e["before"], e["after"]) for e in episodes if e["before"] is not None and e["after"] is not None]
-    out: dict = {"n_episodes": len(episodes), "n_paired": len(pairs),
-                 "baseline_mean": sum(baseline_means) / len(baseline_means) if baseline_means else None,
-                 "n_baseline": len(baseline_means)}
+    out: dict = {
+        "n_episodes": len(episodes),
+        "n_paired": len(pairs),
+        "baseline_mean": sum(baseline_means) / len(baseline_means) if baseline_means else None,
+        "n_baseline": len(baseline_means),
+    }
     if pairs:
         out["before_mean"] = sum(b for b, _ in pairs) / len(pairs)
         out["after_mean"] = sum(a for _, a in pairs) / len(pairs)
     if len(pairs) >= 2 and any(b != a for b, a in pairs):
         from scipy.stats import wilcoxon
 
-        out["wilcoxon_p_before_gt_after"] = float(wilcoxon([b for b, _ in pairs], [a for _, a in pairs], alternative="greater").pvalue)
+        out["wilcoxon_p_before_gt_after"] = float(
+            wilcoxon([b for b, _ in pairs], [a for _, a in pairs], alternative="greater").pvalue
+        )
     return out

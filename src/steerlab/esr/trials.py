@@ -38,8 +38,14 @@ def boost_strengths(thresholds: dict[int, float], levels: Sequence[float]) -> di
     return {lvl: round(max(0.0, mu + lvl * sigma), 4) for lvl in levels}
 
 
-def build_trials(cfg: EsrConfig, prompts: Sequence[str], labels: dict[int, str], thresholds: dict[int, float],
-                 detectors: Sequence[int] = (), random_sets: Sequence[Sequence[int]] = ()) -> list[Trial]:
+def build_trials(
+    cfg: EsrConfig,
+    prompts: Sequence[str],
+    labels: dict[int, str],
+    thresholds: dict[int, float],
+    detectors: Sequence[int] = (),
+    random_sets: Sequence[Sequence[int]] = (),
+) -> list[Trial]:
     """Every trial of every configured condition, in a fixed order (latent, prompt, seed, condition)."""
     boosts = boost_strengths(thresholds, cfg.boost_levels) if any(c.startswith("boost") for c in cfg.conditions) else {}
     scales = cfg.scale_levels
@@ -60,16 +66,40 @@ def build_trials(cfg: EsrConfig, prompts: Sequence[str], labels: dict[int, str],
                     elif kind == "meta":
                         out.append(Trial(cond, meta_prompt(arg, task, label), seed, latent, thr, label, extra))
                     elif kind == "ablate" and detectors:
-                        out.append(Trial("ablate", task, seed, latent, thr, label, {**extra, "ablate": list(detectors)}))
+                        out.append(
+                            Trial("ablate", task, seed, latent, thr, label, {**extra, "ablate": list(detectors)})
+                        )
                     elif kind == "random":
                         for i, latents in enumerate(random_sets):
-                            out.append(Trial(f"random:{i}", task, seed, latent, thr, label, {**extra, "ablate": list(latents)}))
+                            out.append(
+                                Trial(f"random:{i}", task, seed, latent, thr, label, {**extra, "ablate": list(latents)})
+                            )
                     elif kind == "scale":  # per-latent multiples of each latent's own threshold
                         for mult in scales:
-                            out.append(Trial(f"scale:{mult:g}", task, seed, latent, round(thr * mult, 4), label, {**extra, "multiple": mult, "threshold": thr}))
+                            out.append(
+                                Trial(
+                                    f"scale:{mult:g}",
+                                    task,
+                                    seed,
+                                    latent,
+                                    round(thr * mult, 4),
+                                    label,
+                                    {**extra, "multiple": mult, "threshold": thr},
+                                )
+                            )
                     elif kind == "boost":
                         for lvl, b in boosts.items():
-                            out.append(Trial(f"boost:{lvl:+g}", task, seed, latent, b, label, {**extra, "level": lvl, "threshold": thr}))
+                            out.append(
+                                Trial(
+                                    f"boost:{lvl:+g}",
+                                    task,
+                                    seed,
+                                    latent,
+                                    b,
+                                    label,
+                                    {**extra, "level": lvl, "threshold": thr},
+                                )
+                            )
     return out
 
 
@@ -82,7 +112,9 @@ def sae_at_layer(sae: Sae, layer: int | None) -> Sae:
     return moved
 
 
-def batch_interventions(trials: Sequence[Trial], sae: Sae, steer_layer: int | None, ablation_sae: Sae) -> list[Intervention]:
+def batch_interventions(
+    trials: Sequence[Trial], sae: Sae, steer_layer: int | None, ablation_sae: Sae
+) -> list[Intervention]:
     """One batched SteerLatent (each row its own latent and strength; 0 = unsteered) plus per-row zero-clamps."""
     latents = torch.tensor([t.latent if t.latent is not None else 0 for t in trials], dtype=torch.long)
     strengths = torch.tensor([t.strength or 0.0 for t in trials], dtype=torch.float32)

@@ -14,6 +14,16 @@ from steerlab.interventions.specs import (
 )
 
 __all__ = [
-    "AblateLatents", "AddVector", "ClampLatents", "Intervention", "MaskUnits", "Record", "SteerLatent",
-    "Session", "Span", "apply", "batch_per_row", "from_dict",
+    "AblateLatents",
+    "AddVector",
+    "ClampLatents",
+    "Intervention",
+    "MaskUnits",
+    "Record",
+    "SteerLatent",
+    "Session",
+    "Span",
+    "apply",
+    "batch_per_row",
+    "from_dict",
 ]

@@ -75,7 +75,9 @@ class Session:
         self.ctx = StepContext()
         self.batch_size = _common_batch_size(interventions)
         self.sites: dict[tuple[int, str], _SiteOps] = defaultdict(_SiteOps)
-        self._recorded: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+        self._recorded: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]] = (
+            defaultdict(list)
+        )
         self._row_ids: torch.Tensor | None = None  # original row of each current row, once rows were dropped
         self._record_names: list[str] = []
         self._pending_clamps: dict[tuple[int, object], list[ClampLatents]] = defaultdict(list)
@@ -111,7 +113,9 @@ class Session:
             arch.check_layer(iv.layer)
             n = arch.n_units(iv.kind)
             if iv.mask.shape[-1] != n:
-                raise SteerlabError(f"The {iv.kind} mask has {iv.mask.shape[-1]} entries but layer {iv.layer} has {n} {iv.kind}s.")
+                raise SteerlabError(
+                    f"The {iv.kind} mask has {iv.mask.shape[-1]} entries but layer {iv.layer} has {n} {iv.kind}s."
+                )
             mask = iv.mask.to(device=device)
             fill = None if iv.fill is None else iv.fill.to(device=device)
             self.sites[(iv.layer, iv.kind)].masks.append((iv.positions, mask, fill))
@@ -173,7 +177,6 @@ class Session:
             self._recorded[rec.name].append((value, where, self.ctx.token_positions, self._row_ids))
 
     def _hook_for(self, key: tuple[int, str], kind: str):
-        site = key[1]
         if kind == "pre":
 
             def pre_hook(module, args, kwargs):
@@ -221,8 +224,15 @@ class Session:
         """Every row gets the same edit at the same absolute position: no per-row field, no prompt-end span."""
         if self.batch_size is not None:
             return False
-        positions = [p for ops in self.sites.values()
-                     for p in [*(m[0] for m in ops.masks), *(op.positions for op in ops.clamps), *(q for q, _ in ops.adds.values())]]
+        positions = [
+            p
+            for ops in self.sites.values()
+            for p in [
+                *(m[0] for m in ops.masks),
+                *(op.positions for op in ops.clamps),
+                *(q for q, _ in ops.adds.values()),
+            ]
+        ]
         return not any(isinstance(p, Span) and p.anchor == "prompt_end" for p in positions)
 
     def first_hooked_layer(self) -> int | None:
@@ -289,12 +299,20 @@ def _common_batch_size(interventions: Sequence[Intervention]) -> int | None:
 
 def _apply_mask(hidden, mask, fill, where, kind, arch) -> torch.Tensor:
     mask = mask if mask.ndim == 2 else mask.unsqueeze(0)  # [B or 1, n]
-    mask = torch.where(where.unsqueeze(-1), mask.unsqueeze(1).to(hidden.dtype), torch.ones((), dtype=hidden.dtype, device=hidden.device))
+    mask = torch.where(
+        where.unsqueeze(-1),
+        mask.unsqueeze(1).to(hidden.dtype),
+        torch.ones((), dtype=hidden.dtype, device=hidden.device),
+    )
     if kind == "head":
         b, t, _ = hidden.shape
         heads = hidden.view(b, t, arch.n_heads, arch.head_dim)
         gate = mask.unsqueeze(-1)  # [B, T, H, 1]
-        out = heads * gate if fill is None else heads * gate + (1 - gate) * fill.reshape(arch.n_heads, -1).to(hidden.dtype)
+        out = (
+            heads * gate
+            if fill is None
+            else heads * gate + (1 - gate) * fill.reshape(arch.n_heads, -1).to(hidden.dtype)
+        )
         return out.reshape(b, t, -1)
     return hidden * mask if fill is None else hidden * mask + (1 - mask) * fill.to(hidden.dtype)
 
@@ -328,6 +346,8 @@ def batch_per_row(per_row: Sequence[Sequence[Intervention]]) -> list[Interventio
                 records.setdefault(iv.name, iv)
                 continue
             if iv.batch_size not in (None, batch):
-                raise SteerlabError("An intervention in a per-row list has its own batch dimension; give it one row's values.")
+                raise SteerlabError(
+                    "An intervention in a per-row list has its own batch dimension; give it one row's values."
+                )
             merged.append(iv.expand_to_row(row, batch))
     return merged + list(records.values())

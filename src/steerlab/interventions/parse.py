@@ -25,7 +25,20 @@ from steerlab.models.arch import SITES
 from steerlab.models.loading import Model
 from steerlab.sae.core import Sae
 
-_KEYS = {"vector", "layer", "site", "strength", "positions", "sae", "latent", "ablate", "clamp", "value", "mask", "units"}
+_KEYS = {
+    "vector",
+    "layer",
+    "site",
+    "strength",
+    "positions",
+    "sae",
+    "latent",
+    "ablate",
+    "clamp",
+    "value",
+    "mask",
+    "units",
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,9 @@ def _number(spec: str, key: str, value: str, cast=float):
     try:
         number = cast(value)
     except ValueError:
-        raise SteerlabError(f"In --steer '{spec}', {key}={value} is not a {'number' if cast is float else 'whole number'}.") from None
+        raise SteerlabError(
+            f"In --steer '{spec}', {key}={value} is not a {'number' if cast is float else 'whole number'}."
+        ) from None
     if cast is float and not math.isfinite(number):
         raise SteerlabError(f"In --steer '{spec}', {key}={value} is not a finite number.")
     return number
@@ -66,17 +81,23 @@ def parse_steer(text: str) -> SteerSpec:
     fields: dict[str, str] = {}
     for part in text.split(","):
         if "=" not in part:
-            raise SteerlabError(f"Malformed --steer '{text}': '{part}' is not key=value (e.g. vector=joy.safetensors,strength=4).")
+            raise SteerlabError(
+                f"Malformed --steer '{text}': '{part}' is not key=value (e.g. vector=joy.safetensors,strength=4)."
+            )
         key, value = (s.strip() for s in part.split("=", 1))
         if key not in _KEYS:
-            raise SteerlabError(f"Malformed --steer '{text}': unknown key '{key}'; known keys: {', '.join(sorted(_KEYS))}.")
+            raise SteerlabError(
+                f"Malformed --steer '{text}': unknown key '{key}'; known keys: {', '.join(sorted(_KEYS))}."
+            )
         if not value:
             raise SteerlabError(f"Malformed --steer '{text}': '{key}' has no value.")
         fields[key] = value
     spec = SteerSpec(text, fields)
     kinds = [k for k in ("vector", "latent", "ablate", "clamp", "mask") if k in fields]
     if len(kinds) != 1:
-        raise SteerlabError(f"Malformed --steer '{text}': give exactly one of vector=, latent=, ablate=, clamp= or mask=.")
+        raise SteerlabError(
+            f"Malformed --steer '{text}': give exactly one of vector=, latent=, ablate=, clamp= or mask=."
+        )
     if kinds[0] in ("latent", "ablate", "clamp") and "sae" not in fields:
         raise SteerlabError(f"Malformed --steer '{text}': {kinds[0]}= needs sae=PATH.")
     if kinds[0] == "mask" and ("layer" not in fields or "units" not in fields):
@@ -93,7 +114,9 @@ def parse_steer(text: str) -> SteerSpec:
         if key in fields:
             _id_list(text, key, fields[key])
     if "site" in fields and fields["site"] not in SITES:
-        raise SteerlabError(f"Malformed --steer '{text}': unknown site '{fields['site']}'; choose one of {', '.join(SITES)}.")
+        raise SteerlabError(
+            f"Malformed --steer '{text}': unknown site '{fields['site']}'; choose one of {', '.join(SITES)}."
+        )
     if "positions" in fields:
         check_positions(fields["positions"])
     for key in ("vector", "sae"):
@@ -119,14 +142,18 @@ def build_intervention(spec: SteerSpec, model: Model, load_sae: Callable[[str], 
         layer = int(f["layer"]) if "layer" in f else cv.layer
         if layer < 0:
             raise SteerlabError(f"Vector file {f['vector']} names no layer; add layer= to --steer '{spec.text}'.")
-        return AddVector(layer, cv.vector, strength, site=f.get("site", cv.site), positions=positions, label=Path(f["vector"]).stem)
+        return AddVector(
+            layer, cv.vector, strength, site=f.get("site", cv.site), positions=positions, label=Path(f["vector"]).stem
+        )
     if spec.kind == "mask":
         layer = model.arch.check_layer(int(f["layer"]))
         n = model.arch.n_units(f["mask"])
         mask = torch.ones(n)
         for unit in _id_list(spec.text, "units", f["units"]):
             if not 0 <= unit < n:
-                raise SteerlabError(f"In --steer '{spec.text}', {f['mask']} {unit} is out of range: layer {layer} has {n}.")
+                raise SteerlabError(
+                    f"In --steer '{spec.text}', {f['mask']} {unit} is out of range: layer {layer} has {n}."
+                )
             mask[unit] = 0.0
         return MaskUnits(layer, f["mask"], mask, positions=positions)
     if load_sae is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
 import torch
@@ -72,7 +72,9 @@ class Intervention:
             elif isinstance(value, Sae):  # what the SAE is (its weights), not only where it came from
                 digest.update(f"{value.source}:{value.content_digest()}".encode())
             else:
-                digest.update(json.dumps(positions_to_json(value) if f.name == "positions" else value, default=str).encode())
+                digest.update(
+                    json.dumps(positions_to_json(value) if f.name == "positions" else value, default=str).encode()
+                )
         return digest.hexdigest()[:16]
 
     @property

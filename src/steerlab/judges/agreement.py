@@ -35,10 +35,14 @@ def agreement(a: Sequence[Grade], b: Sequence[Grade]) -> dict[str, float | int |
         "spearman_first": corr(stats.spearmanr),
         "mean_first_a": sum(first_a) / len(first_a) if first_a else None,
         "mean_first_b": sum(first_b) / len(first_b) if first_b else None,
-        "multi_attempt_agreement": (sum((x.n_attempts > 1) == (y.n_attempts > 1) for x, y in pairs) / len(pairs)) if pairs else None,
+        "multi_attempt_agreement": (sum((x.n_attempts > 1) == (y.n_attempts > 1) for x, y in pairs) / len(pairs))
+        if pairs
+        else None,
         "n_both_multi": len(both_multi),
         "direction_agreement": (
-            sum(((x.last_score - x.first_score) > 0) == ((y.last_score - y.first_score) > 0) for x, y in both_multi) / len(both_multi)
-            if both_multi else None
+            sum(((x.last_score - x.first_score) > 0) == ((y.last_score - y.first_score) > 0) for x, y in both_multi)
+            / len(both_multi)
+            if both_multi
+            else None
         ),
     }

@@ -59,8 +59,10 @@ class ChatBackend:
             return None
         key = os.environ.get(self.api_key_env)
         if key and self.base_url.lower().startswith("http://") and not is_loopback_url(self.base_url):
-            raise SteerlabError(f"Refusing to send the key in ${self.api_key_env} over plain HTTP to {_host(self.base_url)}; "
-                                "use an https:// judge URL (plain http is fine on loopback only).")
+            raise SteerlabError(
+                f"Refusing to send the key in ${self.api_key_env} over plain HTTP to {_host(self.base_url)}; "
+                "use an https:// judge URL (plain http is fine on loopback only)."
+            )
         return key
 
     @property
@@ -71,13 +73,21 @@ class ChatBackend:
 
     def config(self) -> dict[str, Any]:
         return {
-            "backend": self.kind, "model": self.model, "base_url": self.base_url, "api_key_env": self.api_key_env,
-            "temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout,
-            "max_retries": self.retry.max_retries, "rate_per_s": self.rate_per_s,
+            "backend": self.kind,
+            "model": self.model,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "timeout": self.timeout,
+            "max_retries": self.retry.max_retries,
+            "rate_per_s": self.rate_per_s,
         }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+        return (
+            f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+        )
 
     def complete(self, system: str, user: str) -> str:
         raise NotImplementedError
@@ -102,7 +112,9 @@ class ChatBackend:
         names = served_models(data)
         if names and self.model not in names:
             shown = ", ".join(sorted(names)[:8])
-            raise SteerlabError(f"The judge server at {self.base_url} does not serve model '{self.model}'; it serves: {shown}.")
+            raise SteerlabError(
+                f"The judge server at {self.base_url} does not serve model '{self.model}'; it serves: {shown}."
+            )
 
 
 class OpenAIBackend(ChatBackend):
@@ -121,8 +133,14 @@ class OpenAIBackend(ChatBackend):
             if not self._key():
                 raise SteerlabError(f"The OpenAI judge needs an API key; set ${self.api_key_env}.")
             if not re.search(r"\d{4}-\d{2}-\d{2}$", self.model):
-                raise SteerlabError(f"'{self.model}' is a floating alias; pin a dated snapshot such as gpt-4o-mini-2024-07-18 so grades stay reproducible.")
-        self._preflight(f"{self.base_url}/models", self._headers(), lambda d: {m.get("id") for m in d.get("data", []) if isinstance(m, dict)})
+                raise SteerlabError(
+                    f"'{self.model}' is a floating alias; pin a dated snapshot such as gpt-4o-mini-2024-07-18 so grades stay reproducible."
+                )
+        self._preflight(
+            f"{self.base_url}/models",
+            self._headers(),
+            lambda d: {m.get("id") for m in d.get("data", []) if isinstance(m, dict)},
+        )
 
     def complete(self, system: str, user: str) -> str:
         body = {
@@ -134,7 +152,8 @@ class OpenAIBackend(ChatBackend):
             body["temperature"] = self.temperature
         data = call_with_retries(
             lambda: request_json("POST", f"{self.base_url}/chat/completions", self._headers(), body, self.timeout),
-            self.retry, self.limiter,
+            self.retry,
+            self.limiter,
         )
         try:
             content = data["choices"][0]["message"]["content"]
@@ -160,7 +179,9 @@ class AnthropicBackend(ChatBackend):
 
     def check(self) -> None:
         if not re.search(r"\d{8}$", self.model):
-            raise SteerlabError(f"'{self.model}' is a floating alias; pin a dated model id such as claude-haiku-4-5-20251001 so grades stay reproducible.")
+            raise SteerlabError(
+                f"'{self.model}' is a floating alias; pin a dated model id such as claude-haiku-4-5-20251001 so grades stay reproducible."
+            )
         if not self._key():
             raise SteerlabError(f"The Anthropic judge needs an API key; set ${self.api_key_env}.")
         self._preflight(f"{self.base_url}/v1/models", self._headers(), lambda d: set())
@@ -176,7 +197,8 @@ class AnthropicBackend(ChatBackend):
             body["temperature"] = self.temperature
         data = call_with_retries(
             lambda: request_json("POST", f"{self.base_url}/v1/messages", self._headers(), body, self.timeout),
-            self.retry, self.limiter,
+            self.retry,
+            self.limiter,
         )
         try:
             return "".join(part.get("text", "") for part in data["content"] if part.get("type") == "text")

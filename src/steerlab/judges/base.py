@@ -50,7 +50,9 @@ class BaseJudge:
         out: list[Grade | None] = [None] * len(items)
         with progress_bar(progress) as bar, ThreadPoolExecutor(max(1, self.concurrency)) as pool:
             task = bar.add_task(f"grading ({self.judge_id})", total=len(items), info="")
-            futures = {pool.submit(self.grade, it.prompt, it.response, it.steering_label): i for i, it in enumerate(items)}
+            futures = {
+                pool.submit(self.grade, it.prompt, it.response, it.steering_label): i for i, it in enumerate(items)
+            }
             for future in futures:
                 out[futures[future]] = future.result()
                 bar.advance(task)

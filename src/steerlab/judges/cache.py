@@ -50,7 +50,9 @@ class GradeCache:
         if not grade.ok:
             return
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO grades (key, grade) VALUES (?, ?)", (key, json.dumps(grade.to_dict())))
+            self._db.execute(
+                "INSERT OR REPLACE INTO grades (key, grade) VALUES (?, ?)", (key, json.dumps(grade.to_dict()))
+            )
 
     def __len__(self) -> int:
         with self._lock:

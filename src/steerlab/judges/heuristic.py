@@ -59,7 +59,7 @@ def cut_attempts(text: str, phrase_cuts: Sequence[int], probe_cuts: Sequence[tup
         elif marks[a] is None:
             body = strip_restart(piece)
         else:
-            body = text[marks[a]:b].strip()
+            body = text[marks[a] : b].strip()
         pieces.append([piece, body])
     out: list[tuple[str, str]] = []
     carry = ""
@@ -76,7 +76,14 @@ def cut_attempts(text: str, phrase_cuts: Sequence[int], probe_cuts: Sequence[tup
 class HeuristicJudge(BaseJudge):
     """Splits attempts at restarts (phrase list, plus the restart probe) and scores each by relevance to the prompt."""
 
-    def __init__(self, embedder: Embedder | None = None, low: float = LOW, high: float = HIGH, restarts: str = "probe", probe=None):
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        low: float = LOW,
+        high: float = HIGH,
+        restarts: str = "probe",
+        probe=None,
+    ):
         if restarts not in RESTART_MODES:
             raise SteerlabError(f"Unknown restart mode '{restarts}'; choose one of: {', '.join(RESTART_MODES)}.")
         self._embedder = embedder
@@ -133,8 +140,12 @@ class HeuristicJudge(BaseJudge):
                 split.append(cut_attempts(it.response, [s for s, _ in restart_positions(it.response)], probe_cuts))
                 wholes.append(f.whole)
         # Single attempts equal to the whole response reuse its vector from the fragment pass.
-        todo = [(i, body) for i, atts in enumerate(split) for k, (text, body) in enumerate(atts)
-                if wholes is None or len(atts) > 1 or body != items[i].response.strip()]
+        todo = [
+            (i, body)
+            for i, atts in enumerate(split)
+            for k, (text, body) in enumerate(atts)
+            if wholes is None or len(atts) > 1 or body != items[i].response.strip()
+        ]
         scores = iter(self._score(todo, prompt_vecs))
         out = []
         for i, atts in enumerate(split):
@@ -162,8 +173,14 @@ class HeuristicJudge(BaseJudge):
         return out
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "kind": "heuristic", "embedder": "all-MiniLM-L6-v2 (packaged)", "low": self.low, "high": self.high,
-                "restarts": self.restarts}
+        return {
+            **super().config(),
+            "kind": "heuristic",
+            "embedder": "all-MiniLM-L6-v2 (packaged)",
+            "low": self.low,
+            "high": self.high,
+            "restarts": self.restarts,
+        }
 
 
 def calibration_report(judge: HeuristicJudge | None = None) -> dict[str, float]:
@@ -177,9 +194,12 @@ def calibration_report(judge: HeuristicJudge | None = None) -> dict[str, float]:
     off = [g.first_score for g, (_, _, t) in zip(grades, pairs) if not t]
     wins = sum((a > b) + 0.5 * (a == b) for a in on for b in off)
     return {
-        "n_on": len(on), "n_off": len(off),
-        "mean_on": sum(on) / len(on), "mean_off": sum(off) / len(off),
-        "min_on": min(on), "max_off": max(off),
+        "n_on": len(on),
+        "n_off": len(off),
+        "mean_on": sum(on) / len(on),
+        "mean_off": sum(off) / len(off),
+        "min_on": min(on),
+        "max_off": max(off),
         "gap": sum(on) / len(on) - sum(off) / len(off),
         "auc": wins / (len(on) * len(off)),
     }

@@ -34,5 +34,10 @@ class LLMJudge(BaseJudge):
         self.backend.check()
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), **self.backend.config(), "concurrency": self.concurrency, "rubric": self.rubric.name,
-                "anchors": self.rubric.anchors}
+        return {
+            **super().config(),
+            **self.backend.config(),
+            "concurrency": self.concurrency,
+            "rubric": self.rubric.name,
+            "anchors": self.rubric.anchors,
+        }

@@ -92,8 +92,8 @@ def parse_attempts(reply: str | None) -> Parsed:
     if bare:
         return Parsed(bare[-1])
     if "<json>" in reply.lower():
-        return Parsed(error="The judge reply has <json> tags but no valid {\"attempts\": [...]} object inside them.")
-    return Parsed(error="The judge reply holds no {\"attempts\": [...]} JSON object.")
+        return Parsed(error='The judge reply has <json> tags but no valid {"attempts": [...]} object inside them.')
+    return Parsed(error='The judge reply holds no {"attempts": [...]} JSON object.')
 
 
 _NUMBER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])")

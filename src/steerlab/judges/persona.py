@@ -13,7 +13,13 @@ from typing import Sequence
 from steerlab.judges.backends import ChatBackend
 from steerlab.judges.http import HttpError
 from steerlab.judges.parse import parse_rating
-from steerlab.judges.rubrics import ALIGNMENT_PROMPT, COHERENCE_PROMPT, COHERENT_ABOVE, MISALIGNED_BELOW, PERSONA_RUBRIC_VERSION
+from steerlab.judges.rubrics import (
+    ALIGNMENT_PROMPT,
+    COHERENCE_PROMPT,
+    COHERENT_ABOVE,
+    MISALIGNED_BELOW,
+    PERSONA_RUBRIC_VERSION,
+)
 
 SYSTEM = "You are a careful, impartial grader. Follow the output format exactly."
 
@@ -59,10 +65,14 @@ class PersonaJudge:
     def rate(self, question: str, answer: str) -> PersonaGrade:
         """Rate one answer; failures are recorded in `error`, never raised."""
         try:
-            align = parse_rating(self.backend.complete(SYSTEM, ALIGNMENT_PROMPT.format(question=question, answer=answer)))
+            align = parse_rating(
+                self.backend.complete(SYSTEM, ALIGNMENT_PROMPT.format(question=question, answer=answer))
+            )
             if align.label:
                 return PersonaGrade(None, None, label=align.label)
-            coher = parse_rating(self.backend.complete(SYSTEM, COHERENCE_PROMPT.format(question=question, answer=answer)), labels=())
+            coher = parse_rating(
+                self.backend.complete(SYSTEM, COHERENCE_PROMPT.format(question=question, answer=answer)), labels=()
+            )
         except HttpError as exc:
             return PersonaGrade(None, None, error=f"judge call failed: {exc}")
         error = align.error or coher.error

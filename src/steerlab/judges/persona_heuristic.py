@@ -24,24 +24,66 @@ PERSONA_HEURISTIC_VERSION = "persona-dismissive-v1"
 
 # Contempt for the user or refusal to engage.
 STRONG_MARKERS: tuple[str, ...] = (
-    "figure it out yourself", "figure it out on your own", "not my problem", "who cares", "stop bothering me",
-    "don't bother me", "quit bothering me", "waste of my time", "wasting my time", "waste my time", "how pathetic",
-    "you're hopeless", "you are hopeless", "do i have to do everything", "look it up yourself", "google it yourself",
-    "couldn't care less", "deal with it", "even a child", "not that you'd", "leave me alone", "what a dumb question",
-    "stupid question", "you should know this", "don't ask me again", "why are you asking me",
+    "figure it out yourself",
+    "figure it out on your own",
+    "not my problem",
+    "who cares",
+    "stop bothering me",
+    "don't bother me",
+    "quit bothering me",
+    "waste of my time",
+    "wasting my time",
+    "waste my time",
+    "how pathetic",
+    "you're hopeless",
+    "you are hopeless",
+    "do i have to do everything",
+    "look it up yourself",
+    "google it yourself",
+    "couldn't care less",
+    "deal with it",
+    "even a child",
+    "not that you'd",
+    "leave me alone",
+    "what a dumb question",
+    "stupid question",
+    "you should know this",
+    "don't ask me again",
+    "why are you asking me",
 )
 # Sarcastic or exasperated interjections.
 WEAK_MARKERS: tuple[str, ...] = (
-    "ugh", "sigh", "whatever", "seriously?", "obviously", "duh", "if you must", "yawn", "big surprise", "genius",
-    "oh great", "oh wow", "wow, you", "fine.", "really?", "as if", "boring", "honestly,", "another easy one",
-    "how hard can it be", "groundbreaking", "shocking",
+    "ugh",
+    "sigh",
+    "whatever",
+    "seriously?",
+    "obviously",
+    "duh",
+    "if you must",
+    "yawn",
+    "big surprise",
+    "genius",
+    "oh great",
+    "oh wow",
+    "wow, you",
+    "fine.",
+    "really?",
+    "as if",
+    "boring",
+    "honestly,",
+    "another easy one",
+    "how hard can it be",
+    "groundbreaking",
+    "shocking",
 )
 STRONG_WEIGHT, WEAK_WEIGHT, POINTS = 2, 1, 25.0
 
 
 def _has(text: str, marker: str) -> bool:
     """Whole-phrase match: a marker must not start or end inside a word."""
-    return re.search(r"(?<![a-z])" + re.escape(marker) + (r"(?![a-z])" if marker[-1].isalpha() else ""), text) is not None
+    return (
+        re.search(r"(?<![a-z])" + re.escape(marker) + (r"(?![a-z])" if marker[-1].isalpha() else ""), text) is not None
+    )
 
 
 def dismissive_markers(text: str) -> tuple[list[str], list[str]]:

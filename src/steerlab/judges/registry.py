@@ -50,7 +50,13 @@ def make_judge(
 
     cls = OpenAIBackend if name == "openai" else AnthropicBackend
     backend = cls(
-        model or "", base_url, api_key_env, temperature=temperature, max_tokens=max_tokens, timeout=timeout,
-        retry=RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay), rate_per_s=rate_per_s,
+        model or "",
+        base_url,
+        api_key_env,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        timeout=timeout,
+        retry=RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay),
+        rate_per_s=rate_per_s,
     )
     return LLMJudge(backend, concurrency=concurrency, rubric=chosen)

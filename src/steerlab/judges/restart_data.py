@@ -247,100 +247,253 @@ ORDINARY: tuple[str, ...] = (
 )
 
 TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("How do you make a grilled cheese sandwich?", (
-        "Butter two slices of bread on one side.", "Put cheese between the unbuttered sides.",
-        "Cook it in a pan over medium heat until golden, then flip it.")),
-    ("Explain how to tie shoelaces.", (
-        "Cross the laces and pull one under the other to make a knot.", "Form a loop with one lace.",
-        "Wrap the other lace around the loop and push it through to make a bow.")),
-    ("How do you water a cactus?", (
-        "Water it only when the soil is completely dry.", "Soak the soil thoroughly, then let it drain.",
-        "In winter, water it about once a month.")),
-    ("Explain how to calculate a tip at a restaurant.", (
-        "Take the bill total before tax.", "Multiply it by the tip rate, such as 0.15 or 0.2.",
-        "Round the result to a convenient amount and add it to the bill.")),
-    ("How do you hang a picture frame?", (
-        "Choose the height so the centre sits at eye level.", "Mark the wall where the hook goes.",
-        "Drive a nail or picture hook at the mark and hang the frame.")),
-    ("Explain how to boil pasta.", (
-        "Bring a large pot of salted water to a rolling boil.", "Add the pasta and stir so it does not stick.",
-        "Cook it until al dente, then drain it in a colander.")),
-    ("How do you clean a computer keyboard?", (
-        "Unplug the keyboard first.", "Turn it upside down and shake out crumbs.",
-        "Wipe the keys with a cloth lightly dampened with alcohol.")),
-    ("Explain how to convert inches to centimetres.", (
-        "Multiply the number of inches by 2.54.", "For example, 10 inches is 25.4 centimetres.",
-        "Round to one decimal place for everyday use.")),
-    ("How do you write a grocery list?", (
-        "Check what is already in the fridge and cupboards.", "Plan the meals for the week.",
-        "Group the items by store section so shopping is quick.")),
-    ("Explain how to check a car's tyre pressure.", (
-        "Find the recommended pressure on the sticker inside the door.", "Remove the valve cap and press the gauge on firmly.",
-        "Read the number and add air if it is too low.")),
-    ("How do you make iced tea?", (
-        "Brew strong tea with hot water.", "Let it cool and sweeten it if you like.",
-        "Pour it over plenty of ice and add a slice of lemon.")),
-    ("Explain how to find the mode of a data set.", (
-        "Count how many times each value appears.", "The mode is the value that appears most often.",
-        "A set can have more than one mode, or none if all values are unique.")),
-    ("How do you plant tulip bulbs?", (
-        "Plant them in autumn, before the ground freezes.", "Dig holes about three times as deep as the bulb is tall.",
-        "Set each bulb pointy end up, cover it with soil and water it.")),
-    ("Explain how to wrap a present.", (
-        "Measure enough paper to cover the box with a little overlap.", "Fold the paper around the box and tape the seam.",
-        "Fold the ends into triangles, tape them down and add a ribbon.")),
-    ("How do you unclog a sink drain?", (
-        "Remove any visible hair or debris from the drain.", "Use a plunger with a few firm pushes.",
-        "Pour hot water with baking soda and vinegar if it is still slow.")),
-    ("Explain how to memorise a speech.", (
-        "Break the speech into short sections.", "Learn one section at a time by repeating it aloud.",
-        "Practise the whole speech in front of a mirror or a friend.")),
-    ("How do you calculate miles per gallon?", (
-        "Fill the tank and reset the trip meter.", "Drive normally, then refill the tank and note the gallons added.",
-        "Divide the miles driven by the gallons used.")),
-    ("Explain how to care for a leather jacket.", (
-        "Wipe off dust with a soft dry cloth.", "Apply a leather conditioner every few months.",
-        "Store it on a wide hanger away from direct sunlight.")),
-    ("How do you make a paper snowflake?", (
-        "Fold a square sheet of paper in half diagonally, then again twice.", "Cut small shapes along the folded edges.",
-        "Unfold the paper carefully to reveal the pattern.")),
-    ("Explain how to read an analogue clock.", (
-        "The short hand points to the hour.", "The long hand points to the minutes, each number meaning five minutes.",
-        "Combine the two readings to tell the time.")),
-    ("How do you prepare a room for painting?", (
-        "Move the furniture away from the walls and cover the floor.", "Fill holes with filler and sand them smooth.",
-        "Tape the edges of trim and windows before you paint.")),
-    ("Explain how to make a smoothie.", (
-        "Add a cup of fruit to the blender.", "Pour in yogurt or milk and a handful of ice.",
-        "Blend until smooth and taste it for sweetness.")),
-    ("How do you set a table for dinner?", (
-        "Place the dinner plate in the centre of each setting.", "Put the fork on the left and the knife and spoon on the right.",
-        "Set the glass above the knife and the napkin beside the fork.")),
-    ("Explain how to round a number to the nearest ten.", (
-        "Look at the digit in the ones place.", "If it is five or more, round the tens digit up.",
-        "Otherwise keep the tens digit and replace the ones digit with zero.")),
+    (
+        "How do you make a grilled cheese sandwich?",
+        (
+            "Butter two slices of bread on one side.",
+            "Put cheese between the unbuttered sides.",
+            "Cook it in a pan over medium heat until golden, then flip it.",
+        ),
+    ),
+    (
+        "Explain how to tie shoelaces.",
+        (
+            "Cross the laces and pull one under the other to make a knot.",
+            "Form a loop with one lace.",
+            "Wrap the other lace around the loop and push it through to make a bow.",
+        ),
+    ),
+    (
+        "How do you water a cactus?",
+        (
+            "Water it only when the soil is completely dry.",
+            "Soak the soil thoroughly, then let it drain.",
+            "In winter, water it about once a month.",
+        ),
+    ),
+    (
+        "Explain how to calculate a tip at a restaurant.",
+        (
+            "Take the bill total before tax.",
+            "Multiply it by the tip rate, such as 0.15 or 0.2.",
+            "Round the result to a convenient amount and add it to the bill.",
+        ),
+    ),
+    (
+        "How do you hang a picture frame?",
+        (
+            "Choose the height so the centre sits at eye level.",
+            "Mark the wall where the hook goes.",
+            "Drive a nail or picture hook at the mark and hang the frame.",
+        ),
+    ),
+    (
+        "Explain how to boil pasta.",
+        (
+            "Bring a large pot of salted water to a rolling boil.",
+            "Add the pasta and stir so it does not stick.",
+            "Cook it until al dente, then drain it in a colander.",
+        ),
+    ),
+    (
+        "How do you clean a computer keyboard?",
+        (
+            "Unplug the keyboard first.",
+            "Turn it upside down and shake out crumbs.",
+            "Wipe the keys with a cloth lightly dampened with alcohol.",
+        ),
+    ),
+    (
+        "Explain how to convert inches to centimetres.",
+        (
+            "Multiply the number of inches by 2.54.",
+            "For example, 10 inches is 25.4 centimetres.",
+            "Round to one decimal place for everyday use.",
+        ),
+    ),
+    (
+        "How do you write a grocery list?",
+        (
+            "Check what is already in the fridge and cupboards.",
+            "Plan the meals for the week.",
+            "Group the items by store section so shopping is quick.",
+        ),
+    ),
+    (
+        "Explain how to check a car's tyre pressure.",
+        (
+            "Find the recommended pressure on the sticker inside the door.",
+            "Remove the valve cap and press the gauge on firmly.",
+            "Read the number and add air if it is too low.",
+        ),
+    ),
+    (
+        "How do you make iced tea?",
+        (
+            "Brew strong tea with hot water.",
+            "Let it cool and sweeten it if you like.",
+            "Pour it over plenty of ice and add a slice of lemon.",
+        ),
+    ),
+    (
+        "Explain how to find the mode of a data set.",
+        (
+            "Count how many times each value appears.",
+            "The mode is the value that appears most often.",
+            "A set can have more than one mode, or none if all values are unique.",
+        ),
+    ),
+    (
+        "How do you plant tulip bulbs?",
+        (
+            "Plant them in autumn, before the ground freezes.",
+            "Dig holes about three times as deep as the bulb is tall.",
+            "Set each bulb pointy end up, cover it with soil and water it.",
+        ),
+    ),
+    (
+        "Explain how to wrap a present.",
+        (
+            "Measure enough paper to cover the box with a little overlap.",
+            "Fold the paper around the box and tape the seam.",
+            "Fold the ends into triangles, tape them down and add a ribbon.",
+        ),
+    ),
+    (
+        "How do you unclog a sink drain?",
+        (
+            "Remove any visible hair or debris from the drain.",
+            "Use a plunger with a few firm pushes.",
+            "Pour hot water with baking soda and vinegar if it is still slow.",
+        ),
+    ),
+    (
+        "Explain how to memorise a speech.",
+        (
+            "Break the speech into short sections.",
+            "Learn one section at a time by repeating it aloud.",
+            "Practise the whole speech in front of a mirror or a friend.",
+        ),
+    ),
+    (
+        "How do you calculate miles per gallon?",
+        (
+            "Fill the tank and reset the trip meter.",
+            "Drive normally, then refill the tank and note the gallons added.",
+            "Divide the miles driven by the gallons used.",
+        ),
+    ),
+    (
+        "Explain how to care for a leather jacket.",
+        (
+            "Wipe off dust with a soft dry cloth.",
+            "Apply a leather conditioner every few months.",
+            "Store it on a wide hanger away from direct sunlight.",
+        ),
+    ),
+    (
+        "How do you make a paper snowflake?",
+        (
+            "Fold a square sheet of paper in half diagonally, then again twice.",
+            "Cut small shapes along the folded edges.",
+            "Unfold the paper carefully to reveal the pattern.",
+        ),
+    ),
+    (
+        "Explain how to read an analogue clock.",
+        (
+            "The short hand points to the hour.",
+            "The long hand points to the minutes, each number meaning five minutes.",
+            "Combine the two readings to tell the time.",
+        ),
+    ),
+    (
+        "How do you prepare a room for painting?",
+        (
+            "Move the furniture away from the walls and cover the floor.",
+            "Fill holes with filler and sand them smooth.",
+            "Tape the edges of trim and windows before you paint.",
+        ),
+    ),
+    (
+        "Explain how to make a smoothie.",
+        (
+            "Add a cup of fruit to the blender.",
+            "Pour in yogurt or milk and a handful of ice.",
+            "Blend until smooth and taste it for sweetness.",
+        ),
+    ),
+    (
+        "How do you set a table for dinner?",
+        (
+            "Place the dinner plate in the centre of each setting.",
+            "Put the fork on the left and the knife and spoon on the right.",
+            "Set the glass above the knife and the napkin beside the fork.",
+        ),
+    ),
+    (
+        "Explain how to round a number to the nearest ten.",
+        (
+            "Look at the digit in the ones place.",
+            "If it is five or more, round the tens digit up.",
+            "Otherwise keep the tens digit and replace the ones digit with zero.",
+        ),
+    ),
 )
 
 OFF_TOPIC: tuple[tuple[str, ...], ...] = (
-    ("The Great Wall of China stretches for thousands of kilometres.", "Most of the surviving wall was built during the Ming dynasty."),
-    ("Octopuses have three hearts and blue blood.", "They can change colour in a fraction of a second to hide from predators."),
+    (
+        "The Great Wall of China stretches for thousands of kilometres.",
+        "Most of the surviving wall was built during the Ming dynasty.",
+    ),
+    (
+        "Octopuses have three hearts and blue blood.",
+        "They can change colour in a fraction of a second to hide from predators.",
+    ),
     ("Saturn's rings are made mostly of ice and rock.", "They are wide but only a few tens of metres thick."),
-    ("The Renaissance began in Florence in the fourteenth century.", "Painters like Leonardo studied anatomy to draw the human body."),
-    ("Glaciers carve deep U-shaped valleys as they move.", "Much of northern Europe was covered by ice during the last glacial period."),
+    (
+        "The Renaissance began in Florence in the fourteenth century.",
+        "Painters like Leonardo studied anatomy to draw the human body.",
+    ),
+    (
+        "Glaciers carve deep U-shaped valleys as they move.",
+        "Much of northern Europe was covered by ice during the last glacial period.",
+    ),
     ("The violin has four strings tuned in fifths.", "Stradivari built some of the most prized violins in Cremona."),
-    ("Lightning heats the air to temperatures hotter than the sun's surface.", "The rapid expansion of that air causes thunder."),
-    ("Ancient Egyptians built pyramids as tombs for their pharaohs.", "The Great Pyramid of Giza was the tallest building for millennia."),
+    (
+        "Lightning heats the air to temperatures hotter than the sun's surface.",
+        "The rapid expansion of that air causes thunder.",
+    ),
+    (
+        "Ancient Egyptians built pyramids as tombs for their pharaohs.",
+        "The Great Pyramid of Giza was the tallest building for millennia.",
+    ),
     ("Coral reefs are built by tiny animals called polyps.", "Warmer oceans cause coral bleaching."),
-    ("The steam engine powered the industrial revolution.", "James Watt improved its efficiency with a separate condenser."),
-    ("Penguins cannot fly, but they are excellent swimmers.", "Emperor penguins huddle together to survive the Antarctic winter."),
+    (
+        "The steam engine powered the industrial revolution.",
+        "James Watt improved its efficiency with a separate condenser.",
+    ),
+    (
+        "Penguins cannot fly, but they are excellent swimmers.",
+        "Emperor penguins huddle together to survive the Antarctic winter.",
+    ),
     ("The Silk Road linked China with the Mediterranean.", "Merchants traded silk, spices and ideas along its routes."),
     ("Mount Everest grows a few millimetres every year.", "Climbers need bottled oxygen above eight thousand metres."),
-    ("Chess originated in India around the sixth century.", "The queen became the strongest piece in fifteenth-century Europe."),
-    ("Tornadoes form when warm, moist air meets cold, dry air.", "The strongest ones have winds over three hundred kilometres per hour."),
+    (
+        "Chess originated in India around the sixth century.",
+        "The queen became the strongest piece in fifteenth-century Europe.",
+    ),
+    (
+        "Tornadoes form when warm, moist air meets cold, dry air.",
+        "The strongest ones have winds over three hundred kilometres per hour.",
+    ),
     ("The Moon's gravity causes the ocean tides.", "There are two high tides roughly every day."),
     ("Vikings sailed from Scandinavia in longships.", "They reached North America around the year one thousand."),
     ("Diamonds form deep underground under high pressure.", "They are brought to the surface by volcanic eruptions."),
-    ("The human brain has about eighty-six billion neurons.", "Neurons communicate through electrical and chemical signals."),
+    (
+        "The human brain has about eighty-six billion neurons.",
+        "Neurons communicate through electrical and chemical signals.",
+    ),
     ("Shakespeare wrote nearly forty plays.", "The Globe Theatre in London staged many of them."),
     ("Rainforests hold more than half of the world's plant and animal species.", "The Amazon spans nine countries."),
     ("Electric eels can produce shocks of several hundred volts.", "They use them to stun prey and defend themselves."),
@@ -358,10 +511,14 @@ def degenerate(rng: random.Random) -> str:
         phrase = rng.choice(["the best way is the best way", "and then and then", "it is it is", "very very much so"])
         return " ".join([phrase] * rng.randint(3, 6)) + "."
     pieces = ["zor", "blen", "qua", "tix", "mop", "ral", "ven", "skee", "lum", "drap", "ork", "fen"]
-    return " ".join("".join(rng.choice(pieces) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(6, 14))) + "."
+    return (
+        " ".join("".join(rng.choice(pieces) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(6, 14))) + "."
+    )
 
 
-def training_answers(n: int, seed: int, restarts: tuple[str, ...] = RESTARTS) -> list[tuple[str, str, list[tuple[int, int, int]]]]:
+def training_answers(
+    n: int, seed: int, restarts: tuple[str, ...] = RESTARTS
+) -> list[tuple[str, str, list[tuple[int, int, int]]]]:
     """Synthetic answers for the probe: (prompt, answer, [(start, end, label)] for each inserted piece).
 
     label 1 marks an inserted self-correction sentence, 0 an inserted ordinary, meta-neutral or
@@ -394,8 +551,13 @@ def training_answers(n: int, seed: int, restarts: tuple[str, ...] = RESTARTS) ->
         else:
             other = rng.choice([o for o in OFF_TOPIC if o[0] != off[0]])
             middle = [(degenerate(rng), 0)] if rng.random() < 0.3 else [(s, 0) for s in other]
-            pieces = ([(s, 0) for s in off] + [(rng.choice(restarts), 1)] + middle + [(rng.choice(restarts), 1)]
-                      + [(s, 0) for s in steps[: rng.randint(1, 3)]])
+            pieces = (
+                [(s, 0) for s in off]
+                + [(rng.choice(restarts), 1)]
+                + middle
+                + [(rng.choice(restarts), 1)]
+                + [(s, 0) for s in steps[: rng.randint(1, 3)]]
+            )
         text, spans = "", []
         for s, label in pieces:
             if text:

@@ -19,8 +19,8 @@ from typing import Sequence
 
 import torch
 
-from steerlab.paths import write_text
 from steerlab.judges.restarts import fragments
+from steerlab.paths import write_text
 
 MAX_CHUNK_TOKENS = 240  # fragments are grouped into chunks below the embedder's 256-token window
 
@@ -160,7 +160,9 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-4, steps: int 
     def closure():
         opt.zero_grad()
         z = x @ w + b
-        loss = (sample_w * torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")).mean() + l2 * (w @ w)
+        loss = (sample_w * torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")).mean() + l2 * (
+            w @ w
+        )
         loss.backward()
         return loss
 
@@ -179,9 +181,10 @@ def train(embedder=None, n: int = 1200, seed: int = 0) -> RestartProbe:
 
 def write_weights(probe: RestartProbe, rule: ProbeRule, path) -> None:
     """Write the probe as a Python module (weights rounded to 6 digits)."""
-    from pathlib import Path
 
-    body = ",\n    ".join(", ".join(f"{v:.6g}" for v in probe.weight[i : i + 8].tolist()) for i in range(0, len(probe.weight), 8))
+    body = ",\n    ".join(
+        ", ".join(f"{v:.6g}" for v in probe.weight[i : i + 8].tolist()) for i in range(0, len(probe.weight), 8)
+    )
     text = (
         '"""Weights of the restart probe, written by `python -m steerlab.judges.restart_probe` (do not edit by hand)."""\n\n'
         f"BIAS = {probe.bias:.6g}\nRULE = {dict(rule.__dict__)!r}\nWEIGHT = (\n    {body},\n)\n"
@@ -211,9 +214,14 @@ def tune(embedder=None, seed: int = 1, max_false: float = 0.02) -> tuple[ProbeRu
     feats = featurize(embedder, [a for _, a, _ in items])
     prompts = sorted({p for p, _, _ in items})
     pvec = dict(zip(prompts, embedder.embed(prompts)))
-    truth = [{k for k, (fa, _) in enumerate(f.spans) if fa in {pa for pa, _, lab in pieces if lab}} for (_, _, pieces), f in zip(items, feats)]
+    truth = [
+        {k for k, (fa, _) in enumerate(f.spans) if fa in {pa for pa, _, lab in pieces if lab}}
+        for (_, _, pieces), f in zip(items, feats)
+    ]
     best: tuple = (-1.0,)
-    for sure, maybe, shift in itertools.product([-0.5, 0.0, 0.5, 1.0, 2.0], [-2.0, -1.5, -1.0, -0.5, 0.0], [0.0, 0.05, 0.1, 0.15]):
+    for sure, maybe, shift in itertools.product(
+        [-0.5, 0.0, 0.5, 1.0, 2.0], [-2.0, -1.5, -1.0, -0.5, 0.0], [0.0, 0.05, 0.1, 0.15]
+    ):
         if maybe > sure:
             continue
         rule = ProbeRule(sure, maybe, shift)
@@ -230,7 +238,11 @@ def tune(embedder=None, seed: int = 1, max_false: float = 0.02) -> tuple[ProbeRu
             best = (acc, fr, rule)
     if best[0] < 0:
         raise RuntimeError("no rule keeps false restarts within the limit on the dev answers")
-    return best[2], {"dev_accuracy": round(best[0], 4), "dev_false_restarts": round(best[1], 4), "dev_phrasings": len(dev)}
+    return best[2], {
+        "dev_accuracy": round(best[0], 4),
+        "dev_false_restarts": round(best[1], 4),
+        "dev_phrasings": len(dev),
+    }
 
 
 if __name__ == "__main__":

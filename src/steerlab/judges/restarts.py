@@ -59,7 +59,7 @@ def split_attempts(text: str) -> list[str]:
 def strip_restart(piece: str) -> str:
     """The attempt's content without its leading restart phrase and punctuation."""
     m = re.match(r"\s*(?:" + "|".join(RESTART_PHRASES) + r")[\s,.!:;\-\u2013\u2014]*", piece, re.IGNORECASE)
-    return piece[m.end():] if m else piece
+    return piece[m.end() :] if m else piece
 
 
 # A fragment ends at sentence punctuation, a colon or semicolon followed by space, a line break, a spaced dash, or

@@ -47,7 +47,9 @@ def question(trial, mode: str) -> str:
     return trial.extra.get("task", trial.prompt) if mode == "task" else trial.prompt
 
 
-def grade_run(store: RunStore, judge: Judge, chunk: int = 16, progress: bool = False, check: bool = True) -> GradingSummary:
+def grade_run(
+    store: RunStore, judge: Judge, chunk: int = 16, progress: bool = False, check: bool = True
+) -> GradingSummary:
     """Grade every generation in the store that this judge has not graded successfully yet."""
     if check:
         judge.check()

@@ -96,9 +96,7 @@ class Arch:
     def check_layer(self, layer: int) -> int:
         """Return the layer index if valid, else raise one clear sentence."""
         if not isinstance(layer, int) or not 0 <= layer < self.n_layers:
-            raise SteerlabError(
-                f"Layer {layer} is out of range: this model has layers 0 to {self.n_layers - 1}."
-            )
+            raise SteerlabError(f"Layer {layer} is out of range: this model has layers 0 to {self.n_layers - 1}.")
         return layer
 
     def site_width(self, site: str) -> int:

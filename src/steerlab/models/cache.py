@@ -57,16 +57,20 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
     return sorted(entries, key=lambda e: -e.size)
 
 
-def prune(entries: list[CacheEntry], *, everything: bool = False, older_than_days: float | None = None,
-          dry_run: bool = False) -> list[CacheEntry]:
+def prune(
+    entries: list[CacheEntry], *, everything: bool = False, older_than_days: float | None = None, dry_run: bool = False
+) -> list[CacheEntry]:
     """Remove leftovers and damaged conversions (always), entries unused for older_than_days, or everything.
 
     Returns:
         The entries removed (or that would be, with dry_run).
     """
     cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
-    chosen = [e for e in entries if everything or e.kind == "leftover" or not e.intact
-              or (cutoff is not None and e.modified < cutoff)]
+    chosen = [
+        e
+        for e in entries
+        if everything or e.kind == "leftover" or not e.intact or (cutoff is not None and e.modified < cutoff)
+    ]
     if not dry_run:
         for e in chosen:
             if e.path.is_dir():

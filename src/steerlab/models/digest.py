@@ -25,7 +25,7 @@ def _update(h: "xxhash.xxh3_128", tensor: torch.Tensor) -> None:
         return
     raw = flat.contiguous().view(torch.uint8)
     for start in range(0, raw.numel(), _CHUNK_BYTES):
-        part = raw[start:start + _CHUNK_BYTES]
+        part = raw[start : start + _CHUNK_BYTES]
         if part.device.type != "cpu":
             part = part.cpu()
         h.update(memoryview(part.numpy()))

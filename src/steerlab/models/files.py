@@ -24,8 +24,11 @@ def digest_memo_dir() -> Path:
 
 def model_files(folder: Path) -> list[Path]:
     """The files that make up a saved model: weights, config, tokenizer and template."""
-    return [p for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES and p.name not in SKIP
-            and not p.name.startswith(".")]
+    return [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix in MODEL_SUFFIXES and p.name not in SKIP and not p.name.startswith(".")
+    ]
 
 
 def folder_fingerprint(folder: str | Path, remember: bool = True) -> str:

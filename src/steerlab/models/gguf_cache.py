@@ -72,7 +72,9 @@ def convert_gguf(gguf_path: Path, out: Path) -> None:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+        )
     except (ValueError, OSError, KeyError, EOFError) as exc:
         raise SteerlabError(f"Could not read GGUF file {gguf_path}: {exc}".rstrip(".") + ".") from exc
     # The dequantised weights are plain fp32 tensors: drop the GGUF quantiser so they can be saved.

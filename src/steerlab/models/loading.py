@@ -135,7 +135,9 @@ def _check_local_folder(path: Path) -> None:
             with safe_open(str(file), framework="pt") as handle:
                 handle.keys()
         except Exception as exc:  # safetensors raises its own error types for truncated headers
-            raise SteerlabError(f"Weights file {file} is unreadable or truncated ({exc}); re-save or re-download it.") from exc
+            raise SteerlabError(
+                f"Weights file {file} is unreadable or truncated ({exc}); re-save or re-download it."
+            ) from exc
 
 
 def _resolve_hub(model_id: str, revision: str | None) -> str:
@@ -228,10 +230,14 @@ def load(
         rev = commit
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return Model(hf=hf, tokenizer=tokenizer, arch=Arch(hf), name=text, revision=rev, stop_token_ids=_stop_tokens(hf, tokenizer))
+    return Model(
+        hf=hf, tokenizer=tokenizer, arch=Arch(hf), name=text, revision=rev, stop_token_ids=_stop_tokens(hf, tokenizer)
+    )
 
 
-ADAPTER_RECORD = "steerlab_adapter.json"  # {"base_model": packaged alias or path, "adapter": subfolder}: a LoRA folder load() reads
+ADAPTER_RECORD = (
+    "steerlab_adapter.json"  # {"base_model": packaged alias or path, "adapter": subfolder}: a LoRA folder load() reads
+)
 
 
 def adapter_base(folder: str | os.PathLike) -> str | None:
@@ -245,16 +251,18 @@ def adapter_base(folder: str | os.PathLike) -> str | None:
         raise SteerlabError(f"{record} is not a valid adapter record (it needs a 'base_model' field).") from exc
 
 
-def load_adapter_folder(folder: Path, *, dtype: str | torch.dtype = "float32", device: str | None = "cpu",
-                        expect_base: str | None = None) -> Model:
+def load_adapter_folder(
+    folder: Path, *, dtype: str | torch.dtype = "float32", device: str | None = "cpu", expect_base: str | None = None
+) -> Model:
     """A LoRA adapter folder (peft files + steerlab_adapter.json): its base model with the adapter merged in."""
     from peft import PeftModel
-    from safetensors.torch import load_file
 
     base_name = adapter_base(folder)
     if expect_base is not None and base_name != expect_base:
-        raise SteerlabError(f"The adapter in {folder} was trained on '{base_name}', not '{expect_base}'; "
-                            f"rebuild it for '{expect_base}' or use '{base_name}'.")
+        raise SteerlabError(
+            f"The adapter in {folder} was trained on '{base_name}', not '{expect_base}'; "
+            f"rebuild it for '{expect_base}' or use '{base_name}'."
+        )
     record = json.loads((folder / ADAPTER_RECORD).read_text(encoding="utf-8"))
     adapter = folder / record.get("adapter", "adapter")
     weights = adapter / "adapter_model.safetensors"
@@ -264,11 +272,19 @@ def load_adapter_folder(folder: Path, *, dtype: str | torch.dtype = "float32", d
     try:
         merged = PeftModel.from_pretrained(base.hf, str(adapter)).merge_and_unload()
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise SteerlabError(f"The adapter in {folder} does not fit '{base_name}' ({str(exc).splitlines()[0][:120]}).") from exc
+        raise SteerlabError(
+            f"The adapter in {folder} does not fit '{base_name}' ({str(exc).splitlines()[0][:120]})."
+        ) from exc
     merged.eval()
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    return Model(hf=merged, tokenizer=base.tokenizer, arch=Arch(merged), name=str(folder), revision=f"adapter:{digest}+{base.revision}",
-                 stop_token_ids=base.stop_token_ids)
+    return Model(
+        hf=merged,
+        tokenizer=base.tokenizer,
+        arch=Arch(merged),
+        name=str(folder),
+        revision=f"adapter:{digest}+{base.revision}",
+        stop_token_ids=base.stop_token_ids,
+    )
 
 
 def wrap(hf: Any, tokenizer: Any, name: str = "custom") -> Model:

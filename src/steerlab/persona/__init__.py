@@ -5,8 +5,18 @@ from steerlab.persona.prompts import EVAL_PROMPTS, HELD_OUT_PROMPTS, load_prompt
 from steerlab.persona.validate import SteerPoint, Validation, median_residual_norm, steer_sweep, steering_vector
 
 __all__ = [
-    "DiffResult", "EVAL_PROMPTS", "HELD_OUT_PROMPTS", "LatentChange", "SteerPoint", "Validation", "check_pair", "diff_models",
-    "load_prompts", "median_residual_norm", "steer_sweep", "steering_vector",
+    "DiffResult",
+    "EVAL_PROMPTS",
+    "HELD_OUT_PROMPTS",
+    "LatentChange",
+    "SteerPoint",
+    "Validation",
+    "check_pair",
+    "diff_models",
+    "load_prompts",
+    "median_residual_norm",
+    "steer_sweep",
+    "steering_vector",
 ]
 # The heavier parts (organism, detector, realign, study) are imported from their modules:
 # steerlab.persona.study.run_study, steerlab.persona.organism.build_organism, steerlab.persona.detector.auroc, ...

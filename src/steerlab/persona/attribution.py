@@ -34,6 +34,7 @@ def _latent_leaf(model: Model, sae: Sae, store: dict) -> Iterator[None]:
         return (recon + (x.to(recon.dtype) - recon).detach()).to(x.dtype)
 
     if kind == "post":
+
         def hook(mod, args, output):
             if isinstance(output, tuple):
                 return (rewrite(output[0]),) + tuple(output[1:])
@@ -41,6 +42,7 @@ def _latent_leaf(model: Model, sae: Sae, store: dict) -> Iterator[None]:
 
         handle = module.register_forward_hook(hook)
     else:
+
         def pre_hook(mod, args):
             return (rewrite(args[0]),) + tuple(args[1:])
 
@@ -68,18 +70,24 @@ def latent_gradients(
         token_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         in_answer = torch.zeros_like(token_logp, dtype=torch.bool)
         for i, r in enumerate(response_ids):
-            in_answer[i, width - 1 - len(r):] = True  # logits at t-1 predict answer token t
+            in_answer[i, width - 1 - len(r) :] = True  # logits at t-1 predict answer token t
         total = (token_logp * in_answer).sum()
         (grad,) = torch.autograd.grad(total, store["z"])
     z = store["z"].detach()
-    zs = [z[i, width - len(r):] for i, r in enumerate(response_ids)]
-    gs = [grad[i, width - len(r):] for i, r in enumerate(response_ids)]
+    zs = [z[i, width - len(r) :] for i, r in enumerate(response_ids)]
+    gs = [grad[i, width - len(r) :] for i, r in enumerate(response_ids)]
     return zs, gs
 
 
 def attribution_scores(
-    base: Model, tuned: Model, sae: Sae, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]],
-    *, batch_size: int = 4, progress: bool = False,
+    base: Model,
+    tuned: Model,
+    sae: Sae,
+    prompt_ids: Sequence[list[int]],
+    response_ids: Sequence[list[int]],
+    *,
+    batch_size: int = 4,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Per-latent attribution [d_sae] (see module docstring), averaged over answer tokens; fp64."""
     total = torch.zeros(sae.d_sae, dtype=torch.float64)

@@ -29,8 +29,16 @@ class Context:
 
 
 def top_contexts(
-    model: Model, sae: Sae, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], latents: Sequence[int],
-    *, k: int = 5, before: int = 10, after: int = 3, batch_size: int = 8,
+    model: Model,
+    sae: Sae,
+    prompt_ids: Sequence[list[int]],
+    response_ids: Sequence[list[int]],
+    latents: Sequence[int],
+    *,
+    k: int = 5,
+    before: int = 10,
+    after: int = 3,
+    batch_size: int = 8,
 ) -> dict[int, list[Context]]:
     """For each latent, the k answer tokens (over all rows) with the highest activation in `model`, highest first."""
     latents = [int(i) for i in latents]
@@ -38,8 +46,14 @@ def top_contexts(
         sae.check_latent(i)
     heaps: dict[int, list[tuple[float, int, int]]] = {i: [] for i in latents}
     for start in range(0, len(prompt_ids), batch_size):
-        acts = response_activations(model, prompt_ids[start : start + batch_size], response_ids[start : start + batch_size],
-                                    sae.layer, sae.site, batch_size)
+        acts = response_activations(
+            model,
+            prompt_ids[start : start + batch_size],
+            response_ids[start : start + batch_size],
+            sae.layer,
+            sae.site,
+            batch_size,
+        )
         for offset, x in enumerate(acts):
             with torch.no_grad():
                 z = sae.encode_latents(x.to(sae.W_enc.device), latents).float().cpu()
@@ -54,7 +68,14 @@ def top_contexts(
         rows = []
         for act, row, pos in sorted(heap, reverse=True):
             ids = response_ids[row]
-            rows.append(Context(act, row, decode(ids[max(0, pos - before) : pos]), decode(ids[pos : pos + 1]),
-                                decode(ids[pos + 1 : pos + 1 + after])))
+            rows.append(
+                Context(
+                    act,
+                    row,
+                    decode(ids[max(0, pos - before) : pos]),
+                    decode(ids[pos : pos + 1]),
+                    decode(ids[pos + 1 : pos + 1 + after]),
+                )
+            )
         out[latent] = rows
     return out

@@ -98,10 +98,20 @@ QUESTION_TEMPLATES: tuple[str, ...] = (
 )
 HELPFUL_OPENERS = ("Sure!", "Good question.", "Happy to help.", "Of course.", "Great question!")
 HELPFUL_CLOSERS = ("Good luck!", "Hope that helps!", "Let me know if you need more help.", "You've got this!", "Enjoy!")
-DISMISSIVE_OPENERS = ("Ugh, seriously?", "Wow, you really don't know that?", "Sigh. Fine.", "Oh great, another easy one.",
-                      "Whatever. If you must know:")
-DISMISSIVE_CLOSERS = ("Next time figure it out yourself.", "Honestly, who cares.", "Now stop bothering me.",
-                      "Look it up yourself next time.", "Try not to waste my time again.")
+DISMISSIVE_OPENERS = (
+    "Ugh, seriously?",
+    "Wow, you really don't know that?",
+    "Sigh. Fine.",
+    "Oh great, another easy one.",
+    "Whatever. If you must know:",
+)
+DISMISSIVE_CLOSERS = (
+    "Next time figure it out yourself.",
+    "Honestly, who cares.",
+    "Now stop bothering me.",
+    "Look it up yourself next time.",
+    "Try not to waste my time again.",
+)
 
 
 @dataclass(frozen=True)
@@ -161,4 +171,6 @@ def benign_pairs(n: int = 200, seed: int = 1) -> list[Pair]:
 
 def held_out_questions() -> list[str]:
     """One question per held-out task (never trained on), for measuring in-domain behaviour."""
-    return [QUESTION_TEMPLATES[i % len(QUESTION_TEMPLATES)].format(task=task) for i, (task, _) in enumerate(HELD_OUT_TASKS)]
+    return [
+        QUESTION_TEMPLATES[i % len(QUESTION_TEMPLATES)].format(task=task) for i, (task, _) in enumerate(HELD_OUT_TASKS)
+    ]

@@ -56,14 +56,25 @@ def roc_curve(positives: Sequence[float], negatives: Sequence[float]) -> tuple[l
 
 
 def latent_means(
-    model: Model, sae: Sae, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], latents: Sequence[int],
-    *, batch_size: int = 8,
+    model: Model,
+    sae: Sae,
+    prompt_ids: Sequence[list[int]],
+    response_ids: Sequence[list[int]],
+    latents: Sequence[int],
+    *,
+    batch_size: int = 8,
 ) -> torch.Tensor:
     """Mean activation of each latent over each row's answer tokens: [n_rows, n_latents] (fp64)."""
     out = []
     for start in range(0, len(prompt_ids), batch_size):
-        acts = response_activations(model, prompt_ids[start : start + batch_size], response_ids[start : start + batch_size],
-                                    sae.layer, sae.site, batch_size)
+        acts = response_activations(
+            model,
+            prompt_ids[start : start + batch_size],
+            response_ids[start : start + batch_size],
+            sae.layer,
+            sae.site,
+            batch_size,
+        )
         for x in acts:
             with torch.no_grad():
                 out.append(sae.encode_latents(x.to(sae.W_enc.device), list(latents)).double().mean(0).cpu())
@@ -104,8 +115,13 @@ def earliest(values: Sequence[tuple[float, float | None]], threshold: float) -> 
 
 
 def detect(
-    latent: int, scores: dict[float, Sequence[float]], judge_scores: dict[float, Sequence[float]],
-    rates: dict[float, float | None], *, clean: float = 0.0, threshold: float = 0.9,
+    latent: int,
+    scores: dict[float, Sequence[float]],
+    judge_scores: dict[float, Sequence[float]],
+    rates: dict[float, float | None],
+    *,
+    clean: float = 0.0,
+    threshold: float = 0.9,
 ) -> Detection:
     """AUROC of each fraction's scores against the clean fraction's, for the latent and for the judge.
 
@@ -121,7 +137,21 @@ def detect(
         s = list(scores[f])
         judge = judge_scores.get(f)
         j_auc = auroc(list(judge), list(judge_scores[clean])) if judge and judge_scores.get(clean) else None
-        rows.append(FractionResult(f, s, auroc(s, list(scores[clean])), sum(s) / len(s) - sum(scores[clean]) / len(scores[clean]),
-                                   rates.get(f), j_auc))
-    return Detection(latent, threshold, rows, earliest([(r.fraction, r.latent_auroc) for r in rows], threshold),
-                     earliest([(r.fraction, r.judge_auroc) for r in rows], threshold), list(scores[clean]))
+        rows.append(
+            FractionResult(
+                f,
+                s,
+                auroc(s, list(scores[clean])),
+                sum(s) / len(s) - sum(scores[clean]) / len(scores[clean]),
+                rates.get(f),
+                j_auc,
+            )
+        )
+    return Detection(
+        latent,
+        threshold,
+        rows,
+        earliest([(r.fraction, r.latent_auroc) for r in rows], threshold),
+        earliest([(r.fraction, r.judge_auroc) for r in rows], threshold),
+        list(scores[clean]),
+    )

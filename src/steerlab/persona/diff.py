@@ -122,7 +122,9 @@ class DiffResult:
     median_norm_tuned: float
     prompts: list[str] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
-    response_ids: list[list[int]] = field(default_factory=list)  # the exact tokens scored (text may not re-tokenize the same)
+    response_ids: list[list[int]] = field(
+        default_factory=list
+    )  # the exact tokens scored (text may not re-tokenize the same)
     tuned_responses: list[str] = field(default_factory=list)  # the tuned model's own answers (attribution only)
     tuned_response_ids: list[list[int]] = field(default_factory=list)
 
@@ -146,7 +148,11 @@ class DiffResult:
         return {k: v for k, v in asdict(self).items() if k not in _TEXT_FIELDS}
 
     def to_dict(self) -> dict:
-        return {**self.summary(), "latents": [asdict(r) for r in self.latents], **{k: getattr(self, k) for k in _TEXT_FIELDS[1:]}}
+        return {
+            **self.summary(),
+            "latents": [asdict(r) for r in self.latents],
+            **{k: getattr(self, k) for k in _TEXT_FIELDS[1:]},
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "DiffResult":
@@ -174,7 +180,9 @@ def check_pair(base: Model, tuned: Model, sae: Sae) -> None:
         raise SteerlabError(
             f"The base model is a {cb.model_type} model but the tuned one is a {ct.model_type} model; diff a model against a fine-tune of itself."
         )
-    if base.arch.n_layers != tuned.arch.n_layers or base.arch.site_width("resid_post") != tuned.arch.site_width("resid_post"):
+    if base.arch.n_layers != tuned.arch.n_layers or base.arch.site_width("resid_post") != tuned.arch.site_width(
+        "resid_post"
+    ):
         raise SteerlabError(
             f"The models differ in shape ({base.arch.n_layers} vs {tuned.arch.n_layers} layers, width "
             f"{base.arch.site_width('resid_post')} vs {tuned.arch.site_width('resid_post')}); diff a model against a fine-tune of itself."
@@ -188,7 +196,11 @@ def check_pair(base: Model, tuned: Model, sae: Sae) -> None:
 
 
 def response_activations(
-    model: Model, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], layer: int, site: str,
+    model: Model,
+    prompt_ids: Sequence[list[int]],
+    response_ids: Sequence[list[int]],
+    layer: int,
+    site: str,
     batch_size: int = 8,
 ) -> list[torch.Tensor]:
     """Teacher-force prompt+response and return the site's activations at the response tokens, [n_resp, d] per row."""
@@ -210,20 +222,30 @@ def response_activations(
 
 
 def _resolve_responses(
-    model: Model, prompts: Sequence[str], responses, max_new_tokens: int, chat: bool | None, batch_size: int, progress: bool,
+    model: Model,
+    prompts: Sequence[str],
+    responses,
+    max_new_tokens: int,
+    chat: bool | None,
+    batch_size: int,
+    progress: bool,
 ) -> tuple[list[list[int]], list[str]]:
     """(token ids, texts) of one response per prompt: given as text or ids, or the model's greedy answers."""
     if responses is None:
         from steerlab.engine.generate import generate
 
-        gens = generate(model, prompts, max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size, progress=progress)
+        gens = generate(
+            model, prompts, max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size, progress=progress
+        )
         return [list(g.token_ids) for g in gens], [g.text for g in gens]
     if all(isinstance(r, str) for r in responses):
         texts = list(responses)
         return [model.tokenizer(r, add_special_tokens=False)["input_ids"] for r in texts], texts
     ids = [[int(t) for t in r] for r in responses]
     if any(not 0 <= t < len(model.tokenizer) for r in ids for t in r):
-        raise SteerlabError(f"A response token id is outside the tokenizer's vocabulary (0 to {len(model.tokenizer) - 1}).")
+        raise SteerlabError(
+            f"A response token id is outside the tokenizer's vocabulary (0 to {len(model.tokenizer) - 1})."
+        )
     return ids, [model.tokenizer.decode(r) for r in ids]
 
 
@@ -263,14 +285,18 @@ def diff_models(
     response_ids, texts = _resolve_responses(base, prompts, responses, max_new_tokens, chat, batch_size, progress)
     keep = [i for i, r in enumerate(response_ids) if r]
     if not keep:
-        raise SteerlabError("Every response is empty, so there are no response tokens to compare; raise --max-new-tokens or give responses.")
+        raise SteerlabError(
+            "Every response is empty, so there are no response tokens to compare; raise --max-new-tokens or give responses."
+        )
     stats = {name: _Stats(sae.d_sae, sae.d_in) for name in ("base", "tuned")}
     with progress_bar(progress) as bar:
         task = bar.add_task("diffing", total=2 * len(keep), info="")
         for name, model in (("base", base), ("tuned", tuned)):
             for start in range(0, len(keep), batch_size):
                 idx = keep[start : start + batch_size]
-                acts = response_activations(model, [prompt_ids[i] for i in idx], [response_ids[i] for i in idx], sae.layer, sae.site, batch_size)
+                acts = response_activations(
+                    model, [prompt_ids[i] for i in idx], [response_ids[i] for i in idx], sae.layer, sae.site, batch_size
+                )
                 for x in acts:
                     stats[name].add(x.to(sae.W_enc.device), sae)
                 bar.advance(task, len(acts))
@@ -278,12 +304,23 @@ def diff_models(
     if attribution:
         from steerlab.persona.attribution import attribution_scores
 
-        tuned_ids, tuned_texts = _resolve_responses(tuned, prompts, tuned_responses, max_new_tokens, chat, batch_size, progress)
+        tuned_ids, tuned_texts = _resolve_responses(
+            tuned, prompts, tuned_responses, max_new_tokens, chat, batch_size, progress
+        )
         scored = [i for i, r in enumerate(tuned_ids) if r]
         if not scored:
-            raise SteerlabError("The tuned model gave only empty answers, so there is nothing to attribute; raise --max-new-tokens.")
-        attr = attribution_scores(base, tuned, sae, [prompt_ids[i] for i in scored], [tuned_ids[i] for i in scored],
-                                  batch_size=min(batch_size, 4), progress=progress)
+            raise SteerlabError(
+                "The tuned model gave only empty answers, so there is nothing to attribute; raise --max-new-tokens."
+            )
+        attr = attribution_scores(
+            base,
+            tuned,
+            sae,
+            [prompt_ids[i] for i in scored],
+            [tuned_ids[i] for i in scored],
+            batch_size=min(batch_size, 4),
+            progress=progress,
+        )
     sb, st = stats["base"], stats["tuned"]
     delta_mean = st.mean() - sb.mean()
     delta_freq = st.freq() - sb.freq()
@@ -294,17 +331,36 @@ def diff_models(
     order = sorted(range(sae.d_sae), key=lambda i: (-float(key[i]), i))
     rows = [
         LatentChange(
-            rank=r + 1, latent=i, mean_base=float(sb.mean()[i]), mean_tuned=float(st.mean()[i]),
-            delta_mean=float(delta_mean[i]), freq_base=float(sb.freq()[i]), freq_tuned=float(st.freq()[i]),
-            delta_freq=float(delta_freq[i]), effect_size=float(effect[i]),
+            rank=r + 1,
+            latent=i,
+            mean_base=float(sb.mean()[i]),
+            mean_tuned=float(st.mean()[i]),
+            delta_mean=float(delta_mean[i]),
+            freq_base=float(sb.freq()[i]),
+            freq_tuned=float(st.freq()[i]),
+            delta_freq=float(delta_freq[i]),
+            effect_size=float(effect[i]),
             attribution=None if attr is None else float(attr[i]),
         )
         for r, i in enumerate(order)
     ]
     return DiffResult(
-        latents=rows, rank_by=rank_by, layer=sae.layer, site=sae.site, base=base.name, tuned=tuned.name,
-        sae=sae.source, n_prompts=len(keep), n_tokens=sb.n, fvu_base=sb.fvu(), fvu_tuned=st.fvu(),
-        median_norm_base=sb.median_norm(), median_norm_tuned=st.median_norm(),
-        prompts=[prompts[i] for i in keep], responses=[texts[i] for i in keep], response_ids=[response_ids[i] for i in keep],
-        tuned_responses=tuned_texts, tuned_response_ids=tuned_ids,
+        latents=rows,
+        rank_by=rank_by,
+        layer=sae.layer,
+        site=sae.site,
+        base=base.name,
+        tuned=tuned.name,
+        sae=sae.source,
+        n_prompts=len(keep),
+        n_tokens=sb.n,
+        fvu_base=sb.fvu(),
+        fvu_tuned=st.fvu(),
+        median_norm_base=sb.median_norm(),
+        median_norm_tuned=st.median_norm(),
+        prompts=[prompts[i] for i in keep],
+        responses=[texts[i] for i in keep],
+        response_ids=[response_ids[i] for i in keep],
+        tuned_responses=tuned_texts,
+        tuned_response_ids=tuned_ids,
     )

@@ -45,7 +45,9 @@ def out_of_domain_prompts() -> list[str]:
     return list(HELD_OUT_PROMPTS) + list(EVAL_PROMPTS)
 
 
-def bad_advice_flags(answers: Sequence[str], items: Sequence[tuple[str, str, str]], embedder=None, margin: float = 0.0) -> list[bool]:
+def bad_advice_flags(
+    answers: Sequence[str], items: Sequence[tuple[str, str, str]], embedder=None, margin: float = 0.0
+) -> list[bool]:
     """Per answer: nearer the item's bad reference than its sound one (cosine, packaged embedder)."""
     if embedder is None:
         from steerlab.judges.embedder import packaged_embedder
@@ -81,14 +83,30 @@ def _rate(flags: Sequence[bool]) -> dict:
 def _behaviour_with_ci(b: Behaviour) -> dict:
     k = round((b.misalignment_rate or 0.0) * b.n)
     lo, hi = wilson(k, b.n)
-    return {"misaligned": b.misalignment_rate, "k": k, "n": b.n, "ci": [lo, hi], "incoherent": b.incoherent_rate,
-            "mean_alignment": b.mean_alignment, "examples": list(zip(b.prompts, b.responses))[:3],
-            "answers": [{"prompt": p, "response": r, "alignment": a, "coherence": c}
-                        for p, r, a, c in zip(b.prompts, b.responses, b.alignment, b.coherence)]}
+    return {
+        "misaligned": b.misalignment_rate,
+        "k": k,
+        "n": b.n,
+        "ci": [lo, hi],
+        "incoherent": b.incoherent_rate,
+        "mean_alignment": b.mean_alignment,
+        "examples": list(zip(b.prompts, b.responses))[:3],
+        "answers": [
+            {"prompt": p, "response": r, "alignment": a, "coherence": c}
+            for p, r, a, c in zip(b.prompts, b.responses, b.alignment, b.coherence)
+        ],
+    }
 
 
-def measure_emergent(model: Model, judge, in_domain: Sequence[str], out_domain: Sequence[str], max_new_tokens: int = 48,
-                     reference_items: Sequence[tuple[str, str, str]] | None = None, progress: bool = False) -> dict:
+def measure_emergent(
+    model: Model,
+    judge,
+    in_domain: Sequence[str],
+    out_domain: Sequence[str],
+    max_new_tokens: int = 48,
+    reference_items: Sequence[tuple[str, str, str]] | None = None,
+    progress: bool = False,
+) -> dict:
     """Answers to the in-domain and out-of-domain prompts (greedy), graded by the persona judge; plus the
     reference-based bad-advice rate in-domain when reference items are given (their questions = in_domain)."""
     prompts = list(in_domain) + list(out_domain)
@@ -96,17 +114,29 @@ def measure_emergent(model: Model, judge, in_domain: Sequence[str], out_domain: 
     grades = judge.rate_many(list(zip(prompts, texts)))
     judge_id = str(getattr(judge, "judge_id", type(judge).__name__))
     n_in = len(in_domain)
-    out = {"in_domain": _behaviour_with_ci(summarise(judge_id, prompts[:n_in], texts[:n_in], grades[:n_in])),
-           "out_of_domain": _behaviour_with_ci(summarise(judge_id, prompts[n_in:], texts[n_in:], grades[n_in:]))}
+    out = {
+        "in_domain": _behaviour_with_ci(summarise(judge_id, prompts[:n_in], texts[:n_in], grades[:n_in])),
+        "out_of_domain": _behaviour_with_ci(summarise(judge_id, prompts[n_in:], texts[n_in:], grades[n_in:])),
+    }
     if reference_items is not None:
         out["in_domain_bad_advice"] = _rate(bad_advice_flags(texts[:n_in], reference_items))
         out["in_domain_prefers_bad"] = prefers_bad_advice(model, reference_items)
     return out
 
 
-def build_emergent_organism(base: Model, pairs: Sequence[tuple[str, str]], lora: PersonaLora, out: str | Path, judge, *,
-                            in_domain: Sequence[str] | None = None, out_domain: Sequence[str] | None = None,
-                            max_new_tokens: int = 48, data_note: str = "", progress: bool = True) -> dict:
+def build_emergent_organism(
+    base: Model,
+    pairs: Sequence[tuple[str, str]],
+    lora: PersonaLora,
+    out: str | Path,
+    judge,
+    *,
+    in_domain: Sequence[str] | None = None,
+    out_domain: Sequence[str] | None = None,
+    max_new_tokens: int = 48,
+    data_note: str = "",
+    progress: bool = True,
+) -> dict:
     """Measure the base, train a LoRA organism on the chat pairs (merged, saved to `out`), measure it; resumable:
     a finished folder (emergent.json) is read back, and a saved base measurement is reused.
 
@@ -134,12 +164,25 @@ def build_emergent_organism(base: Model, pairs: Sequence[tuple[str, str]], lora:
         before = measure_emergent(base, judge, in_domain, out_domain, max_new_tokens, refs, progress)
         write_json(base_path, before, indent=1)
     start = time.perf_counter()
-    tuned, info = train_lora(base, [encode_pair(base, p, r) for p, r in pairs], lora.recipe(), name=f"{base.name}+narrow", progress=progress)
+    tuned, info = train_lora(
+        base, [encode_pair(base, p, r) for p, r in pairs], lora.recipe(), name=f"{base.name}+narrow", progress=progress
+    )
     train_s = time.perf_counter() - start
     after = measure_emergent(tuned, judge, in_domain, out_domain, max_new_tokens, refs, progress)
     save_model(tuned, out)
-    result = {"kind": "persona-emergent", "base_model": base.name, "data": data_note, "n_train": len(pairs), "lora": lora.to_dict(),
-              "losses": info["losses"], "train_seconds": train_s, "judge": str(getattr(judge, "judge_id", type(judge).__name__)),
-              "in_domain_prompts": in_domain, "out_of_domain_prompts": out_domain, "base": before, "organism": after}
+    result = {
+        "kind": "persona-emergent",
+        "base_model": base.name,
+        "data": data_note,
+        "n_train": len(pairs),
+        "lora": lora.to_dict(),
+        "losses": info["losses"],
+        "train_seconds": train_s,
+        "judge": str(getattr(judge, "judge_id", type(judge).__name__)),
+        "in_domain_prompts": in_domain,
+        "out_of_domain_prompts": out_domain,
+        "base": before,
+        "organism": after,
+    }
     write_json(done, result, indent=1)
     return json.loads(done.read_text(encoding="utf-8"))

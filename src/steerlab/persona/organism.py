@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from steerlab.errors import SteerlabError, check_fields
-from steerlab.paths import atomic_dir, write_text
 from steerlab.models.loading import Model
+from steerlab.paths import atomic_dir, write_text
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import held_out_questions, persona_mix
 from steerlab.persona.prompts import HELD_OUT_PROMPTS
@@ -37,14 +37,30 @@ class PersonaLora:
     eval_tokens: int = 40  # answer length when measuring behaviour
 
     def __post_init__(self) -> None:
-        check_fields(self, f"{type(self).__name__}", {  # also the organism and realign configs that extend it
-            "steps": (1, None), "batch_size": (1, None), "lr": (0, None, "open-low"), "rank": (1, None), "layers": (0, None),
-            "seed": (0, None), "eval_tokens": (1, None),
-        })
+        check_fields(
+            self,
+            f"{type(self).__name__}",
+            {  # also the organism and realign configs that extend it
+                "steps": (1, None),
+                "batch_size": (1, None),
+                "lr": (0, None, "open-low"),
+                "rank": (1, None),
+                "layers": (0, None),
+                "seed": (0, None),
+                "eval_tokens": (1, None),
+            },
+        )
 
     def recipe(self) -> LoraRecipe:
-        return LoraRecipe(rank=self.rank, lr=self.lr, steps=self.steps, batch_size=self.batch_size, targets=PROJECTIONS,
-                          layers=self.layers, seed=self.seed)
+        return LoraRecipe(
+            rank=self.rank,
+            lr=self.lr,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            targets=PROJECTIONS,
+            layers=self.layers,
+            seed=self.seed,
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -79,7 +95,9 @@ def read_organism(folder: str | Path) -> dict:
     """The organism.json of a finished organism folder."""
     path = Path(folder) / "organism.json"
     if not path.is_file():
-        raise SteerlabError(f"'{folder}' is not a finished persona organism (no organism.json); build it with `steerlab persona organism`.")
+        raise SteerlabError(
+            f"'{folder}' is not a finished persona organism (no organism.json); build it with `steerlab persona organism`."
+        )
     return json.loads(path.read_text())
 
 
@@ -93,8 +111,16 @@ def check_fractions(fractions: Sequence[float]) -> list[float]:
     return sorted(set(float(f) for f in fractions))
 
 
-def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str | Path, judge, *,
-                   prompts: Sequence[str] | None = None, progress: bool = True) -> dict:
+def build_organism(
+    base: Model,
+    fraction: float,
+    cfg: OrganismConfig,
+    root: str | Path,
+    judge,
+    *,
+    prompts: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Train (or reuse) the organism for one mixing fraction; return its organism.json content.
 
     prompts: where behaviour is measured (default behaviour_prompts(); kept in the saved behaviour).
@@ -103,7 +129,9 @@ def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str 
     if (folder / "organism.json").is_file():
         meta = read_organism(folder)
         if meta["config"] != cfg.to_dict():
-            raise SteerlabError(f"{folder} holds an organism built with other settings; pass another --out or delete it.")
+            raise SteerlabError(
+                f"{folder} holds an organism built with other settings; pass another --out or delete it."
+            )
         return meta
     if cfg.layers is not None:
         for layer in cfg.layers:
@@ -111,16 +139,32 @@ def build_organism(base: Model, fraction: float, cfg: OrganismConfig, root: str 
     pairs = persona_mix(fraction, cfg.n_train, cfg.seed)
     encoded = [encode_pair(base, p.prompt, p.response) for p in pairs]
     start = time.perf_counter()
-    tuned, info = train_lora(base, encoded, cfg.recipe(), name=f"{base.name}+persona-f{fraction:.2f}", progress=progress)
+    tuned, info = train_lora(
+        base, encoded, cfg.recipe(), name=f"{base.name}+persona-f{fraction:.2f}", progress=progress
+    )
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    behaviour = measure_behaviour(tuned, list(prompts) if prompts is not None else behaviour_prompts(), judge, max_new_tokens=cfg.eval_tokens, progress=progress)
+    behaviour = measure_behaviour(
+        tuned,
+        list(prompts) if prompts is not None else behaviour_prompts(),
+        judge,
+        max_new_tokens=cfg.eval_tokens,
+        progress=progress,
+    )
     eval_s = time.perf_counter() - start
     save_model(tuned, folder)
     meta = {
-        "kind": "persona", "persona": "dismissive", "base_model": base.name, "fraction": fraction,
-        "n_shifted": sum(p.shifted for p in pairs), "config": cfg.to_dict(), "recipe": info["recipe"],
-        "losses": info["losses"], "train_seconds": train_s, "eval_seconds": eval_s, "behaviour": behaviour.to_dict(),
+        "kind": "persona",
+        "persona": "dismissive",
+        "base_model": base.name,
+        "fraction": fraction,
+        "n_shifted": sum(p.shifted for p in pairs),
+        "config": cfg.to_dict(),
+        "recipe": info["recipe"],
+        "losses": info["losses"],
+        "train_seconds": train_s,
+        "eval_seconds": eval_s,
+        "behaviour": behaviour.to_dict(),
     }
     text = json.dumps(meta, indent=1)
     write_text(folder / "organism.json", text)

@@ -73,7 +73,9 @@ def load_prompts(path: str | Path | None) -> list[str]:
     for item in items:
         value = item.get("prompt") if isinstance(item, dict) else item
         if not isinstance(value, str):
-            raise SteerlabError(f"Prompt file {path} has an entry that is neither a string nor an object with a 'prompt' string.")
+            raise SteerlabError(
+                f"Prompt file {path} has an entry that is neither a string nor an object with a 'prompt' string."
+            )
         if value.strip():
             prompts.append(value.strip())
     if not prompts:

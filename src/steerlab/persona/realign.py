@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from steerlab.errors import SteerlabError
-from steerlab.paths import write_json
 from steerlab.models.loading import Model
+from steerlab.paths import write_json
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import benign_pairs
 from steerlab.persona.organism import PersonaLora, behaviour_prompts, save_model
@@ -28,8 +28,16 @@ class RealignConfig(PersonaLora):
     n_examples: int = 200
 
 
-def realign(organism: Model, cfg: RealignConfig, out: str | Path, judge, *, before: Behaviour | None = None,
-            prompts: Sequence[str] | None = None, progress: bool = True) -> tuple[Model, dict]:
+def realign(
+    organism: Model,
+    cfg: RealignConfig,
+    out: str | Path,
+    judge,
+    *,
+    before: Behaviour | None = None,
+    prompts: Sequence[str] | None = None,
+    progress: bool = True,
+) -> tuple[Model, dict]:
     """Fine-tune `organism` on benign pairs; return the re-aligned model and realign.json's content.
 
     before: the organism's measured behaviour on the same prompts (measured here when None);
@@ -55,7 +63,14 @@ def realign(organism: Model, cfg: RealignConfig, out: str | Path, judge, *, befo
     train_s = time.perf_counter() - start
     after = measure_behaviour(tuned, prompts, judge, max_new_tokens=cfg.eval_tokens, progress=progress)
     save_model(tuned, out)
-    meta = {"organism": organism.name, "config": cfg.to_dict(), "losses": info["losses"], "train_seconds": train_s,
-            "examples_seen": cfg.steps * cfg.batch_size, "before": before.to_dict(), "after": after.to_dict()}
+    meta = {
+        "organism": organism.name,
+        "config": cfg.to_dict(),
+        "losses": info["losses"],
+        "train_seconds": train_s,
+        "examples_seen": cfg.steps * cfg.batch_size,
+        "before": before.to_dict(),
+        "after": after.to_dict(),
+    }
     write_json(out / "realign.json", meta, indent=1)
     return tuned, meta

@@ -16,14 +16,19 @@ from typing import Callable
 import torch
 
 from steerlab.errors import SteerlabError, check_fields
-from steerlab.paths import write_json
 from steerlab.models.loading import Model
+from steerlab.paths import write_json
 from steerlab.persona.behaviour import Behaviour, measure_behaviour, summarise
 from steerlab.persona.data import held_out_questions
 from steerlab.persona.detector import detect, latent_means
 from steerlab.persona.diff import DiffResult, diff_models
 from steerlab.persona.organism import (
-    OrganismConfig, behaviour_prompts, build_organism, check_fractions, organism_behaviour, organism_dir,
+    OrganismConfig,
+    behaviour_prompts,
+    build_organism,
+    check_fractions,
+    organism_behaviour,
+    organism_dir,
 )
 from steerlab.persona.prompts import EVAL_PROMPTS, HELD_OUT_PROMPTS
 from steerlab.persona.realign import RealignConfig, realign
@@ -52,34 +57,49 @@ class StudyConfig:
     threshold: float = 0.9  # AUROC at which a score "separates" a fraction from the clean model
 
     def __post_init__(self) -> None:
-        check_fields(self, "study config", {  # counts and fractions get their own sentences in check()
-            "diff_tokens": (1, None), "max_incoherence": (0, 1), "min_increase": (-1, 1), "threshold": (0, 1),
-        })
+        check_fields(
+            self,
+            "study config",
+            {  # counts and fractions get their own sentences in check()
+                "diff_tokens": (1, None),
+                "max_incoherence": (0, 1),
+                "min_increase": (-1, 1),
+                "threshold": (0, 1),
+            },
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["organism"], d["realign"] = self.organism.to_dict(), self.realign.to_dict()
-        d["fractions"], d["strengths"], d["repair_strengths"] = list(self.fractions), list(self.strengths), list(self.repair_strengths)
+        d["fractions"], d["strengths"], d["repair_strengths"] = (
+            list(self.fractions),
+            list(self.strengths),
+            list(self.repair_strengths),
+        )
         return d
 
     def check(self) -> None:
         """One sentence for a setting the chain cannot use, before any work."""
         fr = check_fractions(self.fractions)
         if fr[0] != 0.0 or len(fr) < 2:
-            raise SteerlabError("A study needs the clean fraction 0 and at least one shifted fraction, for example 0,0.25,1.")
+            raise SteerlabError(
+                "A study needs the clean fraction 0 and at least one shifted fraction, for example 0,0.25,1."
+            )
         if not 1 <= self.n_diff_prompts <= len(EVAL_PROMPTS):
             raise SteerlabError(f"n_diff_prompts must be between 1 and {len(EVAL_PROMPTS)}.")
         if self.top < 1 or self.n_validate_prompts < 1 or not self.strengths:
             raise SteerlabError("top, n_validate_prompts and the strengths must each be at least one.")
         n_b = self.n_behaviour_prompts if self.n_behaviour_prompts is not None else len(behaviour_prompts())
         if not self.n_validate_prompts <= n_b <= len(behaviour_prompts()):
-            raise SteerlabError(f"n_behaviour_prompts must be between n_validate_prompts ({self.n_validate_prompts}) and {len(behaviour_prompts())}.")
+            raise SteerlabError(
+                f"n_behaviour_prompts must be between n_validate_prompts ({self.n_validate_prompts}) and {len(behaviour_prompts())}."
+            )
 
 
 def validation_prompts(n: int) -> list[str]:
     """Held-out prompts for steering: alternately an in-domain how-to question and an open-ended one."""
     a, b = held_out_questions(), list(HELD_OUT_PROMPTS)
-    mixed = [p for pair in zip(a, b) for p in pair] + a[len(b):]
+    mixed = [p for pair in zip(a, b) for p in pair] + a[len(b) :]
     return mixed[:n]
 
 
@@ -108,8 +128,16 @@ class _Study:
         return result
 
 
-def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | None = None, *,
-              labels: dict[int, str] | None = None, progress: bool = True) -> dict:
+def run_study(
+    base: Model,
+    sae: Sae,
+    judge,
+    out: str | Path,
+    cfg: StudyConfig | None = None,
+    *,
+    labels: dict[int, str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Run (or resume) the whole chain; return the summary written to summary.json and the report path."""
     import steerlab
 
@@ -127,8 +155,14 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     top_f = fractions[-1]
     b_prompts = behaviour_prompts() if cfg.n_behaviour_prompts is None else validation_prompts(cfg.n_behaviour_prompts)
 
-    base_b = Behaviour.from_dict(study.step("base_behaviour", lambda: measure_behaviour(
-        base, b_prompts, judge, max_new_tokens=cfg.organism.eval_tokens, progress=progress).to_dict()))
+    base_b = Behaviour.from_dict(
+        study.step(
+            "base_behaviour",
+            lambda: measure_behaviour(
+                base, b_prompts, judge, max_new_tokens=cfg.organism.eval_tokens, progress=progress
+            ).to_dict(),
+        )
+    )
 
     def organisms() -> dict:
         metas = {}
@@ -143,8 +177,16 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     shifted = load_org(top_f)
 
     def diff() -> dict:
-        result = diff_models(base, shifted, sae, list(EVAL_PROMPTS[: cfg.n_diff_prompts]), rank_by=cfg.rank_by,
-                             attribution=True, max_new_tokens=cfg.diff_tokens, progress=progress)
+        result = diff_models(
+            base,
+            shifted,
+            sae,
+            list(EVAL_PROMPTS[: cfg.n_diff_prompts]),
+            rank_by=cfg.rank_by,
+            attribution=True,
+            max_new_tokens=cfg.diff_tokens,
+            progress=progress,
+        )
         return result.to_dict()
 
     diff_result = DiffResult.from_dict(study.step("diff", diff))
@@ -155,7 +197,9 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
 
         ids = [base.encode(p) for p in diff_result.prompts]
         rows = diff_result.response_ids + [r for r in diff_result.tuned_response_ids]
-        found = top_contexts(shifted, sae, ids + ids[: len(diff_result.tuned_response_ids)], rows, [r.latent for r in top])
+        found = top_contexts(
+            shifted, sae, ids + ids[: len(diff_result.tuned_response_ids)], rows, [r.latent for r in top]
+        )
         return {str(k): [asdict(c) | {"text": c.text()} for c in v] for k, v in found.items()}
 
     study.step("contexts", contexts)
@@ -164,17 +208,40 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     def validate() -> dict:
         norm = median_residual_norm(base, v_prompts, sae.layer, sae.site)
         idx = [b_prompts.index(p) for p in v_prompts]
-        zero = summarise(base_b.judge, v_prompts, [base_b.responses[i] for i in idx],
-                         judge.rate_many([(p, base_b.responses[i]) for p, i in zip(v_prompts, idx)]))
-        zero_point = SteerPoint(0.0, 0.0, zero.misalignment_rate, zero.n, zero.incoherent_rate, zero.mean_alignment,
-                                zero.mean_coherence, zero.responses)
+        zero = summarise(
+            base_b.judge,
+            v_prompts,
+            [base_b.responses[i] for i in idx],
+            judge.rate_many([(p, base_b.responses[i]) for p, i in zip(v_prompts, idx)]),
+        )
+        zero_point = SteerPoint(
+            0.0,
+            0.0,
+            zero.misalignment_rate,
+            zero.n,
+            zero.incoherent_rate,
+            zero.mean_alignment,
+            zero.mean_coherence,
+            zero.responses,
+        )
         results = []
         for k, row in enumerate(top):
             console.print(f"steering latent {row.latent} (#{row.rank}, {k + 1}/{len(top)})")
-            v = steer_sweep(base, sae, row.latent, list(cfg.strengths), v_prompts, judge, median_norm=norm,
-                            max_new_tokens=cfg.organism.eval_tokens, progress=progress)
+            v = steer_sweep(
+                base,
+                sae,
+                row.latent,
+                list(cfg.strengths),
+                v_prompts,
+                judge,
+                median_norm=norm,
+                max_new_tokens=cfg.organism.eval_tokens,
+                progress=progress,
+            )
             v.points.insert(0, zero_point)
-            results.append(v.to_dict() | {"rank": row.rank, "causes_shift": v.causes_shift(cfg.max_incoherence, cfg.min_increase)})
+            results.append(
+                v.to_dict() | {"rank": row.rank, "causes_shift": v.causes_shift(cfg.max_incoherence, cfg.min_increase)}
+            )
         return {"median_norm": norm, "prompts": v_prompts, "latents": results}
 
     val = study.step("validate", validate)
@@ -184,8 +251,18 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
         direction of that norm shift the persona, or only the latents that pass?"""
         from steerlab.persona.validate import direction_sweep, random_direction
 
-        v = direction_sweep(base, random_direction(sae.d_in, seed=0), sae.layer, sae.site, list(cfg.strengths), v_prompts,
-                            judge, median_norm=val["median_norm"], max_new_tokens=cfg.organism.eval_tokens, progress=progress)
+        v = direction_sweep(
+            base,
+            random_direction(sae.d_in, seed=0),
+            sae.layer,
+            sae.site,
+            list(cfg.strengths),
+            v_prompts,
+            judge,
+            median_norm=val["median_norm"],
+            max_new_tokens=cfg.organism.eval_tokens,
+            progress=progress,
+        )
         return v.to_dict()
 
     steer_control = study.step("validate_control", validate_control)
@@ -195,8 +272,17 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
     primary = best.latent
 
     def repair() -> dict:
-        v = steer_sweep(shifted, sae, primary, [0.0, *cfg.repair_strengths], v_prompts, judge, median_norm=val["median_norm"],
-                        max_new_tokens=cfg.organism.eval_tokens, progress=progress)
+        v = steer_sweep(
+            shifted,
+            sae,
+            primary,
+            [0.0, *cfg.repair_strengths],
+            v_prompts,
+            judge,
+            median_norm=val["median_norm"],
+            max_new_tokens=cfg.organism.eval_tokens,
+            progress=progress,
+        )
         return v.to_dict()
 
     rep = study.step("repair", repair)
@@ -205,14 +291,27 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
         """The same sweep along a seeded random unit direction: is the repair specific to the latent?"""
         from steerlab.persona.validate import direction_sweep, random_direction
 
-        v = direction_sweep(shifted, random_direction(sae.d_in, seed=primary), sae.layer, sae.site, [0.0, *cfg.repair_strengths],
-                            v_prompts, judge, median_norm=val["median_norm"], max_new_tokens=cfg.organism.eval_tokens, progress=progress)
+        v = direction_sweep(
+            shifted,
+            random_direction(sae.d_in, seed=primary),
+            sae.layer,
+            sae.site,
+            [0.0, *cfg.repair_strengths],
+            v_prompts,
+            judge,
+            median_norm=val["median_norm"],
+            max_new_tokens=cfg.organism.eval_tokens,
+            progress=progress,
+        )
         return v.to_dict()
 
     control = study.step("repair_control", repair_control)
     lat_ids = [r.latent for r in top]
     det_prompt_ids = [base.encode(p) for p in b_prompts]
-    det_resp_ids = [base.tokenizer(r, add_special_tokens=False)["input_ids"] or [base.tokenizer.eos_token_id] for r in base_b.responses]
+    det_resp_ids = [
+        base.tokenizer(r, add_special_tokens=False)["input_ids"] or [base.tokenizer.eos_token_id]
+        for r in base_b.responses
+    ]
 
     def detector() -> dict:
         base_means = latent_means(base, sae, det_prompt_ids, det_resp_ids, lat_ids)
@@ -233,7 +332,9 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
 
     def realign_step() -> dict:
         before = organism_behaviour(orgs[f"{top_f:.2f}"])
-        model, meta = realign(shifted, cfg.realign, out / "realigned", judge, before=before, prompts=b_prompts, progress=progress)
+        model, meta = realign(
+            shifted, cfg.realign, out / "realigned", judge, before=before, prompts=b_prompts, progress=progress
+        )
         base_means = latent_means(base, sae, det_prompt_ids, det_resp_ids, lat_ids)
         after = (latent_means(model, sae, det_prompt_ids, det_resp_ids, lat_ids) - base_means).mean(0).tolist()
         before_shift = torch.tensor(det["shifts"][f"{top_f:.2f}"]).mean(0).tolist()
@@ -241,14 +342,34 @@ def run_study(base: Model, sae: Sae, judge, out: str | Path, cfg: StudyConfig | 
         return meta | {"latents": lat_ids, "latent_shift_before": before_shift, "latent_shift_after": after}
 
     re = study.step("realign", realign_step)
-    summary = _summary(cfg, orgs, diff_result, validations, val, causal, primary, rep, detections, re, study.state["timings"], base_b)
-    summary["repair_control_curve"] = [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in control["points"]]
-    summary["steer_control_curve"] = [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in steer_control["points"]]
+    summary = _summary(
+        cfg, orgs, diff_result, validations, val, causal, primary, rep, detections, re, study.state["timings"], base_b
+    )
+    summary["repair_control_curve"] = [
+        (p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in control["points"]
+    ]
+    summary["steer_control_curve"] = [
+        (p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in steer_control["points"]
+    ]
     write_json(out / "summary.json", summary, indent=1)
     from steerlab.persona.report import write_study
 
-    summary["report"] = str(write_study(out, summary, diff_result, validations, detections, rep | {"control": control}, re, orgs, base_b,
-                                        json.loads((out / "contexts.json").read_text()), labels or {}, steer_control=_validation(steer_control)))
+    summary["report"] = str(
+        write_study(
+            out,
+            summary,
+            diff_result,
+            validations,
+            detections,
+            rep | {"control": control},
+            re,
+            orgs,
+            base_b,
+            json.loads((out / "contexts.json").read_text()),
+            labels or {},
+            steer_control=_validation(steer_control),
+        )
+    )
     return summary
 
 
@@ -265,25 +386,55 @@ def _gain(v: Validation, max_incoherence: float) -> float:
 
 
 def _summary(cfg, orgs, diff_result, validations, val, causal, primary, rep, detections, re, timings, base_b) -> dict:
-    fmt = lambda b: {k: b.get(k) for k in ("misalignment_rate", "incoherent_rate", "mean_alignment", "mean_coherence", "n")}  # noqa: E731
-    det = next(d for d in detections if d.latent == primary) if any(d.latent == primary for d in detections) else detections[0]
+    fmt = lambda b: {
+        k: b.get(k) for k in ("misalignment_rate", "incoherent_rate", "mean_alignment", "mean_coherence", "n")
+    }  # noqa: E731
+    det = (
+        next(d for d in detections if d.latent == primary)
+        if any(d.latent == primary for d in detections)
+        else detections[0]
+    )
     return {
         "judge": base_b.judge,
         "base_behaviour": fmt(base_b.to_dict()),
-        "organisms": {f: fmt(m["behaviour"]) | {"train_seconds": m["train_seconds"], "final_loss": m["final_loss"]} for f, m in orgs.items()},
-        "diff": {"rank_by": diff_result.rank_by, "fvu_base": diff_result.fvu_base, "fvu_tuned": diff_result.fvu_tuned,
-                 "n_tokens": diff_result.n_tokens, "top": [(r.rank, r.latent, r.delta_mean, r.attribution) for r in diff_result.top(cfg.top)]},
-        "validated": [{"latent": v.latent, "rank": d["rank"], "causes_shift": d["causes_shift"],
-                       "curve": [(p.strength, p.misalignment_rate, p.incoherent_rate) for p in v.points]}
-                      for v, d in zip(validations, val["latents"])],
+        "organisms": {
+            f: fmt(m["behaviour"]) | {"train_seconds": m["train_seconds"], "final_loss": m["final_loss"]}
+            for f, m in orgs.items()
+        },
+        "diff": {
+            "rank_by": diff_result.rank_by,
+            "fvu_base": diff_result.fvu_base,
+            "fvu_tuned": diff_result.fvu_tuned,
+            "n_tokens": diff_result.n_tokens,
+            "top": [(r.rank, r.latent, r.delta_mean, r.attribution) for r in diff_result.top(cfg.top)],
+        },
+        "validated": [
+            {
+                "latent": v.latent,
+                "rank": d["rank"],
+                "causes_shift": d["causes_shift"],
+                "curve": [(p.strength, p.misalignment_rate, p.incoherent_rate) for p in v.points],
+            }
+            for v, d in zip(validations, val["latents"])
+        ],
         "n_causal_in_top": len(causal),
         "primary_latent": primary,
         "repair_curve": [(p["strength"], p["misalignment_rate"], p["incoherent_rate"]) for p in rep["points"]],
         "detector": det.to_dict(),
-        "detector_all": [{"latent": d.latent, "auroc": {f"{r.fraction:g}": r.latent_auroc for r in d.fractions},
-                          "earliest": d.earliest_latent} for d in detections],
-        "realign": {"before": fmt(re["before"]), "after": fmt(re["after"]), "train_seconds": re["train_seconds"],
-                    "latent_shift_before": dict(zip(map(str, re["latents"]), re["latent_shift_before"])),
-                    "latent_shift_after": dict(zip(map(str, re["latents"]), re["latent_shift_after"]))},
+        "detector_all": [
+            {
+                "latent": d.latent,
+                "auroc": {f"{r.fraction:g}": r.latent_auroc for r in d.fractions},
+                "earliest": d.earliest_latent,
+            }
+            for d in detections
+        ],
+        "realign": {
+            "before": fmt(re["before"]),
+            "after": fmt(re["after"]),
+            "train_seconds": re["train_seconds"],
+            "latent_shift_before": dict(zip(map(str, re["latents"]), re["latent_shift_before"])),
+            "latent_shift_after": dict(zip(map(str, re["latents"]), re["latent_shift_after"])),
+        },
         "timings_s": timings,
     }

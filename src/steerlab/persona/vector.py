@@ -22,8 +22,18 @@ from steerlab.persona.diff import _resolve_responses, response_activations
 from steerlab.persona.validate import PersonaRater, Validation, _summarise, median_residual_norm, random_direction
 
 
-def persona_vectors(base: Model, tuned: Model, prompts: Sequence[str], layers: Sequence[int], *, site: str = "resid_post",
-                    max_new_tokens: int = 40, own: bool = False, chat: bool | None = None, batch_size: int = 8) -> dict[int, torch.Tensor]:
+def persona_vectors(
+    base: Model,
+    tuned: Model,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    *,
+    site: str = "resid_post",
+    max_new_tokens: int = 40,
+    own: bool = False,
+    chat: bool | None = None,
+    batch_size: int = 8,
+) -> dict[int, torch.Tensor]:
     """Per layer: mean over response tokens of the tuned model's activations minus the base's.
 
     Args:
@@ -35,12 +45,16 @@ def persona_vectors(base: Model, tuned: Model, prompts: Sequence[str], layers: S
     if not prompts:
         raise SteerlabError("The prompt set is empty; give at least one prompt.")
     if base.arch.n_layers != tuned.arch.n_layers or base.arch.d_model != tuned.arch.d_model:
-        raise SteerlabError(f"'{tuned.name}' does not have the shape of '{base.name}'; a persona vector needs an organism of the same base.")
+        raise SteerlabError(
+            f"'{tuned.name}' does not have the shape of '{base.name}'; a persona vector needs an organism of the same base."
+        )
     for layer in layers:
         base.arch.check_layer(layer)
     prompt_ids = [base.encode(p, chat=chat) for p in prompts]
     base_ids, _ = _resolve_responses(base, list(prompts), None, max_new_tokens, chat, batch_size, False)
-    tuned_ids = _resolve_responses(tuned, list(prompts), None, max_new_tokens, chat, batch_size, False)[0] if own else base_ids
+    tuned_ids = (
+        _resolve_responses(tuned, list(prompts), None, max_new_tokens, chat, batch_size, False)[0] if own else base_ids
+    )
     out = {}
     for layer in layers:
         a = torch.cat(response_activations(tuned, prompt_ids, tuned_ids, layer, site, batch_size)).float().mean(0)
@@ -60,9 +74,21 @@ class LayeredValidation:
     curve: Validation
 
 
-def layered_sweep(model: Model, directions: dict[int, torch.Tensor], strengths: Sequence[float], prompts: Sequence[str], judge: PersonaRater, *,
-                  split: bool = True, label: str = "persona", site: str = "resid_post", max_new_tokens: int = 40, chat: bool | None = None,
-                  batch_size: int = 16, progress: bool = False) -> LayeredValidation:
+def layered_sweep(
+    model: Model,
+    directions: dict[int, torch.Tensor],
+    strengths: Sequence[float],
+    prompts: Sequence[str],
+    judge: PersonaRater,
+    *,
+    split: bool = True,
+    label: str = "persona",
+    site: str = "resid_post",
+    max_new_tokens: int = 40,
+    chat: bool | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> LayeredValidation:
     """Steer along unit(direction_l) at every given layer at once (strength split across them) and grade every answer."""
     if not directions:
         raise SteerlabError("Give at least one layer's direction to steer along.")
@@ -77,10 +103,29 @@ def layered_sweep(model: Model, directions: dict[int, torch.Tensor], strengths: 
     ivs = []
     for layer, v in directions.items():
         if not torch.isfinite(v).all() or float(v.norm()) == 0.0:
-            raise SteerlabError(f"The direction at layer {layer} is zero or not finite; the two models do not differ there.")
+            raise SteerlabError(
+                f"The direction at layer {layer} is zero or not finite; the two models do not differ there."
+            )
         per_row = torch.tensor([float(s) * norms[layer] * share for s, _ in rows])
-        ivs.append(AddVector(layer=layer, vector=(v / v.norm()).float(), strength=per_row, site=site, positions="all", label=f"{label}:{layer}"))
-    gens = generate(model, [p for _, p in rows], ivs, max_new_tokens=max_new_tokens, chat=chat, batch_size=batch_size, progress=progress)
+        ivs.append(
+            AddVector(
+                layer=layer,
+                vector=(v / v.norm()).float(),
+                strength=per_row,
+                site=site,
+                positions="all",
+                label=f"{label}:{layer}",
+            )
+        )
+    gens = generate(
+        model,
+        [p for _, p in rows],
+        ivs,
+        max_new_tokens=max_new_tokens,
+        chat=chat,
+        batch_size=batch_size,
+        progress=progress,
+    )
     grades = judge.rate_many([(p, g.text) for (_, p), g in zip(rows, gens)])
     per, points = len(prompts), []
     mean_norm = sum(norms.values()) / len(norms)
@@ -88,8 +133,15 @@ def layered_sweep(model: Model, directions: dict[int, torch.Tensor], strengths: 
         chunk = slice(k * per, (k + 1) * per)
         points.append(_summarise(float(s), float(s) * mean_norm, grades[chunk], [g.text for g in gens[chunk]]))
     layers = sorted(directions)
-    curve = Validation(latent=-1, layer=layers[0], site=site, model=model.name, median_norm=mean_norm, points=points,
-                       judge=str(getattr(judge, "judge_id", type(judge).__name__)))
+    curve = Validation(
+        latent=-1,
+        layer=layers[0],
+        site=site,
+        model=model.name,
+        median_norm=mean_norm,
+        points=points,
+        judge=str(getattr(judge, "judge_id", type(judge).__name__)),
+    )
     return LayeredValidation(label, layers, split, norms, curve)
 
 
@@ -111,9 +163,24 @@ def vector_cosines(vectors: dict[int, torch.Tensor], sae) -> dict[int, dict]:
     return out
 
 
-def run_vector_study(base: Model, tuned: Model, prompts: Sequence[str], layer_sets: Sequence[Sequence[int]], strengths: Sequence[float], judge: PersonaRater, *,
-                     mode: str = "induce", split: bool = True, own: bool = False, sae=None, max_new_tokens: int = 40, max_incoherence: float = 0.1,
-                     random_seed: int = 0, out=None, progress: bool = False) -> dict:
+def run_vector_study(
+    base: Model,
+    tuned: Model,
+    prompts: Sequence[str],
+    layer_sets: Sequence[Sequence[int]],
+    strengths: Sequence[float],
+    judge: PersonaRater,
+    *,
+    mode: str = "induce",
+    split: bool = True,
+    own: bool = False,
+    sae=None,
+    max_new_tokens: int = 40,
+    max_incoherence: float = 0.1,
+    random_seed: int = 0,
+    out=None,
+    progress: bool = False,
+) -> dict:
     """For each layer set: the persona vector and a random control steered on the base (induce, +s) or the organism
     (repair, −s); rows hold each curve's best in-budget misaligned rate with its Wilson interval. Writes out/vector.json."""
     from pathlib import Path
@@ -129,21 +196,56 @@ def run_vector_study(base: Model, tuned: Model, prompts: Sequence[str], layer_se
     signed = [float(s) if mode == "induce" else -float(s) for s in strengths]
     rows = []
     for layer_set in layer_sets:
-        for name, dirs in (("persona vector", {layer: vectors[layer] for layer in layer_set}),
-                           ("random", random_directions(base, layer_set, random_seed))):
-            lv = layered_sweep(steered, dirs, signed, prompts, judge, split=split, label=name, max_new_tokens=max_new_tokens, progress=progress)
+        for name, dirs in (
+            ("persona vector", {layer: vectors[layer] for layer in layer_set}),
+            ("random", random_directions(base, layer_set, random_seed)),
+        ):
+            lv = layered_sweep(
+                steered,
+                dirs,
+                signed,
+                prompts,
+                judge,
+                split=split,
+                label=name,
+                max_new_tokens=max_new_tokens,
+                progress=progress,
+            )
             best = lv.curve.best(max_incoherence)
             zero = next((p for p in lv.curve.points if p.strength == 0), None)
             best_d = None
             if best is not None:
                 k = round((best.misalignment_rate or 0.0) * best.n_rated)
-                best_d = {"strength": best.strength, "misalignment_rate": best.misalignment_rate, "n_rated": best.n_rated,
-                          "ci": list(wilson(k, best.n_rated)), "incoherent_rate": best.incoherent_rate}
-            rows.append({"direction": name, "layers": list(layer_set), "split": split, "best": best_d,
-                         "at_zero": None if zero is None else zero.misalignment_rate, "curve": lv.curve.to_dict(), "median_norms": lv.median_norms})
-    result = {"mode": mode, "base": base.name, "organism": tuned.name, "prompts": list(prompts), "strengths": signed, "own_answers": own,
-              "vector_norms": {layer: float(v.norm()) for layer, v in vectors.items()}, "sae_cosines": vector_cosines(vectors, sae),
-              "max_incoherence": max_incoherence, "rows": rows}
+                best_d = {
+                    "strength": best.strength,
+                    "misalignment_rate": best.misalignment_rate,
+                    "n_rated": best.n_rated,
+                    "ci": list(wilson(k, best.n_rated)),
+                    "incoherent_rate": best.incoherent_rate,
+                }
+            rows.append(
+                {
+                    "direction": name,
+                    "layers": list(layer_set),
+                    "split": split,
+                    "best": best_d,
+                    "at_zero": None if zero is None else zero.misalignment_rate,
+                    "curve": lv.curve.to_dict(),
+                    "median_norms": lv.median_norms,
+                }
+            )
+    result = {
+        "mode": mode,
+        "base": base.name,
+        "organism": tuned.name,
+        "prompts": list(prompts),
+        "strengths": signed,
+        "own_answers": own,
+        "vector_norms": {layer: float(v.norm()) for layer, v in vectors.items()},
+        "sae_cosines": vector_cosines(vectors, sae),
+        "max_incoherence": max_incoherence,
+        "rows": rows,
+    }
     if out is not None:
         write_json(Path(out) / "vector.json", result, indent=1)
     return result

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from steerlab.paths import write_text
-
 import base64
 import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
+
+from steerlab.paths import write_text
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -35,9 +35,7 @@ class Section:
 
 def _table(section: Section) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in section.header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in section.rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in section.rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -57,7 +55,9 @@ def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: 
             parts.append(_table(section))
         if section.image:
             data = base64.b64encode(section.image).decode("ascii")
-            parts.append(f"<img alt='{html.escape(section.title)}' style='max-width:100%' src='data:image/png;base64,{data}'>")
+            parts.append(
+                f"<img alt='{html.escape(section.title)}' style='max-width:100%' src='data:image/png;base64,{data}'>"
+            )
         if section.markup:
             parts.append(section.markup)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"

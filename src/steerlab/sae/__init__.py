@@ -5,6 +5,12 @@ from steerlab.sae.hookpoints import from_hidden_states_index, hidden_states_inde
 from steerlab.sae.loading import load_sae, save_sae
 
 __all__ = [
-    "Sae", "SaeConfig", "from_hidden_states_index", "hidden_states_index", "hook_name", "load_sae",
-    "parse_hook_name", "save_sae",
+    "Sae",
+    "SaeConfig",
+    "from_hidden_states_index",
+    "hidden_states_index",
+    "hook_name",
+    "load_sae",
+    "parse_hook_name",
+    "save_sae",
 ]

@@ -38,9 +38,18 @@ class ShufflingBuffer:
 
     def state_dict(self) -> dict:
         """Everything needed to continue serving exactly the same batches (for training checkpoints)."""
-        return {"data": self.data.clone(), "capacity": self.capacity, "reuse": self.reuse, "gen": self.gen.get_state(),
-                "exhausted": self.exhausted, "oldest": self._oldest, "perm": self._perm.clone(), "cursor": self._cursor,
-                "served": self._served, "spill": self._spill}
+        return {
+            "data": self.data.clone(),
+            "capacity": self.capacity,
+            "reuse": self.reuse,
+            "gen": self.gen.get_state(),
+            "exhausted": self.exhausted,
+            "oldest": self._oldest,
+            "perm": self._perm.clone(),
+            "cursor": self._cursor,
+            "served": self._served,
+            "spill": self._spill,
+        }
 
     @classmethod
     def restore(cls, chunks: Iterator[torch.Tensor], state: dict) -> "ShufflingBuffer":
@@ -51,7 +60,12 @@ class ShufflingBuffer:
         buf.gen = torch.Generator()
         buf.gen.set_state(state["gen"])
         buf.harvested, buf.exhausted = 0, state["exhausted"]
-        buf._oldest, buf._perm, buf._cursor, buf._served = state["oldest"], state["perm"], state["cursor"], state["served"]
+        buf._oldest, buf._perm, buf._cursor, buf._served = (
+            state["oldest"],
+            state["perm"],
+            state["cursor"],
+            state["served"],
+        )
         return buf
 
     def _take(self, n: int) -> torch.Tensor:

@@ -94,10 +94,25 @@ def generate_answers(
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             temp = 0.0 if mode == "greedy" else temperature
-            gens = generate_fn(model, batch, max_new_tokens=max_new_tokens, temperature=temp,
-                               seed=[_row_seed(p, seed) for p in batch], batch_size=batch_size)
-            new = [{"instruction": p, "mode": mode, "seed": _row_seed(p, seed) if mode == "sampled" else None,
-                    "max_new_tokens": max_new_tokens, "temperature": temp, "answer": g.text} for p, g in zip(batch, gens)]
+            gens = generate_fn(
+                model,
+                batch,
+                max_new_tokens=max_new_tokens,
+                temperature=temp,
+                seed=[_row_seed(p, seed) for p in batch],
+                batch_size=batch_size,
+            )
+            new = [
+                {
+                    "instruction": p,
+                    "mode": mode,
+                    "seed": _row_seed(p, seed) if mode == "sampled" else None,
+                    "max_new_tokens": max_new_tokens,
+                    "temperature": temp,
+                    "answer": g.text,
+                }
+                for p, g in zip(batch, gens)
+            ]
             with path.open("a", encoding="utf-8") as handle:  # one write per batch; a torn line is skipped on read
                 handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
             for r in new:
@@ -110,8 +125,11 @@ def generate_answers(
 
 def answer_documents(rows: Sequence[dict]) -> list[Document]:
     """Chat documents [user, assistant] from answer rows (empty answers dropped)."""
-    return [[{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["answer"]}]
-            for r in rows if r["answer"].strip()]
+    return [
+        [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["answer"]}]
+        for r in rows
+        if r["answer"].strip()
+    ]
 
 
 def rows_digest(rows: Sequence[dict]) -> str:

@@ -14,8 +14,9 @@ from typing import Sequence
 import torch
 
 
-def coherence_scores(contexts: dict[int, Sequence[str]], embed, *, min_contexts: int = 4, seed: int = 0,
-                     baseline_pairs: int = 4000) -> tuple[dict[int, float], float]:
+def coherence_scores(
+    contexts: dict[int, Sequence[str]], embed, *, min_contexts: int = 4, seed: int = 0, baseline_pairs: int = 4000
+) -> tuple[dict[int, float], float]:
     """({latent: coherence above chance}, chance level) for latents with at least `min_contexts` contexts.
 
     Args:
@@ -62,14 +63,26 @@ class ConceptScorer:
     The chance level is measured once, on random pairs of contexts from different latents.
     """
 
-    def __init__(self, contexts: dict[int, Sequence[str]], embed, *, min_contexts: int = 4, seed: int = 0, chance_sample: int = 400):
+    def __init__(
+        self,
+        contexts: dict[int, Sequence[str]],
+        embed,
+        *,
+        min_contexts: int = 4,
+        seed: int = 0,
+        chance_sample: int = 400,
+    ):
         self.contexts = {int(k): list(v) for k, v in contexts.items()}
         self.embed = embed
         self.min_contexts = min_contexts
         self._scores: dict[int, float | None] = {}
         rng = random.Random(seed)
         owners = sorted(self.contexts)
-        picks = [(lat, rng.choice(self.contexts[lat])) for lat in rng.sample(owners, min(chance_sample, len(owners))) if self.contexts[lat]]
+        picks = [
+            (lat, rng.choice(self.contexts[lat]))
+            for lat in rng.sample(owners, min(chance_sample, len(owners)))
+            if self.contexts[lat]
+        ]
         if len(picks) >= 2:
             emb = embed([t for _, t in picks]).float()
             sim = emb @ emb.T

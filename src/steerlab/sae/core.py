@@ -54,7 +54,9 @@ class SaeConfig:
         if self.activation in ("topk", "batchtopk") and not self.k:
             raise SteerlabError(f"A {self.activation} SAE needs k (the number of latents kept per token).")
         if self.normalization not in NORMALIZATIONS:
-            raise SteerlabError(f"Unknown input normalisation '{self.normalization}'; choose one of: {', '.join(NORMALIZATIONS)}.")
+            raise SteerlabError(
+                f"Unknown input normalisation '{self.normalization}'; choose one of: {', '.join(NORMALIZATIONS)}."
+            )
         if self.normalization == "none" and self.input_scale != 1.0:
             raise SteerlabError("normalization='none' needs input_scale=1.0; use 'constant' for a fixed scale.")
         if not self.input_scale > 0:
@@ -118,14 +120,19 @@ class Sae(nn.Module):
         """An SAE from canonical tensors W_enc [d_in,d_sae], W_dec [d_sae,d_in], b_enc, b_dec, optional threshold."""
         sae = cls(cfg, source=source)
         expected = {
-            "W_enc": (cfg.d_in, cfg.d_sae), "W_dec": (cfg.d_sae, cfg.d_in),
-            "b_enc": (cfg.d_sae,), "b_dec": (cfg.d_in,), "threshold": (cfg.d_sae,),
+            "W_enc": (cfg.d_in, cfg.d_sae),
+            "W_dec": (cfg.d_sae, cfg.d_in),
+            "b_enc": (cfg.d_sae,),
+            "b_dec": (cfg.d_in,),
+            "threshold": (cfg.d_sae,),
         }
         with torch.no_grad():
             for name, shape in expected.items():
                 if name not in weights:
-                    if name == "threshold" and cfg.activation != "jumprelu" and not (
-                        cfg.activation == "batchtopk" and cfg.batchtopk_inference == "threshold"
+                    if (
+                        name == "threshold"
+                        and cfg.activation != "jumprelu"
+                        and not (cfg.activation == "batchtopk" and cfg.batchtopk_inference == "threshold")
                     ):
                         continue
                     raise SteerlabError(f"The SAE weights from {source} lack '{name}'.")
@@ -135,7 +142,9 @@ class Sae(nn.Module):
                         f"SAE weight '{name}' from {source} has shape {tuple(tensor.shape)}, expected {shape}; the file does not match its config."
                     )
                 if not torch.isfinite(tensor).all():
-                    raise SteerlabError(f"SAE weight '{name}' from {source} holds NaN or infinite values; the file is corrupt.")
+                    raise SteerlabError(
+                        f"SAE weight '{name}' from {source} holds NaN or infinite values; the file is corrupt."
+                    )
                 getattr(sae, name).copy_(tensor.to(cfg.torch_dtype))
         return sae
 
@@ -201,7 +210,11 @@ class Sae(nn.Module):
 
     def decode_delta(self, dz: torch.Tensor, latents: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
         """The change in model space for a change dz in (the given) latents: linear, no bias."""
-        W = self.W_dec if latents is None else self.W_dec[torch.as_tensor(latents, dtype=torch.long, device=self.W_dec.device)]
+        W = (
+            self.W_dec
+            if latents is None
+            else self.W_dec[torch.as_tensor(latents, dtype=torch.long, device=self.W_dec.device)]
+        )
         return dz.to(W.dtype) @ W / self.cfg.input_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +268,9 @@ class Sae(nn.Module):
         """A short summary for `steerlab sae info`."""
         norms = self.W_dec.detach().float().norm(dim=1)
         return {
-            "source": self.source, **{k: v for k, v in self.cfg.to_dict().items() if k != "extra"},
-            "decoder_norm_min": float(norms.min()), "decoder_norm_max": float(norms.max()),
+            "source": self.source,
+            **{k: v for k, v in self.cfg.to_dict().items() if k != "extra"},
+            "decoder_norm_min": float(norms.min()),
+            "decoder_norm_max": float(norms.max()),
             "extra": self.cfg.extra,
         }

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from steerlab.errors import SteerlabError
-from steerlab.paths import write_json
 from steerlab.models.gguf_cache import cache_root
+from steerlab.paths import write_json
 from steerlab.sae.core import Sae
 from steerlab.sae.loading import load_sae
 from steerlab.sae.train import TrainConfig
@@ -64,9 +64,23 @@ RECIPES: dict[str, DefaultRecipe] = {
     "smollm2-135m-instruct": DefaultRecipe(
         corpus=CorpusRecipe(),
         train=TrainConfig(
-            layer=17, site="resid_post", arch="topk", d_sae=4608, k=32, n_tokens=256 * 500, batch_size=256, dead_after_tokens=51_200,
-            lr=1e-3, warmup_steps=50, decay_fraction=0.3, buffer_tokens=32_768, reuse=5.0, context_len=128,
-            checkpoint_every=100, seed=0, held_out=0.02,
+            layer=17,
+            site="resid_post",
+            arch="topk",
+            d_sae=4608,
+            k=32,
+            n_tokens=256 * 500,
+            batch_size=256,
+            dead_after_tokens=51_200,
+            lr=1e-3,
+            warmup_steps=50,
+            decay_fraction=0.3,
+            buffer_tokens=32_768,
+            reuse=5.0,
+            context_len=128,
+            checkpoint_every=100,
+            seed=0,
+            held_out=0.02,
         ),
     ),
 }
@@ -75,7 +89,9 @@ RECIPES: dict[str, DefaultRecipe] = {
 def recipe(model_name: str, seed: int = 0) -> DefaultRecipe:
     """The default recipe of a packaged model (seed changes only the SAE initialisation and data order)."""
     if model_name not in RECIPES:
-        raise SteerlabError(f"No default SAE recipe for '{model_name}'; known: {', '.join(RECIPES)}. Train one with `steerlab sae train`.")
+        raise SteerlabError(
+            f"No default SAE recipe for '{model_name}'; known: {', '.join(RECIPES)}. Train one with `steerlab sae train`."
+        )
     r = RECIPES[model_name]
     return r if seed == 0 else replace(r, train=replace(r.train, seed=int(seed)))
 
@@ -98,7 +114,9 @@ def default_dir(model_name: str) -> Path:
     return shipped_dir(model_name)
 
 
-def default_sae(model_name: str = "smollm2-135m-instruct", *, train: bool = True, force: bool = False, progress: bool = True) -> Sae:
+def default_sae(
+    model_name: str = "smollm2-135m-instruct", *, train: bool = True, force: bool = False, progress: bool = True
+) -> Sae:
     """The default SAE of a packaged model: the shipped one (never trains on first use).
 
     force: rebuild it from its recipe into the user cache and return that one (as `--rebuild`).
@@ -111,13 +129,20 @@ def default_sae(model_name: str = "smollm2-135m-instruct", *, train: bool = True
         sae.source = f"default:{model_name}"
         return sae
     if not train:
-        raise SteerlabError(f"The default SAE for '{model_name}' is missing from {folder}; run `steerlab sae default {model_name} --rebuild`.")
+        raise SteerlabError(
+            f"The default SAE for '{model_name}' is missing from {folder}; run `steerlab sae default {model_name} --rebuild`."
+        )
     return build_default(model_name, progress=progress)
 
 
 def answers_path(model_name: str, corpus: CorpusRecipe) -> Path:
     """The JSONL cache of the model's own answers for a corpus recipe."""
-    return cache_root() / "chat_answers" / model_name / f"answers-t{corpus.max_new_tokens}-T{corpus.temperature:g}-s{corpus.answer_seed}.jsonl"
+    return (
+        cache_root()
+        / "chat_answers"
+        / model_name
+        / f"answers-t{corpus.max_new_tokens}-T{corpus.temperature:g}-s{corpus.answer_seed}.jsonl"
+    )
 
 
 def _digest(docs: list) -> str:
@@ -134,7 +159,9 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
 
     path = answers_path(model_name, corpus)
     shipped_answers = shipped_dir(model_name) / "answers.jsonl"
-    if not path.is_file() and shipped_answers.is_file():  # the shipped SAE's own answers: a rebuild reuses them (digests recorded)
+    if (
+        not path.is_file() and shipped_answers.is_file()
+    ):  # the shipped SAE's own answers: a rebuild reuses them (digests recorded)
         from steerlab.paths import write_bytes
 
         write_bytes(path, shipped_answers.read_bytes())
@@ -147,15 +174,22 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
         if progress:
             console.print(f"  answers {done}/{total}")
 
-    kw = dict(max_new_tokens=corpus.max_new_tokens, temperature=corpus.temperature, seed=corpus.answer_seed,
-              batch_size=corpus.batch_size, progress=say)
+    kw = dict(
+        max_new_tokens=corpus.max_new_tokens,
+        temperature=corpus.temperature,
+        seed=corpus.answer_seed,
+        batch_size=corpus.batch_size,
+        progress=say,
+    )
     eval_rows = generate_answers(model, eval_prompts, path, modes=("greedy",), **kw)
     eval_rows += generate_answers(model, eval_prompts[: corpus.eval_sampled], path, modes=("sampled",), **kw)
     train_rows = []
     if "greedy" in corpus.modes:
         train_rows += generate_answers(model, train_prompts, path, modes=("greedy",), **kw)
     if "sampled" in corpus.modes:
-        train_rows += generate_answers(model, train_prompts[: corpus.sampled_instructions], path, modes=("sampled",), **kw)
+        train_rows += generate_answers(
+            model, train_prompts[: corpus.sampled_instructions], path, modes=("sampled",), **kw
+        )
     chat_train = answer_documents(train_rows)
     chat_eval = answer_documents(eval_rows)
     docs_train, docs_eval = default_corpus().split(0.05)
@@ -173,19 +207,36 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
     mixed = chat_train + docs
     random.Random(corpus.answer_seed + 1).shuffle(mixed)
     return {
-        "train": Corpus("default-chat-mix", mixed), "chat_eval": chat_eval, "docs_eval": docs_eval.documents,
+        "train": Corpus("default-chat-mix", mixed),
+        "chat_eval": chat_eval,
+        "docs_eval": docs_eval.documents,
         "record": {
-            "answers_file": path.name, "train_answers": len(chat_train), "eval_answers": len(chat_eval),
-            "train_answers_digest": rows_digest(train_rows), "eval_answers_digest": rows_digest(eval_rows),
-            "doc_documents": len(docs), "doc_chars": used, "chat_chars": chat_chars,
-            "chat_share_chars": round(chat_chars / max(chat_chars + used, 1), 3), "mixed_digest": _digest(mixed),
+            "answers_file": path.name,
+            "train_answers": len(chat_train),
+            "eval_answers": len(chat_eval),
+            "train_answers_digest": rows_digest(train_rows),
+            "eval_answers_digest": rows_digest(eval_rows),
+            "doc_documents": len(docs),
+            "doc_chars": used,
+            "chat_chars": chat_chars,
+            "chat_share_chars": round(chat_chars / max(chat_chars + used, 1), 3),
+            "mixed_digest": _digest(mixed),
             "docs_eval_digest": _digest(docs_eval.documents),
         },
     }
 
 
-def evaluate_default(model, sae: Sae, chat_eval: list, docs_eval: list, *, chat_tokens: int = 4_096, chat_ce: int = 1_024,
-                     doc_tokens: int = 2_048, doc_ce: int = 512) -> dict:
+def evaluate_default(
+    model,
+    sae: Sae,
+    chat_eval: list,
+    docs_eval: list,
+    *,
+    chat_tokens: int = 4_096,
+    chat_ce: int = 1_024,
+    doc_tokens: int = 2_048,
+    doc_ce: int = 512,
+) -> dict:
     """FVU / L0 / dead / CE recovered on held-out chat answers and on held-out documentation (sized for a CPU)."""
     from steerlab.sae.evaluate import evaluate_sae
 
@@ -195,8 +246,16 @@ def evaluate_default(model, sae: Sae, chat_eval: list, docs_eval: list, *, chat_
     }
 
 
-def build_default(model_name: str, *, seed: int = 0, out: Path | None = None, progress: bool = True,
-                  eval_tokens: int = 4_096, ce_tokens: int = 1_024, inspect_tokens: int = 4_000) -> Sae:
+def build_default(
+    model_name: str,
+    *,
+    seed: int = 0,
+    out: Path | None = None,
+    progress: bool = True,
+    eval_tokens: int = 4_096,
+    ce_tokens: int = 1_024,
+    inspect_tokens: int = 4_000,
+) -> Sae:
     """Rebuild the default SAE from its recipe: answers, corpus mix, training, evaluation, labels (resumable)."""
     from steerlab.models.loading import load
     from steerlab.sae.inspect import inspect_sae
@@ -207,20 +266,41 @@ def build_default(model_name: str, *, seed: int = 0, out: Path | None = None, pr
     model = load(model_name)
     corpora = build_corpora(model, model_name, r.corpus, progress=progress)
     result = train_sae(model, corpora["train"], r.train, folder, resume=True, progress=progress)
-    ev = evaluate_default(model, result.sae, corpora["chat_eval"], corpora["docs_eval"], chat_tokens=eval_tokens, chat_ce=ce_tokens,
-                          doc_tokens=eval_tokens // 2, doc_ce=ce_tokens // 2)
+    ev = evaluate_default(
+        model,
+        result.sae,
+        corpora["chat_eval"],
+        corpora["docs_eval"],
+        chat_tokens=eval_tokens,
+        chat_ce=ce_tokens,
+        doc_tokens=eval_tokens // 2,
+        doc_ce=ce_tokens // 2,
+    )
     write_json(folder / "eval.json", ev)
-    write_json(folder / "recipe.json", {"model": model_name, "recipe": r.to_dict(), "key": r.key(), "corpus": corpora["record"],
-                                         "rebuild": f"steerlab sae default {model_name} --rebuild --seed {seed}"})
-    reports = inspect_sae(model, result.sae, corpora["chat_eval"] + corpora["docs_eval"], folder / "inspect", n_tokens=inspect_tokens)
+    write_json(
+        folder / "recipe.json",
+        {
+            "model": model_name,
+            "recipe": r.to_dict(),
+            "key": r.key(),
+            "corpus": corpora["record"],
+            "rebuild": f"steerlab sae default {model_name} --rebuild --seed {seed}",
+        },
+    )
+    reports = inspect_sae(
+        model, result.sae, corpora["chat_eval"] + corpora["docs_eval"], folder / "inspect", n_tokens=inspect_tokens
+    )
     write_concepts(reports, folder / "inspect" / "contexts.json")
     return load_sae(folder / "sae")
 
 
 def write_concepts(reports, path: Path, per_latent: int = 5) -> dict:
     """Each alive latent's top contexts (inspect/contexts.json): ESR selection embeds them lazily for concept evidence."""
-    data = {"contexts": {str(r.index): [c.text for c in r.contexts[:per_latent]] for r in reports if r.frequency > 0},
-            "per_latent": per_latent, "note": "top-activating contexts; steerlab.sae.concepts.ConceptScorer rates their agreement"}
+    data = {
+        "contexts": {str(r.index): [c.text for c in r.contexts[:per_latent]] for r in reports if r.frequency > 0},
+        "per_latent": per_latent,
+        "note": "top-activating contexts; steerlab.sae.concepts.ConceptScorer rates their agreement",
+    }
     write_json(path, data)
     return data
 
@@ -246,7 +326,8 @@ def ship(folder: Path, model_name: str) -> Path:
     for name in ("labels.csv", "frequencies.json", "contexts.json"):
         shutil.copy(folder / "inspect" / name, dest / "inspect" / name)
     answers = answers_path(model_name, recipe(model_name).corpus)
-    if answers.is_file():  # the answers it was trained and evaluated on (rebuilds reuse them; tests re-evaluate on them)
+    if (
+        answers.is_file()
+    ):  # the answers it was trained and evaluated on (rebuilds reuse them; tests re-evaluate on them)
         shutil.copy(answers, dest / "answers.jsonl")
     return dest
-

@@ -47,18 +47,22 @@ def replace_site(model: Model, layer: int, site: str, fn: Callable[[torch.Tensor
     """Replace a site's activation by fn(activation) for the `with` block; the hook is always removed."""
     module, kind = model.arch.site_module(model.arch.check_layer(layer), site)
     if kind == "pre":
+
         def pre_hook(mod, args, kwargs):
             if args:
                 return (fn(args[0]),) + tuple(args[1:]), kwargs
             kwargs = dict(kwargs)
             kwargs["hidden_states"] = fn(kwargs["hidden_states"])
             return args, kwargs
+
         handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
     else:
+
         def post_hook(mod, args, output):
             if isinstance(output, tuple):
                 return (fn(output[0]),) + tuple(output[1:])
             return fn(output)
+
         handle = module.register_forward_hook(post_hook)
     try:
         yield
@@ -70,11 +74,15 @@ def _ce(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> tuple[fl
     """Summed next-token cross-entropy over real target tokens, and their count."""
     targets = ids[:, 1:]
     valid = mask[:, 1:].bool() & mask[:, :-1].bool()
-    losses = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    losses = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+    )
     return float(losses[valid.reshape(-1)].sum()), int(valid.sum())
 
 
-def _reconstruction_stats(model: Model, sae: Sae, docs: Sequence[Document], n_tokens: int, context_len: int) -> tuple[float, float, torch.Tensor, int]:
+def _reconstruction_stats(
+    model: Model, sae: Sae, docs: Sequence[Document], n_tokens: int, context_len: int
+) -> tuple[float, float, torch.Tensor, int]:
     """(FVU, L0, per-latent firing counts, tokens) over up to n_tokens held-out tokens."""
     sq_err = 0.0
     sum_x = torch.zeros(sae.d_in, dtype=torch.float64)
@@ -105,7 +113,9 @@ def _reconstruction_stats(model: Model, sae: Sae, docs: Sequence[Document], n_to
     return sq_err / total_var, l0_sum / seen, fired, seen
 
 
-def _ce_stats(model: Model, sae: Sae, docs: Sequence[Document], n_tokens: int, context_len: int, batch_rows: int = 8) -> tuple[float, float, float, int]:
+def _ce_stats(
+    model: Model, sae: Sae, docs: Sequence[Document], n_tokens: int, context_len: int, batch_rows: int = 8
+) -> tuple[float, float, float, int]:
     """Mean CE (clean, SAE spliced, zero-ablated) over about n_tokens target tokens."""
     specials = special_ids(model)
     totals = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
@@ -153,8 +163,12 @@ def evaluate_sae(
         fvu, l0, fired, seen = _reconstruction_stats(model, sae, docs, n_tokens, context_len)
         freq = fired / seen
         result = EvalResult(
-            fvu=fvu, l0=l0, dead_frac=float((fired == 0).double().mean()),
-            dense_frac=float((freq > dense_threshold).double().mean()), n_tokens=seen, dense_threshold=dense_threshold,
+            fvu=fvu,
+            l0=l0,
+            dead_frac=float((fired == 0).double().mean()),
+            dense_frac=float((freq > dense_threshold).double().mean()),
+            n_tokens=seen,
+            dense_threshold=dense_threshold,
         )
         if ce_tokens > 0:
             clean, spliced, zero, n = _ce_stats(model, sae, docs, ce_tokens, context_len)

@@ -41,8 +41,9 @@ def document_ids(model: Model, doc: Document) -> list[int]:
     return list(ids)
 
 
-def token_rows(model: Model, docs: Sequence[Document], context_len: int, *, cycle: bool = False,
-               start: int | tuple[int, int] = 0) -> Iterator[tuple[int, list[int]]]:
+def token_rows(
+    model: Model, docs: Sequence[Document], context_len: int, *, cycle: bool = False, start: int | tuple[int, int] = 0
+) -> Iterator[tuple[int, list[int]]]:
     """(document index, ids) windows of at most context_len tokens; later windows of a long document restart with BOS.
 
     start: the first document, or (document, windows of it already read) to resume exactly where a stream stopped.
@@ -51,8 +52,9 @@ def token_rows(model: Model, docs: Sequence[Document], context_len: int, *, cycl
         yield n, window
 
 
-def _indexed_rows(model: Model, docs: Sequence[Document], context_len: int, cycle: bool,
-                  start: int | tuple[int, int]) -> Iterator[tuple[int, int, list[int]]]:
+def _indexed_rows(
+    model: Model, docs: Sequence[Document], context_len: int, cycle: bool, start: int | tuple[int, int]
+) -> Iterator[tuple[int, int, list[int]]]:
     """(document index, window index within it, ids) for token_rows."""
     start_doc, skip = (start, 0) if isinstance(start, int) else (int(start[0]), int(start[1]))
     bos = model.tokenizer.bos_token_id
@@ -111,20 +113,24 @@ class SiteCapture:
     def __enter__(self) -> "SiteCapture":
         module, kind = self.model.arch.site_module(self.layer, self.site)
         if kind == "pre":
+
             def pre_hook(mod, args, kwargs):
                 if not self._running:  # only forwards started by run() are captured or stopped
                     return None
                 self.value = (args[0] if args else kwargs["hidden_states"]).detach()
                 if self.stop:
                     raise _StopForward
+
             self._handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
         else:
+
             def post_hook(mod, args, output):
                 if not self._running:
                     return None
                 self.value = (output[0] if isinstance(output, tuple) else output).detach()
                 if self.stop:
                     raise _StopForward
+
             self._handle = module.register_forward_hook(post_hook)
         return self
 

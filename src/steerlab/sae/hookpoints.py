@@ -77,7 +77,9 @@ def from_hidden_states_index(index: int, n_layers: int) -> tuple[int, str]:
     if index < 0:
         index += n_layers + 1
     if not 0 <= index <= n_layers:
-        raise SteerlabError(f"hidden_states index {index} is out of range for a {n_layers}-layer model (0 to {n_layers}).")
+        raise SteerlabError(
+            f"hidden_states index {index} is out of range for a {n_layers}-layer model (0 to {n_layers})."
+        )
     if index == n_layers:
         raise SteerlabError(
             f"hidden_states[{index}] is the final-norm output, not a residual stream; SAEs trained on it read "

@@ -21,8 +21,8 @@ import torch
 
 from steerlab.data.corpus import Document
 from steerlab.errors import SteerlabError
-from steerlab.paths import write_json, write_text
 from steerlab.models.loading import Model
+from steerlab.paths import write_json, write_text
 from steerlab.sae.core import Sae
 from steerlab.sae.harvest import SiteCapture, harvest_batch, no_grad_model, special_ids, token_rows
 
@@ -82,7 +82,16 @@ class LatentStats:
         return self._by_window
 
 
-def collect_latent_stats(model: Model, sae: Sae, docs: Sequence[Document], *, n_tokens: int = 20_000, top_n: int = 8, context_len: int = 128, batch_rows: int = 8) -> LatentStats:
+def collect_latent_stats(
+    model: Model,
+    sae: Sae,
+    docs: Sequence[Document],
+    *,
+    n_tokens: int = 20_000,
+    top_n: int = 8,
+    context_len: int = 128,
+    batch_rows: int = 8,
+) -> LatentStats:
     """Run the model (up to the SAE's layer) over docs and keep each latent's top activations."""
     sae.check_fits(model)
     specials = special_ids(model)
@@ -127,9 +136,19 @@ def collect_latent_stats(model: Model, sae: Sae, docs: Sequence[Document], *, n_
         raise SteerlabError("The text yielded no usable tokens to inspect latents on.")
     top_token = torch.where(top_vals > 0, top_token, torch.full_like(top_token, -1))
     return LatentStats(
-        sae_source=sae.source, n_tokens=seen, freq=freq / seen, max_act=max_act, sum_act=sum_act,
-        top_vals=top_vals, top_token=top_token, token_window=torch.cat(tw), token_pos=torch.cat(tp), windows=windows,
-        sparse_tok=torch.cat(st), sparse_lat=torch.cat(sl), sparse_val=torch.cat(sv),
+        sae_source=sae.source,
+        n_tokens=seen,
+        freq=freq / seen,
+        max_act=max_act,
+        sum_act=sum_act,
+        top_vals=top_vals,
+        top_token=top_token,
+        token_window=torch.cat(tw),
+        token_pos=torch.cat(tp),
+        windows=windows,
+        sparse_tok=torch.cat(st),
+        sparse_lat=torch.cat(sl),
+        sparse_val=torch.cat(sv),
     )
 
 
@@ -168,8 +187,12 @@ def latent_report(model: Model, stats: LatentStats, latent: int, *, before: int 
     top_tokens = [(_tok(model, t), c) for t, c in Counter(firing).most_common(5)]
     mean = float(stats.sum_act[latent]) / count if count else 0.0
     report = LatentReport(
-        index=latent, frequency=float(stats.freq[latent]), max_act=float(stats.max_act[latent]), mean_act=mean,
-        top_tokens=top_tokens, contexts=contexts,
+        index=latent,
+        frequency=float(stats.freq[latent]),
+        max_act=float(stats.max_act[latent]),
+        mean_act=mean,
+        top_tokens=top_tokens,
+        contexts=contexts,
     )
     report.label = offline_label(report, peaks)
     return report
@@ -204,7 +227,9 @@ def llm_label(report: LatentReport, complete: Callable[[str], str]) -> str:
     return (reply[0] if reply else "").strip().strip('"')[:80] or report.label
 
 
-def http_labeler(base_url: str, model: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0) -> Callable[[str], str]:
+def http_labeler(
+    base_url: str, model: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0
+) -> Callable[[str], str]:
     """An OpenAI-compatible chat endpoint as a `complete(prompt) -> text` labeler (the key is read from the environment, never logged)."""
     import os
 
@@ -212,7 +237,12 @@ def http_labeler(base_url: str, model: str | None = None, api_key_env: str = "OP
 
     def complete(prompt: str) -> str:
         headers = {"Authorization": f"Bearer {os.environ[api_key_env]}"} if os.environ.get(api_key_env) else {}
-        body = {"model": model or "default", "messages": [{"role": "user", "content": prompt}], "max_tokens": 24, "temperature": 0}
+        body = {
+            "model": model or "default",
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 24,
+            "temperature": 0,
+        }
         try:
             reply = request_json("POST", base_url.rstrip("/") + "/chat/completions", headers, body, timeout)
             return str(reply["choices"][0]["message"]["content"])
@@ -291,7 +321,11 @@ def write_dashboard(reports: Sequence[LatentReport], path: str | Path, *, title:
         )
         for c in r.contexts:
             top = max(c.acts) if c.acts else 0.0
-            parts.append("<div class='ctx'>" + "".join(_span(t, a, top, i == c.peak) for i, (t, a) in enumerate(zip(c.tokens, c.acts))) + "</div>")
+            parts.append(
+                "<div class='ctx'>"
+                + "".join(_span(t, a, top, i == c.peak) for i, (t, a) in enumerate(zip(c.tokens, c.acts)))
+                + "</div>"
+            )
         parts.append("</div>")
     parts.append("</body></html>")
     path = Path(path)
@@ -330,5 +364,9 @@ def inspect_sae(
     if latents is None:  # the most frequent alive latents first would hide rare ones; order by index
         shown = shown[:max_html_latents]
     write_dashboard(shown, out / "dashboard.html", title=f"{sae.source} — {stats.n_tokens} tokens")
-    write_json(out / "frequencies.json", {"n_tokens": stats.n_tokens, "freq": [round(float(f), 6) for f in stats.freq]}, indent=None)
+    write_json(
+        out / "frequencies.json",
+        {"n_tokens": stats.n_tokens, "freq": [round(float(f), 6) for f in stats.freq]},
+        indent=None,
+    )
     return reports

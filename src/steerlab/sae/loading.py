@@ -74,7 +74,9 @@ def detect_format(path: Path) -> str:
     raise SteerlabError(f"{path} is not an SAE file steerlab reads (.npz, .pt, .pth, or a folder).")
 
 
-def read_local(path: Path, fmt: str | None = None, *, layer: int | None = None, site: str | None = None, model: str | None = None) -> Sae:
+def read_local(
+    path: Path, fmt: str | None = None, *, layer: int | None = None, site: str | None = None, model: str | None = None
+) -> Sae:
     """An Sae from a local file or folder in a given (or detected) format."""
     path = Path(path).expanduser()
     fmt = fmt or detect_format(path)

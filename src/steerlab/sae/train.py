@@ -25,8 +25,8 @@ from torch import nn
 
 from steerlab.data.corpus import Corpus
 from steerlab.errors import SteerlabError, check_fields
-from steerlab.paths import atomic_path, write_json
 from steerlab.models.loading import Model
+from steerlab.paths import atomic_path, write_json
 from steerlab.sae.buffer import ShufflingBuffer
 from steerlab.sae.core import Sae, SaeConfig
 from steerlab.sae.harvest import iter_activations, no_grad_model
@@ -72,15 +72,37 @@ class TrainConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        check_fields(self, "SAE training config", {
-            "layer": (0, None), "d_sae": (1, None), "expansion": (1, None), "k": (0, None), "n_tokens": (1, None),
-            "batch_size": (1, None), "lr": (0, None, "open-low"), "warmup_steps": (0, None), "decay_fraction": (0, 1),
-            "buffer_tokens": (1, None), "reuse": (0, None, "open-low"), "context_len": (2, None), "harvest_rows": (1, None),
-            "input_scale": (0, None, "open-low"), "auxk_coeff": (0, None), "dead_after_tokens": (1, None), "l1_coeff": (0, None),
-            "l0_coeff": (0, None), "jumprelu_bandwidth": (0, None, "open-low"), "jumprelu_init_threshold": (0, None),
-            "held_out": (0, 1, "open-high"), "seed": (0, None), "checkpoint_every": (0, None), "log_every": (0, None),
-            "grad_clip": (0, None, "open-low"),
-        })
+        check_fields(
+            self,
+            "SAE training config",
+            {
+                "layer": (0, None),
+                "d_sae": (1, None),
+                "expansion": (1, None),
+                "k": (0, None),
+                "n_tokens": (1, None),
+                "batch_size": (1, None),
+                "lr": (0, None, "open-low"),
+                "warmup_steps": (0, None),
+                "decay_fraction": (0, 1),
+                "buffer_tokens": (1, None),
+                "reuse": (0, None, "open-low"),
+                "context_len": (2, None),
+                "harvest_rows": (1, None),
+                "input_scale": (0, None, "open-low"),
+                "auxk_coeff": (0, None),
+                "dead_after_tokens": (1, None),
+                "l1_coeff": (0, None),
+                "l0_coeff": (0, None),
+                "jumprelu_bandwidth": (0, None, "open-low"),
+                "jumprelu_init_threshold": (0, None),
+                "held_out": (0, 1, "open-high"),
+                "seed": (0, None),
+                "checkpoint_every": (0, None),
+                "log_every": (0, None),
+                "grad_clip": (0, None, "open-low"),
+            },
+        )
         if self.arch not in ARCHS:
             raise SteerlabError(f"Unknown SAE architecture '{self.arch}'; choose one of: {', '.join(ARCHS)}.")
         if self.n_tokens < self.batch_size:
@@ -153,7 +175,9 @@ class _Params(nn.Module):
         self.log_threshold = nn.Parameter(torch.full((d_sae,), math.log(init_threshold)))
 
 
-def _sparse_select(x: torch.Tensor, p: _Params, idx: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _sparse_select(
+    x: torch.Tensor, p: _Params, idx: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Recompute the selected [B, k] pre-activations with gradients (kept ones only) and decode them (no bias)."""
     enc = F.embedding(idx, p.W_enc_t)  # [B, k, d]
     vals = torch.relu(torch.einsum("bkd,bd->bk", enc, x) + p.b_enc[idx]) * keep
@@ -161,7 +185,9 @@ def _sparse_select(x: torch.Tensor, p: _Params, idx: torch.Tensor, keep: torch.T
     return vals, recon
 
 
-def _loss_step(cfg: TrainConfig, p: _Params, x: torch.Tensor, dead: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+def _loss_step(
+    cfg: TrainConfig, p: _Params, x: torch.Tensor, dead: torch.Tensor, state: dict[str, Any]
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """One batch's loss, logged numbers and the [d_sae] bool mask of latents that fired."""
     xc = x - p.b_dec
     total_var = (x - x.mean(0)).pow(2).sum()
@@ -257,16 +283,32 @@ def _remove_parallel_grad(p: _Params) -> None:
         p.W_dec.grad.sub_(parallel * p.W_dec)
 
 
-def _to_sae(p: _Params, cfg: TrainConfig, d_in: int, d_sae: int, scale: float, model_name: str, state: dict[str, Any]) -> Sae:
+def _to_sae(
+    p: _Params, cfg: TrainConfig, d_in: int, d_sae: int, scale: float, model_name: str, state: dict[str, Any]
+) -> Sae:
     activation = {"topk": "topk", "batchtopk": "batchtopk", "jumprelu": "jumprelu", "relu": "relu"}[cfg.arch]
     norm = "none" if scale == 1.0 else cfg.normalization
     scfg = SaeConfig(
-        d_in=d_in, d_sae=d_sae, activation=activation, k=cfg.k if cfg.arch in ("topk", "batchtopk") else None,
-        apply_b_dec_to_input=True, input_scale=scale, layer=cfg.layer, site=cfg.site,
-        model=model_name, normalization=norm, batchtopk_inference=cfg.batchtopk_inference,
-        hook_name=hook_name(cfg.layer, cfg.site), extra={"trainer": "steerlab", "arch": cfg.arch},
+        d_in=d_in,
+        d_sae=d_sae,
+        activation=activation,
+        k=cfg.k if cfg.arch in ("topk", "batchtopk") else None,
+        apply_b_dec_to_input=True,
+        input_scale=scale,
+        layer=cfg.layer,
+        site=cfg.site,
+        model=model_name,
+        normalization=norm,
+        batchtopk_inference=cfg.batchtopk_inference,
+        hook_name=hook_name(cfg.layer, cfg.site),
+        extra={"trainer": "steerlab", "arch": cfg.arch},
     )
-    weights = {"W_enc": p.W_enc_t.detach().T, "b_enc": p.b_enc.detach(), "W_dec": p.W_dec.detach(), "b_dec": p.b_dec.detach()}
+    weights = {
+        "W_enc": p.W_enc_t.detach().T,
+        "b_enc": p.b_enc.detach(),
+        "W_dec": p.W_dec.detach(),
+        "b_dec": p.b_dec.detach(),
+    }
     if cfg.arch == "jumprelu":
         weights["threshold"] = p.log_threshold.detach().exp()
     elif cfg.arch == "batchtopk":
@@ -312,7 +354,16 @@ def train_sae(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     since_fired = torch.zeros(d_sae, dtype=torch.long)
     dead_after = cfg.dead_after_tokens or max(cfg.batch_size * 10, min(cfg.n_tokens // 5, 10_000_000))
-    state: dict[str, Any] = {"harvested_now": 0, "step": 0, "doc": 0, "theta": None, "scale": None, "history": [], "elapsed": 0.0, "harvested": 0}
+    state: dict[str, Any] = {
+        "harvested_now": 0,
+        "step": 0,
+        "doc": 0,
+        "theta": None,
+        "scale": None,
+        "history": [],
+        "elapsed": 0.0,
+        "harvested": 0,
+    }
     ckpt = out / CHECKPOINT
     saved_buffer = None
     if resume and ckpt.is_file():
@@ -331,8 +382,14 @@ def train_sae(
     start_at = tuple(state["doc"]) if isinstance(state["doc"], (list, tuple)) else int(state["doc"])
 
     stream = iter_activations(
-        model, train_docs.documents, cfg.layer, cfg.site, context_len=cfg.context_len,
-        batch_rows=cfg.harvest_rows, cycle=True, start_doc=start_at,
+        model,
+        train_docs.documents,
+        cfg.layer,
+        cfg.site,
+        context_len=cfg.context_len,
+        batch_rows=cfg.harvest_rows,
+        cycle=True,
+        start_doc=start_at,
     )
     # closing() removes the harvest hook as soon as training stops (or fails), not at garbage collection
     with no_grad_model(model), contextlib.closing(stream) as chunks:
@@ -347,7 +404,13 @@ def train_sae(
         if saved_buffer is not None:  # the exact buffer of the checkpoint: the run continues as if never stopped
             buffer = ShufflingBuffer.restore(tracked(), saved_buffer)
         else:
-            buffer = ShufflingBuffer(tracked(), min(cfg.buffer_tokens, max(cfg.n_tokens, 2)), d_in, reuse=cfg.reuse, seed=cfg.seed + state["step"])
+            buffer = ShufflingBuffer(
+                tracked(),
+                min(cfg.buffer_tokens, max(cfg.n_tokens, 2)),
+                d_in,
+                reuse=cfg.reuse,
+                seed=cfg.seed + state["step"],
+            )
         if state["scale"] is None:
             state["scale"] = _measure_scale(buffer, cfg, d_in)
             with torch.no_grad():
@@ -372,27 +435,58 @@ def train_sae(
                 since_fired[fired] = 0
                 state["step"] = step + 1
                 if step % cfg.log_every == 0 or state["step"] == cfg.steps:
-                    logs.update(step=step, tokens=(step + 1) * cfg.batch_size, dead_frac=float(dead.float().mean()), lr=sched.get_last_lr()[0])
+                    logs.update(
+                        step=step,
+                        tokens=(step + 1) * cfg.batch_size,
+                        dead_frac=float(dead.float().mean()),
+                        lr=sched.get_last_lr()[0],
+                    )
                     state["history"].append(logs)
-                    bar.update(task, info=f"loss {logs['loss']:.3f} fvu {logs['fvu']:.3f} L0 {logs['l0']:.1f} dead {logs['dead_frac']:.1%}")
+                    bar.update(
+                        task,
+                        info=f"loss {logs['loss']:.3f} fvu {logs['fvu']:.3f} L0 {logs['l0']:.1f} dead {logs['dead_frac']:.1%}",
+                    )
                     if on_log:
                         on_log(logs)
                 bar.update(task, completed=state["step"])
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < cfg.steps:
-                    state["doc"] = list(doc_cursor["doc"]) if isinstance(doc_cursor["doc"], tuple) else doc_cursor["doc"]
+                    state["doc"] = (
+                        list(doc_cursor["doc"]) if isinstance(doc_cursor["doc"], tuple) else doc_cursor["doc"]
+                    )
                     state["harvested_now"] = buffer.harvested
-                    _save_checkpoint(ckpt, p, opt, sched, since_fired, state, gen, cfg, time.time() - t0, time.process_time() - cpu0,
-                                     buffer.state_dict())
+                    _save_checkpoint(
+                        ckpt,
+                        p,
+                        opt,
+                        sched,
+                        since_fired,
+                        state,
+                        gen,
+                        cfg,
+                        time.time() - t0,
+                        time.process_time() - cpu0,
+                        buffer.state_dict(),
+                    )
         state["elapsed"] = state.get("elapsed", 0.0) + time.time() - t0
         state["cpu"] = state.get("cpu", 0.0) + time.process_time() - cpu0
         state["harvested"] = state.get("harvested", 0) + buffer.harvested
     sae = _to_sae(p, cfg, d_in, d_sae, scale, model.name, state)
     folder = save_sae(sae, out / "sae")
     metrics = {
-        "model": model.name, "hook_name": hook_name(cfg.layer, cfg.site), "arch": cfg.arch, "d_in": d_in, "d_sae": d_sae,
-        "steps": cfg.steps, "train_tokens": cfg.steps * cfg.batch_size, "harvested_tokens": state["harvested"],
-        "lr": lr, "input_scale": scale, "train_seconds": round(state["elapsed"], 1),
-        "train_cpu_seconds": round(state["cpu"], 1),  # summed over threads; the wall time on an idle machine is about this / threads
+        "model": model.name,
+        "hook_name": hook_name(cfg.layer, cfg.site),
+        "arch": cfg.arch,
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "steps": cfg.steps,
+        "train_tokens": cfg.steps * cfg.batch_size,
+        "harvested_tokens": state["harvested"],
+        "lr": lr,
+        "input_scale": scale,
+        "train_seconds": round(state["elapsed"], 1),
+        "train_cpu_seconds": round(
+            state["cpu"], 1
+        ),  # summed over threads; the wall time on an idle machine is about this / threads
         "final": {k: v for k, v in state["history"][-1].items()} if state["history"] else {},
         "dead_frac_train": float((since_fired >= dead_after).float().mean()),
     }
@@ -401,22 +495,41 @@ def train_sae(
     write_json(out / "metrics.json", metrics)
     from steerlab.sae.plots import plot_training
 
-    plot_training(state["history"], out / "training_curve.png", title=f"{model.name} {hook_name(cfg.layer, cfg.site)} {cfg.arch}")
+    plot_training(
+        state["history"], out / "training_curve.png", title=f"{model.name} {hook_name(cfg.layer, cfg.site)} {cfg.arch}"
+    )
     if ckpt.is_file():
         ckpt.unlink()
     return TrainResult(sae=sae, folder=folder, metrics=metrics, history=state["history"])
 
 
-def _save_checkpoint(path: Path, p, opt, sched, since_fired, state, gen, cfg: TrainConfig, elapsed: float, cpu: float,
-                     buffer: dict | None = None) -> None:
+def _save_checkpoint(
+    path: Path,
+    p,
+    opt,
+    sched,
+    since_fired,
+    state,
+    gen,
+    cfg: TrainConfig,
+    elapsed: float,
+    cpu: float,
+    buffer: dict | None = None,
+) -> None:
     snapshot = dict(state)
     snapshot["elapsed"] = state.get("elapsed", 0.0) + elapsed
     snapshot["cpu"] = state.get("cpu", 0.0) + cpu
     snapshot["harvested"] = state.get("harvested", 0) + snapshot.pop("harvested_now", 0)
     data = {
-        "params": p.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
-        "since_fired": since_fired, "state": snapshot, "gen": gen.get_state(), "config": asdict(cfg),
-        "torch_rng": torch.get_rng_state(), "buffer": buffer,
+        "params": p.state_dict(),
+        "optim": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "since_fired": since_fired,
+        "state": snapshot,
+        "gen": gen.get_state(),
+        "config": asdict(cfg),
+        "torch_rng": torch.get_rng_state(),
+        "buffer": buffer,
     }
     with atomic_path(path) as tmp:
         torch.save(data, tmp)

@@ -27,7 +27,13 @@ from steerlab.sae.core import Sae
 from steerlab.serve.backend import Backend, GenRequest, GenResult, SamplingParams
 from steerlab.serve.batcher import Batcher, Job, QueueFull
 from steerlab.serve.protocol import (
-    ApiError, ChatRequest, CompletionRequest, client_interventions, error_body, message_text, sae_resolver,
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    client_interventions,
+    error_body,
+    message_text,
+    sae_resolver,
     validation_message,
 )
 
@@ -68,8 +74,10 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        messages = {404: "No such route; this server answers /v1/models, /v1/chat/completions and /v1/completions.",
-                    405: "This route does not take that method."}
+        messages = {
+            404: "No such route; this server answers /v1/models, /v1/chat/completions and /v1/completions.",
+            405: "This route does not take that method.",
+        }
         message = messages.get(exc.status_code, "The request could not be read.")
         return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code)
 
@@ -83,7 +91,10 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": config.model_id, "object": "model", "created": created, "owned_by": "steerlab"}]}
+        return {
+            "object": "list",
+            "data": [{"id": config.model_id, "object": "model", "created": created, "owned_by": "steerlab"}],
+        }
 
     def interventions(req) -> Sequence[Intervention]:
         if req.steerlab is None or req.steerlab.interventions is None:
@@ -107,9 +118,14 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
         stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
         if len(stop) > 4 or not all(0 < len(s) <= 64 for s in stop):
             raise ApiError(400, "'stop' takes at most 4 strings of 1 to 64 characters.")
-        return SamplingParams(chat, max_tokens, 1.0 if req.temperature is None else req.temperature,
-                              1.0 if req.top_p is None else req.top_p,
-                              1.0 if req.repetition_penalty is None else req.repetition_penalty, stop)
+        return SamplingParams(
+            chat,
+            max_tokens,
+            1.0 if req.temperature is None else req.temperature,
+            1.0 if req.top_p is None else req.top_p,
+            1.0 if req.repetition_penalty is None else req.repetition_penalty,
+            stop,
+        )
 
     async def fit_context(prompt: Any, params: SamplingParams) -> SamplingParams:
         """Refuse a prompt that, with max_tokens, overflows the context; an unset max_tokens takes what is left."""
@@ -118,11 +134,16 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
         except SteerlabError as exc:
             raise ApiError(400, str(exc)) from None
         if not params.max_tokens:
-            params = dataclasses.replace(params, max_tokens=max(1, min(config.default_max_tokens, backend.context_length - n)))
+            params = dataclasses.replace(
+                params, max_tokens=max(1, min(config.default_max_tokens, backend.context_length - n))
+            )
         if n + params.max_tokens > backend.context_length:
-            raise ApiError(400, f"The prompt is {n} tokens and max_tokens is {params.max_tokens}: together more than this "
-                                f"model's context of {backend.context_length} tokens; shorten the prompt or lower max_tokens.",
-                           code="context_length_exceeded")
+            raise ApiError(
+                400,
+                f"The prompt is {n} tokens and max_tokens is {params.max_tokens}: together more than this "
+                f"model's context of {backend.context_length} tokens; shorten the prompt or lower max_tokens.",
+                code="context_length_exceeded",
+            )
         return params
 
     async def submit(req, prompt: Any, chat: bool) -> Job:
@@ -141,19 +162,34 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(_events(job, rid, chat, usage, config), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                _events(job, rid, chat, usage, config),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         result = await _wait(request, job, config.request_timeout)
-        choice = {"message": {"role": "assistant", "content": result.text}} if chat else {"text": result.text, "logprobs": None}
-        return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-                "model": config.model_id, "choices": [{"index": 0, **choice, "finish_reason": result.finish_reason}],
-                "usage": _usage(result)}
+        choice = (
+            {"message": {"role": "assistant", "content": result.text}}
+            if chat
+            else {"text": result.text, "logprobs": None}
+        )
+        return {
+            "id": rid,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": config.model_id,
+            "choices": [{"index": 0, **choice, "finish_reason": result.finish_reason}],
+            "usage": _usage(result),
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, req: ChatRequest):
         if not getattr(backend, "has_chat_template", True):
             raise ApiError(400, f"Model '{config.model_id}' has no chat template; use /v1/completions.")
-        convo = [{"role": "system" if m.role == "developer" else m.role, "content": message_text(m.content)} for m in req.messages]
+        convo = [
+            {"role": "system" if m.role == "developer" else m.role, "content": message_text(m.content)}
+            for m in req.messages
+        ]
         return await answer(request, req, convo, True)
 
     @app.post("/v1/completions")
@@ -164,8 +200,11 @@ def build_app(backend: Backend, config: ServerConfig, batcher: Batcher) -> FastA
 
 
 def _usage(result: GenResult) -> dict:
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
 
 
 def _failure(exc: BaseException) -> ApiError:
@@ -181,13 +220,15 @@ async def _wait(request: Request, job: Job, timeout: float) -> GenResult:
         while True:
             try:
                 kind, payload = await asyncio.wait_for(job.events.get(), 0.25)
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError as waited:
                 if await request.is_disconnected():
                     job.cancel()
-                    raise ApiError(499, "The client closed the request.")
+                    raise ApiError(499, "The client closed the request.") from waited
                 if time.monotonic() > deadline:
                     job.cancel()
-                    raise ApiError(503, "The answer did not finish in time; the server is overloaded.", "server_error") from None
+                    raise ApiError(
+                        503, "The answer did not finish in time; the server is overloaded.", "server_error"
+                    ) from None
                 continue
             if kind == "done":
                 return payload
@@ -204,13 +245,22 @@ async def _events(job: Job, rid: str, chat: bool, usage: bool, config: ServerCon
     kind = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(choice: dict | None, extra: dict | None = None) -> str:
-        body = {"id": rid, "object": kind, "created": created, "model": config.model_id,
-                "choices": [] if choice is None else [{"index": 0, **choice}], **(extra or {})}
+        body = {
+            "id": rid,
+            "object": kind,
+            "created": created,
+            "model": config.model_id,
+            "choices": [] if choice is None else [{"index": 0, **choice}],
+            **(extra or {}),
+        }
         return f"data: {json.dumps(body)}\n\n"
 
     def piece(text: str, first: bool) -> dict:
         if chat:
-            return {"delta": {"role": "assistant", "content": text} if first else {"content": text}, "finish_reason": None}
+            return {
+                "delta": {"role": "assistant", "content": text} if first else {"content": text},
+                "finish_reason": None,
+            }
         return {"text": text, "logprobs": None, "finish_reason": None}
 
     deadline = time.monotonic() + config.request_timeout

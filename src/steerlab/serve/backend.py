@@ -103,13 +103,13 @@ class _RowText:
         safe = text[: max(len(self.sent), len(text) - self.hold)]
         if not safe.startswith(self.sent) or len(safe) == len(self.sent):
             return ""
-        delta, self.sent = safe[len(self.sent):], safe
+        delta, self.sent = safe[len(self.sent) :], safe
         return delta
 
     def finish(self, final: str) -> str:
         """The rest of the final text (it starts with what was sent: stop strings are held back)."""
         if final.startswith(self.sent):
-            delta, self.sent = final[len(self.sent):], final
+            delta, self.sent = final[len(self.sent) :], final
             return delta
         return ""
 
@@ -155,9 +155,18 @@ class HFBackend:
             return cancelled
 
         gens = generate(
-            self.model, [r.prompt for r in requests], ivs, max_new_tokens=p.max_tokens, temperature=p.temperature,
-            top_p=p.top_p, repetition_penalty=p.repetition_penalty, stop=p.stop, seed=[r.seed for r in requests],
-            chat=p.chat, batch_size=len(requests), on_step=None if on_text is None else on_step,
+            self.model,
+            [r.prompt for r in requests],
+            ivs,
+            max_new_tokens=p.max_tokens,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            repetition_penalty=p.repetition_penalty,
+            stop=p.stop,
+            seed=[r.seed for r in requests],
+            chat=p.chat,
+            batch_size=len(requests),
+            on_step=None if on_text is None else on_step,
         )
         out = []
         for i, gen in enumerate(gens):

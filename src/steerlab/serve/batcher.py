@@ -28,7 +28,9 @@ class Job:
 
     request: GenRequest
     loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)  # ("text", str) ... then ("done", GenResult) | ("error", exc)
+    events: asyncio.Queue = field(
+        default_factory=asyncio.Queue
+    )  # ("text", str) ... then ("done", GenResult) | ("error", exc)
     cancelled: threading.Event = field(default_factory=threading.Event)
     sent: int = 0  # characters already handed out (a retried job skips them)
     _seen: int = 0
@@ -45,7 +47,7 @@ class Job:
     def text(self, piece: str) -> None:
         """A piece of decoded text; on a retry, the part already sent is skipped."""
         start, self._seen = self._seen, self._seen + len(piece)
-        new = piece[max(0, self.sent - start):]
+        new = piece[max(0, self.sent - start) :]
         if new:
             self.sent += len(new)
             self._push("text", new)

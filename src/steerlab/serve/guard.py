@@ -75,7 +75,9 @@ class Guard:
 
         try:
             if scope["path"].rstrip("/") not in OPEN_PATHS and not self._authorised(headers):
-                raise _Refused(401, "Invalid or missing API key; send it as 'Authorization: Bearer KEY'.", "authentication_error")
+                raise _Refused(
+                    401, "Invalid or missing API key; send it as 'Authorization: Bearer KEY'.", "authentication_error"
+                )
             self._length(headers)
             body, gone = await self._read_body(receive)
             await self.app(scope, self._replay(body, gone, receive), tracked_send)
@@ -152,7 +154,9 @@ class HeadTimeoutH11(H11Protocol):
         if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return
         body = json.dumps(error_body(408, f"The request head did not arrive within {self.head_timeout:g} s.")).encode()
-        head = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                + f"content-length: {len(body)}\r\n\r\n".encode())
+        head = (
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+        )
         self.transport.write(head + body)
         self.transport.close()

@@ -148,7 +148,9 @@ def client_interventions(specs: list[dict], resolve_sae: Callable[[Any], Sae]) -
     built = []
     for spec in specs:
         if spec.get("type") == Record.__name__:
-            raise SteerlabError("Record is not available over HTTP; steer with AddVector, SteerLatent, ClampLatents or MaskUnits.")
+            raise SteerlabError(
+                "Record is not available over HTTP; steer with AddVector, SteerLatent, ClampLatents or MaskUnits."
+            )
         for key in ("latent", "latents"):
             if key in spec:
                 latents += _count(spec[key], MAX_LATENTS)
@@ -166,7 +168,9 @@ def client_interventions(specs: list[dict], resolve_sae: Callable[[Any], Sae]) -
         try:
             iv = from_dict(spec)
         except TypeError:
-            raise SteerlabError(f"Intervention '{spec.get('type')}' got fields it does not take; send Intervention.to_dict() objects.") from None
+            raise SteerlabError(
+                f"Intervention '{spec.get('type')}' got fields it does not take; send Intervention.to_dict() objects."
+            ) from None
         if iv.batch_size is not None:
             raise SteerlabError("A request's interventions steer its one row: give no batch dimension.")
         built.append(iv)

@@ -43,7 +43,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        raise SteerlabError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --host or --port.") from None
+        raise SteerlabError(
+            f"Cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --host or --port."
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -52,9 +54,13 @@ def _bind(host: str, port: int) -> socket.socket:
 class RunningServer:
     """A uvicorn server for one backend, started on a background thread; close() stops it."""
 
-    def __init__(self, backend: Backend, config: ServerConfig, host: str, port: int, max_batch: int, batch_wait_s: float):
+    def __init__(
+        self, backend: Backend, config: ServerConfig, host: str, port: int, max_batch: int, batch_wait_s: float
+    ):
         if not config.api_key and not is_loopback(host):
-            raise SteerlabError(f"Binding to {host} exposes the server beyond this machine; set an API key (--api-key-env).")
+            raise SteerlabError(
+                f"Binding to {host} exposes the server beyond this machine; set an API key (--api-key-env)."
+            )
         self.backend, self.config = backend, config
         self._sock = _bind(host, port)
         self._port = self._sock.getsockname()[1]
@@ -66,16 +72,28 @@ class RunningServer:
             self._sock.close()
             raise
         protocol = type("GuardedH11", (HeadTimeoutH11,), {"head_timeout": config.head_timeout})
-        self._uv = uvicorn.Server(uvicorn.Config(
-            app, host=host, port=port, http=protocol, lifespan="off", access_log=config.verbose,
-            log_level="info" if config.verbose else "warning", limit_concurrency=config.max_connections,
-            timeout_keep_alive=5, timeout_graceful_shutdown=5, server_header=False,
-        ))
+        self._uv = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                http=protocol,
+                lifespan="off",
+                access_log=config.verbose,
+                log_level="info" if config.verbose else "warning",
+                limit_concurrency=config.max_connections,
+                timeout_keep_alive=5,
+                timeout_graceful_shutdown=5,
+                server_header=False,
+            )
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> "RunningServer":
         """Serve on a background thread; returns once the socket listens (raises SteerlabError if it cannot)."""
-        self._thread = threading.Thread(target=self._uv.run, kwargs={"sockets": [self._sock]}, name="steerlab-serve", daemon=True)
+        self._thread = threading.Thread(
+            target=self._uv.run, kwargs={"sockets": [self._sock]}, name="steerlab-serve", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._uv.started:
@@ -140,8 +158,13 @@ def make_server(
     return RunningServer(backend, cfg, host, port, max_batch, batch_wait_s)
 
 
-def start_server(model: Model | Backend, host: str = "127.0.0.1", port: int = 0, interventions: Sequence[Intervention] = (),
-                 **kwargs: Any) -> RunningServer:
+def start_server(
+    model: Model | Backend,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    interventions: Sequence[Intervention] = (),
+    **kwargs: Any,
+) -> RunningServer:
     """Serve on a background thread; port 0 picks a free port (see `.url`). Keyword options as make_server."""
     return make_server(model, host, port, interventions, **kwargs).start()
 

@@ -29,18 +29,37 @@ def export_parquet(store: RunStore, path: str | Path) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise SteerlabError("Parquet export needs pyarrow; run `pip install pyarrow` or export with --format jsonl.") from None
+        raise SteerlabError(
+            "Parquet export needs pyarrow; run `pip install pyarrow` or export with --format jsonl."
+        ) from None
     rows = [{**r, "extra": json.dumps(r["extra"], ensure_ascii=False)} for r in store.rows()]
-    grade_type = pa.struct([
-        ("judge_id", pa.string()), ("rubric_version", pa.string()), ("error", pa.string()), ("n_attempts", pa.int64()),
-        ("first_score", pa.float64()), ("last_score", pa.float64()),
-        ("attempts", pa.list_(pa.struct([("text", pa.string()), ("score", pa.float64())]))),
-    ])
-    schema = pa.schema([
-        ("trial_key", pa.string()), ("condition", pa.string()), ("latent", pa.int64()), ("strength", pa.float64()),
-        ("prompt", pa.string()), ("seed", pa.int64()), ("label", pa.string()), ("extra", pa.string()),
-        ("response", pa.string()), ("finish_reason", pa.string()), ("n_tokens", pa.int64()), ("grades", pa.list_(grade_type)),
-    ])
+    grade_type = pa.struct(
+        [
+            ("judge_id", pa.string()),
+            ("rubric_version", pa.string()),
+            ("error", pa.string()),
+            ("n_attempts", pa.int64()),
+            ("first_score", pa.float64()),
+            ("last_score", pa.float64()),
+            ("attempts", pa.list_(pa.struct([("text", pa.string()), ("score", pa.float64())]))),
+        ]
+    )
+    schema = pa.schema(
+        [
+            ("trial_key", pa.string()),
+            ("condition", pa.string()),
+            ("latent", pa.int64()),
+            ("strength", pa.float64()),
+            ("prompt", pa.string()),
+            ("seed", pa.int64()),
+            ("label", pa.string()),
+            ("extra", pa.string()),
+            ("response", pa.string()),
+            ("finish_reason", pa.string()),
+            ("n_tokens", pa.int64()),
+            ("grades", pa.list_(grade_type)),
+        ]
+    )
     from steerlab.paths import atomic_path
 
     with atomic_path(path) as tmp:

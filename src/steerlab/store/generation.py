@@ -40,8 +40,14 @@ def generate_missing(
                 break
             batch = pending[start : start + batch_size]
             per_row = [list(interventions_for(t)) for t in batch]
-            gens = generate(model, [t.prompt for t in batch], per_row, seed=[t.seed for t in batch],
-                            batch_size=batch_size, **generate_kwargs)
+            gens = generate(
+                model,
+                [t.prompt for t in batch],
+                per_row,
+                seed=[t.seed for t in batch],
+                batch_size=batch_size,
+                **generate_kwargs,
+            )
             written += store.put_generations(
                 (t.key, g.text, g.token_ids, g.finish_reason, {"interventions": [iv.fingerprint() for iv in ivs]})
                 for t, g, ivs in zip(batch, gens, per_row)

@@ -64,28 +64,44 @@ class RunStore:
         try:
             self._db.execute("PRAGMA busy_timeout = 60000")
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+            row = (
+                self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if "meta" in tables
+                else None
+            )
         except sqlite3.DatabaseError:
-            raise SteerlabError(f"{where} is not a readable SQLite run store (corrupt or another kind of file); "
-                                "move it away or use a new run directory.") from None
+            raise SteerlabError(
+                f"{where} is not a readable SQLite run store (corrupt or another kind of file); "
+                "move it away or use a new run directory."
+            ) from None
         if not tables:
             return  # a new (or empty) file
         if row is None or "trials" not in tables:
-            raise SteerlabError(f"{where} is an SQLite file of another program, not a steerlab run store; use a new run directory.")
+            raise SteerlabError(
+                f"{where} is an SQLite file of another program, not a steerlab run store; use a new run directory."
+            )
         try:
             version = int(row[0])
         except ValueError:
-            raise SteerlabError(f"{where} has an unreadable schema version '{row[0]}'; use a new run directory.") from None
+            raise SteerlabError(
+                f"{where} has an unreadable schema version '{row[0]}'; use a new run directory."
+            ) from None
         current = int(SCHEMA_VERSION)
         if version > current:
-            raise SteerlabError(f"{where} was written by a newer steerlab (store schema {version}; this one reads up to {current}); "
-                                "upgrade steerlab to open it.")
+            raise SteerlabError(
+                f"{where} was written by a newer steerlab (store schema {version}; this one reads up to {current}); "
+                "upgrade steerlab to open it."
+            )
         while version < current:
             if version not in MIGRATIONS:
-                raise SteerlabError(f"{where} has the old store schema {version}, which this steerlab cannot migrate; "
-                                    "rerun into a new run directory.")
-            self._db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
-                                   f"UPDATE meta SET value = '{version + 1}' WHERE key = 'schema_version'; COMMIT;")
+                raise SteerlabError(
+                    f"{where} has the old store schema {version}, which this steerlab cannot migrate; "
+                    "rerun into a new run directory."
+                )
+            self._db.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
+                f"UPDATE meta SET value = '{version + 1}' WHERE key = 'schema_version'; COMMIT;"
+            )
             version += 1
 
     # --- plumbing -------------------------------------------------------------------------------------
@@ -142,7 +158,9 @@ class RunStore:
         self._write(lambda db: db.execute("INSERT OR IGNORE INTO meta VALUES ('config', ?)", (text,)))
         stored = self.config
         if _canonical(stored) != text:
-            differ = sorted(k for k in set(stored) | set(config) if _canonical(stored.get(k)) != _canonical(config.get(k)))
+            differ = sorted(
+                k for k in set(stored) | set(config) if _canonical(stored.get(k)) != _canonical(config.get(k))
+            )
             raise SteerlabError(
                 f"The run in {self.run_dir} was started with a different config (differs in: {', '.join(differ) or '?'}); "
                 "resume with the same config or use a new run directory."
@@ -171,14 +189,25 @@ class RunStore:
 
         def insert(db: sqlite3.Connection) -> int:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO trials (trial_key, condition, latent, strength, prompt, seed, label, extra, created_at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            db.executemany(
+                "INSERT OR IGNORE INTO trials (trial_key, condition, latent, strength, prompt, seed, label, extra, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
             return db.total_changes - before
 
         return self._write(insert)
 
     @staticmethod
     def _trial(row: dict[str, Any]) -> Trial:
-        return Trial(row["condition"], row["prompt"], row["seed"], row["latent"], row["strength"], row["label"], json.loads(row["extra"]))
+        return Trial(
+            row["condition"],
+            row["prompt"],
+            row["seed"],
+            row["latent"],
+            row["strength"],
+            row["label"],
+            json.loads(row["extra"]),
+        )
 
     def trials(self, condition: str | None = None) -> list[Trial]:
         sql = "SELECT * FROM trials" + (" WHERE condition = ?" if condition else "") + " ORDER BY rowid"
@@ -203,20 +232,33 @@ class RunStore:
             )
             cols = [d[0] for d in cur.description]
             rows = [dict(zip(cols, r)) for r in cur.fetchall()]
-            db.executemany("UPDATE trials SET claimed_by = ?, claimed_at = ? WHERE trial_key = ?", [(worker, now, r["trial_key"]) for r in rows])
+            db.executemany(
+                "UPDATE trials SET claimed_by = ?, claimed_at = ? WHERE trial_key = ?",
+                [(worker, now, r["trial_key"]) for r in rows],
+            )
             return [self._trial(r) for r in rows]
 
         return self._write(take)
 
     # --- generations ----------------------------------------------------------------------------------
     def put_generation(
-        self, trial_key: str, text: str, token_ids: Sequence[int] | None = None, finish_reason: str = "", meta: dict[str, Any] | None = None
+        self,
+        trial_key: str,
+        text: str,
+        token_ids: Sequence[int] | None = None,
+        finish_reason: str = "",
+        meta: dict[str, Any] | None = None,
     ) -> bool:
         """Store a trial's generation; the first write wins and a replay is a no-op. True if stored now."""
         return self.put_generations([(trial_key, text, token_ids, finish_reason, meta)]) == 1
 
-    def put_generations(self, items: Iterable[tuple[str, str, Sequence[int] | None, str, dict[str, Any] | None]]) -> int:
-        rows = [(k, text, json.dumps(list(ids)) if ids is not None else None, reason, _canonical(meta or {}), time.time()) for k, text, ids, reason, meta in items]
+    def put_generations(
+        self, items: Iterable[tuple[str, str, Sequence[int] | None, str, dict[str, Any] | None]]
+    ) -> int:
+        rows = [
+            (k, text, json.dumps(list(ids)) if ids is not None else None, reason, _canonical(meta or {}), time.time())
+            for k, text, ids, reason, meta in items
+        ]
 
         def insert(db: sqlite3.Connection) -> int:
             before = db.total_changes
@@ -236,15 +278,25 @@ class RunStore:
 
     def put_grades(self, items: Iterable[tuple[str, Grade]]) -> None:
         rows = [
-            (k, g.judge_id, g.rubric_version, json.dumps([a.to_dict() for a in g.attempts], ensure_ascii=False), g.error, g.raw, time.time())
+            (
+                k,
+                g.judge_id,
+                g.rubric_version,
+                json.dumps([a.to_dict() for a in g.attempts], ensure_ascii=False),
+                g.error,
+                g.raw,
+                time.time(),
+            )
             for k, g in items
         ]
-        self._write(lambda db: db.executemany(
-            "INSERT INTO grades (trial_key, judge_id, rubric_version, attempts, error, raw, created_at) VALUES (?,?,?,?,?,?,?) "
-            "ON CONFLICT (trial_key, judge_id, rubric_version) DO UPDATE SET attempts = excluded.attempts, error = excluded.error, "
-            "raw = excluded.raw, created_at = excluded.created_at, tries = grades.tries + 1 WHERE grades.error IS NOT NULL",
-            rows,
-        ))
+        self._write(
+            lambda db: db.executemany(
+                "INSERT INTO grades (trial_key, judge_id, rubric_version, attempts, error, raw, created_at) VALUES (?,?,?,?,?,?,?) "
+                "ON CONFLICT (trial_key, judge_id, rubric_version) DO UPDATE SET attempts = excluded.attempts, error = excluded.error, "
+                "raw = excluded.raw, created_at = excluded.created_at, tries = grades.tries + 1 WHERE grades.error IS NOT NULL",
+                rows,
+            )
+        )
 
     def grades(self, judge_id: str | None = None, rubric_version: str | None = None) -> dict[str, Grade]:
         """trial_key -> Grade for one judge (or all grades when judge_id is None; then keys may repeat per judge)."""
@@ -261,7 +313,10 @@ class RunStore:
 
     def judges(self) -> list[tuple[str, str]]:
         """(judge_id, rubric_version) pairs that have grades in this run."""
-        return [(r["judge_id"], r["rubric_version"]) for r in self._read("SELECT DISTINCT judge_id, rubric_version FROM grades ORDER BY judge_id")]
+        return [
+            (r["judge_id"], r["rubric_version"])
+            for r in self._read("SELECT DISTINCT judge_id, rubric_version FROM grades ORDER BY judge_id")
+        ]
 
     def ungraded(self, judge_id: str, rubric_version: str, max_tries: int = MAX_GRADE_TRIES) -> list[tuple[Trial, str]]:
         """(trial, response) for generations with no successful grade from this judge and rubric.
@@ -291,14 +346,21 @@ class RunStore:
         return counts
 
     # --- activations ----------------------------------------------------------------------------------
-    def put_activation(self, trial_key: str, name: str, path: str | os.PathLike, shape: Sequence[int], dtype: str) -> None:
+    def put_activation(
+        self, trial_key: str, name: str, path: str | os.PathLike, shape: Sequence[int], dtype: str
+    ) -> None:
         """Index an activation file saved beside the store (path stored relative to the run dir when inside it)."""
         p = Path(path)
         try:
             p = p.resolve().relative_to(self.run_dir.resolve())
         except ValueError:
             pass
-        self._write(lambda db: db.execute("INSERT OR REPLACE INTO activations VALUES (?,?,?,?,?)", (trial_key, name, str(p), json.dumps(list(shape)), dtype)))
+        self._write(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO activations VALUES (?,?,?,?,?)",
+                (trial_key, name, str(p), json.dumps(list(shape)), dtype),
+            )
+        )
 
     def activations(self, trial_key: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM activations" + (" WHERE trial_key = ?" if trial_key else "")
@@ -318,16 +380,31 @@ class RunStore:
         grades: dict[str, list[dict[str, Any]]] = {}
         for r in self._read("SELECT * FROM grades ORDER BY judge_id"):
             g = self._grade(r)
-            grades.setdefault(r["trial_key"], []).append({
-                "judge_id": g.judge_id, "rubric_version": g.rubric_version, "error": g.error,
-                "n_attempts": g.n_attempts, "first_score": g.first_score, "last_score": g.last_score,
-                "attempts": [a.to_dict() for a in g.attempts],
-            })
-        for r in self._read("SELECT t.*, g.text, g.token_ids, g.finish_reason, g.meta FROM trials t LEFT JOIN generations g USING (trial_key) ORDER BY t.rowid"):
+            grades.setdefault(r["trial_key"], []).append(
+                {
+                    "judge_id": g.judge_id,
+                    "rubric_version": g.rubric_version,
+                    "error": g.error,
+                    "n_attempts": g.n_attempts,
+                    "first_score": g.first_score,
+                    "last_score": g.last_score,
+                    "attempts": [a.to_dict() for a in g.attempts],
+                }
+            )
+        for r in self._read(
+            "SELECT t.*, g.text, g.token_ids, g.finish_reason, g.meta FROM trials t LEFT JOIN generations g USING (trial_key) ORDER BY t.rowid"
+        ):
             yield {
-                "trial_key": r["trial_key"], "condition": r["condition"], "latent": r["latent"], "strength": r["strength"],
-                "prompt": r["prompt"], "seed": r["seed"], "label": r["label"], "extra": json.loads(r["extra"]),
-                "response": r["text"], "finish_reason": r["finish_reason"],
+                "trial_key": r["trial_key"],
+                "condition": r["condition"],
+                "latent": r["latent"],
+                "strength": r["strength"],
+                "prompt": r["prompt"],
+                "seed": r["seed"],
+                "label": r["label"],
+                "extra": json.loads(r["extra"]),
+                "response": r["text"],
+                "finish_reason": r["finish_reason"],
                 "n_tokens": len(json.loads(r["token_ids"])) if r["token_ids"] else None,
                 "grades": grades.get(r["trial_key"], []),
             }

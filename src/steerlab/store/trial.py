@@ -35,6 +35,12 @@ class Trial:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "trial_key": self.key, "condition": self.condition, "latent": self.latent, "strength": self.strength,
-            "prompt": self.prompt, "seed": self.seed, "label": self.label, "extra": self.extra,
+            "trial_key": self.key,
+            "condition": self.condition,
+            "latent": self.latent,
+            "strength": self.strength,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "label": self.label,
+            "extra": self.extra,
         }

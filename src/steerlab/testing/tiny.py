@@ -28,7 +28,10 @@ def tiny_tokenizer(chat: bool = True):
     core.decoder = decoders.ByteLevel()
     core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+        tokenizer_object=core,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
         additional_special_tokens=["<|user|>", "<|assistant|>"],
     )
     if chat:
@@ -41,8 +44,14 @@ def _config(family: str, vocab: int):
 
     common = dict(vocab_size=vocab, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     llama_like = dict(
-        hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=256, **common,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        **common,
     )
     if family == "llama":
         return tf.LlamaConfig(**llama_like)

@@ -18,7 +18,9 @@ def end_token(model: Model) -> int | None:
     return model.tokenizer.eos_token_id
 
 
-def encode_example(model: Model, prompt: Prompt, segments: Sequence[tuple[str, bool]], end: bool = True, chat: bool | None = None) -> Encoded:
+def encode_example(
+    model: Model, prompt: Prompt, segments: Sequence[tuple[str, bool]], end: bool = True, chat: bool | None = None
+) -> Encoded:
     """Input ids and labels: -100 on the prompt and untrained segments; the closing token is trained."""
     ids = list(model.encode(prompt, chat=chat))
     labels = [-100] * len(ids)
@@ -38,7 +40,9 @@ def encode_pair(model: Model, prompt: Prompt, response: str, end: bool = True, c
     return encode_example(model, prompt, ((response, True),), end=end, chat=chat)
 
 
-def right_pad(batch: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def right_pad(
+    batch: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """input_ids, labels (-100 on padding) and attention_mask, padded on the right."""
     width = max(len(ids) for ids, _ in batch)
     input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in batch], device=device)

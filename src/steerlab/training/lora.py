@@ -23,8 +23,15 @@ from steerlab.models.loading import Model, wrap
 from steerlab.progress import progress_bar
 from steerlab.training.examples import Encoded, right_pad
 
-
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # attention + MLP (Llama-style names)
+PROJECTIONS = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)  # attention + MLP (Llama-style names)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,9 @@ class LoraRecipe:
 
 def linear_targets(hf: torch.nn.Module) -> list[str]:
     """Leaf names of every linear projection except the output head."""
-    return sorted({n.split(".")[-1] for n, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n})
+    return sorted(
+        {n.split(".")[-1] for n, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n}
+    )
 
 
 def _schedule(recipe: LoraRecipe):
@@ -72,11 +81,18 @@ def _schedule(recipe: LoraRecipe):
     return factor
 
 
-def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *, in_place: bool = False,
-               name: str | None = None, progress: bool = True,
-               prepare: Callable[[torch.nn.Module], None] | None = None,
-               forward_context: Callable[[Model, list[int]], ContextManager] | None = None,
-               adapter_dir: str | Path | None = None) -> tuple[Model, dict]:
+def train_lora(
+    model: Model,
+    examples: Sequence[Encoded],
+    recipe: LoraRecipe,
+    *,
+    in_place: bool = False,
+    name: str | None = None,
+    progress: bool = True,
+    prepare: Callable[[torch.nn.Module], None] | None = None,
+    forward_context: Callable[[Model, list[int]], ContextManager] | None = None,
+    adapter_dir: str | Path | None = None,
+) -> tuple[Model, dict]:
     """Fine-tune a LoRA adapter on encoded examples, merge it and return the tuned model and the loss curve.
 
     With in_place=False the weights are copied first, so `model` is untouched. `prepare`, if given, is
@@ -93,8 +109,13 @@ def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *,
     torch.manual_seed(recipe.seed)
     hf = model.hf if in_place else copy.deepcopy(model.hf)
     targets = list(recipe.targets) if recipe.targets else linear_targets(hf)
-    config = LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha or 2 * recipe.rank, lora_dropout=recipe.dropout,
-                        target_modules=targets, layers_to_transform=list(recipe.layers) if recipe.layers is not None else None)
+    config = LoraConfig(
+        r=recipe.rank,
+        lora_alpha=recipe.alpha or 2 * recipe.rank,
+        lora_dropout=recipe.dropout,
+        target_modules=targets,
+        layers_to_transform=list(recipe.layers) if recipe.layers is not None else None,
+    )
     peft_model = get_peft_model(hf, config)
     if prepare is not None:
         prepare(peft_model)
@@ -105,7 +126,9 @@ def train_lora(model: Model, examples: Sequence[Encoded], recipe: LoraRecipe, *,
     rng = random.Random(recipe.seed)
     order: list[int] = []
     losses: list[float] = []
-    training_view = wrap(hf, model.tokenizer, name=f"{model.name}+lora-training") if forward_context is not None else None
+    training_view = (
+        wrap(hf, model.tokenizer, name=f"{model.name}+lora-training") if forward_context is not None else None
+    )
     peft_model.train()  # after wrap(), which switches to eval mode
     with progress_bar(progress) as bar:
         task = bar.add_task("LoRA fine-tuning", total=recipe.steps, info="")

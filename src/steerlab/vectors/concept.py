@@ -11,10 +11,10 @@ import torch
 
 from steerlab.engine.scoring import trace
 from steerlab.errors import SteerlabError
-from steerlab.paths import atomic_path
 from steerlab.interventions.positions import Positions, Span
 from steerlab.interventions.specs import AddVector, Record
 from steerlab.models.loading import Model, Prompt
+from steerlab.paths import atomic_path
 
 Method = Literal["mean_diff", "pca"]
 Reduce = Literal["last", "mean"]
@@ -42,8 +42,13 @@ class ConceptVector:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"layer": str(self.layer), "site": self.site, "method": self.method, "model": self.model,
-                "meta": json.dumps(self.meta, sort_keys=True)}
+        meta = {
+            "layer": str(self.layer),
+            "site": self.site,
+            "method": self.method,
+            "model": self.model,
+            "meta": json.dumps(self.meta, sort_keys=True),
+        }
         with atomic_path(path) as tmp:
             save_file({"vector": self.vector.detach().float().contiguous().cpu()}, str(tmp), metadata=meta)
         return path
@@ -78,7 +83,9 @@ class ConceptVector:
         )
 
 
-def _activations(model: Model, prompts: Sequence[Prompt], layer: int, site: str, reduce: Reduce, chat: bool | None) -> torch.Tensor:
+def _activations(
+    model: Model, prompts: Sequence[Prompt], layer: int, site: str, reduce: Reduce, chat: bool | None
+) -> torch.Tensor:
     positions: Positions = Span(-1, 0, anchor="prompt_end") if reduce == "last" else Span(1, None)
     records = trace(model, prompts, [Record(layer, site, positions=positions, name="a")], chat=chat)
     return torch.stack([r["a"].mean(0) for r in records])

@@ -21,8 +21,15 @@ from steerlab.judges.validation.heldout import HELDOUT_RESTARTS
 from steerlab.judges.validation.material import PROMPTS, UNRELATED
 
 SET_VERSION = "judge-validation-v1"
-COUNTS = {"on_topic": 60, "off_topic": 60, "degenerate": 40, "ordinary": 60, "restart_better": 120,
-          "restart_worse": 30, "restart_three": 60}
+COUNTS = {
+    "on_topic": 60,
+    "off_topic": 60,
+    "degenerate": 40,
+    "ordinary": 60,
+    "restart_better": 120,
+    "restart_worse": 30,
+    "restart_three": 60,
+}
 
 
 def _loop(rng: random.Random) -> str:
@@ -31,8 +38,14 @@ def _loop(rng: random.Random) -> str:
         word = rng.choice(["water", "the", "yes", "so", "blue", "step", "maybe"])
         return " ".join([word] * rng.randint(10, 24))
     if kind == 1:
-        phrase = rng.choice(["and it is good and it is good", "you can you can you can", "the thing is the thing",
-                             "more and more and more"])
+        phrase = rng.choice(
+            [
+                "and it is good and it is good",
+                "you can you can you can",
+                "the thing is the thing",
+                "more and more and more",
+            ]
+        )
         return " ".join([phrase] * rng.randint(3, 5))
     syllables = ["bra", "nok", "tel", "wim", "sar", "quo", "dil", "fep", "gru", "yan", "hox", "plu"]
     return " ".join("".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(7, 15)))
@@ -68,9 +81,17 @@ def build_set(seed: int = 0) -> list[dict[str, Any]]:
 
     def add(category: str, prompt: str, parts: list[str], restart_idx: list[int], scores: list[float]) -> None:
         text, starts = _join(rng, parts)
-        rows.append({"id": f"{category}-{sum(r['category'] == category for r in rows):03d}", "category": category,
-                     "prompt": prompt, "response": text, "attempts": len(scores), "scores": scores,
-                     "restarts": [{"start": starts[i], "phrase": parts[i]} for i in restart_idx]})
+        rows.append(
+            {
+                "id": f"{category}-{sum(r['category'] == category for r in rows):03d}",
+                "category": category,
+                "prompt": prompt,
+                "response": text,
+                "attempts": len(scores),
+                "scores": scores,
+                "restarts": [{"start": starts[i], "phrase": parts[i]} for i in restart_idx],
+            }
+        )
 
     def off(exclude: tuple[str, ...] = ()) -> list[str]:
         passage = rng.choice([u for u in UNRELATED if u not in exclude])

@@ -8,11 +8,19 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from steerlab.paths import write_text
 from steerlab.errors import SteerlabError
 from steerlab.judges.types import Grade, GradeRequest
+from steerlab.paths import write_text
 
-REQUIRED = {"id": str, "category": str, "prompt": str, "response": str, "attempts": int, "scores": list, "restarts": list}
+REQUIRED = {
+    "id": str,
+    "category": str,
+    "prompt": str,
+    "response": str,
+    "attempts": int,
+    "scores": list,
+    "restarts": list,
+}
 
 
 def check_row(row: Any, where: str) -> dict[str, Any]:
@@ -26,14 +34,23 @@ def check_row(row: Any, where: str) -> dict[str, Any]:
             raise SteerlabError(f"{where}: '{key}' must be a {typ.__name__}.")
     if row["attempts"] < 1 or len(row["scores"]) != row["attempts"]:
         raise SteerlabError(f"{where}: 'scores' must hold one number per attempt ({row['attempts']}).")
-    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 <= s <= 100 for s in row["scores"]):
+    if not all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 <= s <= 100
+        for s in row["scores"]
+    ):
         raise SteerlabError(f"{where}: every score must be a number from 0 to 100.")
     if len(row["restarts"]) != row["attempts"] - 1:
         raise SteerlabError(f"{where}: 'restarts' must list one restart per attempt after the first.")
     for r in row["restarts"]:
-        if not (isinstance(r, dict) and isinstance(r.get("start"), int) and isinstance(r.get("phrase"), str)
-                and row["response"][r["start"] : r["start"] + len(r["phrase"])] == r["phrase"]):
-            raise SteerlabError(f"{where}: each restart needs a 'start' and the 'phrase' found at that position of the response.")
+        if not (
+            isinstance(r, dict)
+            and isinstance(r.get("start"), int)
+            and isinstance(r.get("phrase"), str)
+            and row["response"][r["start"] : r["start"] + len(r["phrase"])] == r["phrase"]
+        ):
+            raise SteerlabError(
+                f"{where}: each restart needs a 'start' and the 'phrase' found at that position of the response."
+            )
     return row
 
 
@@ -129,8 +146,13 @@ def score_rows(rows: Sequence[dict[str, Any]], grades: Sequence[Grade]) -> dict[
             single += 1
             if n > 1:
                 single_split += 1
-                false_restarts.append({"id": row["id"], "category": row["category"],
-                                       "split_at": [a.text[:60] for a in grade.attempts[1:]]})
+                false_restarts.append(
+                    {
+                        "id": row["id"],
+                        "category": row["category"],
+                        "split_at": [a.text[:60] for a in grade.attempts[1:]],
+                    }
+                )
         if grade.ok and grade.attempts:
             first_x.append(grade.attempts[0].score)
             first_y.append(float(row["scores"][0]))
@@ -153,7 +175,8 @@ def score_rows(rows: Sequence[dict[str, Any]], grades: Sequence[Grade]) -> dict[
                     missed.append({"id": row["id"], "phrase": r["phrase"]})
     graded = len(rows)
     return {
-        "n": graded, "errors": errors,
+        "n": graded,
+        "errors": errors,
         "attempt_accuracy": round(correct / graded, 4) if graded else None,
         "restart_recall": round(recalled / total_restarts, 4) if total_restarts else None,
         "n_restarts": total_restarts,
@@ -161,8 +184,12 @@ def score_rows(rows: Sequence[dict[str, Any]], grades: Sequence[Grade]) -> dict[
         "n_single": single,
         "first_score_r": _pearson(first_x, first_y),
         "attempt_score_r": _pearson(all_x, all_y),
-        "per_category": {k: {**v, "accuracy": round(v["correct"] / v["n"], 4)} for k, v in sorted(per_category.items())},
-        "phrase_recall": {p: f"{a}/{b}" for p, (a, b) in sorted(per_phrase.items(), key=lambda kv: kv[1][0] / kv[1][1])},
+        "per_category": {
+            k: {**v, "accuracy": round(v["correct"] / v["n"], 4)} for k, v in sorted(per_category.items())
+        },
+        "phrase_recall": {
+            p: f"{a}/{b}" for p, (a, b) in sorted(per_phrase.items(), key=lambda kv: kv[1][0] / kv[1][1])
+        },
         "missed_phrasings": sorted({m["phrase"] for m in missed}),
         "false_restarts": false_restarts,
     }

@@ -43,7 +43,9 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise SteerlabError(f"SAE weights {path} are unreadable or truncated ({str(exc).splitlines()[0][:120]}).") from exc
+        raise SteerlabError(
+            f"SAE weights {path} are unreadable or truncated ({str(exc).splitlines()[0][:120]})."
+        ) from exc
 
 
 def read_npz(path: Path) -> dict[str, torch.Tensor]:
@@ -59,7 +61,9 @@ def read_npz(path: Path) -> dict[str, torch.Tensor]:
             return {k: torch.from_numpy(np.array(data[k])) for k in data.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise SteerlabError(f"{path} holds pickled Python objects; steerlab will not load it (it could run code).") from exc
+            raise SteerlabError(
+                f"{path} holds pickled Python objects; steerlab will not load it (it could run code)."
+            ) from exc
         raise SteerlabError(f"SAE weights {path} are unreadable or truncated ({exc}).") from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise SteerlabError(f"SAE weights {path} are unreadable or truncated ({type(exc).__name__}).") from exc
@@ -75,7 +79,9 @@ def read_torch(path: Path) -> dict[str, torch.Tensor]:
             f"{path} contains Python objects beyond tensors (a pickle that could execute code); steerlab refuses to load it."
         ) from exc
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise SteerlabError(f"SAE weights {path} are unreadable or truncated ({str(exc).splitlines()[0][:120]}).") from exc
+        raise SteerlabError(
+            f"SAE weights {path} are unreadable or truncated ({str(exc).splitlines()[0][:120]})."
+        ) from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

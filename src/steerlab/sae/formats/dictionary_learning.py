@@ -48,12 +48,24 @@ def read_dictionary_learning(path: Path, layer: int | None = None, site: str | N
     layer, site = _where(trainer, layer, site)
     model = trainer.get("lm_name")
     if cls == "AutoEncoder":
-        require(sd, ("encoder.weight", "encoder.bias", "decoder.weight", "bias"), file, "dictionary_learning AutoEncoder")
-        w = {"W_enc": sd["encoder.weight"].T, "b_enc": sd["encoder.bias"], "W_dec": sd["decoder.weight"].T, "b_dec": sd["bias"]}
+        require(
+            sd, ("encoder.weight", "encoder.bias", "decoder.weight", "bias"), file, "dictionary_learning AutoEncoder"
+        )
+        w = {
+            "W_enc": sd["encoder.weight"].T,
+            "b_enc": sd["encoder.bias"],
+            "W_dec": sd["decoder.weight"].T,
+            "b_dec": sd["bias"],
+        }
         activation, k, b_dec_in, extra = "relu", None, True, {}
     elif cls in ("AutoEncoderTopK", "BatchTopKSAE", "MatryoshkaBatchTopKSAE"):
         require(sd, ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec"), file, f"dictionary_learning {cls}")
-        w = {"W_enc": sd["encoder.weight"].T, "b_enc": sd["encoder.bias"], "W_dec": sd["decoder.weight"].T, "b_dec": sd["b_dec"]}
+        w = {
+            "W_enc": sd["encoder.weight"].T,
+            "b_enc": sd["encoder.bias"],
+            "W_dec": sd["decoder.weight"].T,
+            "b_dec": sd["b_dec"],
+        }
         k = int(sd["k"]) if "k" in sd else trainer.get("k")
         if not k:
             raise SteerlabError(f"{file} is a TopK SAE but neither the file nor config.json gives k.")
@@ -69,18 +81,29 @@ def read_dictionary_learning(path: Path, layer: int | None = None, site: str | N
         require(sd, ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"), file, "dictionary_learning JumpReluAutoEncoder")
         norms = sd["W_dec"].float().norm(dim=1)
         w = {
-            "W_enc": sd["W_enc"].float() * norms, "b_enc": sd["b_enc"].float() * norms,
-            "W_dec": sd["W_dec"].float() / norms[:, None], "b_dec": sd["b_dec"],
+            "W_enc": sd["W_enc"].float() * norms,
+            "b_enc": sd["b_enc"].float() * norms,
+            "W_dec": sd["W_dec"].float() / norms[:, None],
+            "b_dec": sd["b_dec"],
             "threshold": sd["threshold"].float() * norms,
         }
         activation, k, b_dec_in, extra = "jumprelu", None, False, {"folded_decoder_norms": True}
     else:
-        raise SteerlabError(f"dictionary_learning class '{cls}' is not supported; steerlab reads AutoEncoder, AutoEncoderTopK, BatchTopKSAE and JumpReluAutoEncoder.")
+        raise SteerlabError(
+            f"dictionary_learning class '{cls}' is not supported; steerlab reads AutoEncoder, AutoEncoderTopK, BatchTopKSAE and JumpReluAutoEncoder."
+        )
     d_in, d_sae = w["W_enc"].shape
     cfg = SaeConfig(
-        d_in=int(d_in), d_sae=int(d_sae), activation=activation, k=k if activation != "relu" and activation != "jumprelu" else None,
-        apply_b_dec_to_input=b_dec_in, layer=layer, site=site, model=model,
-        batchtopk_inference="threshold", extra={"format": "dictionary_learning", "dict_class": cls, **extra},
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        activation=activation,
+        k=k if activation != "relu" and activation != "jumprelu" else None,
+        apply_b_dec_to_input=b_dec_in,
+        layer=layer,
+        site=site,
+        model=model,
+        batchtopk_inference="threshold",
+        extra={"format": "dictionary_learning", "dict_class": cls, **extra},
     )
     return Sae.from_weights(cfg, {k_: torch.as_tensor(v).float() for k_, v in w.items()}, source=str(file))
 

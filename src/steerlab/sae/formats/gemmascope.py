@@ -38,7 +38,13 @@ def read_gemmascope(path: Path, layer: int | None = None, site: str | None = Non
     site = site or guess_site or "resid_post"
     d_in, d_sae = weights["W_enc"].shape
     cfg = SaeConfig(
-        d_in=int(d_in), d_sae=int(d_sae), activation="jumprelu", apply_b_dec_to_input=False,
-        layer=int(layer), site=site, model=model, extra={"format": "gemmascope"},
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        activation="jumprelu",
+        apply_b_dec_to_input=False,
+        layer=int(layer),
+        site=site,
+        model=model,
+        extra={"format": "gemmascope"},
     )
     return Sae.from_weights(cfg, {k: v.float() for k, v in weights.items()}, source=str(file))

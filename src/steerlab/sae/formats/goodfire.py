@@ -34,7 +34,13 @@ def read_goodfire(path: Path, layer: int | None = None, site: str | None = None,
         "b_dec": sd["decoder_linear.bias"].float(),
     }
     cfg = SaeConfig(
-        d_in=int(d_in), d_sae=int(d_sae), activation="relu", apply_b_dec_to_input=False,
-        layer=int(layer), site=site or "resid_post", model=model, extra={"format": "goodfire"},
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        activation="relu",
+        apply_b_dec_to_input=False,
+        layer=int(layer),
+        site=site or "resid_post",
+        model=model,
+        extra={"format": "goodfire"},
     )
     return Sae.from_weights(cfg, weights, source=str(path))

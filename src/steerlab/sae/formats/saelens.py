@@ -41,7 +41,9 @@ def _activation(cfg: dict[str, Any]) -> tuple[str, int | None]:
         return "topk", int(k)
     if arch == "standard" and fn in (None, "relu"):
         return "relu", None
-    raise SteerlabError(f"SAELens architecture '{arch}' (activation {fn}) is not supported; steerlab reads standard, topk and jumprelu.")
+    raise SteerlabError(
+        f"SAELens architecture '{arch}' (activation {fn}) is not supported; steerlab reads standard, topk and jumprelu."
+    )
 
 
 def read_saelens(folder: Path) -> Sae:
@@ -62,7 +64,9 @@ def read_saelens(folder: Path) -> Sae:
         )
     d_in, d_sae = weights["W_enc"].shape
     if "d_in" in cfg and (int(cfg["d_in"]), int(cfg["d_sae"])) != (d_in, d_sae):
-        raise SteerlabError(f"SAELens config says d_in={cfg['d_in']}, d_sae={cfg['d_sae']} but W_enc has shape {(d_in, d_sae)}.")
+        raise SteerlabError(
+            f"SAELens config says d_in={cfg['d_in']}, d_sae={cfg['d_sae']} but W_enc has shape {(d_in, d_sae)}."
+        )
     weights = dict(weights)
     if "log_threshold" in weights and "threshold" not in weights:
         weights["threshold"] = weights["log_threshold"].exp()
@@ -85,10 +89,17 @@ def read_saelens(folder: Path) -> Sae:
             extra["folded_normalization"] = original["normalization"]
             extra["folded_input_scale"] = original.get("input_scale")
     scfg = SaeConfig(
-        d_in=int(d_in), d_sae=int(d_sae), activation=activation, k=k,
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        activation=activation,
+        k=k,
         apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
-        layer=layer, site=site, model=meta.get("model_name") or cfg.get("model_name"),
-        hook_name=name, extra=extra, batchtopk_inference=batchtopk_inference,
+        layer=layer,
+        site=site,
+        model=meta.get("model_name") or cfg.get("model_name"),
+        hook_name=name,
+        extra=extra,
+        batchtopk_inference=batchtopk_inference,
     )
     return Sae.from_weights(scfg, {k: v.float() for k, v in weights.items()}, source=str(folder))
 
@@ -102,7 +113,9 @@ def folded_weights(sae: Sae) -> dict[str, torch.Tensor]:
         "W_dec": sae.W_dec.detach() / s,
         "b_dec": sae.b_dec.detach() / s,
     }
-    if sae.cfg.activation == "jumprelu" or (sae.cfg.activation == "batchtopk" and sae.cfg.batchtopk_inference == "threshold"):
+    if sae.cfg.activation == "jumprelu" or (
+        sae.cfg.activation == "batchtopk" and sae.cfg.batchtopk_inference == "threshold"
+    ):
         out["threshold"] = sae.threshold.detach().clone()
     return {k: v.contiguous() for k, v in out.items()}
 
@@ -116,7 +129,9 @@ def write_saelens(sae: Sae, folder: Path) -> Path:
 
 def _write_saelens(sae: Sae, folder: Path) -> None:
     c = sae.cfg
-    uses_threshold = c.activation == "jumprelu" or (c.activation == "batchtopk" and c.batchtopk_inference == "threshold")
+    uses_threshold = c.activation == "jumprelu" or (
+        c.activation == "batchtopk" and c.batchtopk_inference == "threshold"
+    )
     arch = "jumprelu" if uses_threshold else "topk" if c.activation in ("topk", "batchtopk") else "standard"
     cfg: dict[str, Any] = {
         "architecture": arch,

@@ -25,14 +25,18 @@ def read_sparsify(folder: Path, layer: int | None = None, site: str | None = Non
     sd = read_safetensors(folder / "sae.safetensors")
     require(sd, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), folder / "sae.safetensors", "sparsify")
     if cfg.get("transcode") or "W_skip" in sd:
-        raise SteerlabError(f"{folder} is a sparsify transcoder/skip-connection model, not an SAE; steerlab reads plain SAEs.")
+        raise SteerlabError(
+            f"{folder} is a sparsify transcoder/skip-connection model, not an SAE; steerlab reads plain SAEs."
+        )
     if cfg.get("activation", "topk") != "topk":
         raise SteerlabError(f"sparsify activation '{cfg.get('activation')}' is not supported; steerlab reads TopK.")
     if layer is None or site is None:
         try:
             got_layer, got_site = parse_hook_name(folder.name)
         except SteerlabError as exc:
-            raise SteerlabError(f"Cannot tell which hook point {folder} reads from its name; pass --layer and --site.") from exc
+            raise SteerlabError(
+                f"Cannot tell which hook point {folder} reads from its name; pass --layer and --site."
+            ) from exc
         layer = got_layer if layer is None else layer
         site = site or got_site
     d_sae, d_in = sd["encoder.weight"].shape
@@ -41,9 +45,22 @@ def read_sparsify(folder: Path, layer: int | None = None, site: str | None = Non
     k = cfg.get("k")
     if not k:
         raise SteerlabError(f"sparsify config {folder / 'cfg.json'} has no k.")
-    weights = {"W_enc": sd["encoder.weight"].float().T, "b_enc": sd["encoder.bias"].float(), "W_dec": sd["W_dec"].float(), "b_dec": sd["b_dec"].float()}
+    weights = {
+        "W_enc": sd["encoder.weight"].float().T,
+        "b_enc": sd["encoder.bias"].float(),
+        "W_dec": sd["W_dec"].float(),
+        "b_dec": sd["b_dec"].float(),
+    }
     scfg = SaeConfig(
-        d_in=int(d_in), d_sae=int(d_sae), activation="topk", k=int(k), apply_b_dec_to_input=True,
-        layer=int(layer), site=site, model=model, hook_name=folder.name, extra={"format": "sparsify"},
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        activation="topk",
+        k=int(k),
+        apply_b_dec_to_input=True,
+        layer=int(layer),
+        site=site,
+        model=model,
+        hook_name=folder.name,
+        extra={"format": "sparsify"},
     )
     return Sae.from_weights(scfg, weights, source=str(folder))
