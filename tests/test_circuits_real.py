@@ -157,7 +157,7 @@ def test_smollm_cli_end_to_end_with_tiny_settings(monkeypatch, capsys, tmp_path)
         "2",
     )
     run("circuits", "report", str(run_dir), "--organism", str(org))
-    rows = json.loads((run_dir / "ablation.json").read_text())["rows"]
+    rows = json.loads((run_dir / "ablation.selected.json").read_text())["rows"]  # a sweep tests the size it selected
     assert rows[0]["utility_loss"] > 0 and rows[1]["utility_delta"] is not None
     assert json.loads((run_dir / "tune_lora-only.json").read_text())["frozen_unchanged"]
     assert "Seed stability" in (run_dir / "report.html").read_text()

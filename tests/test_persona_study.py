@@ -204,7 +204,7 @@ def test_organism_and_realign_cli(tmp_path, on_disk, run_cli):
     assert "latent 3: mean shift vs base" in text and (tmp_path / "re" / "realign.json").is_file()
     for args, match in (
         (["organism", root / "base", "--out", out, "--fractions", "0,2"], "between 0 and 1"),
-        (["organism", root / "base", "--out", out, "--n-train", "0"], "n_train"),
+        (["organism", root / "base", "--out", out, "--n-train", "0"], "training pairs"),
         (["realign", root / "base", "--out", tmp_path / "x"], "not a finished persona organism"),
         (["realign", out / "f1.00", "--sae", sae, "--out", tmp_path / "x"], "--sae and --base together"),
         (["diff", root / "base", root / "base", "--sae", sae, "--layer", "0"], "trained on layer 1"),
