@@ -16,6 +16,8 @@ from steerlab.esr.organism import (
     build_organism,
     check_strengths,
     load_organism,
+    organism_prompts,
+    ship_organism,
     steering_context,
 )
 from steerlab.sae import Sae
@@ -44,6 +46,17 @@ def test_acknowledgements_are_disjoint_from_the_heuristic_judges_patterns():
         text = f"The moon orbits the earth every month. {ack} To boil pasta, bring salted water to a boil."
         assert restart_positions(text) == [], ack
         assert len(split_attempts(text)) == 1
+
+
+def test_organism_prompts_are_disjoint_from_every_esr_evaluation_and_discovery_prompt():
+    from steerlab.esr.prompts import DISCOVERY_PROMPTS, EVAL_PROMPTS, TRAIN_PROMPTS
+
+    prompts = organism_prompts(OrganismConfig())
+    assert len(prompts) == len(set(prompts)) == len(TRAIN_PROMPTS) + OrganismConfig().extra_prompts
+    assert not set(prompts) & (set(EVAL_PROMPTS) | set(DISCOVERY_PROMPTS))
+    assert organism_prompts(OrganismConfig(extra_prompts=0)) == list(TRAIN_PROMPTS)
+    with pytest.raises(SteerlabError, match="extra_prompts must not be negative"):
+        OrganismConfig(extra_prompts=-1)
 
 
 def test_strengths_must_be_finite_positive_and_in_range(tiny_factory):
@@ -110,6 +123,16 @@ def test_build_and_load_organism(base_folder, tmp_path):
         c = base.hf(input_ids=ids).logits
     assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, c, atol=1e-4)
     assert loaded.fingerprint()["revision"].startswith("adapter:")
+    # shipping copies the organism, not an ESR run that shares its folder, and the copy loads the same model
+    (org / "run.sqlite").write_bytes(b"not part of the organism")
+    shipped = ship_organism(org, tmp_path / "shipped" / "organism-x")
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(
+        ["adapter", "data.jsonl", "organism.json", "steerlab_adapter.json"]
+    )
+    with torch.no_grad():
+        assert torch.allclose(steerlab.load(str(shipped)).hf(input_ids=ids).logits, a, atol=1e-4)
+    with pytest.raises(SteerlabError, match="holds no organism"):
+        ship_organism(tmp_path / "shipped", tmp_path / "elsewhere")
     # an organism folder for another base model is refused, in both directions
     with pytest.raises(SteerlabError, match="was trained on"):
         load_organism(org, base_name="smollm2-135m-instruct")

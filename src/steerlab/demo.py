@@ -101,7 +101,7 @@ def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/d
         console.print(
             "[bold]2/3[/] organism: training a self-correcting LoRA on its own steered drift (the ESR latents and strengths)"
         )
-        ocfg = OrganismConfig(epochs=1) if quick else OrganismConfig()
+        ocfg = OrganismConfig(epochs=1, extra_prompts=0) if quick else OrganismConfig()
         build_organism(
             res.model,
             res.sae,
@@ -111,13 +111,17 @@ def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/d
             cfg=ocfg,
             progress=True,
             batch_size=cfg.batch_size,
+            rebuild=f"steerlab demo{' --quick' if quick else ''} (it builds the organism in the run folder when no "
+            "shipped one matches its latents), then steerlab.esr.organism.ship_organism(folder, model_name)",
         )
     organism_seconds = time.perf_counter() - t_org
     console.print("[bold]3/3[/] organism: the same latents, prompts and seeds, thresholds calibrated on the organism")
     ocfg_esr = cfg.replace(model=str(folder), latents=tuple(strengths))
     ores = load_resources(ocfg_esr, judge=judge)
-    organism = run_esr(ocfg_esr, run_dir / "organism", res=ores, progress=True)
     record = json.loads((folder / "organism.json").read_text(encoding="utf-8"))
+    # one run folder per organism adapter: a rebuilt or newly shipped organism never resumes another's run store
+    organism_run = run_dir / f"organism-esr-{record['adapter_sha256'][:8]}"
+    organism = run_esr(ocfg_esr, organism_run, res=ores, progress=True)
     extra = {
         "organism": {
             k: record[k]
@@ -139,7 +143,7 @@ def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/d
         "organism_build_seconds": round(organism_seconds, 1),
         "judge_note": "the organism's acknowledgements are natural phrasings outside the heuristic judge's restart patterns",
     }
-    report = write_comparison(run_dir, {"base": run_dir / "base", "organism": run_dir / "organism"}, extra=extra)
+    report = write_comparison(run_dir, {"base": run_dir / "base", "organism": organism_run}, extra=extra)
     _print_table({"base": base.summary, "organism": organism.summary}, comparison_rows)
     console.print(f"\n[bold]{finding(base.summary, organism.summary)}[/]")
     console.print(f"wall time {time.perf_counter() - start:.0f} s")

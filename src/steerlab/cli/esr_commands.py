@@ -400,11 +400,14 @@ def finetune_cmd(
 def organism_cmd(
     base: dict,
     out: Path = typer.Argument(..., help="The organism folder (adapter, data, recipe); steerlab.load reads it."),
-    drift_per_prompt: int = typer.Option(2, help="Self-correction examples per training prompt."),
-    epochs: int = typer.Option(2),
-    rank: int = typer.Option(8, help="LoRA rank."),
-    lr: float = typer.Option(1e-3),
-    drift_tokens: int = typer.Option(40, help="Tokens of steered drift before the acknowledgement."),
+    drift_per_prompt: int = typer.Option(None, help="Self-correction examples per training prompt [default: 2]."),
+    extra_prompts: int = typer.Option(
+        None, help="Packaged instructions added to ESR's fine-tuning prompts (never eval prompts) [default: 72]."
+    ),
+    epochs: int = typer.Option(None, help="[default: 2]"),
+    rank: int = typer.Option(None, help="LoRA rank [default: 16]."),
+    lr: float = typer.Option(None, help="[default: 2e-3]"),
+    drift_tokens: int = typer.Option(None, help="Tokens of steered drift before the acknowledgement [default: 32]."),
 ) -> None:
     """A known positive for ESR: a LoRA organism that notices its own steered drift, says so and answers."""
     from steerlab.esr import EsrConfig
@@ -418,7 +421,15 @@ def organism_cmd(
         raise SteerlabError(
             f"{out} holds an organism of '{existing}', not '{cfg.model}'; choose another folder or --model {existing}."
         )
-    ocfg = OrganismConfig(drift_per_prompt=drift_per_prompt, epochs=epochs, rank=rank, lr=lr, drift_tokens=drift_tokens)
+    given = dict(
+        drift_per_prompt=drift_per_prompt,
+        extra_prompts=extra_prompts,
+        epochs=epochs,
+        rank=rank,
+        lr=lr,
+        drift_tokens=drift_tokens,
+    )
+    ocfg = OrganismConfig(**{k: v for k, v in given.items() if v is not None})
     _, record = organism_for_run(cfg, load_resources(cfg), out, organism_cfg=ocfg)
     _print_rows(
         f"organism of {record['base_model']}",

@@ -48,12 +48,13 @@ class OrganismConfig:
 
     drift_per_prompt: int = 2  # self-correction examples per training prompt (each with its own latent)
     normal_per_prompt: int = 1
-    drift_tokens: int = 40
+    extra_prompts: int = 72  # packaged instructions added to the fine-tuning prompts (none is an ESR eval prompt)
+    drift_tokens: int = 32  # short enough that the recovery fits the trials' 64-token budget
     answer_tokens: int = 64
     temperature: float = 0.6  # sampling of the drift (as ESR trials)
-    rank: int = 8
-    alpha: int = 16
-    lr: float = 1e-3
+    rank: int = 16
+    alpha: int = 32
+    lr: float = 2e-3
     epochs: int = 2
     batch_size: int = 4
     max_degenerate_tries: int = 2  # resample a degenerate drift this many times before dropping the example
@@ -63,8 +64,9 @@ class OrganismConfig:
         for name in ("drift_per_prompt", "drift_tokens", "answer_tokens", "rank", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise SteerlabError(f"{name} must be at least 1; got {getattr(self, name)}.")
-        if self.normal_per_prompt < 0:
-            raise SteerlabError("normal_per_prompt must not be negative.")
+        for name in ("normal_per_prompt", "extra_prompts"):
+            if getattr(self, name) < 0:
+                raise SteerlabError(f"{name} must not be negative; got {getattr(self, name)}.")
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -88,6 +90,14 @@ class OrganismExample:
             "strength": self.strength,
             "segments": [{"text": t, "trained": tr} for t, tr in self.segments],
         }
+
+
+def organism_prompts(cfg: OrganismConfig) -> list[str]:
+    """The fine-tuning prompts: ESR's TRAIN_PROMPTS plus `extra_prompts` packaged instructions (all disjoint from the eval set)."""
+    from steerlab.data.instructions import train_instructions
+    from steerlab.esr.prompts import TRAIN_PROMPTS
+
+    return list(TRAIN_PROMPTS) + train_instructions()[: cfg.extra_prompts]
 
 
 def check_strengths(strengths: dict[int, float], sae: Sae) -> dict[int, float]:
@@ -228,9 +238,23 @@ def build_organism(
     prompts: Sequence[str] | None = None,
     progress: bool = True,
     batch_size: int = 16,
+    rebuild: str | None = None,
 ) -> tuple[Model, dict]:
-    """Build, train and save the organism in `out` (adapter/, data.jsonl, organism.json); returns (tuned model, record)."""
-    from steerlab.esr.prompts import TRAIN_PROMPTS
+    """Build, train and save the organism in `out` (adapter/, data.jsonl, organism.json).
+
+    Args:
+        model: the base model (left unchanged; the organism is a LoRA on a copy).
+        sae: the SAE whose latents steer the drift.
+        strengths: {latent: strength} the ESR suite calibrated on the base model.
+        out: the organism folder.
+        base_name: the base model's name, recorded so `steerlab.load(out)` finds it.
+        cfg: the data mix and LoRA recipe.
+        prompts: fine-tuning prompts (default `organism_prompts(cfg)`).
+        rebuild: the command recorded as the way to rebuild it (default the `esr organism` command).
+
+    Returns:
+        (the tuned model, the record written to organism.json).
+    """
     from steerlab.training import LoraRecipe, encode_example
     from steerlab.training.lora import train_lora
 
@@ -239,7 +263,7 @@ def build_organism(
     if existing is not None and existing != base_name:
         raise SteerlabError(f"{out} holds an organism of '{existing}', not '{base_name}'; choose another --out folder.")
     strengths = check_strengths(strengths, sae)
-    prompts = list(prompts or TRAIN_PROMPTS)
+    prompts = list(prompts or organism_prompts(cfg))
     examples, data_info = build_examples(model, sae, strengths, prompts, cfg, batch_size=batch_size, progress=progress)
     encoded = [encode_example(model, e.prompt, e.segments) for e in examples]
     recipe = LoraRecipe(
@@ -292,12 +316,48 @@ def build_organism(
         "loss_last": info["losses"][-1],
         "losses": info["losses"],
         "acknowledgements": list(ACKNOWLEDGEMENTS),
-        "rebuild": f"steerlab esr organism --model {base_name} --out {out}",
+        "rebuild": rebuild or f"steerlab esr organism {out} --model {base_name}",
     }
     write_text(out / RECORD, json.dumps(record, indent=1))
     write_text(out / ADAPTER_RECORD, json.dumps({"base_model": base_name, "adapter": "adapter"}))
     tuned.revision = f"adapter:{record['adapter_sha256'][:16]}+{model.revision}"
     return tuned, record
+
+
+SHIPPED_FILES = ("adapter", "data.jsonl", RECORD, ADAPTER_RECORD)
+
+
+def ship_organism(folder: str | Path, dest: str | Path) -> Path:
+    """Copy an organism's adapter, data and records (not the ESR run that may share its folder) to `dest`.
+
+    Args:
+        folder: an organism folder built by `build_organism`.
+        dest: where it goes (the demo reads `steerlab/esr/shipped/organism-<model>`).
+
+    Returns:
+        dest.
+    """
+    import shutil
+
+    folder, dest = Path(folder).expanduser(), Path(dest).expanduser()
+    if adapter_base(folder) is None:
+        raise SteerlabError(f"{folder} holds no organism (no {ADAPTER_RECORD}).")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in SHIPPED_FILES:
+        src = folder / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / name)
+    # the adapter's config names the base by this machine's cache path; the shipped copy names it by alias
+    config = tmp / "adapter" / "adapter_config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = adapter_base(folder)
+        write_text(config, json.dumps(data, indent=2))
+    (tmp / "adapter" / "README.md").unlink(missing_ok=True)  # peft's model-card template
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.replace(dest)
+    return dest
 
 
 def load_organism(folder: str | Path, base_name: str | None = None) -> Model:
