@@ -111,7 +111,7 @@ def load_resources(
     progress: bool = True,
 ) -> Resources:
     """Everything a run needs; pass model/sae/judge to reuse loaded ones (tests, the demo)."""
-    import steerlab
+    from steerlab.models.loading import load
 
     prompts = load_prompts(cfg.prompts_file, EVAL_PROMPTS)
     discovery = load_prompts(cfg.discovery_file, DISCOVERY_PROMPTS)
@@ -119,7 +119,7 @@ def load_resources(
         raise SteerlabError(
             f"prompts_per_latent ({cfg.prompts_per_latent}) exceeds the {len(prompts)} prompts available."
         )
-    model = model or steerlab.load(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    model = model or load(cfg.model, dtype=cfg.dtype, device=cfg.device)
     labels: dict[int, str] = {}
     freqs = None
     sae_given = sae
