@@ -188,7 +188,6 @@ def test_cli_threads_ray_and_backend_options(monkeypatch, tmp_path, args, addres
     assert seen == {"ray_address": address, "ray_workers": 2, "backend": "hf"}
 
 
-
 def test_the_pool_runs_any_work_function(cluster):
     """The pool knows no experiment: a plain function over plain items, each result passed on once."""
     from steerlab.distributed import run_pool
