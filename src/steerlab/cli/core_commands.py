@@ -71,6 +71,7 @@ def generate_cmd(
     from steerlab.engine.generate import generate
     from steerlab.interventions.parse import build_intervention, parse_steer
     from steerlab.models.loading import load
+    from steerlab.vectors.concept import ConceptVector
 
     prompts = _read_prompts(prompt, prompts_file)
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before any model work
@@ -81,7 +82,7 @@ def generate_cmd(
     check_number(seed, "--seed", 0, 2**31 - 1)
     check_number(max_new_tokens, "--max-new-tokens", 1, 1_000_000)
     lm = load(model, dtype=dtype, device=device)
-    interventions = [build_intervention(s, lm) for s in specs]
+    interventions = [build_intervention(s, lm, load_vector=ConceptVector.load) for s in specs]
     from steerlab.interventions.hooks import Session
 
     Session(lm, interventions)  # checks layers, widths and latent ids before generating
