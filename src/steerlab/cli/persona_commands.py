@@ -719,9 +719,10 @@ def study_cmd(
         n_validate_prompts=n_validate,
     ).check()
     if sae is None:
+        from steerlab.engine.generate import generate
         from steerlab.sae.default import default_dir, default_sae
 
-        s = default_sae(base, progress=True)
+        s = default_sae(base, progress=True, generate_fn=generate)
         sae = str(default_dir(base) / "sae")
     else:
         s = load_sae(sae)

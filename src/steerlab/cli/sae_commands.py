@@ -238,10 +238,11 @@ def default_cmd(
     force: bool = typer.Option(False, "--force", hidden=True, help="Old name of --rebuild."),
 ) -> None:
     """Show the default SAE of a packaged model (it ships with steerlab), or rebuild it from its recipe."""
+    from steerlab.engine.generate import generate
     from steerlab.sae.default import build_default, default_dir, default_sae, rebuilt_dir
 
     if rebuild or force:
-        sae = build_default(model, seed=seed)
+        sae = build_default(model, generate_fn=generate, seed=seed)
         folder = rebuilt_dir(model, seed)
     else:
         sae = default_sae(model, train=False)

@@ -57,9 +57,10 @@ def load_sae_for(cfg: EsrConfig, model: Model, progress: bool = True) -> tuple[S
     freqs = None
     labels: dict[int, str] = {}
     if cfg.sae == "default":
+        from steerlab.engine.generate import generate
         from steerlab.sae.default import default_sae
 
-        sae = default_sae(sae_model_name(cfg), progress=progress)
+        sae = default_sae(sae_model_name(cfg), progress=progress, generate_fn=generate)
     else:
         sae = load_sae(cfg.sae)
     inspect = inspect_folder(cfg)
