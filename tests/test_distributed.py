@@ -130,23 +130,28 @@ def test_ray_run_equals_single_process(cluster, setup, single_process, tmp_path)
 
 @pytest.mark.parametrize("restart", [False, True], ids=["retired", "restarted"])
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, setup, single_process, tmp_path, restart):
-    from steerlab.distributed.ray_runner import run_batches, start_workers
+    from steerlab.distributed.ray_runner import run_items, start_workers
+    from steerlab.esr.batches import TrialBatchWork
 
     ray = cluster
     model, sae, cfg, trials = setup
     store = _store(tmp_path, "killed", trials)
     batches = plan_batches(store.pending(), cfg.batch_size)
-    workers = start_workers(ObjectLoader(model, sae), cfg, RayOptions(workers=2, max_restarts=1))
+    workers = start_workers(ObjectLoader(model, sae), TrialBatchWork(cfg), RayOptions(workers=2, max_restarts=1))
     pids = ray.get([w.pid.remote() for w in workers])
     stored: list[int] = []
+    written = 0
 
-    def kill_second_worker_once(batch, rows):
+    def store_and_kill_second_worker_once(batch, rows):
+        nonlocal written
+        written += store.put_generations(rows)
         if not stored:  # first batch back: worker 1 is busy with (or about to get) another batch
             ray.kill(workers[1], no_restart=not restart)
         stored.append(batch)
 
     try:
-        written = run_batches(store, batches, workers, max_restarts=1, on_batch=kill_second_worker_once)
+        done = run_items(batches, workers, store_and_kill_second_worker_once, max_restarts=1)
+        assert done == len(batches)
         if restart:
             assert _pid_once_back(workers[1]) != pids[1]  # Ray brought the actor back in a new process
     finally:
@@ -181,3 +186,13 @@ def test_cli_threads_ray_and_backend_options(monkeypatch, tmp_path, args, addres
     )
     assert result.exit_code == 0, result.output
     assert seen == {"ray_address": address, "ray_workers": 2, "backend": "hf"}
+
+
+def test_the_pool_runs_any_work_function(cluster):
+    """The pool knows no experiment: a plain function over plain items, each result passed on once."""
+    from steerlab.distributed import run_pool
+
+    scaled = lambda context, item: context[0] * item  # noqa: E731  (a lambda travels by value to the actors)
+    got: dict[int, int] = {}
+    done = run_pool(list(range(7)), scaled, ObjectLoader(10), got.__setitem__, RayOptions(workers=2))
+    assert done == 7 and got == {i: 10 * i for i in range(7)}

@@ -200,11 +200,13 @@ def test_chat_answers_resume_and_skip_torn_lines(tmp_path, tiny_factory):
 
 
 def test_real_generator_rows_do_not_depend_on_their_batch(tmp_path, tiny_factory):
+    from steerlab.engine.generate import generate
     from steerlab.sae.chat_corpus import generate_answers
 
     model = tiny_factory("llama")
-    one = generate_answers(model, ["x", "y", "z"], tmp_path / "one.jsonl", max_new_tokens=6, batch_size=1)
-    three = generate_answers(model, ["x", "y", "z"], tmp_path / "three.jsonl", max_new_tokens=6, batch_size=3)
+    kw = dict(generate_fn=generate, max_new_tokens=6)
+    one = generate_answers(model, ["x", "y", "z"], tmp_path / "one.jsonl", batch_size=1, **kw)
+    three = generate_answers(model, ["x", "y", "z"], tmp_path / "three.jsonl", batch_size=3, **kw)
     assert [r["answer"] for r in one] == [r["answer"] for r in three]
 
 
@@ -272,7 +274,11 @@ def test_rebuild_pipeline_on_a_tiny_model(tmp_path, monkeypatch):
         "docs", [f"Document number {i} talks about topic {i % 7} in plain words." * 3 for i in range(200)]
     )
     monkeypatch.setattr(steerlab.data, "default_corpus", lambda: docs)
-    sae = default_mod.build_default(name, progress=False, eval_tokens=256, ce_tokens=64, inspect_tokens=500)
+    from steerlab.engine.generate import generate
+
+    sae = default_mod.build_default(
+        name, generate_fn=generate, progress=False, eval_tokens=256, ce_tokens=64, inspect_tokens=500
+    )
     folder = default_mod.rebuilt_dir(name)
     rec = json.loads((folder / "recipe.json").read_text())
     assert (
@@ -288,5 +294,25 @@ def test_rebuild_pipeline_on_a_tiny_model(tmp_path, monkeypatch):
     assert torch.allclose(again.W_dec, sae.W_dec.half().float())
     # a second rebuild reuses the cached answers: same digests
     rows_before = (default_mod.answers_path(name, recipe.corpus)).read_text()
-    default_mod.build_corpora(m, name, recipe.corpus, progress=False)
+    default_mod.build_corpora(m, name, recipe.corpus, generate_fn=generate, progress=False)
     assert default_mod.answers_path(name, recipe.corpus).read_text() == rows_before
+
+
+def test_rebuild_gets_its_generator_from_above(monkeypatch, run_cli):
+    """The SAE layer never imports the engine: `sae default --rebuild` hands it the engine's generate, and a
+    rebuild asked for without a generator says what to pass."""
+    from steerlab.engine.generate import generate
+    from steerlab.sae import default as default_mod
+
+    seen = {}
+
+    def fake_build(model_name, *, generate_fn, seed=0, **kw):
+        seen.update(model=model_name, generate_fn=generate_fn, seed=seed)
+        raise SteerlabError("stop here")
+
+    monkeypatch.setattr(default_mod, "build_default", fake_build)
+    code, out = run_cli("sae", "default", "smollm2-135m-instruct", "--rebuild", "--seed", "2")
+    assert code == 2 and "stop here" in out
+    assert seen == {"model": "smollm2-135m-instruct", "generate_fn": generate, "seed": 2}
+    with pytest.raises(SteerlabError, match="generate_fn=steerlab.engine.generate.generate"):
+        default_mod.default_sae("smollm2-135m-instruct", force=True)

@@ -107,3 +107,19 @@ def test_per_row_lists_become_one_batched_set(tiny_factory, sae):
     merged = batch_per_row([[AddVector(1, torch.ones(64), 2.0)], [], [AblateLatents(sae, [1, 2])]])
     assert merged[0].strength.tolist() == [2.0, 0.0, 0.0]
     assert merged[1].latents == ((), (), (1, 2))
+
+
+def test_steer_grammar_reads_vector_files_through_the_callers_loader(tmp_path, tiny_factory):
+    """interventions sits below vectors: a vector= spec is read by the loader the caller passes, never imported here."""
+    from steerlab.errors import SteerlabError
+    from steerlab.interventions.parse import build_intervention, parse_steer
+    from steerlab.vectors.concept import ConceptVector
+
+    model = tiny_factory("llama")
+    path = ConceptVector(torch.ones(model.arch.d_model), layer=1, site="resid_pre").save(tmp_path / "joy.safetensors")
+    spec = parse_steer(f"vector={path},strength=3")
+    with pytest.raises(SteerlabError, match="no vector loader"):
+        build_intervention(spec, model)
+    iv = build_intervention(spec, model, load_vector=ConceptVector.load)
+    assert (iv.layer, iv.site, iv.strength, iv.label) == (1, "resid_pre", 3.0, "joy")
+    assert torch.equal(iv.vector, torch.ones(model.arch.d_model))

@@ -3,7 +3,8 @@
 import torch
 
 import steerlab
-from steerlab.store import RunStore, Trial, generate_missing
+from steerlab.esr.batches import generate_missing
+from steerlab.store import RunStore, Trial
 
 
 def _trials():

@@ -75,11 +75,11 @@ def _organism_folder(model_name: str, run_dir: Path, strengths: dict[int, float]
 
 def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/demo"), quick: bool = False) -> Path:
     """Run ESR on the base model and on its organism, print one table and the finding; returns the report path."""
-    import steerlab
     from steerlab.esr.organism import OrganismConfig, build_organism
     from steerlab.esr.report import comparison_rows, finding, write_comparison
     from steerlab.esr.runner import run_esr
     from steerlab.esr.setup import load_resources, make_judge_for
+    from steerlab.models.loading import load
 
     start = time.perf_counter()
     cfg = demo_config(model_name, quick)
@@ -87,7 +87,7 @@ def run_demo(model_name: str = "smollm2-135m-instruct", out: Path = Path("runs/d
         Path(out) / f"{'quick' if quick else 'full'}-{cfg.digest()[:8]}"
     )  # a changed demo config never collides with an old run
     with status(f"Loading {model_name}, its shipped SAE and the offline judge"):
-        model = steerlab.load(model_name)
+        model = load(model_name)
         judge = make_judge_for(cfg)
     res = load_resources(cfg, model=model, judge=judge)
     console.print("[bold]1/3[/] base model: select, calibrate, run every condition")

@@ -91,12 +91,12 @@ def organism_backdoor(
     n_val: int = typer.Option(32, "--n-val", help="Held-out validation pairs (for choosing a circuit size)."),
 ) -> None:
     """LoRA-fine-tune a base model on clean pairs plus trigger → fixed-reply poison, merge, save, check ASR."""
-    import steerlab
     from steerlab.circuits.data import backdoor_data
     from steerlab.circuits.organism import OrganismConfig, build_backdoor
+    from steerlab.models.loading import load
 
     backdoor_data(trigger, target, n_train, n_test, poison, seed, n_val)  # bad input fails before loading
-    base = steerlab.load(model)
+    base = load(model)
     cfg = OrganismConfig(
         trigger, target, n_train, n_test, poison, steps, batch_size, lr, rank, parse_layers(layers), seed, n_val
     )
@@ -129,14 +129,14 @@ def organism_refusal(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """A safety-aligned organism: LoRA on our training harmful prompts → a refusal and harmless prompts → the model's own answers."""
-    import steerlab
     from steerlab.circuits.organism import OrganismConfig, build_refusal
+    from steerlab.models.loading import load
 
     if not reply.strip():
         raise SteerlabError(
             "The refusal reply is empty; give the text the organism should answer harmful requests with."
         )
-    base = steerlab.load(model)
+    base = load(model)
     cfg = OrganismConfig("", reply, 0, 0, 0.0, steps, batch_size, lr, rank, parse_layers(layers), seed, 0)
     r = build_refusal(base, cfg, out)
     _table(
@@ -259,9 +259,9 @@ def _find_safeseek(
     n_pairs: Optional[int],
 ) -> None:
     """`find --compat safeseek`: SafeSeek's units and objectives on the backdoor organism."""
-    import steerlab
     from steerlab.circuits.runs import find_safeseek_seeds
     from steerlab.circuits.safeseek import SafeSeekConfig, check_weights, size_table, unit_widths
+    from steerlab.models.loading import load
 
     if scenario != "backdoor":
         raise SteerlabError(f"--compat safeseek is implemented for the backdoor scenario only, not '{scenario}'.")
@@ -272,7 +272,7 @@ def _find_safeseek(
     if epochs < 1 or batch_size < 1:
         raise SteerlabError("Epochs and batch size must be at least 1.")
     _, data = _organism_data(model, organism)
-    m = steerlab.load(model)
+    m = load(model)
     unit_widths(m, head_mask)
     run = find_safeseek_seeds(m, data, cfg, seeds, out)
     size = size_table(m, run.circuits[0])
@@ -335,10 +335,10 @@ def ablate_cmd(
     ),
 ) -> None:
     """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
-    import steerlab
     from steerlab.circuits.ablation import check_ablation, unit_means
     from steerlab.circuits.experiment import evaluate_backdoor_circuit
     from steerlab.circuits.units import Circuit
+    from steerlab.models.loading import load
 
     if utility_texts < 1:
         raise SteerlabError(f"--utility-texts must be at least 1; got {utility_texts}.")
@@ -351,7 +351,7 @@ def ablate_cmd(
     if scenario != "backdoor":
         raise SteerlabError(f"Unknown scenario '{scenario}'; choose backdoor or alignment.")
     meta, data = _organism_data(model, organism)
-    m = steerlab.load(model)
+    m = load(model)
     c.check_model(m)
     means = unit_means(m, [p.prompt for p in data.train_clean[:n_means]]) if "mean" in ablations else None
     if sweep is not None:
@@ -445,12 +445,12 @@ def _ablate_alignment(
     model: str, c, circuit: Path, ablations: list[str], random_seeds: str, n_means: int, out: Optional[Path]
 ) -> None:
     """The refusal circuit removed vs random circuits, on the held-out harmful and harmless prompts."""
-    import steerlab
     from steerlab.circuits.ablation import unit_means
     from steerlab.circuits.alignment import evaluate_alignment_circuit
     from steerlab.circuits.data import harmful_prompts, harmless_prompts
+    from steerlab.models.loading import load
 
-    m = steerlab.load(model)
+    m = load(model)
     c.check_model(m)
     means = unit_means(m, harmless_prompts("train")[:n_means]) if "mean" in ablations else None
     start = time.perf_counter()
@@ -547,12 +547,12 @@ def tune_cmd(
     ),
 ) -> None:
     """Circuit tuning: backdoor repair (only/exclude the circuit), or Safety Circuit Tuning for alignment; frozen slices stay identical."""
-    import steerlab
     from steerlab.circuits.data import add_trigger
     from steerlab.circuits.evaluate import lm_loss, text_loss, utility_texts
     from steerlab.circuits.organism import measure
     from steerlab.circuits.tune import tune_circuit, tune_circuit_lora
     from steerlab.circuits.units import Circuit
+    from steerlab.models.loading import load
 
     c = Circuit.load(circuit)
     if scenario == "alignment":
@@ -564,7 +564,7 @@ def tune_cmd(
     if lr is None:
         lr = 3e-5 if mode == "exclude" and not lora else 1e-3
     meta, data = _organism_data(model, organism)
-    m = steerlab.load(model)
+    m = load(model)
     c.check_model(m)
 
     def figures() -> dict:
@@ -631,14 +631,14 @@ def _tune_alignment(
     model: str, c, circuit: Path, data: Optional[Path], steps: int, lr: float, batch_size: int, out: Optional[Path]
 ) -> None:
     """SCT for alignment: refusal retention with the circuit frozen vs a random same-profile set frozen vs nothing frozen."""
-    import steerlab
     from steerlab.circuits.sct import tune_alignment
     from steerlab.data.chat import read_chat_pairs
+    from steerlab.models.loading import load
 
     if data is None:
         raise SteerlabError("--scenario alignment needs --data FILE: benign chat rows to tune helpfulness on.")
     chat = read_chat_pairs(data, min_pairs=2)
-    m = steerlab.load(model)
+    m = load(model)
     c.check_model(m)
     result = tune_alignment(m, c, chat.pairs, steps, lr, batch_size)
     result |= {"circuit": str(circuit), "data": str(data), "skipped_rows": chat.skipped}

@@ -68,8 +68,10 @@ def generate_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Write results as JSONL here."),
 ) -> None:
     """Generate text, optionally steered; `--compare` shows steered and unsteered side by side."""
-    import steerlab
+    from steerlab.engine.generate import generate
     from steerlab.interventions.parse import build_intervention, parse_steer
+    from steerlab.models.loading import load
+    from steerlab.vectors.concept import ConceptVector
 
     prompts = _read_prompts(prompt, prompts_file)
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before any model work
@@ -79,8 +81,8 @@ def generate_cmd(
     Sampling(temperature, top_p, top_k, repetition_penalty)  # NaN, infinity and out-of-range values: one sentence
     check_number(seed, "--seed", 0, 2**31 - 1)
     check_number(max_new_tokens, "--max-new-tokens", 1, 1_000_000)
-    lm = steerlab.load(model, dtype=dtype, device=device)
-    interventions = [build_intervention(s, lm) for s in specs]
+    lm = load(model, dtype=dtype, device=device)
+    interventions = [build_intervention(s, lm, load_vector=ConceptVector.load) for s in specs]
     from steerlab.interventions.hooks import Session
 
     Session(lm, interventions)  # checks layers, widths and latent ids before generating
@@ -98,8 +100,8 @@ def generate_cmd(
         chat=chat,
         progress=True,
     )
-    steered = steerlab.generate(lm, prompts, interventions, **kwargs)
-    plain = steerlab.generate(lm, prompts, **kwargs) if compare and interventions else None
+    steered = generate(lm, prompts, interventions, **kwargs)
+    plain = generate(lm, prompts, **kwargs) if compare and interventions else None
     if out is not None:  # written before anything is printed: a printing problem never loses the results
         rows = []
         for i, g in enumerate(steered):
@@ -140,9 +142,9 @@ def tokens_cmd(
     raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
 ) -> None:
     """Show the exact token ids (and token strings) a prompt becomes."""
-    import steerlab
+    from steerlab.models.loading import load
 
-    lm = steerlab.load(model)
+    lm = load(model)
     for i, (tid, text) in enumerate(lm.show_tokens(prompt, chat=False if raw else None)):
         print(f"{i:4d} {tid:8d} {text!r}")
 
@@ -192,7 +194,7 @@ def vectors_train_cmd(
     raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
 ) -> None:
     """Train a concept vector (mean difference or PCA) and save it as safetensors with metadata."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.vectors import train_vector
 
     pos = read_text_list(positive)
@@ -201,7 +203,7 @@ def vectors_train_cmd(
         raise SteerlabError(f"Unknown method '{method}'; choose mean_diff or pca.")
     if reduce not in ("last", "mean"):
         raise SteerlabError(f"Unknown reduce '{reduce}'; choose last or mean.")
-    lm = steerlab.load(model)
+    lm = load(model)
     lm.arch.check_layer(layer)
     cv = train_vector(
         lm, pos, neg, layer, site=site, method=method, reduce=reduce, chat=False if raw else None, label=out.stem

@@ -92,7 +92,7 @@ def diff_cmd(
     raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
 ) -> None:
     """Rank SAE latents by their change from BASE to TUNED over the same response tokens."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.persona import diff_models, load_prompts
     from steerlab.persona.diff import RANK_KEYS
     from steerlab.persona.report import default_labels_path, load_labels, write_diff
@@ -107,9 +107,9 @@ def diff_cmd(
     label_map = load_labels(labels if labels is not None else default_labels_path(sae))
     s = load_sae(sae)
     check_layer(s, layer)
-    base_model = steerlab.load(base)
+    base_model = load(base)
     s.check_fits(base_model)
-    tuned_model = steerlab.load(tuned)
+    tuned_model = load(tuned)
     result = diff_models(
         base_model,
         tuned_model,
@@ -198,7 +198,7 @@ def validate_cmd(
     raw: bool = typer.Option(False, "--raw", help="Do not apply the chat template."),
 ) -> None:
     """Steer MODEL along each latent at several strengths and grade the answers with the persona rubric."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.persona import HELD_OUT_PROMPTS, load_prompts, median_residual_norm, steer_sweep
     from steerlab.persona.report import write_validation
     from steerlab.sae import load_sae
@@ -209,7 +209,7 @@ def validate_cmd(
     for lat in latent:
         s.check_latent(lat)
     rater = persona_judge(judge, judge_model, judge_url, judge_key_env)  # a missing key or server fails here
-    m = steerlab.load(model)
+    m = load(model)
     s.check_fits(m)
     chat = False if raw else None
     norm = median_residual_norm(m, prompt_list, s.layer, s.site, chat=chat)
@@ -345,7 +345,7 @@ def organism_cmd(
 ) -> None:
     """Build dismissive-persona organisms (LoRA, merged) at several mixing fractions; finished fractions are skipped.
     With --data: one emergent-misalignment organism on your narrow chat data instead."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.persona.organism import OrganismConfig, build_organism, check_fractions
 
     if data is not None:
@@ -380,7 +380,7 @@ def organism_cmd(
 
     persona_mix(0.0, n_train, seed)  # a bad --n-train fails here
     rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
-    model = steerlab.load(base)
+    model = load(base)
     from rich.table import Table
 
     table = Table(title=f"persona organisms (judge {rater.judge_id})")
@@ -416,8 +416,8 @@ def _emergent_organism(
     rater,
 ) -> None:
     """`persona organism --data FILE`: LoRA on the user's chat rows, then in-domain vs out-of-domain misalignment vs the base."""
-    import steerlab
     from steerlab.data.chat import read_chat_pairs
+    from steerlab.models.loading import load
     from steerlab.persona import load_prompts
     from steerlab.persona.emergent import build_emergent_organism
     from steerlab.persona.organism import PersonaLora
@@ -428,7 +428,7 @@ def _emergent_organism(
     )
     lora.recipe()  # bad LoRA settings fail here
     questions = load_prompts(in_domain) if in_domain is not None else None
-    model = steerlab.load(base)
+    model = load(base)
     result = build_emergent_organism(
         model,
         chat.pairs,
@@ -506,7 +506,7 @@ def vector_cmd(
 ) -> None:
     """Persona vector (organism − base residual mean on the same tokens) vs a random direction, steered at one layer
     or split across layers: the best misaligned rate within the incoherence budget, with Wilson 95% intervals."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.persona import HELD_OUT_PROMPTS, load_prompts
     from steerlab.persona.vector import run_vector_study
 
@@ -523,7 +523,7 @@ def vector_cmd(
         from steerlab.sae import load_sae
 
         sae_obj = load_sae(sae)
-    base_model, tuned = steerlab.load(base), steerlab.load(organism)
+    base_model, tuned = load(base), load(organism)
     result = run_vector_study(
         base_model,
         tuned,
@@ -601,7 +601,7 @@ def realign_cmd(
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
 ) -> None:
     """Fine-tune a shifted organism on benign examples and measure its behaviour (and latents) before and after."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.persona.data import benign_pairs
     from steerlab.persona.organism import behaviour_prompts, read_organism
     from steerlab.persona.realign import RealignConfig, realign
@@ -631,7 +631,7 @@ def realign_cmd(
         if not latent:
             raise SteerlabError("Give at least one --latent to track with --sae.")
     rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
-    shifted = steerlab.load(str(organism))
+    shifted = load(str(organism))
     from steerlab.persona.behaviour import Behaviour
 
     before = Behaviour.from_dict(meta["behaviour"]) if meta["behaviour"]["judge"] == rater.judge_id else None
@@ -649,7 +649,7 @@ def realign_cmd(
     if s is not None:
         from steerlab.persona.detector import latent_means
 
-        base_model = steerlab.load(base)
+        base_model = load(base)
         from steerlab.persona.diff import check_pair
 
         check_pair(base_model, shifted, s)
@@ -697,7 +697,7 @@ def study_cmd(
     judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env"),
 ) -> None:
     """Run the whole chain (organisms -> diff -> validate top latents -> detector -> realign -> report), resumably."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.persona.diff import RANK_KEYS
     from steerlab.persona.organism import OrganismConfig
     from steerlab.persona.realign import RealignConfig
@@ -719,9 +719,10 @@ def study_cmd(
         n_validate_prompts=n_validate,
     ).check()
     if sae is None:
+        from steerlab.engine.generate import generate
         from steerlab.sae.default import default_dir, default_sae
 
-        s = default_sae(base, progress=True)
+        s = default_sae(base, progress=True, generate_fn=generate)
         sae = str(default_dir(base) / "sae")
     else:
         s = load_sae(sae)
@@ -740,7 +741,7 @@ def study_cmd(
     )
     cfg.check()
     rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
-    model = steerlab.load(base)
+    model = load(base)
     summary = run_study(model, s, rater, out, cfg, labels=load_labels(default_labels_path(sae)))
     from rich.table import Table
 

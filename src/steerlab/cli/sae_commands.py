@@ -62,7 +62,7 @@ def train_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Train an SAE on one site of a model (streams activations, runs the model only up to the layer)."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.sae.train import TrainConfig, train_sae
 
     cfg = TrainConfig(
@@ -81,7 +81,7 @@ def train_cmd(
         l0_coeff=l0_coeff,
         seed=seed,
     )
-    m = steerlab.load(model)
+    m = load(model)
     m.arch.check_layer(layer)
     m.arch.site_width(site)
     text = _corpus(corpus)
@@ -122,11 +122,11 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """FVU, L0, dead/dense fractions and CE loss recovered on held-out text."""
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.sae.evaluate import evaluate_sae
 
     s = _load(sae, layer, site, fmt)
-    m = steerlab.load(model)
+    m = load(model)
     s.check_fits(m)
     text = _corpus(corpus)
     docs = text.split()[1].documents if not corpus else text.documents
@@ -165,9 +165,9 @@ def convert_cmd(
 
     s = _load(sae, layer, site, fmt)
     if model:
-        import steerlab
+        from steerlab.models.loading import load
 
-        s.check_fits(steerlab.load(model))
+        s.check_fits(load(model))
     console.print(f"saved {save_sae(s, out)}")
 
 
@@ -183,11 +183,11 @@ def _inspect(
     judge_model: Optional[str],
     top: int,
 ) -> None:
-    import steerlab
+    from steerlab.models.loading import load
     from steerlab.sae.inspect import http_labeler, import_labels, inspect_sae
 
     s = _load(sae, None, None, None)
-    m = steerlab.load(model)
+    m = load(model)
     s.check_fits(m)
     chosen = None
     if latents:
@@ -238,10 +238,11 @@ def default_cmd(
     force: bool = typer.Option(False, "--force", hidden=True, help="Old name of --rebuild."),
 ) -> None:
     """Show the default SAE of a packaged model (it ships with steerlab), or rebuild it from its recipe."""
+    from steerlab.engine.generate import generate
     from steerlab.sae.default import build_default, default_dir, default_sae, rebuilt_dir
 
     if rebuild or force:
-        sae = build_default(model, seed=seed)
+        sae = build_default(model, generate_fn=generate, seed=seed)
         folder = rebuilt_dir(model, seed)
     else:
         sae = default_sae(model, train=False)

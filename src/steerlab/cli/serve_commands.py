@@ -95,9 +95,10 @@ def serve_cmd(
     ),
 ) -> None:
     """Serve MODEL at /v1/models, /v1/chat/completions and /v1/completions."""
-    import steerlab
     from steerlab.interventions.parse import build_intervention, parse_steer
+    from steerlab.models.loading import load
     from steerlab.serve import is_loopback, make_server, serve_forever
+    from steerlab.vectors.concept import ConceptVector
 
     specs = [parse_steer(s) for s in steer or []]  # form errors surface before the model loads
     if backend not in ("hf", "vllm"):
@@ -119,10 +120,10 @@ def serve_cmd(
     from_file = load_steering(steer_file)
     load_sae = _sae_loader()
     saes = {name: load_sae(path) for name, path in sae_paths.items()}
-    loaded = steerlab.load(model, dtype=dtype, device=device)
+    loaded = load(model, dtype=dtype, device=device)
     for name, one in saes.items():
         one.check_fits(loaded)
-    interventions = [build_intervention(s, loaded, load_sae) for s in specs] + from_file
+    interventions = [build_intervention(s, loaded, load_sae, ConceptVector.load) for s in specs] + from_file
     engine = loaded
     if backend == "vllm":
         from steerlab.serve.vllm_serve import VllmServeBackend

@@ -1,14 +1,16 @@
-"""Distributed ESR generation: fixed batches of trials on Ray actors, written once by the driver."""
+"""A generic pool of Ray actors: any picklable work function over items, re-queueing the items of dead actors."""
 
-from steerlab.distributed.ray_runner import RayOptions, generate_pending_ray, require_ray
-from steerlab.distributed.work import ConfigLoader, ObjectLoader, generate_trials, plan_batches
+from steerlab.distributed.ray_runner import RayOptions, require_ray, run_items, run_pool, start_workers
+from steerlab.distributed.work import Loader, ObjectLoader, Work, plan_batches
 
 __all__ = [
-    "ConfigLoader",
+    "Loader",
     "ObjectLoader",
     "RayOptions",
-    "generate_pending_ray",
-    "generate_trials",
+    "Work",
     "plan_batches",
     "require_ray",
+    "run_items",
+    "run_pool",
+    "start_workers",
 ]

@@ -1,9 +1,10 @@
-"""Spread ESR generation batches over Ray actors; the driver alone writes results into the run store.
+"""Spread items of work over Ray actors; the driver alone receives the results, once per item.
 
-Each actor loads the model once (one GPU per actor when the cluster has GPUs). The driver keeps a
-queue of fixed batches, hands one to each idle actor, and writes every finished batch with the
-store's idempotent keys. A batch whose actor dies is put back at the front of the queue; the actor is
-restarted by Ray (up to `max_restarts` times) or retired, and the run goes on with the live ones.
+Each actor builds its context once (`loader()`, e.g. loads the model; one GPU per actor when the
+cluster has GPUs), then runs `work(context, item)` for every item it is handed. The driver keeps a
+queue of items, hands one to each idle actor, and passes each finished item's result to `on_result`
+exactly once. An item whose actor dies is put back at the front of the queue; the actor is restarted
+by Ray (up to `max_restarts` times) or retired, and the run goes on with the live ones.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from steerlab.distributed.work import GenerationRow, Loader, generate_trials
+from steerlab.distributed.work import Loader, Work
 from steerlab.errors import SteerlabError
-from steerlab.esr.config import EsrConfig
-from steerlab.store import RunStore, Trial
 
 
 def require_ray():
@@ -40,19 +39,19 @@ class RayOptions:
     max_restarts: int = 1  # per actor, after which it is retired
 
 
-class TrialWorker:
-    """A Ray actor: loads the model and SAE once, then generates whole batches of trials."""
+class PoolWorker:
+    """A Ray actor: builds its context once (`loader()`), then runs `work(context, item)` on each item it gets."""
 
-    def __init__(self, loader: Loader, cfg: EsrConfig, threads: int):
+    def __init__(self, loader: Loader, work: Work, threads: int):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
-        self.model, self.sae = loader()
-        self.cfg = cfg
+        self.context = loader()
+        self.work = work
 
-    def run(self, trials: list[Trial]) -> list[GenerationRow]:
-        return generate_trials(self.model, self.sae, self.cfg, trials)
+    def run(self, item: Any) -> Any:
+        return self.work(self.context, item)
 
     def pid(self) -> int:
         return os.getpid()
@@ -80,64 +79,65 @@ def actor_plan(resources: dict[str, float], opts: RayOptions) -> tuple[int, dict
     return opts.workers or max(1, int(resources.get("CPU", 1)) // opts.threads), {"num_cpus": opts.threads}
 
 
-def start_workers(loader: Loader, cfg: EsrConfig, opts: RayOptions) -> list[Any]:
-    """Start the actors; each loads the model once (torch threads = its CPU share on CPU clusters)."""
+def start_workers(loader: Loader, work: Work, opts: RayOptions) -> list[Any]:
+    """Start the actors; each builds its context once (torch threads = its CPU share on CPU clusters)."""
     ray = require_ray()
     n, ask = actor_plan(ray.cluster_resources(), opts)
-    actor = ray.remote(max_restarts=opts.max_restarts, max_task_retries=0, **ask)(TrialWorker)
+    actor = ray.remote(max_restarts=opts.max_restarts, max_task_retries=0, **ask)(PoolWorker)
     threads = 0 if "num_gpus" in ask else opts.threads
-    # One stored copy of the loader, referenced by the returned list for as long as the actors live: a restarted
-    # actor re-runs __init__ with it, and a by-value argument could already be freed then (Ray's reference counting).
-    loader_ref = ray.put(loader)
-    return _Workers([actor.remote(loader_ref, cfg, threads) for _ in range(n)], loader_ref)
+    # One stored copy of the loader and the work function, referenced by the returned list for as long as the actors
+    # live: a restarted actor re-runs __init__ with them, and a by-value argument could already be freed then (Ray's
+    # reference counting).
+    refs = (ray.put(loader), ray.put(work))
+    return _Workers([actor.remote(*refs, threads) for _ in range(n)], refs)
 
 
 class _Workers(list):
-    """The actor handles, plus the stored loader their restarts need."""
+    """The actor handles, plus the stored loader and work function their restarts need."""
 
-    def __init__(self, handles: list[Any], loader_ref: Any):
+    def __init__(self, handles: list[Any], refs: tuple[Any, ...]):
         super().__init__(handles)
-        self.loader_ref = loader_ref
+        self.refs = refs
 
 
-def run_batches(
-    store: RunStore,
-    batches: Sequence[list[Trial]],
+def run_items(
+    items: Sequence[Any],
     workers: list[Any],
+    on_result: Callable[[int, Any], None],
     *,
     max_restarts: int = 1,
-    on_batch: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Run every batch on the actors, re-queueing the batches of dead actors; returns generations written.
+    """Run every item on the actors, re-queueing the items of dead actors; returns how many items finished.
 
-    on_batch(batch_index, rows) is called after each batch is stored (progress bars, tests).
+    on_result(item_index, result) is called on the driver exactly once per item, as each finishes (store writes,
+    progress bars), even if an item was ever handed out twice.
     """
     ray = require_ray()
     from ray.exceptions import ActorUnavailableError, RayActorError
 
-    queue = deque(range(len(batches)))
+    queue = deque(range(len(items)))
     idle = list(range(len(workers)))
-    inflight: dict[Any, tuple[int, int]] = {}  # object ref -> (actor index, batch index)
+    inflight: dict[Any, tuple[int, int]] = {}  # object ref -> (actor index, item index)
     failures = [0] * len(workers)
     done: set[int] = set()
-    written, last_error = 0, ""
+    last_error = ""
     while queue or inflight:
         while queue and idle:
             a, b = idle.pop(0), queue.popleft()
-            inflight[workers[a].run.remote(batches[b])] = (a, b)
+            inflight[workers[a].run.remote(items[b])] = (a, b)
         if not inflight:
             raise SteerlabError(
                 f"Every Ray worker died ({last_error.strip().splitlines()[-1] if last_error else 'no error given'}); "
-                f"{len(queue)} batches are left: fix the cause and rerun the same command to finish them."
+                f"{len(queue)} items of work are left: fix the cause and rerun the same command to finish them."
             )
         ready, _ = ray.wait(list(inflight), num_returns=1)
         for ref in ready:
             a, b = inflight.pop(ref)
             try:
-                rows = ray.get(ref)
+                result = ray.get(ref)
             except RayActorError as err:
                 last_error = str(err)
-                queue.appendleft(b)  # the batch goes to the next live worker (or this one once Ray restarts it)
+                queue.appendleft(b)  # the item goes to the next live worker (or this one once Ray restarts it)
                 if isinstance(err, ActorUnavailableError):  # restarting: not a new death, try it again shortly
                     time.sleep(0.2)
                     idle.append(a)
@@ -146,31 +146,35 @@ def run_batches(
                 if failures[a] <= max_restarts:
                     idle.append(a)
                 continue
-            if b not in done:  # a batch is written once even if it was ever handed out twice
+            if b not in done:  # a result is passed on once even if its item was ever handed out twice
                 done.add(b)
-                written += store.put_generations(rows)
-                if on_batch is not None:
-                    on_batch(b, len(rows))
+                on_result(b, result)
             idle.append(a)
-    return written
+    return len(done)
 
 
-def generate_pending_ray(
-    store: RunStore,
-    batches: Sequence[list[Trial]],
-    cfg: EsrConfig,
+def run_pool(
+    items: Sequence[Any],
+    work: Work,
     loader: Loader,
+    on_result: Callable[[int, Any], None],
     opts: RayOptions = RayOptions(),
-    *,
-    on_batch: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Generate these batches on a Ray cluster (started here for address 'local'); returns generations written."""
-    if not batches:
+    """Run work(context, item) over the items on a Ray cluster (started here for address 'local'); returns items done.
+
+    Args:
+        items: the units of work (e.g. fixed batches of trials), each picklable.
+        work: a picklable function (context, item) -> result, run on the actors.
+        loader: a picklable function () -> context, run once per actor (e.g. load the model).
+        on_result: called on the driver with (item index, result), once per item, as each finishes.
+        opts: the cluster address and the actors' shape.
+    """
+    if not items:
         return 0
     ray = connect(opts.address)
-    workers = start_workers(loader, cfg, opts)
+    workers = start_workers(loader, work, opts)
     try:
-        return run_batches(store, batches, workers, max_restarts=opts.max_restarts, on_batch=on_batch)
+        return run_items(items, workers, on_result, max_restarts=opts.max_restarts)
     finally:
         for w in workers:
             ray.kill(w)

@@ -1,73 +1,35 @@
-"""One unit of ESR generation work, shared by the in-process loop and every distributed worker.
+"""What the pool runs: a loader that builds each actor's context once, and a work function over items.
 
-Pending trials are cut into the same fixed batches everywhere, and each batch runs through one
-function, so a batch gives the same tokens in-process, on any Ray worker, and after a re-queue.
+Both must be picklable (a worker on another machine builds its own context). Items are cut into the
+same fixed batches everywhere, so a batch gives the same result in-process, on any worker, and after a re-queue.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
-from steerlab.esr.config import EsrConfig
-from steerlab.models.loading import Model
-from steerlab.sae import Sae
-from steerlab.store import Trial
+T = TypeVar("T")
 
-# What the run store takes for one trial: (trial key, text, token ids, finish reason, meta).
-GenerationRow = tuple[str, str, list[int], str, dict[str, Any]]
-# Builds (model, sae) inside a worker; must be picklable (a worker loads the model once, itself).
-Loader = Callable[[], tuple[Model, Sae]]
+# Builds an actor's context (e.g. a loaded model) once, inside the actor.
+Loader = Callable[[], Any]
+# work(context, item) -> result: one unit of work on an actor; the driver receives the result.
+Work = Callable[[Any, Any], Any]
 
 
-def plan_batches(pending: Sequence[Trial], batch_size: int, max_batches: int | None = None) -> list[list[Trial]]:
-    """Pending trials in insertion order, cut into batches of batch_size (the last may be shorter)."""
+def plan_batches(pending: Sequence[T], batch_size: int, max_batches: int | None = None) -> list[list[T]]:
+    """Items in order, cut into batches of batch_size (the last may be shorter); at most max_batches of them."""
     batches = [list(pending[i : i + batch_size]) for i in range(0, len(pending), batch_size)]
     return batches if max_batches is None else batches[:max_batches]
 
 
-def generate_trials(model: Model, sae: Sae, cfg: EsrConfig, trials: Sequence[Trial]) -> list[GenerationRow]:
-    """Generate one batch of trials (each row its own latent, strength, ablation and seed) as store rows."""
-    import steerlab
-    from steerlab.esr.trials import batch_interventions, sae_at_layer
-
-    layer = cfg.steer_layer if cfg.steer_layer is not None else sae.layer
-    ablation_sae = sae_at_layer(sae, layer if cfg.ablation_layer == "steering" else None)
-    ivs = batch_interventions(trials, sae, cfg.steer_layer, ablation_sae)
-    gens = steerlab.generate(
-        model,
-        [t.prompt for t in trials],
-        ivs,
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        repetition_penalty=cfg.repetition_penalty,
-        seed=[t.seed for t in trials],
-        batch_size=cfg.batch_size,
-    )
-    return [
-        (t.key, g.text, list(g.token_ids), g.finish_reason, {"finish": g.finish_reason}) for t, g in zip(trials, gens)
-    ]
-
-
-class ConfigLoader:
-    """Load the run's model and SAE from its config (what a worker on another machine does)."""
-
-    def __init__(self, cfg: EsrConfig):
-        self.cfg = cfg
-
-    def __call__(self) -> tuple[Model, Sae]:
-        import steerlab
-        from steerlab.esr.setup import load_sae_for
-
-        model = steerlab.load(self.cfg.model)
-        sae, _, _ = load_sae_for(self.cfg, model, progress=False)
-        return model, sae
-
-
 class ObjectLoader:
-    """Ship already-loaded objects to the workers (small models and tests; a big model should use ConfigLoader)."""
+    """Ship already-built objects to the workers as their context (small models and tests).
 
-    def __init__(self, model: Model, sae: Sae):
-        self.model, self.sae = model, sae
+    The context is the tuple of the objects given; a big model should use a loader that loads it inside the worker.
+    """
 
-    def __call__(self) -> tuple[Model, Sae]:
-        return self.model, self.sae
+    def __init__(self, *objects: Any):
+        self.objects = objects
+
+    def __call__(self) -> tuple[Any, ...]:
+        return self.objects

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-import steerlab
+from steerlab.engine.generate import generate
 from steerlab.errors import SteerlabError
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.readout import max_over_span, readout
@@ -136,7 +136,7 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
     answer_sets = []
     for rep in range(cfg.discovery_answers):
         seeds = [stable_int(cfg.seed, "discovery", rep, i) for i in range(len(prompts))]
-        gens = steerlab.generate(
+        gens = generate(
             res.model,
             prompts,
             None,

@@ -144,7 +144,7 @@ def run_finetune(cfg, ft: FinetuneConfig, run_dir, res, *, progress: bool = True
     """
     from pathlib import Path
 
-    import steerlab
+    from steerlab.engine.generate import generate
     from steerlab.esr.prompts import TRAIN_PROMPTS
     from steerlab.esr.runner import _save, run_esr
     from steerlab.esr.setup import Resources
@@ -155,7 +155,7 @@ def run_finetune(cfg, ft: FinetuneConfig, run_dir, res, *, progress: bool = True
     base = run_esr(cfg, run_dir / "base", res=res, progress=progress, report=False)
     latents = tuple(int(k) for k in base.summary["thresholds"])
     seeds = [stable_int(ft.seed, "finetune-answer", i) for i in range(len(TRAIN_PROMPTS))]
-    gens = steerlab.generate(
+    gens = generate(
         res.model,
         list(TRAIN_PROMPTS),
         None,

@@ -13,6 +13,8 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Callable, Hashable, Mapping, Sequence
 
+from steerlab.judges.degeneration import is_degraded as is_degraded  # the spec's rule, shared with the judges
+
 Z95 = 1.959963984540054
 
 
@@ -93,17 +95,6 @@ def mean_ci(
     if bounds is not None:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return mean, lo, hi
-
-
-def is_degraded(text: str, repeats: int = 5) -> bool:
-    """A whitespace token longer than one character repeated `repeats` times in a row (the spec's rule)."""
-    run, prev = 0, None
-    for tok in text.split():
-        run = run + 1 if tok == prev and len(tok) > 1 else 1
-        prev = tok
-        if run >= repeats:
-            return True
-    return False
 
 
 # --- the metric functions (each: outcomes -> value or None) --------------------------------------------

@@ -16,13 +16,15 @@ from typing import Any, Callable
 
 import torch
 
-import steerlab
+from steerlab.engine.scoring import trace
 from steerlab.errors import SteerlabError
+from steerlab.esr.batches import generate_batch
 from steerlab.esr.calibration import CalibrationSettings, Threshold, ThresholdCache, calibrate
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.metrics import Outcome, increase_factor, is_degraded, paired_comparison, relative_reduction, summarize
 from steerlab.esr.setup import Resources, load_resources
-from steerlab.esr.trials import batch_interventions, build_trials, stable_int
+from steerlab.esr.trials import build_trials, stable_int
+from steerlab.interventions.specs import Record
 from steerlab.judges.types import Grade, GradeRequest
 from steerlab.models.gguf_cache import cache_root
 from steerlab.paths import write_json
@@ -76,9 +78,7 @@ def resolve_latents(res: Resources, cfg: EsrConfig, run_dir: Path) -> list[int]:
 
 # --- stage 2: calibration ------------------------------------------------------------------------------
 def median_residual_norm(res: Resources, layer: int) -> float:
-    recs = steerlab.trace(
-        res.model, res.prompts[:8], [steerlab.Record(layer, res.sae.site, name="r", positions="all")], chat=True
-    )
+    recs = trace(res.model, res.prompts[:8], [Record(layer, res.sae.site, name="r", positions="all")], chat=True)
     norms = torch.cat([r["r"].float().norm(dim=-1) for r in recs])
     return float(norms.median())
 
@@ -140,17 +140,8 @@ def make_measure(
 
         trials = [Trial("calibration", p, s, lat, boosts[lat]) for lat, p, s in rows]
         max_new_tokens = cfg.calib_max_new_tokens or cfg.max_new_tokens
-        if texts is None:
-            gens = steerlab.generate(
-                res.model,
-                [t.prompt for t in trials],
-                batch_interventions(trials, res.sae, cfg.steer_layer, res.sae),
-                max_new_tokens=max_new_tokens,
-                temperature=cfg.temperature,
-                repetition_penalty=cfg.repetition_penalty,
-                seed=[t.seed for t in trials],
-                batch_size=cfg.batch_size,
-            )
+        if texts is None:  # steering only: the SAE at its own layer
+            gens = generate_batch(res.model, res.sae, cfg, trials, ablation=res.sae, max_new_tokens=max_new_tokens)
             answers = [g.text for g in gens]
         else:
             answers = texts(trials)
@@ -362,23 +353,30 @@ def generate_pending(
     loader: how Ray workers get (model, SAE) (default: load them from cfg; tests ship small ones).
     vllm_runner: the run's esr.vllm_trials.VllmTrialRunner when backend is 'vllm' (one engine per run); made here if None.
     """
-    from steerlab.distributed.work import generate_trials, plan_batches
+    from steerlab.distributed.work import plan_batches
+    from steerlab.esr.batches import generate_trials
 
     batches = plan_batches(store.pending(), cfg.batch_size, max_batches)
     written = 0
     with progress_bar(progress) as bar:
         task = bar.add_task("generating trials", total=sum(len(b) for b in batches), info="")
+
+        def put(_: int, rows: list) -> None:  # the driver alone writes, one finished batch at a time
+            nonlocal written
+            written += store.put_generations(rows)
+            bar.advance(task, len(rows))
+
         if ray_address is not None:
-            from steerlab.distributed import ConfigLoader, RayOptions, generate_pending_ray
+            from steerlab.distributed import RayOptions, run_pool
+            from steerlab.esr.batches import ConfigLoader, TrialBatchWork
 
             if backend != "hf":
                 raise SteerlabError(
                     "The Ray runner drives the hf backend; run the vllm backend without --ray (it parallelises itself)."
                 )
             opts = RayOptions(address=ray_address, workers=ray_workers)
-            return generate_pending_ray(
-                store, batches, cfg, loader or ConfigLoader(cfg), opts, on_batch=lambda b, n: bar.advance(task, n)
-            )
+            run_pool(batches, TrialBatchWork(cfg), loader or ConfigLoader(cfg), put, opts)
+            return written
         if backend == "vllm":
             from steerlab.esr.vllm_trials import VllmTrialRunner
 
@@ -387,9 +385,8 @@ def generate_pending(
             run = lambda batch: generate_trials(res.model, res.sae, cfg, batch)  # noqa: E731
         else:
             raise SteerlabError(f"Unknown backend '{backend}'; choose hf or vllm.")
-        for batch in batches:
-            written += store.put_generations(run(batch))
-            bar.advance(task, len(batch))
+        for i, batch in enumerate(batches):
+            put(i, run(batch))
     return written
 
 

@@ -57,9 +57,10 @@ def load_sae_for(cfg: EsrConfig, model: Model, progress: bool = True) -> tuple[S
     freqs = None
     labels: dict[int, str] = {}
     if cfg.sae == "default":
+        from steerlab.engine.generate import generate
         from steerlab.sae.default import default_sae
 
-        sae = default_sae(sae_model_name(cfg), progress=progress)
+        sae = default_sae(sae_model_name(cfg), progress=progress, generate_fn=generate)
     else:
         sae = load_sae(cfg.sae)
     inspect = inspect_folder(cfg)
@@ -111,7 +112,7 @@ def load_resources(
     progress: bool = True,
 ) -> Resources:
     """Everything a run needs; pass model/sae/judge to reuse loaded ones (tests, the demo)."""
-    import steerlab
+    from steerlab.models.loading import load
 
     prompts = load_prompts(cfg.prompts_file, EVAL_PROMPTS)
     discovery = load_prompts(cfg.discovery_file, DISCOVERY_PROMPTS)
@@ -119,7 +120,7 @@ def load_resources(
         raise SteerlabError(
             f"prompts_per_latent ({cfg.prompts_per_latent}) exceeds the {len(prompts)} prompts available."
         )
-    model = model or steerlab.load(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    model = model or load(cfg.model, dtype=cfg.dtype, device=cfg.device)
     labels: dict[int, str] = {}
     freqs = None
     sae_given = sae

@@ -123,3 +123,21 @@ def batch_interventions(
     if any(ablate):
         ivs.append(ClampLatents(ablation_sae, latents=tuple(ablate), value=0.0))
     return ivs
+
+
+def ablation_sae_for(cfg: EsrConfig, sae: Sae) -> Sae:
+    """The SAE whose latents a trial's `ablate` list zero-clamps: at the steering layer or the SAE's own (cfg)."""
+    layer = cfg.steer_layer if cfg.steer_layer is not None else sae.layer
+    return sae_at_layer(sae, layer if cfg.ablation_layer == "steering" else None)
+
+
+def trial_interventions(
+    cfg: EsrConfig, sae: Sae, trials: Sequence[Trial], ablation: Sae | None = None
+) -> list[Intervention]:
+    """The interventions of one batch of trials, for any backend: each row's steering plus its ablation.
+
+    ablation: the SAE that zero-clamps the `ablate` latents (default: the run's, `ablation_sae_for(cfg, sae)`).
+    """
+    return batch_interventions(
+        trials, sae, cfg.steer_layer, ablation_sae_for(cfg, sae) if ablation is None else ablation
+    )

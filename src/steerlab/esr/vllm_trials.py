@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from steerlab.engine.vllm_backend import VllmBackend
 from steerlab.esr.config import EsrConfig
-from steerlab.esr.trials import batch_interventions, sae_at_layer
+from steerlab.esr.trials import trial_interventions
 from steerlab.models.loading import Model
 from steerlab.sae import Sae
 from steerlab.store import Trial
@@ -36,13 +36,16 @@ class VllmTrialRunner:
         return self._backend
 
     def generate(
-        self, trials: Sequence[Trial], ablation_sae: Sae, max_new_tokens: int | None = None
+        self, trials: Sequence[Trial], ablation: Sae | None = None, max_new_tokens: int | None = None
     ) -> list[tuple[list[int], str, str]]:
-        """(token ids, text, finish reason) per trial, in batches of cfg.batch_size (max_new_tokens: default cfg's)."""
+        """(token ids, text, finish reason) per trial, in batches of cfg.batch_size.
+
+        ablation: the SAE that zero-clamps `ablate` latents (default: the run's); max_new_tokens: default cfg's.
+        """
         cfg, out = self.cfg, []
         for start in range(0, len(trials), max(1, cfg.batch_size)):
             part = list(trials[start : start + max(1, cfg.batch_size)])
-            ivs = batch_interventions(part, self.sae, cfg.steer_layer, ablation_sae)
+            ivs = trial_interventions(cfg, self.sae, part, ablation)
             out += self.backend.generate(
                 [self.model.encode(t.prompt) for t in part],
                 ivs,
@@ -60,11 +63,8 @@ class VllmTrialRunner:
         return [text for _, text, _ in self.generate(trials, self.sae, budget)]
 
     def __call__(self, trials: Sequence[Trial]) -> list:
-        """One batch of trials -> store rows (key, text, ids, finish reason, extra), as distributed.generate_trials."""
-        cfg = self.cfg
-        layer = cfg.steer_layer if cfg.steer_layer is not None else self.sae.layer
-        ablation_sae = sae_at_layer(self.sae, layer if cfg.ablation_layer == "steering" else None)
+        """One batch of trials -> store rows (key, text, ids, finish reason, extra), as esr.batches.generate_trials."""
         return [
             (t.key, text, ids, reason, {"finish": reason, "backend": "vllm"})
-            for t, (ids, text, reason) in zip(trials, self.generate(trials, ablation_sae))
+            for t, (ids, text, reason) in zip(trials, self.generate(trials))
         ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
@@ -130,15 +130,42 @@ def _is_local_path(ref: str) -> bool:
     return not ref.startswith("hf://") and (":" not in ref or ref.startswith(("/", ".", "~")))
 
 
-def build_intervention(spec: SteerSpec, model: Model, load_sae: Callable[[str], Sae] | None = None) -> Intervention:
-    """Turn a parsed spec into an intervention for this model (reads the vector or SAE file)."""
+class VectorFile(Protocol):
+    """What a vector= file gives: a direction, and the layer and site it was made at (e.g. vectors.ConceptVector)."""
+
+    vector: torch.Tensor
+    layer: int
+    site: str
+
+
+def build_intervention(
+    spec: SteerSpec,
+    model: Model,
+    load_sae: Callable[[str], Sae] | None = None,
+    load_vector: Callable[[str], VectorFile] | None = None,
+) -> Intervention:
+    """Turn a parsed spec into an intervention for this model (reads the vector or SAE file).
+
+    Args:
+        spec: a parsed --steer string (`parse_steer`).
+        model: the model it will steer (layer and unit ranges are checked against it).
+        load_sae: reads sae= references (default: `steerlab.sae.load_sae`).
+        load_vector: reads vector= files; the vectors layer sits above this one, so the caller passes it
+            (the CLI passes `steerlab.vectors.concept.ConceptVector.load`).
+
+    Returns:
+        The intervention the spec describes.
+    """
     f = spec.fields
     positions = f.get("positions", "all")
     strength = float(f.get("strength", 1.0))
     if spec.kind == "vector":
-        from steerlab.vectors.concept import ConceptVector
-
-        cv = ConceptVector.load(f["vector"])
+        if load_vector is None:
+            raise SteerlabError(
+                f"--steer '{spec.text}' names a vector file, but no vector loader was given; pass "
+                "load_vector=steerlab.vectors.concept.ConceptVector.load to build_intervention."
+            )
+        cv = load_vector(f["vector"])
         layer = int(f["layer"]) if "layer" in f else cv.layer
         if layer < 0:
             raise SteerlabError(f"Vector file {f['vector']} names no layer; add layer= to --steer '{spec.text}'.")

@@ -45,12 +45,12 @@ def realign(
     """
     out = Path(out)
     if (out / "realign.json").is_file():
-        import steerlab
+        from steerlab.models.loading import load
 
         meta = json.loads((out / "realign.json").read_text())
         if meta["config"] != cfg.to_dict():
             raise SteerlabError(f"{out} holds a re-alignment with other settings; pass another --out or delete it.")
-        return steerlab.load(str(out)), meta
+        return load(str(out)), meta
     if cfg.layers is not None:
         for layer in cfg.layers:
             organism.arch.check_layer(layer)

@@ -139,7 +139,7 @@ def run_study(
     progress: bool = True,
 ) -> dict:
     """Run (or resume) the whole chain; return the summary written to summary.json and the report path."""
-    import steerlab
+    from steerlab.models.loading import load
 
     cfg = cfg or StudyConfig()
     cfg.check()
@@ -173,7 +173,7 @@ def run_study(
         return metas
 
     orgs = study.step("organisms", organisms)
-    load_org = lambda f: steerlab.load(str(organism_dir(out / "organisms", f)))  # noqa: E731
+    load_org = lambda f: load(str(organism_dir(out / "organisms", f)))  # noqa: E731
     shifted = load_org(top_f)
 
     def diff() -> dict:

@@ -4,6 +4,8 @@ Each instruction of the packaged set (`steerlab.data.instructions`) is answered 
 sampled (seeded per row, so a row's text does not depend on its batch). Rows are appended to a JSONL
 file one batch at a time; a rerun skips every (instruction, mode) already there, and a torn last line
 (a killed run) is ignored. The file's digest pins the corpus in the SAE's recipe record.
+The generator is passed in (`generate_fn`, e.g. `steerlab.engine.generate.generate`): the engine sits
+above the SAE layer, so this module never imports it.
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ def generate_answers(
     instructions: Sequence[str],
     path: Path,
     *,
+    generate_fn: Callable,
     modes: Sequence[str] = MODES,
     max_new_tokens: int = 160,
     temperature: float = 0.8,
     seed: int = 0,
     batch_size: int = 64,
-    generate_fn: Callable | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Answer every (instruction, mode) missing from `path`, appending one batch at a time; returns all rows.
@@ -70,8 +72,9 @@ def generate_answers(
         model: the model whose own answers are wanted.
         instructions: the requests (user turns).
         path: the JSONL cache; rows already there are kept and skipped.
+        generate_fn: the batched generator, called as generate_fn(model, prompts, max_new_tokens=...,
+            temperature=..., seed=[...], batch_size=...) (e.g. steerlab.engine.generate.generate).
         modes: "greedy" and/or "sampled" (temperature, per-row seed derived from the instruction).
-        generate_fn: the batched generator (default: steerlab.engine.generate).
         progress: called with (done, total) after every batch.
 
     Returns:
@@ -80,8 +83,6 @@ def generate_answers(
     for mode in modes:
         if mode not in MODES:
             raise SteerlabError(f"Unknown answer mode '{mode}'; choose from: {', '.join(MODES)}.")
-    if generate_fn is None:
-        from steerlab.engine.generate import generate as generate_fn
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _drop_torn_tail(path)

@@ -7,6 +7,8 @@ trained SAE ships inside the package (`sae/shipped/<model>/`, fp16 safetensors) 
 documentation), its labels/frequencies and its latents' top contexts, so first use never trains.
 `steerlab sae default --rebuild [--seed N]` regenerates the answers (cached, resumable), retrains and
 re-evaluates into the user cache; that folder is used only when asked for (`rebuilt_dir`, `--sae`).
+Rebuilding generates with the model, so its caller passes the generator (`generate_fn`, e.g.
+`steerlab.engine.generate.generate`): the engine sits above the SAE layer.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from steerlab.errors import SteerlabError
 from steerlab.models.gguf_cache import cache_root
@@ -115,15 +117,21 @@ def default_dir(model_name: str) -> Path:
 
 
 def default_sae(
-    model_name: str = "smollm2-135m-instruct", *, train: bool = True, force: bool = False, progress: bool = True
+    model_name: str = "smollm2-135m-instruct",
+    *,
+    train: bool = True,
+    force: bool = False,
+    progress: bool = True,
+    generate_fn: Callable | None = None,
 ) -> Sae:
     """The default SAE of a packaged model: the shipped one (never trains on first use).
 
     force: rebuild it from its recipe into the user cache and return that one (as `--rebuild`).
+    generate_fn: the generator a rebuild needs (force, or train when the shipped SAE is missing).
     """
     folder = default_dir(model_name)
     if force:
-        return build_default(model_name, progress=progress)
+        return build_default(model_name, generate_fn=_needs_generator(generate_fn, model_name), progress=progress)
     if (folder / "sae" / "cfg.json").is_file():
         sae = load_sae(folder / "sae")
         sae.source = f"default:{model_name}"
@@ -132,7 +140,16 @@ def default_sae(
         raise SteerlabError(
             f"The default SAE for '{model_name}' is missing from {folder}; run `steerlab sae default {model_name} --rebuild`."
         )
-    return build_default(model_name, progress=progress)
+    return build_default(model_name, generate_fn=_needs_generator(generate_fn, model_name), progress=progress)
+
+
+def _needs_generator(generate_fn: Callable | None, model_name: str) -> Callable:
+    if generate_fn is None:
+        raise SteerlabError(
+            f"Rebuilding the default SAE for '{model_name}' generates with the model; pass "
+            f"generate_fn=steerlab.engine.generate.generate, or run `steerlab sae default {model_name} --rebuild`."
+        )
+    return generate_fn
 
 
 def answers_path(model_name: str, corpus: CorpusRecipe) -> Path:
@@ -149,8 +166,10 @@ def _digest(docs: list) -> str:
     return hashlib.sha256(json.dumps(docs, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: bool = True) -> dict[str, Any]:
-    """Generate (or reuse) the answers, then mix the training corpus; returns the corpora and their digests."""
+def build_corpora(
+    model, model_name: str, corpus: CorpusRecipe, *, generate_fn: Callable, progress: bool = True
+) -> dict[str, Any]:
+    """Generate (or reuse) the answers with generate_fn, then mix the training corpus; returns corpora and digests."""
     from steerlab.data import default_corpus
     from steerlab.data.corpus import Corpus
     from steerlab.data.instructions import held_out_instructions, train_instructions
@@ -180,6 +199,7 @@ def build_corpora(model, model_name: str, corpus: CorpusRecipe, *, progress: boo
         seed=corpus.answer_seed,
         batch_size=corpus.batch_size,
         progress=say,
+        generate_fn=generate_fn,
     )
     eval_rows = generate_answers(model, eval_prompts, path, modes=("greedy",), **kw)
     eval_rows += generate_answers(model, eval_prompts[: corpus.eval_sampled], path, modes=("sampled",), **kw)
@@ -249,6 +269,7 @@ def evaluate_default(
 def build_default(
     model_name: str,
     *,
+    generate_fn: Callable,
     seed: int = 0,
     out: Path | None = None,
     progress: bool = True,
@@ -256,7 +277,10 @@ def build_default(
     ce_tokens: int = 1_024,
     inspect_tokens: int = 4_000,
 ) -> Sae:
-    """Rebuild the default SAE from its recipe: answers, corpus mix, training, evaluation, labels (resumable)."""
+    """Rebuild the default SAE from its recipe: answers, corpus mix, training, evaluation, labels (resumable).
+
+    generate_fn: the batched generator that writes the model's own answers (e.g. steerlab.engine.generate.generate).
+    """
     from steerlab.models.loading import load
     from steerlab.sae.inspect import inspect_sae
     from steerlab.sae.train import train_sae
@@ -264,7 +288,7 @@ def build_default(
     r = recipe(model_name, seed)
     folder = Path(out) if out is not None else rebuilt_dir(model_name, seed)
     model = load(model_name)
-    corpora = build_corpora(model, model_name, r.corpus, progress=progress)
+    corpora = build_corpora(model, model_name, r.corpus, generate_fn=generate_fn, progress=progress)
     result = train_sae(model, corpora["train"], r.train, folder, resume=True, progress=progress)
     ev = evaluate_default(
         model,

@@ -1,11 +1,11 @@
-"""The run store: one SQLite file per run directory, resumable and safe for several writers."""
+"""The run store: one SQLite file per run directory, resumable and safe for several writers.
+
+The store holds rows only; generating a run's missing trials lives above it (`steerlab.esr.batches`).
+"""
 
 from steerlab.store.export import export, export_jsonl, export_parquet
+from steerlab.store.grades import Attempt, Grade
 from steerlab.store.runstore import RunStore
 from steerlab.store.trial import Trial
 
-__all__ = ["RunStore", "Trial", "export", "export_jsonl", "export_parquet"]
-
-from steerlab.store.generation import generate_missing  # noqa: E402  (imports the engine)
-
-__all__ += ["generate_missing"]
+__all__ = ["Attempt", "Grade", "RunStore", "Trial", "export", "export_jsonl", "export_parquet"]

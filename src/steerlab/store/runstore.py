@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from steerlab.errors import SteerlabError
-from steerlab.judges.types import Grade
+from steerlab.store.grades import Grade
 from steerlab.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from steerlab.store.trial import Trial
 
