@@ -176,35 +176,10 @@ class Session:
                 value = value.float()
             self._recorded[rec.name].append((value, where, self.ctx.token_positions, self._row_ids))
 
-    def _hook_for(self, key: tuple[int, str], kind: str):
-        if kind == "pre":
-
-            def pre_hook(module, args, kwargs):
-                if args:
-                    return (self._edit(key, args[0]),) + tuple(args[1:]), kwargs
-                kwargs = dict(kwargs)
-                kwargs["hidden_states"] = self._edit(key, kwargs["hidden_states"])
-                return args, kwargs
-
-            return pre_hook
-
-        def post_hook(module, args, output):
-            if isinstance(output, tuple):
-                return (self._edit(key, output[0]),) + tuple(output[1:])
-            return self._edit(key, output)
-
-        return post_hook
-
     def install(self) -> None:
-        arch = self.model.arch
         for key in self.sites:
             layer, site = key
-            module, kind = arch.site_module(layer, site)
-            if kind == "pre":
-                handle = module.register_forward_pre_hook(self._hook_for(key, "pre"), with_kwargs=True)
-            else:
-                handle = module.register_forward_hook(self._hook_for(key, "post"))
-            self._handles.append(handle)
+            self._handles.append(self.model.arch.hook_site(layer, site, lambda h, key=key: self._edit(key, h)))
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -17,9 +17,8 @@ from typing import Sequence
 
 import torch
 
-from steerlab.engine.forward import call_model, left_pad, positions_from_mask
+from steerlab.engine.scoring import ForcedBatch, forced_forward
 from steerlab.errors import SteerlabError
-from steerlab.interventions.hooks import apply
 from steerlab.interventions.specs import Record
 from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
@@ -206,18 +205,12 @@ def response_activations(
     """Teacher-force prompt+response and return the site's activations at the response tokens, [n_resp, d] per row."""
     out: list[torch.Tensor] = []
     rec = Record(layer=layer, site=site, positions="generated", name="x")
-    pad = model.tokenizer.pad_token_id or 0
     with torch.inference_mode():
         for start in range(0, len(prompt_ids), batch_size):
             idx = list(range(start, min(start + batch_size, len(prompt_ids))))
             rows = [list(prompt_ids[i]) + list(response_ids[i]) for i in idx]
-            input_ids, mask = left_pad(rows, pad, model.device)
-            position_ids, token_positions = positions_from_mask(mask)
-            lengths = torch.tensor([len(prompt_ids[i]) for i in idx], device=model.device)
-            with apply(model, [rec]) as session:
-                session.set_step(token_positions, lengths)
-                call_model(model.hf, input_ids, mask, position_ids, None, last_only=True)
-                out.extend(session.records()["x"])
+            batch = ForcedBatch.of(model, rows, [len(prompt_ids[i]) for i in idx])
+            out.extend(forced_forward(model, batch, [rec], logits=1)[1]["x"])
     return out
 
 

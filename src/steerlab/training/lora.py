@@ -122,7 +122,7 @@ def train_lora(
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(recipe))
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    pad = model.pad_id
     rng = random.Random(recipe.seed)
     order: list[int] = []
     losses: list[float] = []
