@@ -17,31 +17,7 @@ from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 from steerlab.persona.diff import response_activations
 from steerlab.sae.core import Sae
-
-
-def _midranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks with ties given their average rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
-    """P(score of a positive > score of a negative) + 0.5 P(tie), from the Mann-Whitney U statistic."""
-    if not positives or not negatives:
-        raise SteerlabError("AUROC needs at least one positive and one negative score.")
-    ranks = _midranks(list(positives) + list(negatives))
-    n_pos, n_neg = len(positives), len(negatives)
-    u = sum(ranks[:n_pos]) - n_pos * (n_pos + 1) / 2
-    return u / (n_pos * n_neg)
+from steerlab.stats import auroc
 
 
 def roc_curve(positives: Sequence[float], negatives: Sequence[float]) -> tuple[list[float], list[float]]:

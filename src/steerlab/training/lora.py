@@ -21,6 +21,7 @@ import torch
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model, wrap
 from steerlab.progress import progress_bar
+from steerlab.schedule import warmup_decay
 from steerlab.training.examples import Encoded, right_pad
 
 PROJECTIONS = (
@@ -74,11 +75,10 @@ def linear_targets(hf: torch.nn.Module) -> list[str]:
 
 
 def _schedule(recipe: LoraRecipe):
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / max(1, recipe.warmup_steps))
-        return warm * (max(0.0, 1 - step / recipe.steps) if recipe.decay else 1.0)
-
-    return factor
+    decay_start = 0 if recipe.decay else None
+    return lambda step: warmup_decay(
+        step, steps=recipe.steps, warmup_steps=recipe.warmup_steps, decay_start=decay_start
+    )
 
 
 def train_lora(
