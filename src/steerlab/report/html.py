@@ -33,10 +33,17 @@ class Section:
     markup: str = ""
 
 
-def _table(section: Section) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in section.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in section.rows)
+def table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table of text cells (each escaped), for a Section's rows or inside its markup."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def png_img(png: bytes, alt: str = "") -> str:
+    """An <img> tag with the PNG inlined as a data URI (the page stays self-contained)."""
+    data = base64.b64encode(png).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' style='max-width:100%' src='data:image/png;base64,{data}'>"
 
 
 def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: dict | None = None) -> Path:
@@ -52,12 +59,9 @@ def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: 
         if section.text:
             parts.append(f"<pre>{html.escape(section.text)}</pre>")
         if section.rows:
-            parts.append(_table(section))
+            parts.append(table(section.header, section.rows))
         if section.image:
-            data = base64.b64encode(section.image).decode("ascii")
-            parts.append(
-                f"<img alt='{html.escape(section.title)}' style='max-width:100%' src='data:image/png;base64,{data}'>"
-            )
+            parts.append(png_img(section.image, section.title))
         if section.markup:
             parts.append(section.markup)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
