@@ -15,7 +15,7 @@ import torch
 
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
-from steerlab.persona.diff import response_activations
+from steerlab.persona.diff import response_latents
 from steerlab.sae.core import Sae
 from steerlab.stats import auroc
 
@@ -41,20 +41,8 @@ def latent_means(
     batch_size: int = 8,
 ) -> torch.Tensor:
     """Mean activation of each latent over each row's answer tokens: [n_rows, n_latents] (fp64)."""
-    out = []
-    for start in range(0, len(prompt_ids), batch_size):
-        acts = response_activations(
-            model,
-            prompt_ids[start : start + batch_size],
-            response_ids[start : start + batch_size],
-            sae.layer,
-            sae.site,
-            batch_size,
-        )
-        for x in acts:
-            with torch.no_grad():
-                out.append(sae.encode_latents(x.to(sae.W_enc.device), list(latents)).double().mean(0).cpu())
-    return torch.stack(out)
+    rows = response_latents(model, sae, prompt_ids, response_ids, latents, batch_size)
+    return torch.stack([z.double().mean(0).cpu() for z in rows])
 
 
 @dataclass

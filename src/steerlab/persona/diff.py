@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -212,6 +212,30 @@ def response_activations(
             batch = ForcedBatch.of(model, rows, [len(prompt_ids[i]) for i in idx])
             out.extend(forced_forward(model, batch, [rec], logits=1)[1]["x"])
     return out
+
+
+def response_latents(
+    model: Model,
+    sae: Sae,
+    prompt_ids: Sequence[list[int]],
+    response_ids: Sequence[list[int]],
+    latents: Sequence[int],
+    batch_size: int = 8,
+) -> Iterator[torch.Tensor]:
+    """Per row, in order: the SAE's `latents` at the answer tokens, [n_resp, len(latents)], read batch by batch."""
+    latents = list(latents)
+    for start in range(0, len(prompt_ids), batch_size):
+        for x in response_activations(
+            model,
+            prompt_ids[start : start + batch_size],
+            response_ids[start : start + batch_size],
+            sae.layer,
+            sae.site,
+            batch_size,
+        ):
+            with torch.no_grad():
+                z = sae.encode_latents(x.to(sae.W_enc.device), latents)
+            yield z
 
 
 def _resolve_responses(
