@@ -35,6 +35,17 @@ PROJECTIONS = (
 )  # attention + MLP (Llama-style names)
 
 
+# check_fields ranges of the LoRA settings every experiment's config carries (circuits and persona organisms).
+LORA_RANGES = {
+    "steps": (1, None),
+    "batch_size": (1, None),
+    "lr": (0, None, "open-low"),
+    "rank": (1, None),
+    "layers": (0, None),
+    "seed": (0, None),
+}
+
+
 @dataclass(frozen=True)
 class LoraRecipe:
     """Adapter shape and optimiser settings (defaults sized for a CPU)."""
