@@ -16,7 +16,15 @@ import torch
 
 from steerlab.errors import SteerlabError
 from steerlab.interventions.positions import Positions, Span, position_mask
-from steerlab.interventions.specs import AddVector, ClampLatents, Intervention, MaskUnits, Record, SteerLatent
+from steerlab.interventions.specs import (
+    AddVector,
+    ClampLatents,
+    Intervention,
+    MaskUnits,
+    Record,
+    SteerLatent,
+    clamp_table,
+)
 from steerlab.models.loading import Model
 from steerlab.sae.core import Sae
 
@@ -134,20 +142,10 @@ class Session:
     def _add_clamp_group(self, group: list[ClampLatents]) -> None:
         """One op per (SAE, positions): the union of latents, a per-row active mask and target values."""
         sae, positions = group[0].sae, group[0].positions
-        latents = sorted({x for iv in group for x in iv.flat_latents()})
-        if not latents:
+        table = clamp_table(group, max((iv.batch_size or 1) for iv in group))
+        if table is None:
             return
-        column = {x: i for i, x in enumerate(latents)}
-        batch = max((iv.batch_size or 1) for iv in group)
-        active = torch.zeros(batch, len(latents), dtype=torch.bool)
-        value = torch.zeros(batch, len(latents))
-        for iv in group:
-            rows = iv.latents if iv.per_row else (iv.latents,) * batch
-            values = iv.value.float().expand(batch) if iv.value.ndim == 0 else iv.value.float()
-            for r, row in enumerate(rows):
-                for x in row:
-                    active[r, column[x]] = True
-                    value[r, column[x]] = values[r]
+        latents, active, value = table
         device = self.model.device
         op = _ClampOp(sae, positions, torch.tensor(latents, device=device), active.to(device), value.to(device))
         self.sites[(sae.layer, sae.site)].clamps.append(op)
