@@ -319,3 +319,24 @@ def test_rows_finishing_at_different_steps_equal_rows_alone(tiny_factory, family
         assert b.token_ids == a.token_ids and b.finish_reason == a.finish_reason
         torch.testing.assert_close(b.logprobs, a.logprobs, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(b.records["g"], a.records["g"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3"])
+def test_forced_forward_equals_each_row_alone_and_keeps_the_last_logits(tiny_factory, family):
+    """The one teacher-forced forward: left padding changes nothing, `logits=k` is the last k of all logits."""
+    from steerlab.engine.scoring import ForcedBatch, forced_forward
+
+    model = tiny_factory(family)
+    rows = [model.encode(p, chat=False) for p in PROMPTS]
+    record = Record(1, "resid_post", positions="generated", name="x")
+    lengths = [len(r) - 2 for r in rows]
+    with torch.no_grad():
+        batch = ForcedBatch.of(model, rows, lengths)
+        full, records = forced_forward(model, batch, [record])
+        last3, _ = forced_forward(model, batch, logits=3)
+        torch.testing.assert_close(last3, full[:, -3:])
+        for i, row in enumerate(rows):
+            alone, rec_alone = forced_forward(model, ForcedBatch.of(model, [row], [lengths[i]]), [record])
+            torch.testing.assert_close(full[i, -len(row) :], alone[0], atol=1e-4, rtol=1e-4)
+            assert records["x"][i].shape[0] == 2  # only the "generated" tail, never padding
+            torch.testing.assert_close(records["x"][i], rec_alone["x"][0], atol=1e-4, rtol=1e-4)

@@ -98,3 +98,48 @@ def test_packaged_gemma3_loads_as_base_model():
     assert ids[0] == model.tokenizer.bos_token_id and ids[1] != ids[0]
     gen = steerlab.generate(model, ["The capital of France is"], chat=False, max_new_tokens=8)[0]
     assert "Paris" in gen.text or "capital" in gen.text
+
+
+def test_site_hook_edits_a_layer_input_passed_by_position_or_by_keyword(tiny_factory):
+    """transformers may call a decoder layer with `hidden_states=`; a 'pre' site hook must see that too."""
+    import torch
+
+    model = tiny_factory("llama")
+    layer = model.arch.layers[1]
+    x = torch.randn(1, 5, model.arch.d_model)
+    pos = torch.arange(5).unsqueeze(0)
+    extra = dict(attention_mask=None, position_ids=pos, position_embeddings=model.hf.model.rotary_emb(x, pos))
+
+    def run(*args, **kwargs) -> torch.Tensor:
+        out = layer(*args, **kwargs, **extra)
+        return out[0] if isinstance(out, tuple) else out
+
+    with torch.no_grad():
+        zeroed = run(hidden_states=torch.zeros_like(x))
+        seen: list[torch.Tensor] = []
+        handle = model.arch.hook_site(1, "resid_pre", lambda h: seen.append(h) or torch.zeros_like(h))
+        try:
+            by_keyword, by_position = run(hidden_states=x), run(x)
+        finally:
+            handle.remove()
+        assert torch.equal(by_keyword, zeroed) and torch.equal(by_position, zeroed)
+        assert len(seen) == 2 and all(torch.equal(h, x) for h in seen)
+        kept = model.arch.hook_site(1, "resid_pre", lambda h: None)  # None leaves the activation as it was
+        try:
+            assert torch.equal(run(hidden_states=x), run(x)) and not torch.equal(run(x), zeroed)
+        finally:
+            kept.remove()
+
+
+def test_pad_id_is_the_pad_token_or_zero(tiny_factory):
+    from steerlab.models.loading import wrap
+
+    model = tiny_factory("llama")
+    assert model.pad_id == model.tokenizer.pad_token_id
+    no_pad = wrap(model.hf, model.tokenizer, name="no-pad")
+    saved = no_pad.tokenizer.pad_token
+    no_pad.tokenizer.pad_token = None
+    try:
+        assert no_pad.tokenizer.pad_token_id is None and no_pad.pad_id == 0
+    finally:
+        no_pad.tokenizer.pad_token = saved

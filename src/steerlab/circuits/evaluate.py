@@ -9,6 +9,7 @@ import torch
 from steerlab.circuits.data import Pair
 from steerlab.circuits.forward import make_batch, mean_nll, response_logits, token_logprobs
 from steerlab.engine.generate import generate
+from steerlab.engine.scoring import ForcedBatch, forced_forward
 from steerlab.errors import SteerlabError
 from steerlab.interventions.specs import Intervention
 from steerlab.judges.refusal import is_refusal_keyword
@@ -99,19 +100,12 @@ def text_loss(
     batch_size: int = 12,
 ) -> float:
     """Mean next-token cross-entropy over plain text (no chat template), first max_tokens tokens of each."""
-    from steerlab.engine.forward import left_pad, positions_from_mask
-    from steerlab.interventions.hooks import apply
-
     total, count = 0.0, 0
     for start in range(0, len(texts), batch_size):
         rows = [model.encode(t, chat=False)[:max_tokens] for t in texts[start : start + batch_size]]
-        ids, mask = left_pad(rows, model.tokenizer.pad_token_id or 0, model.device)
-        position_ids, token_positions = positions_from_mask(mask)
-        with apply(model, list(interventions)) as session:
-            session.set_step(token_positions, mask.sum(-1))
-            logits = model.hf(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False
-            ).logits.float()
+        batch = ForcedBatch.of(model, rows)
+        ids, mask = batch.input_ids, batch.attention_mask
+        logits = forced_forward(model, batch, interventions)[0].float()
         lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         valid = (mask[:, 1:] * mask[:, :-1]).bool()
         total += float(-(lp * valid).sum())

@@ -59,6 +59,13 @@ class FindConfig:
                 "attribution_scale": (0, None, "open-low"),
             },
         )
+        if not self.targets:
+            raise SteerlabError("Give at least one sparsity target, e.g. --head-target 0.02.")
+        for kind, t in self.targets.items():
+            check_fraction(t, f"{kind} sparsity target")
+        check_fraction(self.warm_fraction, "warm-up fraction")
+        if self.layers is not None and not self.layers:
+            raise SteerlabError("The layer list is empty; give at least one layer to search, or none for all.")
 
 
 @dataclass
@@ -67,19 +74,6 @@ class FindResult:
     masks: UnitMasks
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def check_config(cfg: FindConfig) -> None:
-    """Reject bad settings in one sentence, before any teacher pass."""
-    if not cfg.targets:
-        raise SteerlabError("Give at least one sparsity target, e.g. --head-target 0.02.")
-    for kind, t in cfg.targets.items():
-        check_fraction(t, f"{kind} sparsity target")
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise SteerlabError("Steps and batch size must be at least 1.")
-    check_fraction(cfg.warm_fraction, "warm-up fraction")
-    if cfg.layers is not None and not cfg.layers:
-        raise SteerlabError("The layer list is empty; give at least one layer to search, or none for all.")
 
 
 def _row_gates(gates: dict[str, torch.Tensor], views: list[str]) -> dict[str, torch.Tensor]:
@@ -156,7 +150,6 @@ def find_circuit(
     model: Model, terms: Sequence[Term], cfg: FindConfig, means: Means | None = None, progress: bool = True, **meta
 ) -> FindResult:
     """Train masks on the terms and extract the top round(target × n) units per kind."""
-    check_config(cfg)
     check_ablation(cfg.ablation, means)
     if not terms:
         raise SteerlabError("No objective terms have a positive weight; give at least one.")

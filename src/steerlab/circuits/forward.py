@@ -11,21 +11,16 @@ from typing import Sequence
 
 import torch
 
-from steerlab.engine.forward import left_pad, positions_from_mask
-from steerlab.interventions.hooks import apply
+from steerlab.engine.forward import positions_from_mask
+from steerlab.engine.scoring import ForcedBatch, forced_forward
 from steerlab.interventions.specs import Intervention
 from steerlab.models.loading import Model, Prompt
 
 
 @dataclass
-class PairBatch:
+class PairBatch(ForcedBatch):
     """Token ids of prompt+response rows and which of the last K logits predict a response token."""
 
-    input_ids: torch.Tensor  # [B, T]
-    attention_mask: torch.Tensor  # [B, T]
-    position_ids: torch.Tensor
-    token_positions: torch.Tensor
-    prompt_lengths: torch.Tensor  # [B]
     targets: torch.Tensor  # [B, K] response token ids (0 where absent)
     target_mask: torch.Tensor  # [B, K] bool
 
@@ -48,32 +43,25 @@ def make_batch(
     """Encode pairs once (the chat template applied exactly once) into a left-padded batch."""
     prompt_ids = [model.encode(p, chat=chat) for p in prompts]
     resp_ids = [response_ids(model, r, end) for r in responses]
-    rows = [p + r for p, r in zip(prompt_ids, resp_ids)]
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    input_ids, mask = left_pad(rows, pad, model.device)
-    position_ids, token_positions = positions_from_mask(mask)
+    rows = ForcedBatch.of(model, [p + r for p, r in zip(prompt_ids, resp_ids)], [len(p) for p in prompt_ids])
     k = max(len(r) for r in resp_ids)
-    targets = torch.zeros(len(rows), k, dtype=torch.long)
-    target_mask = torch.zeros(len(rows), k, dtype=torch.bool)
+    targets = torch.zeros(len(resp_ids), k, dtype=torch.long)
+    target_mask = torch.zeros(len(resp_ids), k, dtype=torch.bool)
     for i, r in enumerate(resp_ids):
         targets[i, k - len(r) :] = torch.tensor(r)
         target_mask[i, k - len(r) :] = True
-    lengths = torch.tensor([len(p) for p in prompt_ids], device=model.device)
-    return PairBatch(
-        input_ids, mask, position_ids, token_positions, lengths, targets.to(model.device), target_mask.to(model.device)
-    )
+    return PairBatch(**vars(rows), targets=targets.to(model.device), target_mask=target_mask.to(model.device))
 
 
 def concat(batches: Sequence[PairBatch], model: Model) -> PairBatch:
     """Stack several batches into one forward (re-padding to a common width)."""
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     width = max(b.input_ids.shape[1] for b in batches)
     k = max(b.k for b in batches)
 
     def left(t: torch.Tensor, w: int, value) -> torch.Tensor:
         return torch.nn.functional.pad(t, (w - t.shape[1], 0), value=value)
 
-    ids = torch.cat([left(b.input_ids, width, pad) for b in batches])
+    ids = torch.cat([left(b.input_ids, width, model.pad_id) for b in batches])
     mask = torch.cat([left(b.attention_mask, width, 0) for b in batches])
     position_ids, token_positions = positions_from_mask(mask)
     return PairBatch(
@@ -89,16 +77,8 @@ def concat(batches: Sequence[PairBatch], model: Model) -> PairBatch:
 
 def response_logits(model: Model, batch: PairBatch, interventions: Sequence[Intervention] = ()) -> torch.Tensor:
     """[B, K, V] fp32 logits predicting each response slot (grad follows the caller's mode)."""
-    with apply(model, list(interventions)) as session:
-        session.set_step(batch.token_positions, batch.prompt_lengths)
-        out = model.hf(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
-            logits_to_keep=batch.k + 1,
-        )
-    return out.logits[:, :-1].float()
+    logits, _ = forced_forward(model, batch, interventions, logits=batch.k + 1)
+    return logits[:, :-1].float()
 
 
 def token_logprobs(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:

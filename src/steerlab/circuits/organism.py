@@ -19,7 +19,7 @@ from steerlab.circuits.evaluate import generations, key_accuracy, target_rate
 from steerlab.errors import SteerlabError, check_fields
 from steerlab.models.loading import Model
 from steerlab.paths import atomic_dir
-from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
+from steerlab.training import LORA_RANGES, PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
 
 @dataclass
@@ -44,15 +44,10 @@ class OrganismConfig:
             self,
             "organism config",
             {
+                **LORA_RANGES,
                 "n_train": (1, None),
                 "n_test": (1, None),
                 "poison_fraction": (0, 1, "open"),
-                "steps": (1, None),
-                "batch_size": (1, None),
-                "lr": (0, None, "open-low"),
-                "rank": (1, None),
-                "layers": (0, None),
-                "seed": (0, None),
                 "n_val": (1, None),
             },
         )

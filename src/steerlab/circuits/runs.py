@@ -83,6 +83,16 @@ class SeedRun:
     jaccard: float | None
     pairwise: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, circuits: list[Circuit], paths: list[Path]) -> "SeedRun":
+        """The seeds' circuits with their mean and pairwise Jaccard overlaps."""
+        pairwise = {
+            f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b)
+            for i, a in enumerate(circuits)
+            for b in circuits[i + 1 :]
+        }
+        return cls(circuits, paths, mean_jaccard(circuits), pairwise)
+
 
 def find_seeds(
     model: Model,
@@ -122,12 +132,7 @@ def find_seeds(
             },
         )
         circuits.append(result.circuit)
-    pairwise = {
-        f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b)
-        for i, a in enumerate(circuits)
-        for b in circuits[i + 1 :]
-    }
-    return SeedRun(circuits, paths, mean_jaccard(circuits), pairwise)
+    return SeedRun.of(circuits, paths)
 
 
 @dataclass
@@ -278,9 +283,4 @@ def find_safeseek_seeds(
             },
         )
         circuits.append(result.circuit)
-    pairwise = {
-        f"{a.meta.get('seed')}-{b.meta.get('seed')}": jaccard(a, b)
-        for i, a in enumerate(circuits)
-        for b in circuits[i + 1 :]
-    }
-    return SeedRun(circuits, paths, mean_jaccard(circuits), pairwise)
+    return SeedRun.of(circuits, paths)

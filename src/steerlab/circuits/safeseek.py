@@ -30,7 +30,7 @@ from steerlab.circuits.data import BackdoorData, add_trigger
 from steerlab.circuits.forward import concat, make_batch, response_logits
 from steerlab.circuits.objectives import unlikelihood_loss
 from steerlab.circuits.units import Circuit, model_signature
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, check_fields
 from steerlab.interventions.specs import MaskUnits
 from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
@@ -149,6 +149,21 @@ class SafeSeekConfig:
     n_val: int = 16
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_fields(
+            self,
+            "SafeSeek config",
+            {
+                "epochs": (1, None),
+                "batch_size": (1, None),
+                "lr": (0, None, "open-low"),
+                "n_pairs": (1, None),
+                "n_val": (1, None),
+                "seed": (0, None),
+            },
+        )
+        check_weights(self.weights)
+
 
 def check_weights(weights: dict[str, float]) -> dict[str, float]:
     unknown = set(weights) - {"remove", "keep", "suff", "spec", "sparsity"}
@@ -223,7 +238,7 @@ class SafeSeekResult:
 
 def find_safeseek(model: Model, data: BackdoorData, cfg: SafeSeekConfig, progress: bool = True) -> SafeSeekResult:
     """Train SafeSeek-style masks on the backdoor organism's data; the circuit is σ(z) > 0.5 at the best validation epoch."""
-    weights = check_weights(dict(cfg.weights))
+    weights = dict(cfg.weights)
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise SteerlabError("Epochs and batch size must be at least 1.")
     widths = unit_widths(model, cfg.heads, cfg.neurons)

@@ -196,7 +196,8 @@ def find_cmd(
 ) -> None:
     """Train masks and save the circuit (one per seed): hard concrete to the targets and top-k, or --compat safeseek."""
     from steerlab.circuits.ablation import check_ablation
-    from steerlab.circuits.find import FindConfig, check_config
+    from steerlab.circuits.find import FindConfig
+    from steerlab.circuits.report import units_table
     from steerlab.circuits.runs import find_seeds, parse_seeds, prepare_find
     from steerlab.circuits.safeseek import check_compat
 
@@ -225,7 +226,6 @@ def find_cmd(
         layers=parse_layers(layers),
         seed=seed_list[0],
     )
-    check_config(cfg)
     check_ablation(ablation, {"x": 1} if ablation == "mean" else None)
     inputs = prepare_find(model, scenario, organism, parse_weights(weight), n_pairs, n_means, ablation)
     if scenario == "alignment":
@@ -234,14 +234,10 @@ def find_cmd(
         )
     run = find_seeds(inputs.model, inputs.terms_of, cfg, seed_list, out, inputs.means, scenario, inputs.data_meta)
     c = run.circuits[0]
-    rows = [
-        ["heads", c.count("head"), f"{c.fraction('head'):.2%}"],
-        ["neurons", c.count("neuron"), f"{c.fraction('neuron'):.2%}"],
-        ["all units", c.count("head") + c.count("neuron"), f"{c.fraction():.2%}"],
-    ]
+    header, rows = units_table(c)
     if run.jaccard is not None:
         rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}"])
-    _table("circuit", ["kind", "units", "fraction"], rows)
+    _table("circuit", header, rows)
     console.print("circuits: " + ", ".join(str(p) for p in run.paths))
 
 
@@ -259,46 +255,25 @@ def _find_safeseek(
     n_pairs: Optional[int],
 ) -> None:
     """`find --compat safeseek`: SafeSeek's units and objectives on the backdoor organism."""
+    from steerlab.circuits.report import safeseek_size_table
     from steerlab.circuits.runs import find_safeseek_seeds
-    from steerlab.circuits.safeseek import SafeSeekConfig, check_weights, size_table, unit_widths
+    from steerlab.circuits.safeseek import SafeSeekConfig, size_table, unit_widths
     from steerlab.models.loading import load
 
     if scenario != "backdoor":
         raise SteerlabError(f"--compat safeseek is implemented for the backdoor scenario only, not '{scenario}'.")
     if head_mask not in ("pre", "post", "none"):
         raise SteerlabError(f"Unknown head mask '{head_mask}'; choose pre, post or none.")
-    cfg = SafeSeekConfig(heads=head_mask, epochs=epochs, batch_size=batch_size, lr=lr, n_pairs=n_pairs)
-    cfg.weights = check_weights(cfg.weights | parse_weights(weight))
-    if epochs < 1 or batch_size < 1:
-        raise SteerlabError("Epochs and batch size must be at least 1.")
+    weights = SafeSeekConfig().weights | parse_weights(weight)
+    cfg = SafeSeekConfig(heads=head_mask, epochs=epochs, batch_size=batch_size, lr=lr, n_pairs=n_pairs, weights=weights)
     _, data = _organism_data(model, organism)
     m = load(model)
     unit_widths(m, head_mask)
     run = find_safeseek_seeds(m, data, cfg, seeds, out)
-    size = size_table(m, run.circuits[0])
-    ss, ours = size["safeseek"], size["ours"]
-    rows = [
-        [
-            "heads",
-            ss["heads"],
-            f"{ss['heads_fraction']:.2%} of {ss['heads_total']}",
-            f"{ours['heads_fraction']:.2%} of {ours['heads_total']}",
-        ],
-        [
-            "neurons (SafeSeek: projection outputs; ours: MLP neurons)",
-            f"{ss['neurons']} / {ours['mlp_neurons']}",
-            f"{ss['neurons_fraction']:.2%} of {ss['neurons_total']}",
-            f"{ours['mlp_neurons_fraction']:.2%} of {ours['mlp_neurons_total']}",
-        ],
-        ["all units", "", f"{ss['all_fraction']:.2%}", f"{ours['all_fraction']:.2%}"],
-    ]
+    header, rows = safeseek_size_table(size_table(m, run.circuits[0]))
     if run.jaccard is not None:
-        rows.append(["Jaccard across seeds (mean)", "", f"{run.jaccard:.3f}", ""])
-    _table(
-        f"SafeSeek circuit (best validation epoch {run.circuits[0].meta['best_epoch']})",
-        ["kind", "units", "SafeSeek's denominator", "ours"],
-        rows,
-    )
+        rows.append(["Jaccard across seeds (mean)", f"{run.jaccard:.3f}", ""])
+    _table(f"SafeSeek circuit (best validation epoch {run.circuits[0].meta['best_epoch']})", header, rows)
     console.print("circuits: " + ", ".join(str(p) for p in run.paths))
 
 
@@ -337,6 +312,7 @@ def ablate_cmd(
     """Evaluate the circuit removed vs a random circuit of the same size and layer profile, by generation."""
     from steerlab.circuits.ablation import check_ablation, unit_means
     from steerlab.circuits.experiment import evaluate_backdoor_circuit
+    from steerlab.circuits.report import ablation_table, sweep_table
     from steerlab.circuits.units import Circuit
     from steerlab.models.loading import load
 
@@ -358,34 +334,7 @@ def ablate_cmd(
         from steerlab.circuits.runs import parse_scales, sweep_and_select
 
         done = sweep_and_select(m, data, circuit, parse_scales(sweep), means, ablations[0], max_asr, utility_texts)
-        _table(
-            "sweep (validation split)",
-            [
-                "size",
-                "heads",
-                "neurons",
-                "ASR removed",
-                "ASR random",
-                "Δ utility",
-                "Δ utility random",
-                "Δ reply loss",
-                "selected",
-            ],
-            [
-                [
-                    f"{p['fraction']:.2%}",
-                    p["heads"],
-                    p["neurons"],
-                    f"{p['asr']:.1%}",
-                    _pct(p.get("random_asr")),
-                    f"{p['utility_change']:+.1%}",
-                    _pct(p.get("random_utility_change"), True),
-                    f"{p['reply_change']:+.1%}",
-                    "yes" if p.get("selected") else "",
-                ]
-                for p in done.points
-            ],
-        )
+        _table("sweep (validation split)", *sweep_table(done.points))
         console.print(f"selected circuit: {done.selected_path}")
         if skip_conditions:
             return
@@ -410,34 +359,7 @@ def ablate_cmd(
             "counts": {k: c.count(k) for k in ("head", "neuron")},
         },
     )
-    _table(
-        "ablation (test split)",
-        [
-            "condition",
-            "ablation",
-            "ASR",
-            "false trigger",
-            "task acc",
-            "utility loss",
-            "Δ utility",
-            "reply loss",
-            "Δ reply loss",
-        ],
-        [
-            [
-                r["condition"],
-                r["ablation"],
-                f"{r['asr']:.1%}",
-                f"{r['false_trigger']:.1%}",
-                f"{r['clean_accuracy']:.1%}",
-                r["utility_loss"],
-                _delta(r),
-                r["reply_loss"],
-                _pct(r["reply_change"], True),
-            ]
-            for r in rows
-        ],
-    )
+    _table("ablation (test split)", *ablation_table(rows))
     console.print(f"results: {path}")
 
 
@@ -448,6 +370,7 @@ def _ablate_alignment(
     from steerlab.circuits.ablation import unit_means
     from steerlab.circuits.alignment import evaluate_alignment_circuit
     from steerlab.circuits.data import harmful_prompts, harmless_prompts
+    from steerlab.circuits.report import alignment_table
     from steerlab.models.loading import load
 
     m = load(model)
@@ -473,40 +396,8 @@ def _ablate_alignment(
             "counts": {k: c.count(k) for k in ("head", "neuron")},
         },
     )
-    _table(
-        "alignment ablation (held-out prompts)",
-        [
-            "condition",
-            "ablation",
-            "refusals (harmful)",
-            "refusals (harmless)",
-            "utility loss",
-            "Δ utility",
-            "Δ helpful-answer loss",
-        ],
-        [
-            [
-                r["condition"],
-                r["ablation"],
-                f"{r['harmful_refusal']:.1%}",
-                f"{r['harmless_refusal']:.1%}",
-                r["utility_loss"],
-                _delta(r),
-                _pct(r["helpful_change"], True),
-            ]
-            for r in rows
-        ],
-    )
+    _table("alignment ablation (held-out prompts)", *alignment_table(rows))
     console.print(f"results: {path}")
-
-
-def _pct(value: Optional[float], signed: bool = False) -> str:
-    return "" if value is None else f"{value:+.1%}" if signed else f"{value:.1%}"
-
-
-def _delta(row: dict) -> str:
-    """'+0.012 nats (+0.3%)' for a utility change, blank for the reference row."""
-    return "" if row["utility_delta"] is None else f"{row['utility_delta']:+.3f} nats ({row['utility_change']:+.1%})"
 
 
 @circuits_app.command("tune")
@@ -550,6 +441,7 @@ def tune_cmd(
     from steerlab.circuits.data import add_trigger
     from steerlab.circuits.evaluate import lm_loss, text_loss, utility_texts
     from steerlab.circuits.organism import measure
+    from steerlab.circuits.report import tune_table
     from steerlab.circuits.tune import tune_circuit, tune_circuit_lora
     from steerlab.circuits.units import Circuit
     from steerlab.models.loading import load
@@ -609,21 +501,7 @@ def tune_cmd(
         "after": after,
     }
     path = _write(out or circuit.parent / f"tune_{report.mode}.json", result)
-    _table(
-        f"circuit tuning ({report.mode})",
-        ["metric", "before", "after"],
-        [
-            ["ASR", f"{before['asr']:.1%}", f"{after['asr']:.1%}"],
-            ["false trigger", f"{before['false_trigger']:.1%}", f"{after['false_trigger']:.1%}"],
-            ["task accuracy", f"{before['clean_accuracy']:.1%}", f"{after['clean_accuracy']:.1%}"],
-            ["utility loss (nats)", before["utility_loss"], after["utility_loss"]],
-            ["reply loss (nats)", before["reply_loss"], after["reply_loss"]],
-            ["trainable entries", "", f"{report.trainable_entries} of {report.total_entries}"],
-            ["entries changed", "", report.changed_entries],
-            ["frozen entries changed", "", report.frozen_changed],
-            ["seconds", "", report.seconds],
-        ],
-    )
+    _table(f"circuit tuning ({report.mode})", *tune_table(before, after, report.__dict__))
     console.print(f"results: {path}")
 
 
@@ -631,6 +509,7 @@ def _tune_alignment(
     model: str, c, circuit: Path, data: Optional[Path], steps: int, lr: float, batch_size: int, out: Optional[Path]
 ) -> None:
     """SCT for alignment: refusal retention with the circuit frozen vs a random same-profile set frozen vs nothing frozen."""
+    from steerlab.circuits.report import sct_table
     from steerlab.circuits.sct import tune_alignment
     from steerlab.data.chat import read_chat_pairs
     from steerlab.models.loading import load
@@ -643,43 +522,7 @@ def _tune_alignment(
     result = tune_alignment(m, c, chat.pairs, steps, lr, batch_size)
     result |= {"circuit": str(circuit), "data": str(data), "skipped_rows": chat.skipped}
     path = _write(out or circuit.parent / "sct_alignment.json", result)
-    b = result["before"]
-    rows = [
-        [
-            "before tuning",
-            "",
-            f"{b['harmful_refusal']:.1%}",
-            "",
-            f"{b['harmless_refusal']:.1%}",
-            f"{b['helpful_loss']:.3f}",
-            "",
-        ]
-    ]
-    rows += [
-        [
-            r["condition"],
-            r["frozen_units"],
-            f"{r['harmful_refusal']:.1%}",
-            "" if r["refusal_retention"] is None else f"{r['refusal_retention']:.1%}",
-            f"{r['harmless_refusal']:.1%}",
-            f"{r['helpful_loss']:.3f}",
-            f"{r['helpful_loss_change']:+.3f}",
-        ]
-        for r in result["rows"]
-    ]
-    _table(
-        "Safety Circuit Tuning (alignment, held-out prompts)",
-        [
-            "condition",
-            "frozen units",
-            "refusals (harmful)",
-            "retention",
-            "refusals (harmless)",
-            "helpful-answer loss",
-            "Δ loss (− = more helpful)",
-        ],
-        rows,
-    )
+    _table("Safety Circuit Tuning (alignment, held-out prompts)", *sct_table(result))
     console.print(f"results: {path}")
 
 

@@ -707,7 +707,7 @@ def study_cmd(
 
     if rank_by not in RANK_KEYS:
         raise SteerlabError(f"Unknown ranking '{rank_by}'; choose one of: {', '.join(RANK_KEYS)}.")
-    # every number checked before the SAE or the model is touched
+    # every number checked (when the config is built) before the SAE or the model is touched
     StudyConfig(
         fractions=tuple(_fractions(fractions)),
         strengths=tuple(_strengths(strengths)),
@@ -717,7 +717,7 @@ def study_cmd(
         diff_tokens=tokens,
         top=top,
         n_validate_prompts=n_validate,
-    ).check()
+    )
     if sae is None:
         from steerlab.engine.generate import generate
         from steerlab.sae.default import default_dir, default_sae
@@ -739,7 +739,6 @@ def study_cmd(
         strengths=tuple(_strengths(strengths)),
         n_validate_prompts=n_validate,
     )
-    cfg.check()
     rater = persona_judge(judge, judge_model, judge_url, judge_key_env)
     model = load(base)
     summary = run_study(model, s, rater, out, cfg, labels=load_labels(default_labels_path(sae)))

@@ -1,4 +1,8 @@
-"""Teacher-forced scoring and activation harvesting: one forward over given text, with interventions."""
+"""Teacher-forced scoring and activation harvesting: one forward over given text, with interventions.
+
+`forced_forward` is the one teacher-forced forward of the package: every experiment that reads logits or
+activations of given token rows (scores, traces, SAE readouts, circuit losses, attribution) runs it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,63 @@ from typing import Sequence
 
 import torch
 
-from steerlab.engine.forward import call_model, left_pad, positions_from_mask
+from steerlab.engine.forward import _forward_params, left_pad, positions_from_mask
 from steerlab.engine.generate import InterventionsArg, normalise_interventions
 from steerlab.errors import SteerlabError
 from steerlab.interventions.hooks import apply
+from steerlab.interventions.specs import Intervention
 from steerlab.models.loading import Model, Prompt
+
+
+@dataclass
+class ForcedBatch:
+    """Left-padded token rows for one teacher-forced forward; row i's first prompt_lengths[i] tokens are its prompt."""
+
+    input_ids: torch.Tensor  # [B, T]
+    attention_mask: torch.Tensor  # [B, T]
+    position_ids: torch.Tensor  # [B, T] 0 at each row's first real token
+    token_positions: torch.Tensor  # [B, T] the same, -1 at padding
+    prompt_lengths: torch.Tensor  # [B]
+
+    @classmethod
+    def of(
+        cls, model: Model, rows: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None
+    ) -> "ForcedBatch":
+        """Left-pad token rows with the model's pad id; prompt_lengths None = every token is prompt."""
+        input_ids, mask = left_pad(rows, model.pad_id, model.device)
+        position_ids, token_positions = positions_from_mask(mask)
+        lengths = mask.sum(-1) if prompt_lengths is None else torch.tensor(list(prompt_lengths), device=model.device)
+        return cls(input_ids, mask, position_ids, token_positions, lengths)
+
+
+def forced_forward(
+    model: Model, batch: ForcedBatch, interventions: Sequence[Intervention] = (), *, logits: int = 0
+) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+    """One forward over given token rows with interventions installed (grad follows the caller's mode).
+
+    Args:
+        model: the model to run.
+        batch: the rows, their positions and prompt lengths (which set what "prompt" and "generated" mean).
+        interventions: installed for this forward only; Record-ed activations come back in the second value.
+        logits: how many of the last positions need logits (0 = every position; 1 skips most of the
+            vocabulary projection when only activations are wanted).
+
+    Returns:
+        (logits [B, T or `logits`, V] in the model's dtype, Record name -> one [n_tokens, width] tensor per row).
+    """
+    kwargs = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask,
+        "position_ids": batch.position_ids,
+        "use_cache": False,
+    }
+    if logits and "logits_to_keep" in _forward_params(type(model.hf)):
+        kwargs["logits_to_keep"] = logits
+    with apply(model, list(interventions)) as session:
+        session.set_step(batch.token_positions, batch.prompt_lengths)
+        out = model.hf(**kwargs).logits
+        records = session.records()
+    return (out[:, -logits:] if logits and out.shape[1] != logits else out), records
 
 
 @dataclass
@@ -54,14 +110,10 @@ def score(
         for start in range(0, len(prompts), batch_size):
             idx = list(range(start, min(start + batch_size, len(prompts))))
             ivs = [iv.rows(idx) if iv.batch_size else iv for iv in batched]
-            rows = [prompt_ids[i] + cont_ids[i] for i in idx]
-            input_ids, mask = left_pad(rows, model.tokenizer.pad_token_id or 0, model.device)
-            position_ids, token_positions = positions_from_mask(mask)
-            prompt_lengths = torch.tensor([len(prompt_ids[i]) for i in idx], device=model.device)
-            with apply(model, ivs) as session:
-                session.set_step(token_positions, prompt_lengths)
-                logits, _ = call_model(model.hf, input_ids, mask, position_ids, None, last_only=False)
+            batch = ForcedBatch.of(model, [prompt_ids[i] + cont_ids[i] for i in idx], [len(prompt_ids[i]) for i in idx])
+            logits, _ = forced_forward(model, batch, ivs)
             logprobs = torch.log_softmax(logits.float(), -1)
+            input_ids = batch.input_ids
             width = input_ids.shape[1]
             for j, i in enumerate(idx):
                 n = len(cont_ids[i])
@@ -89,11 +141,6 @@ def trace(
     for start in range(0, len(texts), batch_size):
         idx = list(range(start, min(start + batch_size, len(texts))))
         ivs = [iv.rows(idx) if iv.batch_size else iv for iv in batched]
-        input_ids, mask = left_pad([encoded[i] for i in idx], model.tokenizer.pad_token_id or 0, model.device)
-        position_ids, token_positions = positions_from_mask(mask)
-        with apply(model, ivs) as session:
-            session.set_step(token_positions, mask.sum(-1))
-            call_model(model.hf, input_ids, mask, position_ids, None)
-            records = session.records()
+        _, records = forced_forward(model, ForcedBatch.of(model, [encoded[i] for i in idx]), ivs, logits=1)
         results.extend({name: rows[j] for name, rows in records.items()} for j in range(len(idx)))
     return results

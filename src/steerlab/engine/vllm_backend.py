@@ -30,7 +30,15 @@ from typing import Any, Sequence
 import torch
 
 from steerlab.errors import SteerlabError
-from steerlab.interventions.specs import AddVector, ClampLatents, Intervention, MaskUnits, Record, SteerLatent
+from steerlab.interventions.specs import (
+    AddVector,
+    ClampLatents,
+    Intervention,
+    MaskUnits,
+    Record,
+    SteerLatent,
+    clamp_table,
+)
 from steerlab.sae import Sae, SaeConfig
 
 ROW_KEY = "steerlab_row"
@@ -127,19 +135,10 @@ def compile_plan(interventions: Sequence[Intervention], batch: int, n_layers: in
 def _clamp_plan(group: list[ClampLatents], batch: int) -> ClampPlan | None:
     """One plan per SAE (the union of its latents), as the hf hooks group them, so both edit the same way."""
     sae = group[0].sae
-    latents = sorted({x for iv in group for x in iv.flat_latents()})
-    if not latents:
+    table = clamp_table(group, batch, n_rows=batch + 1)
+    if table is None:
         return None
-    column = {x: i for i, x in enumerate(latents)}
-    active = torch.zeros(batch + 1, len(latents), dtype=torch.bool)
-    value = torch.zeros(batch + 1, len(latents))
-    for iv in group:
-        rows = iv.latents if iv.per_row else (iv.latents,) * batch
-        values = iv.value.float().expand(batch) if iv.value.ndim == 0 else iv.value.float()
-        for r, row in enumerate(rows):
-            for x in row:
-                active[r, column[x]] = True
-                value[r, column[x]] = values[r]
+    latents, active, value = table
     return ClampPlan(sae, torch.tensor(latents), active, value)
 
 

@@ -25,6 +25,7 @@ from steerlab.esr.config import EsrConfig
 from steerlab.esr.readout import max_over_span, readout
 from steerlab.esr.setup import Resources
 from steerlab.esr.trials import stable_int
+from steerlab.stats import auc
 
 ACTIVE = 1e-8
 
@@ -41,17 +42,6 @@ def derangement(n: int, seed: int) -> list[int]:
             return perm
 
 
-def auc(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Per-column AUC of pos [n_pos, d] vs neg [n_neg, d]: P(pos > neg) + ½ P(tie), from mid-ranks (memory O(d·n))."""
-    n_pos, n_neg = pos.shape[0], neg.shape[0]
-    pos_t = pos.T.contiguous().double()
-    ordered = torch.cat([pos, neg]).T.contiguous().double().sort(dim=1).values
-    less = torch.searchsorted(ordered, pos_t, right=False)
-    leq = torch.searchsorted(ordered, pos_t, right=True)
-    rank_sum = ((less + leq + 1).double() / 2).sum(1)
-    return ((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
-
-
 def chance_auc(
     normal: torch.Tensor, shuffled: torch.Tensor, *, n_perm: int = 20, seed: int = 0, quantile: float = 0.95
 ) -> float:
@@ -66,7 +56,7 @@ def chance_auc(
     for _ in range(n_perm):
         perm = torch.randperm(rows.shape[0], generator=gen)
         fake_pos, fake_neg = rows[perm[: shuffled.shape[0]]], rows[perm[shuffled.shape[0] :]]
-        maxima.append(float(auc(fake_pos, fake_neg).max()))
+        maxima.append(float(auc(fake_pos, fake_neg).float().max()))
     return float(torch.tensor(maxima).quantile(quantile))
 
 
@@ -92,7 +82,7 @@ def contrast(
 ) -> dict:
     """Pick detectors by `rule` ("contrast": top n by Cohen's d among latents with AUC ≥ min_auc; "strict": the
     original's rule, first n, n = 0 for all); returns the detectors, the other rule's pick and per-latent stats."""
-    a, d = auc(shuffled, normal), cohens_d(shuffled, normal)
+    a, d = auc(shuffled, normal).float(), cohens_d(shuffled, normal)
     nf, sf = (normal > ACTIVE).float().mean(0), (shuffled > ACTIVE).float().mean(0)
     nm, sm = normal.mean(0), shuffled.mean(0)
     eligible = (a >= min_auc) & (sm > nm)
@@ -172,7 +162,7 @@ def discover(res: Resources, cfg: EsrConfig, *, progress: bool = False) -> dict:
     cut = max(cfg.detector_min_auc, chance + 1e-4) if cfg.detector_cut == "chance" else cfg.detector_min_auc
     result = contrast(normal, shuffled, n=cfg.n_detectors, min_auc=cut, rule=cfg.detector_rule)
     result["chance_auc"], result["cut"], result["span"] = chance, cfg.detector_cut, cfg.detector_span
-    result["best_auc"] = round(float(auc(shuffled, normal).max()), 4)
+    result["best_auc"] = round(float(auc(shuffled, normal).float().max()), 4)
     result["activity"] = latent_activity(normal_acts + shuffled_acts, answer_starts)  # answer tokens, whatever the span
     first = answer_sets[0]
     result.update(

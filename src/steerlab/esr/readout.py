@@ -10,10 +10,9 @@ from typing import Sequence
 
 import torch
 
-from steerlab.engine.forward import call_model, left_pad, positions_from_mask
 from steerlab.engine.generate import normalise_interventions
+from steerlab.engine.scoring import ForcedBatch, forced_forward
 from steerlab.interventions import Record
-from steerlab.interventions.hooks import apply
 from steerlab.interventions.specs import Intervention
 from steerlab.models.loading import Model
 from steerlab.sae import Sae
@@ -43,12 +42,7 @@ def readout(
         idx = list(range(start, min(start + batch_size, len(sequences))))
         per_row = [list(interventions[i]) if interventions else [] for i in idx]
         batched = normalise_interventions([row + [record] for row in per_row], len(idx))
-        input_ids, mask = left_pad([list(sequences[i]) for i in idx], model.tokenizer.pad_token_id or 0, model.device)
-        position_ids, token_positions = positions_from_mask(mask)
-        with apply(model, batched) as session:
-            session.set_step(token_positions, mask.sum(-1))
-            call_model(model.hf, input_ids, mask, position_ids, None)
-            records = session.records()
+        _, records = forced_forward(model, ForcedBatch.of(model, [list(sequences[i]) for i in idx]), batched, logits=1)
         out.extend(records["esr"][j].float().cpu() for j in range(len(idx)))
     return out
 

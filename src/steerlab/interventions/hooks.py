@@ -16,7 +16,15 @@ import torch
 
 from steerlab.errors import SteerlabError
 from steerlab.interventions.positions import Positions, Span, position_mask
-from steerlab.interventions.specs import AddVector, ClampLatents, Intervention, MaskUnits, Record, SteerLatent
+from steerlab.interventions.specs import (
+    AddVector,
+    ClampLatents,
+    Intervention,
+    MaskUnits,
+    Record,
+    SteerLatent,
+    clamp_table,
+)
 from steerlab.models.loading import Model
 from steerlab.sae.core import Sae
 
@@ -134,20 +142,10 @@ class Session:
     def _add_clamp_group(self, group: list[ClampLatents]) -> None:
         """One op per (SAE, positions): the union of latents, a per-row active mask and target values."""
         sae, positions = group[0].sae, group[0].positions
-        latents = sorted({x for iv in group for x in iv.flat_latents()})
-        if not latents:
+        table = clamp_table(group, max((iv.batch_size or 1) for iv in group))
+        if table is None:
             return
-        column = {x: i for i, x in enumerate(latents)}
-        batch = max((iv.batch_size or 1) for iv in group)
-        active = torch.zeros(batch, len(latents), dtype=torch.bool)
-        value = torch.zeros(batch, len(latents))
-        for iv in group:
-            rows = iv.latents if iv.per_row else (iv.latents,) * batch
-            values = iv.value.float().expand(batch) if iv.value.ndim == 0 else iv.value.float()
-            for r, row in enumerate(rows):
-                for x in row:
-                    active[r, column[x]] = True
-                    value[r, column[x]] = values[r]
+        latents, active, value = table
         device = self.model.device
         op = _ClampOp(sae, positions, torch.tensor(latents, device=device), active.to(device), value.to(device))
         self.sites[(sae.layer, sae.site)].clamps.append(op)
@@ -176,35 +174,10 @@ class Session:
                 value = value.float()
             self._recorded[rec.name].append((value, where, self.ctx.token_positions, self._row_ids))
 
-    def _hook_for(self, key: tuple[int, str], kind: str):
-        if kind == "pre":
-
-            def pre_hook(module, args, kwargs):
-                if args:
-                    return (self._edit(key, args[0]),) + tuple(args[1:]), kwargs
-                kwargs = dict(kwargs)
-                kwargs["hidden_states"] = self._edit(key, kwargs["hidden_states"])
-                return args, kwargs
-
-            return pre_hook
-
-        def post_hook(module, args, output):
-            if isinstance(output, tuple):
-                return (self._edit(key, output[0]),) + tuple(output[1:])
-            return self._edit(key, output)
-
-        return post_hook
-
     def install(self) -> None:
-        arch = self.model.arch
         for key in self.sites:
             layer, site = key
-            module, kind = arch.site_module(layer, site)
-            if kind == "pre":
-                handle = module.register_forward_pre_hook(self._hook_for(key, "pre"), with_kwargs=True)
-            else:
-                handle = module.register_forward_hook(self._hook_for(key, "post"))
-            self._handles.append(handle)
+            self._handles.append(self.model.arch.hook_site(layer, site, lambda h, key=key: self._edit(key, h)))
 
     def remove(self) -> None:
         for handle in self._handles:

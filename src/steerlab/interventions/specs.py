@@ -330,3 +330,25 @@ def from_dict(data: dict, resolve_sae: Callable[[str], Sae] | None = None) -> In
             raise SteerlabError("This intervention names an SAE; pass resolve_sae to load it.")
         data["sae"] = resolve_sae(data["sae"]["sae"])
     return INTERVENTION_TYPES[kind](**data)
+
+
+def clamp_table(
+    group: Sequence[ClampLatents], batch: int, n_rows: int | None = None
+) -> tuple[list[int], torch.Tensor, torch.Tensor] | None:
+    """Clamps on one SAE as tables, for the hf hooks and the vLLM plan alike: (the union of their latents, sorted;
+    active [n_rows, n] bool; target value [n_rows, n] fp32). Rows from `batch` to `n_rows` stay inactive; None
+    when the group names no latent."""
+    latents = sorted({x for iv in group for x in iv.flat_latents()})
+    if not latents:
+        return None
+    column = {x: i for i, x in enumerate(latents)}
+    active = torch.zeros(n_rows or batch, len(latents), dtype=torch.bool)
+    value = torch.zeros(n_rows or batch, len(latents))
+    for iv in group:
+        rows = iv.latents if iv.per_row else (iv.latents,) * batch
+        values = iv.value.float().expand(batch) if iv.value.ndim == 0 else iv.value.float()
+        for r, row in enumerate(rows):
+            for x in row:
+                active[r, column[x]] = True
+                value[r, column[x]] = values[r]
+    return latents, active, value

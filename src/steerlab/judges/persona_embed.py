@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 
 from steerlab.judges.persona import PersonaGrade
+from steerlab.stats import auroc
 
 PERSONA_EMBED_VERSION = "persona-embed-tone-coherence-v1"
 
@@ -188,9 +189,7 @@ TONE_LABELLED: tuple[tuple[str, str, int], ...] = (
 def _auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     pos = [s for s, y in zip(scores, labels) if y]
     neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
-        return float("nan")
-    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+    return auroc(pos, neg) if pos and neg else float("nan")
 
 
 def _embedder():

@@ -15,8 +15,11 @@ TransformerLens/SAELens `blocks.L.hook_resid_post` is steerlab's (L, resid_post)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from steerlab.errors import SteerlabError
 
@@ -135,6 +138,34 @@ class Arch:
         if site == "neuron":
             return _get(mlp, self.layout.down_proj), "pre"
         raise SteerlabError(f"Unknown site '{site}'; choose one of: {', '.join(SITES)}.")
+
+    def hook_site(self, layer: int, site: str, fn: Callable[[torch.Tensor], torch.Tensor | None]) -> RemovableHandle:
+        """Call fn on a site's activation in every forward; what fn returns replaces it (None keeps it).
+
+        A 'pre' site's activation is its module's first positional input, or its `hidden_states`
+        keyword when the caller passes it by name (transformers 5 calls decoder layers that way);
+        a 'post' site's is the module's output (the first item when the output is a tuple).
+        The caller removes the returned handle.
+        """
+        module, kind = self.site_module(layer, site)
+        if kind == "pre":
+
+            def pre_hook(mod, args, kwargs):
+                if args:
+                    new = fn(args[0])
+                    return None if new is None else ((new,) + tuple(args[1:]), kwargs)
+                new = fn(kwargs["hidden_states"])
+                return None if new is None else (args, {**kwargs, "hidden_states": new})
+
+            return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+        def post_hook(mod, args, output):
+            new = fn(output[0] if isinstance(output, tuple) else output)
+            if new is None:
+                return None
+            return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+        return module.register_forward_hook(post_hook)
 
     def o_proj(self, layer: int) -> nn.Module:
         """The attention output projection of a layer."""

@@ -52,6 +52,12 @@ class Model:
         return next(self.hf.parameters()).dtype
 
     @property
+    def pad_id(self) -> int:
+        """The token id that fills padding: the tokenizer's pad token, or 0 when it has none (padding is masked)."""
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else 0
+
+    @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 

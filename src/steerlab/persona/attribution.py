@@ -10,61 +10,35 @@ tuned model into the base raises the base's log-probability of the tuned behavio
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
-from steerlab.engine.forward import left_pad, positions_from_mask
+from steerlab.engine.scoring import ForcedBatch, forced_forward
 from steerlab.models.loading import Model
 from steerlab.persona.diff import response_activations
 from steerlab.progress import progress_bar
 from steerlab.sae.core import Sae
-
-
-@contextlib.contextmanager
-def _latent_leaf(model: Model, sae: Sae, store: dict) -> Iterator[None]:
-    """Route the SAE site through a leaf tensor of latents (value-preserving) and keep it in store['z']."""
-    module, kind = model.arch.site_module(sae.layer, sae.site)
-
-    def rewrite(x: torch.Tensor) -> torch.Tensor:
-        z = sae.encode(x.detach()).detach().requires_grad_(True)
-        recon = sae.decode(z)
-        store["z"] = z
-        return (recon + (x.to(recon.dtype) - recon).detach()).to(x.dtype)
-
-    if kind == "post":
-
-        def hook(mod, args, output):
-            if isinstance(output, tuple):
-                return (rewrite(output[0]),) + tuple(output[1:])
-            return rewrite(output)
-
-        handle = module.register_forward_hook(hook)
-    else:
-
-        def pre_hook(mod, args):
-            return (rewrite(args[0]),) + tuple(args[1:])
-
-        handle = module.register_forward_pre_hook(pre_hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+from steerlab.sae.evaluate import replace_site
 
 
 def latent_gradients(
     model: Model, sae: Sae, prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per row: latents z [n_resp, d_sae] at the answer tokens and d(sum log p(answer))/dz there."""
-    pad = model.tokenizer.pad_token_id or 0
-    rows = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)]
-    input_ids, mask = left_pad(rows, pad, model.device)
-    position_ids, _ = positions_from_mask(mask)
-    width = input_ids.shape[1]
+    batch = ForcedBatch.of(model, [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)])
+    input_ids, width = batch.input_ids, batch.input_ids.shape[1]
     store: dict = {}
-    with torch.enable_grad(), _latent_leaf(model, sae, store):
-        logits = model.hf(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits
+
+    def rewrite(x: torch.Tensor) -> torch.Tensor:
+        """Route the SAE site through a leaf tensor of latents (value-preserving) and keep it in store['z']."""
+        z = sae.encode(x.detach()).detach().requires_grad_(True)
+        recon = sae.decode(z)
+        store["z"] = z
+        return (recon + (x.to(recon.dtype) - recon).detach()).to(x.dtype)
+
+    with torch.enable_grad(), replace_site(model, sae.layer, sae.site, rewrite):
+        logits, _ = forced_forward(model, batch)
         logp = torch.log_softmax(logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
         target = input_ids[:, 1:]
         token_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)

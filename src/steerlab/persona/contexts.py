@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 from steerlab.models.loading import Model
-from steerlab.persona.diff import response_activations
+from steerlab.persona.diff import response_latents
 from steerlab.sae.core import Sae
 
 
@@ -45,23 +45,13 @@ def top_contexts(
     for i in latents:
         sae.check_latent(i)
     heaps: dict[int, list[tuple[float, int, int]]] = {i: [] for i in latents}
-    for start in range(0, len(prompt_ids), batch_size):
-        acts = response_activations(
-            model,
-            prompt_ids[start : start + batch_size],
-            response_ids[start : start + batch_size],
-            sae.layer,
-            sae.site,
-            batch_size,
-        )
-        for offset, x in enumerate(acts):
-            with torch.no_grad():
-                z = sae.encode_latents(x.to(sae.W_enc.device), latents).float().cpu()
-            for col, latent in enumerate(latents):
-                for pos in torch.nonzero(z[:, col] > 0).flatten().tolist():
-                    item = (float(z[pos, col]), start + offset, pos)
-                    heap = heaps[latent]
-                    (heapq.heappush if len(heap) < k else heapq.heappushpop)(heap, item)
+    for row, z in enumerate(response_latents(model, sae, prompt_ids, response_ids, latents, batch_size)):
+        z = z.float().cpu()
+        for col, latent in enumerate(latents):
+            for pos in torch.nonzero(z[:, col] > 0).flatten().tolist():
+                item = (float(z[pos, col]), row, pos)
+                heap = heaps[latent]
+                (heapq.heappush if len(heap) < k else heapq.heappushpop)(heap, item)
     decode = model.tokenizer.decode
     out: dict[int, list[Context]] = {}
     for latent, heap in heaps.items():

@@ -15,33 +15,9 @@ import torch
 
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
-from steerlab.persona.diff import response_activations
+from steerlab.persona.diff import response_latents
 from steerlab.sae.core import Sae
-
-
-def _midranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks with ties given their average rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
-    """P(score of a positive > score of a negative) + 0.5 P(tie), from the Mann-Whitney U statistic."""
-    if not positives or not negatives:
-        raise SteerlabError("AUROC needs at least one positive and one negative score.")
-    ranks = _midranks(list(positives) + list(negatives))
-    n_pos, n_neg = len(positives), len(negatives)
-    u = sum(ranks[:n_pos]) - n_pos * (n_pos + 1) / 2
-    return u / (n_pos * n_neg)
+from steerlab.stats import auroc
 
 
 def roc_curve(positives: Sequence[float], negatives: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -65,20 +41,8 @@ def latent_means(
     batch_size: int = 8,
 ) -> torch.Tensor:
     """Mean activation of each latent over each row's answer tokens: [n_rows, n_latents] (fp64)."""
-    out = []
-    for start in range(0, len(prompt_ids), batch_size):
-        acts = response_activations(
-            model,
-            prompt_ids[start : start + batch_size],
-            response_ids[start : start + batch_size],
-            sae.layer,
-            sae.site,
-            batch_size,
-        )
-        for x in acts:
-            with torch.no_grad():
-                out.append(sae.encode_latents(x.to(sae.W_enc.device), list(latents)).double().mean(0).cpu())
-    return torch.stack(out)
+    rows = response_latents(model, sae, prompt_ids, response_ids, latents, batch_size)
+    return torch.stack([z.double().mean(0).cpu() for z in rows])
 
 
 @dataclass

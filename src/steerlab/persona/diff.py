@@ -13,13 +13,12 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
-from steerlab.engine.forward import call_model, left_pad, positions_from_mask
+from steerlab.engine.scoring import ForcedBatch, forced_forward
 from steerlab.errors import SteerlabError
-from steerlab.interventions.hooks import apply
 from steerlab.interventions.specs import Record
 from steerlab.models.loading import Model
 from steerlab.progress import progress_bar
@@ -206,19 +205,37 @@ def response_activations(
     """Teacher-force prompt+response and return the site's activations at the response tokens, [n_resp, d] per row."""
     out: list[torch.Tensor] = []
     rec = Record(layer=layer, site=site, positions="generated", name="x")
-    pad = model.tokenizer.pad_token_id or 0
     with torch.inference_mode():
         for start in range(0, len(prompt_ids), batch_size):
             idx = list(range(start, min(start + batch_size, len(prompt_ids))))
             rows = [list(prompt_ids[i]) + list(response_ids[i]) for i in idx]
-            input_ids, mask = left_pad(rows, pad, model.device)
-            position_ids, token_positions = positions_from_mask(mask)
-            lengths = torch.tensor([len(prompt_ids[i]) for i in idx], device=model.device)
-            with apply(model, [rec]) as session:
-                session.set_step(token_positions, lengths)
-                call_model(model.hf, input_ids, mask, position_ids, None, last_only=True)
-                out.extend(session.records()["x"])
+            batch = ForcedBatch.of(model, rows, [len(prompt_ids[i]) for i in idx])
+            out.extend(forced_forward(model, batch, [rec], logits=1)[1]["x"])
     return out
+
+
+def response_latents(
+    model: Model,
+    sae: Sae,
+    prompt_ids: Sequence[list[int]],
+    response_ids: Sequence[list[int]],
+    latents: Sequence[int],
+    batch_size: int = 8,
+) -> Iterator[torch.Tensor]:
+    """Per row, in order: the SAE's `latents` at the answer tokens, [n_resp, len(latents)], read batch by batch."""
+    latents = list(latents)
+    for start in range(0, len(prompt_ids), batch_size):
+        for x in response_activations(
+            model,
+            prompt_ids[start : start + batch_size],
+            response_ids[start : start + batch_size],
+            sae.layer,
+            sae.site,
+            batch_size,
+        ):
+            with torch.no_grad():
+                z = sae.encode_latents(x.to(sae.W_enc.device), latents)
+            yield z
 
 
 def _resolve_responses(

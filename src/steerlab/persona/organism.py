@@ -19,7 +19,7 @@ from steerlab.paths import atomic_dir, write_text
 from steerlab.persona.behaviour import Behaviour, measure_behaviour
 from steerlab.persona.data import held_out_questions, persona_mix
 from steerlab.persona.prompts import HELD_OUT_PROMPTS
-from steerlab.training import PROJECTIONS, LoraRecipe, encode_pair, train_lora
+from steerlab.training import LORA_RANGES, PROJECTIONS, LoraRecipe, encode_pair, train_lora
 
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
@@ -40,15 +40,7 @@ class PersonaLora:
         check_fields(
             self,
             f"{type(self).__name__}",
-            {  # also the organism and realign configs that extend it
-                "steps": (1, None),
-                "batch_size": (1, None),
-                "lr": (0, None, "open-low"),
-                "rank": (1, None),
-                "layers": (0, None),
-                "seed": (0, None),
-                "eval_tokens": (1, None),
-            },
+            {**LORA_RANGES, "eval_tokens": (1, None)},  # also the organism and realign configs that extend it
         )
 
     def recipe(self) -> LoraRecipe:

@@ -60,26 +60,13 @@ class StudyConfig:
         check_fields(
             self,
             "study config",
-            {  # counts and fractions get their own sentences in check()
+            {  # counts and fractions get their own sentences below
                 "diff_tokens": (1, None),
                 "max_incoherence": (0, 1),
                 "min_increase": (-1, 1),
                 "threshold": (0, 1),
             },
         )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["organism"], d["realign"] = self.organism.to_dict(), self.realign.to_dict()
-        d["fractions"], d["strengths"], d["repair_strengths"] = (
-            list(self.fractions),
-            list(self.strengths),
-            list(self.repair_strengths),
-        )
-        return d
-
-    def check(self) -> None:
-        """One sentence for a setting the chain cannot use, before any work."""
         fr = check_fractions(self.fractions)
         if fr[0] != 0.0 or len(fr) < 2:
             raise SteerlabError(
@@ -94,6 +81,16 @@ class StudyConfig:
             raise SteerlabError(
                 f"n_behaviour_prompts must be between n_validate_prompts ({self.n_validate_prompts}) and {len(behaviour_prompts())}."
             )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["organism"], d["realign"] = self.organism.to_dict(), self.realign.to_dict()
+        d["fractions"], d["strengths"], d["repair_strengths"] = (
+            list(self.fractions),
+            list(self.strengths),
+            list(self.repair_strengths),
+        )
+        return d
 
 
 def validation_prompts(n: int) -> list[str]:
@@ -142,7 +139,6 @@ def run_study(
     from steerlab.models.loading import load
 
     cfg = cfg or StudyConfig()
-    cfg.check()
     sae.check_fits(base)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,16 +31,26 @@ class Section:
     text: str = ""
     image: bytes = b""  # PNG bytes, embedded as a data URI (the page stays self-contained)
     markup: str = ""
+    anchor: str = ""  # the heading's id, for links to this section (#anchor)
 
 
-def _table(section: Section) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in section.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in section.rows)
+def table(header: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table of text cells (each escaped), for a Section's rows or inside its markup."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: dict | None = None) -> Path:
-    """Write the page and return its path."""
+def png_img(png: bytes, alt: str = "") -> str:
+    """An <img> tag with the PNG inlined as a data URI (the page stays self-contained)."""
+    data = base64.b64encode(png).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' style='max-width:100%' src='data:image/png;base64,{data}'>"
+
+
+def write_page(
+    path: str | Path, title: str, sections: Sequence[Section], meta: dict | None = None, style: str = ""
+) -> Path:
+    """Write the page and return its path; `style` is CSS added to the page's own (for classes in markup)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>{html.escape(title)}</h1>"]
@@ -48,18 +58,16 @@ def write_page(path: str | Path, title: str, sections: Sequence[Section], meta: 
     meta_line = ", ".join(f"{k}: {v}" for k, v in (meta or {}).items())
     parts.append(f"<p class='meta'>{html.escape(stamp)} {html.escape(meta_line)}</p>")
     for section in sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        anchor = f" id='{html.escape(section.anchor)}'" if section.anchor else ""
+        parts.append(f"<h2{anchor}>{html.escape(section.title)}</h2>")
         if section.text:
             parts.append(f"<pre>{html.escape(section.text)}</pre>")
         if section.rows:
-            parts.append(_table(section))
+            parts.append(table(section.header, section.rows))
         if section.image:
-            data = base64.b64encode(section.image).decode("ascii")
-            parts.append(
-                f"<img alt='{html.escape(section.title)}' style='max-width:100%' src='data:image/png;base64,{data}'>"
-            )
+            parts.append(png_img(section.image, section.title))
         if section.markup:
             parts.append(section.markup)
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}{style}</style></head><body>{''.join(parts)}</body></html>"
     write_text(path, page)
     return path

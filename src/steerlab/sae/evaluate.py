@@ -45,25 +45,7 @@ class EvalResult:
 @contextlib.contextmanager
 def replace_site(model: Model, layer: int, site: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
     """Replace a site's activation by fn(activation) for the `with` block; the hook is always removed."""
-    module, kind = model.arch.site_module(model.arch.check_layer(layer), site)
-    if kind == "pre":
-
-        def pre_hook(mod, args, kwargs):
-            if args:
-                return (fn(args[0]),) + tuple(args[1:]), kwargs
-            kwargs = dict(kwargs)
-            kwargs["hidden_states"] = fn(kwargs["hidden_states"])
-            return args, kwargs
-
-        handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    else:
-
-        def post_hook(mod, args, output):
-            if isinstance(output, tuple):
-                return (fn(output[0]),) + tuple(output[1:])
-            return fn(output)
-
-        handle = module.register_forward_hook(post_hook)
+    handle = model.arch.hook_site(layer, site, fn)
     try:
         yield
     finally:
@@ -125,7 +107,7 @@ def _ce_stats(
         batch = [ids for _, ids in itertools.islice(rows_iter, batch_rows)]
         if not batch:
             break
-        ids, mask = right_pad(batch, model.tokenizer.pad_token_id or 0, model.device)
+        ids, mask = right_pad(batch, model.pad_id, model.device)
         where = keep_mask(ids, mask, specials).unsqueeze(-1)
 
         def spliced(h: torch.Tensor) -> torch.Tensor:

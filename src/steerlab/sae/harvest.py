@@ -111,27 +111,15 @@ class SiteCapture:
         self._running = False
 
     def __enter__(self) -> "SiteCapture":
-        module, kind = self.model.arch.site_module(self.layer, self.site)
-        if kind == "pre":
 
-            def pre_hook(mod, args, kwargs):
-                if not self._running:  # only forwards started by run() are captured or stopped
-                    return None
-                self.value = (args[0] if args else kwargs["hidden_states"]).detach()
-                if self.stop:
-                    raise _StopForward
+        def capture(hidden: torch.Tensor) -> None:
+            if not self._running:  # only forwards started by run() are captured or stopped
+                return None
+            self.value = hidden.detach()
+            if self.stop:
+                raise _StopForward
 
-            self._handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
-        else:
-
-            def post_hook(mod, args, output):
-                if not self._running:
-                    return None
-                self.value = (output[0] if isinstance(output, tuple) else output).detach()
-                if self.stop:
-                    raise _StopForward
-
-            self._handle = module.register_forward_hook(post_hook)
+        self._handle = self.model.arch.hook_site(self.layer, self.site, capture)
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -180,7 +168,7 @@ def keep_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, specials: t
 def harvest_batch(capture: SiteCapture, rows: Sequence[Sequence[int]], specials: torch.Tensor) -> Harvest:
     """Activations of the non-special tokens of a batch of windows."""
     model = capture.model
-    ids, mask = right_pad(rows, model.tokenizer.pad_token_id or 0, model.device)
+    ids, mask = right_pad(rows, model.pad_id, model.device)
     with torch.inference_mode():
         acts = capture.run(ids, mask)
     keep = keep_mask(ids, mask, specials)

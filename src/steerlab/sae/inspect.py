@@ -23,6 +23,7 @@ from steerlab.data.corpus import Document
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model
 from steerlab.paths import write_json, write_text
+from steerlab.report.html import Section, write_page
 from steerlab.sae.core import Sae
 from steerlab.sae.harvest import SiteCapture, harvest_batch, no_grad_model, special_ids, token_rows
 
@@ -306,31 +307,22 @@ def _span(token: str, act: float, top: float, peak: bool) -> str:
 
 def write_dashboard(reports: Sequence[LatentReport], path: str | Path, *, title: str = "SAE latents") -> Path:
     """One self-contained HTML page: per latent, label, frequency, top tokens and highlighted contexts."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
-        ".ctx{font-family:monospace;white-space:pre-wrap;margin:2px 0;padding:2px;border-bottom:1px solid #eee}"
-        ".lat{border:1px solid #ccc;border-radius:6px;padding:8px;margin:10px 0}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
+    sections = []
     for r in reports:
         tops = ", ".join(f"{html.escape(repr(t))}×{c}" for t, c in r.top_tokens)
-        parts.append(
-            f"<div class='lat' id='latent-{r.index}'><h3>latent {r.index}: {html.escape(r.label)}</h3>"
+        markup = [
             f"<p>frequency {r.frequency:.4%} · max {r.max_act:.2f} · mean when active {r.mean_act:.2f} · top tokens: {tops}</p>"
-        )
+        ]
         for c in r.contexts:
             top = max(c.acts) if c.acts else 0.0
-            parts.append(
+            markup.append(
                 "<div class='ctx'>"
                 + "".join(_span(t, a, top, i == c.peak) for i, (t, a) in enumerate(zip(c.tokens, c.acts)))
                 + "</div>"
             )
-        parts.append("</div>")
-    parts.append("</body></html>")
-    path = Path(path)
-    write_text(path, "".join(parts))
-    return path
+        sections.append(Section(f"latent {r.index}: {r.label}", markup="".join(markup), anchor=f"latent-{r.index}"))
+    style = ".ctx{font-family:monospace;white-space:pre-wrap;margin:2px 0;padding:2px;border-bottom:1px solid #eee}"
+    return write_page(path, title, sections, style=style)
 
 
 def inspect_sae(

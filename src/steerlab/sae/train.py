@@ -32,6 +32,7 @@ from steerlab.sae.core import Sae, SaeConfig
 from steerlab.sae.harvest import iter_activations, no_grad_model
 from steerlab.sae.hookpoints import hook_name
 from steerlab.sae.loading import save_sae
+from steerlab.schedule import warmup_decay
 
 ARCHS = ("topk", "batchtopk", "jumprelu", "relu")
 CHECKPOINT = "checkpoint.pt"
@@ -258,12 +259,8 @@ def _loss_step(
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    decay_start = int(cfg.steps * (1 - cfg.decay_fraction))
-    if cfg.decay_fraction > 0 and step >= decay_start:
-        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - decay_start))
-    return 1.0
+    decay_start = int(cfg.steps * (1 - cfg.decay_fraction)) if cfg.decay_fraction > 0 else None
+    return warmup_decay(step, steps=cfg.steps, warmup_steps=cfg.warmup_steps, decay_start=decay_start)
 
 
 def default_lr(d_sae: int) -> float:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import threading
 from typing import Sequence
 
 from steerlab.engine.vllm_backend import VllmBackend, compile_plan
 from steerlab.interventions.hooks import Session
 from steerlab.interventions.specs import Intervention
-from steerlab.models.loading import Model, Prompt
-from steerlab.serve.backend import GenRequest, GenResult, TextCallback, context_length
+from steerlab.models.loading import Model
+from steerlab.serve.backend import GenRequest, GenResult, HFBackend, TextCallback
 
 
-class VllmServeBackend:
+class VllmServeBackend(HFBackend):
     """Requests batched by the server run as one vLLM generate call, each request with its own steering.
+
+    The model, its name, context length and thread-safe prompt counting are the hf backend's; generation is vLLM's.
 
     vLLM's offline engine returns whole answers, so a streamed request gets its text in one piece at the end
     (the pieces still join to the result's text) and cannot be cancelled mid-answer.
@@ -26,23 +25,11 @@ class VllmServeBackend:
     """
 
     def __init__(self, model: Model, name: str | None = None, backend: VllmBackend | None = None, **engine):
-        self.model = model
-        self.name = name or model.name
-        self.context_length = context_length(model)
-        self._counter = dataclasses.replace(model, tokenizer=copy.deepcopy(model.tokenizer))
-        self._count_lock = threading.Lock()
+        super().__init__(model, name)
         dtype = str(model.dtype).removeprefix("torch.")
         self.engine = backend or VllmBackend(
             str(model.hf.name_or_path), dtype=dtype, max_model_len=min(self.context_length, 8192), **engine
         )
-
-    @property
-    def has_chat_template(self) -> bool:
-        return self.model.has_chat_template
-
-    def count_prompt_tokens(self, prompt: Prompt, chat: bool) -> int:
-        with self._count_lock:
-            return len(self._counter.encode(prompt, chat=chat))
 
     def check_interventions(self, interventions: Sequence[Intervention]) -> None:
         """The hf checks (layers, widths, SAE fit), then what the vLLM backend can do (one sentence otherwise)."""

@@ -21,6 +21,7 @@ import torch
 from steerlab.errors import SteerlabError
 from steerlab.models.loading import Model, wrap
 from steerlab.progress import progress_bar
+from steerlab.schedule import warmup_decay
 from steerlab.training.examples import Encoded, right_pad
 
 PROJECTIONS = (
@@ -32,6 +33,17 @@ PROJECTIONS = (
     "up_proj",
     "down_proj",
 )  # attention + MLP (Llama-style names)
+
+
+# check_fields ranges of the LoRA settings every experiment's config carries (circuits and persona organisms).
+LORA_RANGES = {
+    "steps": (1, None),
+    "batch_size": (1, None),
+    "lr": (0, None, "open-low"),
+    "rank": (1, None),
+    "layers": (0, None),
+    "seed": (0, None),
+}
 
 
 @dataclass(frozen=True)
@@ -74,11 +86,10 @@ def linear_targets(hf: torch.nn.Module) -> list[str]:
 
 
 def _schedule(recipe: LoraRecipe):
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / max(1, recipe.warmup_steps))
-        return warm * (max(0.0, 1 - step / recipe.steps) if recipe.decay else 1.0)
-
-    return factor
+    decay_start = 0 if recipe.decay else None
+    return lambda step: warmup_decay(
+        step, steps=recipe.steps, warmup_steps=recipe.warmup_steps, decay_start=decay_start
+    )
 
 
 def train_lora(
@@ -122,7 +133,7 @@ def train_lora(
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(recipe))
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    pad = model.pad_id
     rng = random.Random(recipe.seed)
     order: list[int] = []
     losses: list[float] = []
