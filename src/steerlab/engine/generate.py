@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from steerlab.engine import prefix as shared_prefix
+from steerlab.engine.decode import direct_decode
 from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
 from steerlab.engine.kv_cache import preallocate
 from steerlab.engine.options import EngineOptions
@@ -185,7 +186,11 @@ def _generate_batch(
     logprobs = torch.zeros((batch, max_new_tokens), device=device) if options.return_logprobs else None
     reasons = ["length"] * batch
     speed = options.speed
-    with apply(model, interventions) as session, packed_linears(hf, max_rows=MAX_PACKED_ROWS if speed.packed else 0):
+    with (
+        apply(model, interventions) as session,
+        packed_linears(hf, max_rows=MAX_PACKED_ROWS if speed.packed else 0),
+        direct_decode(model, enabled=speed.direct_decode),
+    ):
         cache = new_cache(hf)
         if speed.preallocate:
             cache = preallocate(cache, input_ids.shape[1] + max_new_tokens)
