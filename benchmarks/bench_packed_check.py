@@ -17,7 +17,6 @@ the median over the repeats, with min and max.
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import time
 
@@ -25,8 +24,7 @@ import torch
 
 import steerlab
 from steerlab.engine import packed
-
-engine = importlib.import_module("steerlab.engine.generate")
+from steerlab.engine.options import EngineOptions
 
 
 def main() -> None:
@@ -53,10 +51,12 @@ def main() -> None:
         return by_address[key]
 
     def run(case: str) -> float:
-        engine.PACKED = case != "plain"
+        speed = EngineOptions(packed=case != "plain")
         packed.tensor_digest = real_digest if case == "checked" else unchecked_digest
         start = time.perf_counter()
-        steerlab.generate(model, prompts, steer, max_new_tokens=args.new_tokens, ignore_eos=True, progress=False)
+        steerlab.generate(
+            model, prompts, steer, max_new_tokens=args.new_tokens, ignore_eos=True, progress=False, engine_options=speed
+        )
         return args.batch * args.new_tokens / (time.perf_counter() - start)
 
     cases = ["checked", "unchecked", "plain"]
@@ -66,7 +66,7 @@ def main() -> None:
     for rep in range(args.repeats):
         for case in cases[rep % 3 :] + cases[: rep % 3]:
             rates[case].append(run(case))
-    packed.tensor_digest, engine.PACKED = real_digest, True
+    packed.tensor_digest = real_digest
     from steerlab.models.digest import weights_digest
 
     start = time.perf_counter()

@@ -241,8 +241,10 @@ def bench_sae(model_name: str, which: str, d_model: int):
     )
 
 
-def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list]) -> Maker:
+def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list], **speed: bool) -> Maker:
+    """steerlab's hf engine; `speed` switches engine speed paths (EngineOptions fields) for the side-by-side cases."""
     import steerlab
+    from steerlab.engine.options import EngineOptions
 
     model = steerlab.load(work["model"])
     sae = bench_sae(work["model"], work.get("sae", "default"), model.arch.d_model)
@@ -253,7 +255,13 @@ def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list]) -> Mak
 
         def run():
             gens = steerlab.generate(
-                model, prompts, ivs, max_new_tokens=work["new_tokens"], ignore_eos=True, batch_size=batch
+                model,
+                prompts,
+                ivs,
+                max_new_tokens=work["new_tokens"],
+                ignore_eos=True,
+                batch_size=batch,
+                engine_options=EngineOptions(**speed),
             )
             return [g.token_ids for g in gens]
 
@@ -270,6 +278,15 @@ def steerlab_steered(work: Work) -> Maker:
     import steerlab
 
     return _steerlab(work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])])
+
+
+def steerlab_steered_sdpa(work: Work) -> Maker:
+    """steerlab_steered with the direct decode step off: transformers' SDPA attention in every decode step."""
+    import steerlab
+
+    return _steerlab(
+        work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])], direct_decode=False
+    )
 
 
 def steerlab_rows(work: Work) -> Maker:
@@ -336,6 +353,7 @@ CASES: dict[str, Callable[[Work], Maker]] = {
     "nnsight": nnsight_one,
     "steerlab_unsteered": steerlab_unsteered,
     "steerlab_steered": steerlab_steered,
+    "steerlab_steered_sdpa": steerlab_steered_sdpa,
     "steerlab_rows": steerlab_rows,
     "steerlab_ablate26": steerlab_ablate26,
     "nnsight_rows": nnsight_rows,

@@ -18,6 +18,8 @@ TARGETS = [
     ("hf_hook", "hf_generate", None, None, "plain hook vs plain generate"),
     ("steerlab_steered", "full_forward", (32,), 0.7, "steered decode vs a plain full forward"),
     ("steerlab_unsteered", "full_forward", None, None, "unsteered decode vs a plain full forward"),
+    ("steerlab_steered_sdpa", "full_forward", (32,), None, "steered decode, SDPA decode step, vs a plain full forward"),
+    ("steerlab_steered", "steerlab_steered_sdpa", None, None, "direct decode step vs the SDPA step (steered)"),
     ("steerlab_rows", "full_forward", None, None, "ESR workload vs a plain full forward"),
     ("vllm_unsteered", "steerlab_unsteered", None, None, "vLLM unsteered vs steerlab hf engine"),
     ("vllm_steered", "steerlab_steered", None, None, "vLLM steered vs steerlab hf engine"),
@@ -30,6 +32,7 @@ TARGETS = [
 REFERENCE = {
     "steerlab_unsteered": "hf_generate",
     "steerlab_steered": "hf_hook",
+    "steerlab_steered_sdpa": "steerlab_steered",
     "tl_bridge": "hf_hook",
     "nnsight": "hf_hook",
     "nnsight_rows": "hook_loop_rows",

@@ -73,15 +73,16 @@ def test_preallocated_cache_equals_the_growing_one(tiny_factory, monkeypatch, ca
 
     import steerlab
     from steerlab.engine import kv_cache
+    from steerlab.engine.options import EngineOptions
 
     engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
 
     model = tiny_factory("llama")
     prompts = ["How do you boil an egg?", "Hi", "Explain how to iron a shirt, step by step."]
     ivs = [steerlab.AddVector(1, torch.randn(3, model.arch.d_model), 2.0)]
-    monkeypatch.setattr(engine, "PREALLOCATE", False)
-    plain = steerlab.generate(model, prompts, ivs, max_new_tokens=12, return_logprobs=True)
-    monkeypatch.setattr(engine, "PREALLOCATE", True)
+    plain = steerlab.generate(
+        model, prompts, ivs, max_new_tokens=12, return_logprobs=True, engine_options=EngineOptions(preallocate=False)
+    )
     used = []
 
     def spy(cache, n):
@@ -90,7 +91,9 @@ def test_preallocated_cache_equals_the_growing_one(tiny_factory, monkeypatch, ca
         return cache
 
     monkeypatch.setattr(engine, "preallocate", spy)
-    fast = steerlab.generate(model, prompts, ivs, max_new_tokens=12, return_logprobs=True)
+    fast = steerlab.generate(
+        model, prompts, ivs, max_new_tokens=12, return_logprobs=True, engine_options=EngineOptions(preallocate=True)
+    )
     assert used == [{"PreallocatedLayer"}]
     for a, b in zip(plain, fast):
         assert a.token_ids == b.token_ids

@@ -55,20 +55,19 @@ def test_matches_transformers_generate_greedy(smollm):
 @pytest.mark.parametrize("alike", [False, True], ids=["per-row", "alike"])
 def test_fast_paths_equal_the_plain_engine(smollm, monkeypatch, alike):
     """Packed decode matmuls and the shared-prefix prefill against the plain loop: same greedy tokens, close log-probs."""
-    import importlib
+    from steerlab.engine.options import EngineOptions
 
-    engine = importlib.import_module("steerlab.engine.generate")
     torch.manual_seed(2)
     d = smollm.arch.d_model
     prompts = PROMPTS + ["Explain how to plant a tree.", "Explain how to bake bread."]
     vec = torch.randn(d) if alike else torch.randn(len(prompts), d)
     ivs = [AddVector(18, 6.0 * vec / vec.norm(dim=-1, keepdim=True))]
-    monkeypatch.setattr(engine, "PACKED", False)
-    monkeypatch.setattr(engine, "SHARE_PREFIX", False)
-    plain = steerlab.generate(smollm, prompts, ivs, max_new_tokens=16, return_logprobs=True)
-    monkeypatch.setattr(engine, "PACKED", True)
-    monkeypatch.setattr(engine, "SHARE_PREFIX", True)
-    fast = steerlab.generate(smollm, prompts, ivs, max_new_tokens=16, return_logprobs=True)
+    plain = steerlab.generate(
+        smollm, prompts, ivs, max_new_tokens=16, return_logprobs=True, engine_options=EngineOptions.plain()
+    )
+    fast = steerlab.generate(
+        smollm, prompts, ivs, max_new_tokens=16, return_logprobs=True, engine_options=EngineOptions()
+    )
     for a, b in zip(plain, fast):
         n = min(len(a.token_ids), len(b.token_ids))
         assert a.token_ids == b.token_ids

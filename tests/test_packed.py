@@ -1,16 +1,14 @@
 """The packed-weight (oneDNN) decode matmuls equal the plain fp32 model, see weight edits, and stay out of autograd."""
 
-import importlib
-
 import pytest
 import torch
 
 import steerlab
 from steerlab.engine import packed
+from steerlab.engine.options import EngineOptions
 
 pytestmark = pytest.mark.skipif(not packed.available(), reason="this torch has no oneDNN")
 
-engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
 PROMPTS = ["How do you boil an egg?", "Hi", "Explain how to iron a shirt, step by step."]
 
 
@@ -42,11 +40,13 @@ def test_generation_with_packed_matmuls_equals_the_plain_model(tiny_factory, mon
     """Greedy tokens identical and log-probs equal to fp32 rounding, with per-row steering and a KV cache."""
     model = tiny_factory("llama")
     ivs = [steerlab.AddVector(1, torch.randn(3, model.arch.d_model), 2.0)]
-    monkeypatch.setattr(engine, "PACKED", False)
-    plain = steerlab.generate(model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True)
-    monkeypatch.setattr(engine, "PACKED", True)
-    assert _used_packed(model.hf, lambda: steerlab.generate(model, PROMPTS[:1], max_new_tokens=2))
-    fast = steerlab.generate(model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True)
+    off, on = EngineOptions(packed=False), EngineOptions(packed=True)
+    plain = steerlab.generate(model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True, engine_options=off)
+    assert not _used_packed(
+        model.hf, lambda: steerlab.generate(model, PROMPTS[:1], max_new_tokens=2, engine_options=off)
+    )
+    assert _used_packed(model.hf, lambda: steerlab.generate(model, PROMPTS[:1], max_new_tokens=2, engine_options=on))
+    fast = steerlab.generate(model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True, engine_options=on)
     for a, b in zip(plain, fast):
         assert a.token_ids == b.token_ids
         torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)
@@ -83,8 +83,15 @@ def test_autograd_keeps_the_plain_matmul(tiny_factory):
     assert x.grad is not None
 
 
-def test_switched_off_by_environment(tiny_factory, monkeypatch):
-    monkeypatch.setenv("STEERLAB_PACKED_MATMUL", "0")
+def test_switched_off_by_environment_unless_the_call_says_otherwise(tiny_factory, monkeypatch):
+    """STEERLAB_PACKED_MATMUL=0 sets the process's default off; an explicit option still wins, per call."""
     model = tiny_factory("llama")
-    with packed.packed_linears(model.hf) as n:
-        assert n == 0
+    monkeypatch.setenv("STEERLAB_PACKED_MATMUL", "0")
+    assert EngineOptions().packed is False
+    assert not _used_packed(model.hf, lambda: steerlab.generate(model, PROMPTS[:1], max_new_tokens=2))
+    assert _used_packed(
+        model.hf,
+        lambda: steerlab.generate(model, PROMPTS[:1], max_new_tokens=2, engine_options=EngineOptions(packed=True)),
+    )
+    monkeypatch.delenv("STEERLAB_PACKED_MATMUL")
+    assert EngineOptions().packed is True

@@ -1,15 +1,13 @@
 """Shared-prefix prefill equals the plain batched prefill: same tokens, same log-probs, for every kind of intervention."""
 
-import importlib
-
 import pytest
 import torch
 
 import steerlab
 from steerlab import AblateLatents, AddVector, MaskUnits, Record, Sae, SaeConfig, Span
 from steerlab.engine import prefix as shared_prefix
+from steerlab.engine.options import EngineOptions
 
-engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
 REAL_PREFILL = shared_prefix.prefill
 # Raw prompts with a common start (the tiny chat template's shared header is only 2 tokens).
 PROMPTS = [
@@ -61,12 +59,20 @@ SHARED = {
 }
 
 
-def _run(model, ivs, monkeypatch, share, **kw):
-    monkeypatch.setattr(engine, "SHARE_PREFIX", share)
+def _run(model, ivs, monkeypatch, share, preallocate=True, **kw):
+    speed = EngineOptions(share_prefix=share, preallocate=preallocate)
     calls = []
     monkeypatch.setattr(shared_prefix, "prefill", lambda *a, **k: calls.append(a[-1]) or REAL_PREFILL(*a, **k))
     gens = steerlab.generate(
-        model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True, ignore_eos=True, chat=False, **kw
+        model,
+        PROMPTS,
+        ivs,
+        max_new_tokens=10,
+        return_logprobs=True,
+        ignore_eos=True,
+        chat=False,
+        engine_options=speed,
+        **kw,
     )
     return gens, calls
 
@@ -107,11 +113,10 @@ def test_records_and_sliding_window_caches_keep_the_plain_prefill(tiny_factory, 
 
 def test_shared_prefix_with_the_growing_cache(tiny_factory, monkeypatch):
     """The prefix's keys and values also go into transformers' own (concatenating) cache layers correctly."""
-    monkeypatch.setattr(engine, "PREALLOCATE", False)
     model = tiny_factory("llama")
     ivs = _interventions(model, "add_per_row")
-    plain, _ = _run(model, ivs, monkeypatch, share=False)
-    shared, calls = _run(model, ivs, monkeypatch, share=True)
+    plain, _ = _run(model, ivs, monkeypatch, share=False, preallocate=False)
+    shared, calls = _run(model, ivs, monkeypatch, share=True, preallocate=False)
     assert calls == [1]
     for a, b in zip(plain, shared):
         assert a.token_ids == b.token_ids

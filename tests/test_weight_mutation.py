@@ -8,15 +8,13 @@ change too, so run stores and threshold caches never mix the two weight sets.
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
 import steerlab
+from steerlab.engine.options import EngineOptions
 from steerlab.testing import tiny_model
 
-engine = importlib.import_module("steerlab.engine.generate")  # the module (the package exports the function)
 PROMPTS = ["How do you boil an egg?", "Hi there", "Explain how to iron a shirt, step by step."]
 PAIRS = [
     ("Say hi", "Hello! How can I help?"),
@@ -33,9 +31,11 @@ def _steering(model):
 
 
 def _generate(model, fast: bool, monkeypatch):
-    for flag in ("PACKED", "SHARE_PREFIX", "PREALLOCATE"):
-        monkeypatch.setattr(engine, flag, fast)
-    return steerlab.generate(model, PROMPTS, _steering(model), max_new_tokens=8, return_logprobs=True)
+    speed = EngineOptions() if fast else EngineOptions.plain()
+    assert all(speed.to_dict().values()) == fast  # every fast path on, or every one off
+    return steerlab.generate(
+        model, PROMPTS, _steering(model), max_new_tokens=8, return_logprobs=True, engine_options=speed
+    )
 
 
 def _same(a, b, label):
@@ -182,9 +182,8 @@ def test_packaged_model_follows_data_edits(monkeypatch):
     prompt = ["How do you sort laundry before washing it?"]
 
     def run(fast: bool):
-        for flag in ("PACKED", "SHARE_PREFIX", "PREALLOCATE"):
-            monkeypatch.setattr(engine, flag, fast)
-        return steerlab.generate(model, prompt, max_new_tokens=12, return_logprobs=True)
+        speed = EngineOptions() if fast else EngineOptions.plain()
+        return steerlab.generate(model, prompt, max_new_tokens=12, return_logprobs=True, engine_options=speed)
 
     before = run(True)
     for i, layer in enumerate(model.hf.model.layers[10:20]):

@@ -13,8 +13,10 @@ from typing import Callable, Sequence
 import torch
 
 from steerlab.engine import prefix as shared_prefix
+from steerlab.engine.decode import direct_decode
 from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
 from steerlab.engine.kv_cache import preallocate
+from steerlab.engine.options import EngineOptions
 from steerlab.engine.packed import MAX_ROWS as MAX_PACKED_ROWS
 from steerlab.engine.packed import packed_linears
 from steerlab.engine.sampling import Sampling, choose
@@ -38,10 +40,6 @@ class Generation:
     records: dict[str, torch.Tensor] = field(default_factory=dict)
     logprobs: torch.Tensor | None = None  # log-prob of each kept token under the (steered) model, if asked
 
-
-PREALLOCATE = True  # KV cache buffers allocated once per batch (engine.kv_cache) instead of torch.cat per step
-PACKED = True  # decode-step matmuls through oneDNN with pre-blocked weights on CPU fp32 (engine.packed)
-SHARE_PREFIX = True  # the rows' common prompt start computed once below the first hooked layer, or whole for alike rows (engine.prefix)
 
 InterventionsArg = Sequence[Intervention] | Sequence[Sequence[Intervention]] | None
 # Called after each decode step with (prompt indices still decoding, the token each just chose); returns the prompt
@@ -101,6 +99,7 @@ def generate(
     return_logprobs: bool = False,
     progress: bool = False,
     on_step: StepCallback | None = None,
+    engine_options: EngineOptions | None = None,
 ) -> list[Generation]:
     """Generate for every prompt with the given interventions; rows are independent of their batch.
 
@@ -108,6 +107,8 @@ def generate(
     or one list per prompt. seed: one int (row i gets seed + i) or one seed per prompt.
     ignore_eos: always generate max_new_tokens (benchmarks, fixed-length traces).
     on_step: see StepCallback (token streaming and cancellation); indices are positions in `prompts`.
+    engine_options: the speed paths for this call (engine.options.EngineOptions; None = the defaults).
+        They change how fast, never what: `EngineOptions.plain()` gives the same tokens.
     """
     prompts = list(prompts)
     if not prompts:
@@ -115,6 +116,7 @@ def generate(
     if max_new_tokens < 1:
         raise SteerlabError("max_new_tokens must be at least 1.")
     sampling = Sampling(temperature, top_p, top_k, repetition_penalty)
+    speed = engine_options if engine_options is not None else EngineOptions()
     batched = normalise_interventions(interventions, len(prompts))
     seeds = _row_seeds(seed, len(prompts))
     encoded = [model.encode(p, chat=chat, system=system) for p in prompts]
@@ -128,7 +130,7 @@ def generate(
             idx = order[start : start + batch_size]
             ivs = [iv.rows(idx) if iv.batch_size else iv for iv in batched]
             step_cb = None if on_step is None else _local_callback(on_step, idx)
-            options = _Options(sampling, max_new_tokens, list(stop), ignore_eos, return_logprobs, step_cb)
+            options = _Options(sampling, max_new_tokens, list(stop), ignore_eos, return_logprobs, step_cb, speed)
             rows = _generate_batch(model, [encoded[i] for i in idx], ivs, options, [seeds[i] for i in idx])
             for i, (ids, text, reason, records, logprobs) in zip(idx, rows):
                 results[i] = Generation(prompts[i], encoded[i], ids, text, reason, seeds[i], records, logprobs)
@@ -144,6 +146,7 @@ class _Options:
     ignore_eos: bool
     return_logprobs: bool
     on_step: StepCallback | None = None
+    speed: EngineOptions = field(default_factory=EngineOptions)
 
 
 def _local_callback(on_step: StepCallback, idx: list[int]) -> StepCallback:
@@ -182,11 +185,16 @@ def _generate_batch(
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), device=device) if options.return_logprobs else None
     reasons = ["length"] * batch
-    with apply(model, interventions) as session, packed_linears(hf, max_rows=MAX_PACKED_ROWS if PACKED else 0):
+    speed = options.speed
+    with (
+        apply(model, interventions) as session,
+        packed_linears(hf, max_rows=MAX_PACKED_ROWS if speed.packed else 0),
+        direct_decode(model, enabled=speed.direct_decode),
+    ):
         cache = new_cache(hf)
-        if PREALLOCATE:
+        if speed.preallocate:
             cache = preallocate(cache, input_ids.shape[1] + max_new_tokens)
-        prefix = shared_prefix.common_prefix(encoded) if SHARE_PREFIX else 0
+        prefix = shared_prefix.common_prefix(encoded) if speed.share_prefix else 0
         shared = shared_prefix.shared_layers(model, session, cache, prefix)
         if shared:  # rows laid out [shared prefix][padding][own suffix]
             input_ids, attention_mask = shared_prefix.layout(encoded, prefix, pad_id, device)

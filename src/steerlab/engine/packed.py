@@ -15,7 +15,6 @@ on CPU, only without autograd.
 
 from __future__ import annotations
 
-import os
 import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -34,9 +33,7 @@ _PACKED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, torch.Tensor]]
 
 
 def available() -> bool:
-    """oneDNN is built in and not switched off (STEERLAB_PACKED_MATMUL=0 disables the fast path)."""
-    if os.environ.get("STEERLAB_PACKED_MATMUL", "1") == "0":
-        return False
+    """This torch has oneDNN's linear ops (whether to use them is `EngineOptions.packed`, per call)."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 

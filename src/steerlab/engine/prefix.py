@@ -12,7 +12,6 @@ every token keeps its absolute position.
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -38,7 +37,7 @@ def common_prefix(rows: Sequence[Sequence[int]]) -> int:
 
 def shared_layers(model: Model, session: Session, cache: Any, prefix: int) -> int:
     """How many leading layers can share the prefix's keys and values (0 = do not share)."""
-    if prefix < MIN_PREFIX or os.environ.get("STEERLAB_SHARED_PREFIX", "1") == "0":
+    if prefix < MIN_PREFIX:
         return 0
     if not _embeds_pass_through(model):
         return 0
