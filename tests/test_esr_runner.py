@@ -258,3 +258,38 @@ def test_meta_prompt_judge_sees_the_configured_question(res, tmp_path, judge_pro
         grade_pending(store, judge)
     assert judge.seen and all(("force yourself" in q) == (judge_prompt == "full") for q in judge.seen)
     assert all(q.split(" If you notice")[0] in PROMPTS for q in judge.seen)
+
+
+def test_vllm_trial_runner_uses_the_one_trial_batch_builder(tiny_factory):
+    """The vLLM path hands its backend exactly the interventions the hf path builds (esr.trials.trial_interventions):
+    steering at the steering layer, ablation at the run's ablation layer, in cfg.batch_size batches."""
+    from steerlab.esr.config import EsrConfig
+    from steerlab.esr.trials import trial_interventions
+    from steerlab.esr.vllm_trials import VllmTrialRunner
+    from steerlab.sae import Sae, SaeConfig
+    from steerlab.store import Trial
+
+    model = tiny_factory("llama")
+    sae = Sae.random(SaeConfig(d_in=model.arch.d_model, d_sae=48, layer=1), seed=3)
+    cfg = EsrConfig(steer_layer=0, ablation_layer="steering", batch_size=2, max_new_tokens=5)
+    trials = [
+        Trial("steered", "Boil an egg.", 1, 3, 2.0),
+        Trial("ablate", "Fry an egg.", 2, 7, 4.0, extra={"ablate": [1, 2]}),
+        Trial("baseline", "Wash a car.", 3, 5, 0.0),
+    ]
+    seen = []
+
+    class RecordingBackend:
+        def generate(self, prompts, ivs, **kw):
+            seen.append((ivs, kw))
+            return [([1, 2], "text", "stop")] * len(prompts)
+
+    runner = VllmTrialRunner(cfg, model, sae)
+    runner._backend = RecordingBackend()
+    rows = runner(trials)
+    assert [r[0] for r in rows] == [t.key for t in trials] and rows[0][4] == {"finish": "stop", "backend": "vllm"}
+    expected = [trial_interventions(cfg, sae, trials[:2]), trial_interventions(cfg, sae, trials[2:])]
+    assert [[iv.fingerprint() for iv in ivs] for ivs, _ in seen] == [[iv.fingerprint() for iv in e] for e in expected]
+    clamp = seen[0][0][1]
+    assert clamp.sae.layer == 0 and seen[0][0][0].layer == 0  # ablation moved to the steering layer, as configured
+    assert [kw["seeds"] for _, kw in seen] == [[1, 2], [3]] and seen[0][1]["max_new_tokens"] == 5
