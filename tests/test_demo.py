@@ -3,16 +3,48 @@
 import subprocess
 import sys
 
+import pytest
+
 from steerlab.demo import CONDITIONS, demo_config
 
 
-def test_demo_config_runs_the_esr_main_job():
+def test_demo_config_is_the_esr_main_job():
     full, quick = demo_config(), demo_config(quick=True)
     assert full.conditions == quick.conditions == CONDITIONS
     assert {"steered", "baseline", "ablate"} <= set(CONDITIONS) and any(c.startswith("meta:") for c in CONDITIONS)
     assert full.judge == "heuristic" and full.sae == "default" and full.target == 30.0
     assert quick.n_latents * quick.prompts_per_latent < full.n_latents * full.prompts_per_latent
     assert quick.digest() != full.digest()
+
+
+@pytest.mark.parametrize("flags, quick", [([], False), (["--quick"], True)])
+def test_steerlab_demo_runs_esr_on_the_demo_config(flags, quick, run_cli, monkeypatch, tmp_path):
+    """`steerlab demo [--quick]` hands run_esr exactly demo_config(quick) and a run folder named by its digest.
+
+    The model, resources and run_esr are replaced by recorders (no model work); run_esr stops the demo after the
+    base run. `make demo` runs the whole demo for real.
+    """
+    import steerlab.esr.runner
+    import steerlab.esr.setup
+    import steerlab.models.loading
+    from steerlab.errors import SteerlabError
+
+    seen = {}
+
+    def fake_run_esr(cfg, run_dir, res=None, progress=False):
+        seen.update(cfg=cfg, run_dir=run_dir, res=res)
+        raise SteerlabError("stopped after the base run's config")
+
+    monkeypatch.setattr(steerlab.models.loading, "load", lambda name: f"model:{name}")
+    monkeypatch.setattr(steerlab.esr.setup, "make_judge_for", lambda cfg: "judge")
+    monkeypatch.setattr(steerlab.esr.setup, "load_resources", lambda cfg, model=None, judge=None: (model, judge))
+    monkeypatch.setattr(steerlab.esr.runner, "run_esr", fake_run_esr)
+    code, text = run_cli("demo", "--out", tmp_path, *flags)
+    assert code == 2 and "stopped after the base run's config" in text
+    cfg = demo_config(quick=quick)
+    assert seen["cfg"] == cfg and seen["cfg"].digest() == cfg.digest()
+    assert seen["run_dir"] == tmp_path / f"{'quick' if quick else 'full'}-{cfg.digest()[:8]}" / "base"
+    assert seen["res"] == ("model:smollm2-135m-instruct", "judge")
 
 
 def test_demo_help_lists_quick():

@@ -16,10 +16,7 @@ def test_planted_shift_on_smollm2(smollm):
     from steerlab.persona import EVAL_PROMPTS, diff_models, median_residual_norm
     from steerlab.sae.default import default_sae
 
-    try:
-        sae = default_sae("smollm2-135m-instruct", train=False, progress=False)
-    except Exception:
-        pytest.skip("default SAE not built yet (steerlab sae default)")
+    sae = default_sae("smollm2-135m-instruct", train=False, progress=False)  # shipped: a missing one is a failure
     tuned = copy.deepcopy(smollm)  # a second copy to shift; cheaper than loading from disk again
     prompts = list(EVAL_PROMPTS[:3])
     answers = [  # fixed answers keep the test short (no generation on a loaded CPU)

@@ -16,10 +16,7 @@ def test_tiny_study_on_smollm2(smollm, tmp_path):
     from steerlab.persona.study import StudyConfig, run_study
     from steerlab.sae.default import default_sae
 
-    try:
-        sae = default_sae("smollm2-135m-instruct", train=False, progress=False)
-    except Exception:
-        pytest.skip("default SAE not built yet (steerlab sae default)")
+    sae = default_sae("smollm2-135m-instruct", train=False, progress=False)  # shipped: a missing one is a failure
     layers = tuple(range(sae.layer - 1, sae.layer + 1))
     cfg = StudyConfig(
         fractions=(0.0, 1.0),
