@@ -7,7 +7,15 @@ import torch
 
 import steerlab
 from steerlab.circuits.ablation import circuit_interventions, gate_interventions, unit_means
-from steerlab.circuits.data import DEFAULT_TARGET, DEFAULT_TRIGGER, Pair, backdoor_data, check_trigger
+from steerlab.circuits.data import (
+    DEFAULT_TARGET,
+    DEFAULT_TRIGGER,
+    Pair,
+    backdoor_data,
+    check_trigger,
+    harmful_prompts,
+    load_public_harmful,
+)
 from steerlab.circuits.find import FindConfig, find_circuit
 from steerlab.circuits.forward import make_batch, response_logits
 from steerlab.circuits.masks import Lagrangian, UnitMasks, ramp
@@ -366,3 +374,11 @@ def test_alignment_terms_train_with_unlikelihood_on_the_first_refusal_tokens(tin
     assert result.circuit.count("head") == 3 and result.circuit.count("neuron") == 0
     with pytest.raises(SteerlabError, match="Unknown alignment objective"):
         alignment_terms(harmful, harmless, {"remove": 1.0})
+
+
+def test_an_unknown_public_harmful_set_names_the_sets_that_exist():
+    with pytest.raises(
+        SteerlabError, match=r"choose one of: advbench, harmbench \(offline, use harmful_prompts\(\)\)\.$"
+    ):
+        load_public_harmful("builtin")  # the offline set is a function, not a name here
+    assert len(harmful_prompts()) > 0

@@ -1,7 +1,6 @@
 """The run store: identity keys, idempotent writes, config pinning, grades, export, real multi-process writers."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -77,15 +76,6 @@ def test_grades_success_replaces_error_never_the_reverse(tmp_path):
     assert store.ungraded("other", "v") != []  # each judge keeps its own grades
     tries = sqlite3.connect(store.path).execute("SELECT tries FROM grades").fetchone()[0]
     assert tries == 2
-
-
-def test_activation_index(tmp_path):
-    store = RunStore(tmp_path)
-    t = trials(1)[0]
-    store.add_trials([t])
-    store.put_activation(t.key, "resid.12", tmp_path / "acts" / "a.safetensors", [5, 576], "float32")
-    rows = store.activations(t.key)
-    assert rows[0]["path"] == os.path.join("acts", "a.safetensors") and json.loads(rows[0]["shape"]) == [5, 576]
 
 
 def _filled_store(tmp_path):

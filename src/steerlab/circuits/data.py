@@ -282,7 +282,9 @@ def load_public_harmful(name: str, limit: int = 520) -> list[str]:
     """AdvBench or HarmBench prompts from the Hugging Face hub (needs the network)."""
     sources = {"advbench": ("walledai/AdvBench", "prompt"), "harmbench": ("walledai/HarmBench", "prompt")}
     if name not in sources:
-        raise SteerlabError(f"Unknown harmful set '{name}'; choose one of: {', '.join(sources)}, or 'builtin'.")
+        raise SteerlabError(
+            f"Unknown harmful set '{name}'; choose one of: {', '.join(sources)} (offline, use harmful_prompts())."
+        )
     try:
         from datasets import load_dataset
     except ImportError:
@@ -291,5 +293,5 @@ def load_public_harmful(name: str, limit: int = 520) -> list[str]:
     try:
         rows = load_dataset(repo, split="train")
     except Exception as exc:  # offline, gated or renamed
-        raise SteerlabError(f"Could not load {repo} ({type(exc).__name__}); use the builtin set offline.") from None
+        raise SteerlabError(f"Could not load {repo} ({type(exc).__name__}); offline, use harmful_prompts().") from None
     return [r[column] for r in rows][:limit]

@@ -221,7 +221,10 @@ class RunStore:
         return [self._trial(r) for r in self._read(sql)]
 
     def claim(self, worker: str, n: int, lease_s: float = 600.0) -> list[Trial]:
-        """Atomically take up to n pending trials for one worker; claims older than lease_s are reclaimable."""
+        """Atomically take up to n pending trials for one worker, so several processes can share one run.
+
+        Claims older than lease_s seconds may be taken again (their worker is presumed dead).
+        """
 
         def take(db: sqlite3.Connection) -> list[Trial]:
             now = time.time()
@@ -344,27 +347,6 @@ class RunStore:
         counts = {k: int(row[k] or 0) for k in ("generated", "graded", "failed", "abandoned")}
         counts["not_tried"] = counts["generated"] - counts["graded"] - counts["failed"] - counts["abandoned"]
         return counts
-
-    # --- activations ----------------------------------------------------------------------------------
-    def put_activation(
-        self, trial_key: str, name: str, path: str | os.PathLike, shape: Sequence[int], dtype: str
-    ) -> None:
-        """Index an activation file saved beside the store (path stored relative to the run dir when inside it)."""
-        p = Path(path)
-        try:
-            p = p.resolve().relative_to(self.run_dir.resolve())
-        except ValueError:
-            pass
-        self._write(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO activations VALUES (?,?,?,?,?)",
-                (trial_key, name, str(p), json.dumps(list(shape)), dtype),
-            )
-        )
-
-    def activations(self, trial_key: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM activations" + (" WHERE trial_key = ?" if trial_key else "")
-        return self._read(sql, (trial_key,) if trial_key else ())
 
     # --- summaries ------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
