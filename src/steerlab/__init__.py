@@ -13,7 +13,7 @@ from steerlab.interventions import (
     apply,
 )
 from steerlab.models import Model, load, wrap
-from steerlab.sae import Sae, SaeConfig
+from steerlab.sae import Sae, SaeConfig, load_sae
 
 __version__ = "0.1.0"
 
@@ -39,13 +39,27 @@ _SUBPACKAGES = frozenset(
     }
 )
 
+# One entry point per experiment (`steerlab.run_esr(cfg, run_dir)`), also imported on first use: name -> module.
+_ENTRY_POINTS = {
+    "run_esr": "steerlab.esr.runner",
+    "find_circuit": "steerlab.circuits.find",
+    "diff_models": "steerlab.persona.diff",
+    "run_study": "steerlab.persona.study",
+}
+
 
 def __getattr__(name: str):
-    if name in _SUBPACKAGES:
-        import importlib
+    import importlib
 
+    if name in _SUBPACKAGES:
         return importlib.import_module(f"steerlab.{name}")
+    if name in _ENTRY_POINTS:
+        return getattr(importlib.import_module(_ENTRY_POINTS[name]), name)
     raise AttributeError(f"module 'steerlab' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBPACKAGES | set(_ENTRY_POINTS))
 
 
 __all__ = [
@@ -64,6 +78,7 @@ __all__ = [
     "apply",
     "generate",
     "load",
+    "load_sae",
     "score",
     "trace",
     "wrap",

@@ -149,7 +149,19 @@ def attribution_warm_start(
 def find_circuit(
     model: Model, terms: Sequence[Term], cfg: FindConfig, means: Means | None = None, progress: bool = True, **meta
 ) -> FindResult:
-    """Train masks on the terms and extract the top round(target × n) units per kind."""
+    """Train masks on the terms and extract the top round(target × n) units per kind.
+
+    Args:
+        model: the model whose heads and neurons are masked (its weights are frozen, not changed).
+        terms: the weighted objective terms (e.g. `backdoor_terms`, `alignment_terms`); at least one.
+        cfg: the mask parameterisation, targets per kind, layers, ablation, steps, learning rate and seed.
+        means: per-unit mean activations, required when cfg.ablation is "mean".
+        progress: show a progress bar.
+        **meta: extra fields recorded in the circuit (e.g. scenario="backdoor").
+
+    Returns:
+        A FindResult: the extracted Circuit, the trained UnitMasks, the per-step history and the seconds spent.
+    """
     check_ablation(cfg.ablation, means)
     if not terms:
         raise SteerlabError("No objective terms have a positive weight; give at least one.")

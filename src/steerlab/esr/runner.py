@@ -484,7 +484,27 @@ def run_esr(
     ray_workers: int | None = None,
     backend: str = "hf",
 ) -> RunResult:
-    """The whole ESR loop for one config; resumable (rerun with the same config to finish a killed run)."""
+    """The whole ESR loop for one config; resumable (rerun with the same config to finish a killed run).
+
+    Latent selection, calibration, detector discovery, every configured condition's trials, grading and
+    metrics with confidence intervals, all stored in `run_dir` (run.sqlite, summary.json, the report).
+
+    Args:
+        cfg: the experiment (model, SAE, judge, conditions, sizes, seeds); its digest keys the run.
+        run_dir: the run folder; a rerun with the same config finishes the missing trials only.
+        res: the loaded model, SAE and judge, to reuse across runs (default: loaded from cfg).
+        progress: show progress bars.
+        max_batches: stop generation after this many trial batches (smoke tests; a rerun continues).
+        report: write the HTML report at the end.
+        ray_address: run trial generation on Ray with the hf backend ("local" starts a cluster here; "auto" or
+            host:port joins one); None runs it in this process.
+        ray_workers: how many Ray actors (default one per GPU, else one per few CPUs).
+        backend: "hf" (the fp32 oracle by default) or "vllm" (throughput; needs the vllm extra).
+
+    Returns:
+        A RunResult: the run folder, the summary (metrics per condition, thresholds, detectors, counts),
+        wall seconds per stage, and the report path (None when report=False).
+    """
     run_dir = Path(run_dir).expanduser()
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}

@@ -90,7 +90,16 @@ class Intervention:
 
 @dataclass(frozen=True, eq=False)
 class AddVector(Intervention):
-    """Add strength × vector to a site's activation (a concept vector, or any direction)."""
+    """Add strength × vector to a site's activation (a concept vector, or any direction).
+
+    Args:
+        layer: the decoder layer (0-based) whose site is steered.
+        vector: the direction, [d] shared by all rows or [B, d] one per row.
+        strength: the multiplier, a scalar or [B] one per row; 0 equals no steering.
+        site: where on the layer: resid_pre, resid_post, attn_out or mlp_out.
+        positions: which tokens: "all", "prompt", "generated" or a Span; padding is never steered.
+        label: a name for reports and the store key (e.g. the concept's name).
+    """
 
     layer: int
     vector: torch.Tensor  # [d] or [B, d]
@@ -136,6 +145,14 @@ class SteerLatent(Intervention):
     """Add strength × an SAE latent's decoder direction; latent and strength may differ per row.
 
     layer/site default to the SAE's own; set them to steer at another layer than the SAE reads.
+
+    Args:
+        sae: the SAE whose decoder row gives the direction.
+        latent: the latent id, an int shared by all rows or [B] one per row.
+        strength: the multiplier, a scalar or [B]; 0 equals no steering.
+        layer: the decoder layer to steer (default the SAE's).
+        site: the site to steer (default the SAE's).
+        positions: which tokens: "all", "prompt", "generated" or a Span.
     """
 
     sae: Sae
@@ -203,6 +220,12 @@ class ClampLatents(Intervention):
 
     Only the named latents' encoder rows are computed (ReLU/JumpReLU), so the cost is O(k·d) per token.
     `latents` is a list of ids shared by all rows, or one list per row.
+
+    Args:
+        sae: the SAE that reads and writes the site (its layer and site are where the clamp acts).
+        latents: latent ids shared by all rows, or one sequence of ids per row.
+        value: the value the latents are set to, a scalar or [B]; 0 ablates them.
+        positions: which tokens: "all", "prompt", "generated" or a Span.
     """
 
     sae: Sae
@@ -251,7 +274,16 @@ class ClampLatents(Intervention):
 
 
 def AblateLatents(sae: Sae, latents: Any, positions: Positions = "all") -> ClampLatents:
-    """Zero-ablate SAE latents (ClampLatents with value 0)."""
+    """Zero-ablate SAE latents (ClampLatents with value 0).
+
+    Args:
+        sae: the SAE whose latents are ablated.
+        latents: latent ids shared by all rows, or one sequence of ids per row.
+        positions: which tokens: "all", "prompt", "generated" or a Span.
+
+    Returns:
+        The ClampLatents intervention.
+    """
     return ClampLatents(sae=sae, latents=latents, value=0.0, positions=positions)
 
 
@@ -261,6 +293,13 @@ class MaskUnits(Intervention):
 
     The mask may be differentiable (a tensor that requires grad). With `fill`, masked-out units are
     replaced by fill (e.g. their mean activation, [n] or [n, head_dim]) instead of zero.
+
+    Args:
+        layer: the decoder layer whose heads or neurons are masked.
+        kind: "head" (query heads, the input of o_proj) or "neuron" (the input of down_proj).
+        mask: one factor per unit, [n_units] shared or [B, n_units] per row; 1 keeps a unit, 0 removes it.
+        fill: what a removed unit becomes (default zero), [n_units] or [n_units, head_dim].
+        positions: which tokens: "all", "prompt", "generated" or a Span.
     """
 
     layer: int
@@ -294,7 +333,16 @@ class MaskUnits(Intervention):
 
 @dataclass(frozen=True, eq=False)
 class Record(Intervention):
-    """Record a site's activation per token (raw, or as SAE latents, optionally only some of them)."""
+    """Record a site's activation per token (raw, or as SAE latents, optionally only some of them).
+
+    Args:
+        layer: the decoder layer to read.
+        site: the site to read: resid_pre, resid_post, attn_out or mlp_out.
+        sae: when given, record its latents instead of the raw activation.
+        latents: with an SAE, only these latent ids (only their encoder rows are computed).
+        positions: which tokens (default the generated ones); padding is never recorded.
+        name: the key of the recording in the results (default "sae.LAYER" or "SITE.LAYER").
+    """
 
     layer: int
     site: str = "resid_post"

@@ -197,7 +197,20 @@ def load(
     device: str | None = "cpu",
     revision: str | None = None,
 ) -> Model:
-    """Load a model by packaged alias, .gguf file, local folder or Hugging Face id (fp32 on CPU by default)."""
+    """Load a model by packaged alias, .gguf file, local folder or Hugging Face id (fp32 on CPU by default).
+
+    Args:
+        name: a packaged alias (`steerlab models` lists them; no network), a .gguf file (dequantised once and
+            cached as safetensors), a local model folder, a LoRA adapter folder written by steerlab (its base
+            model with the adapter merged in), or a Hugging Face hub id.
+        dtype: the weights' dtype ("float32", "bfloat16", "float16" or a torch.dtype); fp32 is the oracle.
+        device: "cpu", "cuda", "cuda:N", or None / "auto" for a GPU when there is one.
+        revision: the hub revision (branch, tag or commit) for a hub id.
+
+    Returns:
+        A Model (HF module in eval mode, tokenizer with a pad token, architecture adapter) whose `revision`
+        names exactly what was loaded (the hub commit, or a fingerprint of the GGUF or local folder).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     text = str(name)

@@ -283,10 +283,23 @@ def diff_models(
 ) -> DiffResult:
     """Rank the SAE's latents by their change from base to tuned over the same response tokens.
 
-    responses: one per prompt, as text or as token ids (e.g. a previous result's response_ids);
-    None = the base model's greedy answers (max_new_tokens each). attribution (implied by
-    rank_by="attribution") also scores every latent over the tuned model's answers (tuned_responses,
-    default its greedy answers).
+    Args:
+        base: the model before fine-tuning.
+        tuned: the fine-tuned model (same tokenizer and shapes as base).
+        sae: the SAE both models are read through (trained on base).
+        prompts: the prompts whose answers are compared.
+        responses: one per prompt, as text or as token ids (e.g. a previous result's response_ids);
+            None = the base model's greedy answers (max_new_tokens each).
+        rank_by: "mean" (mean activation change), "freq" (firing-frequency change), "effect" or "attribution".
+        attribution: also score every latent over the tuned model's answers (implied by rank_by="attribution").
+        tuned_responses: the tuned model's answers for attribution (default its greedy answers).
+        max_new_tokens: the answer length when answers are generated.
+        chat: wrap prompts in the chat template (default: when the tokenizer has one).
+        batch_size: rows per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        A DiffResult: every latent's change, ranked, with the prompts and response tokens used.
     """
     prompts = [p for p in prompts]
     if not prompts or not any(isinstance(p, str) and p.strip() for p in prompts):

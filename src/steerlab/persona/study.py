@@ -135,7 +135,21 @@ def run_study(
     labels: dict[int, str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run (or resume) the whole chain; return the summary written to summary.json and the report path."""
+    """Run (or resume) the whole chain; return the summary written to summary.json and the report path.
+
+    Args:
+        base: the base model the organisms are fine-tuned from.
+        sae: the SAE the diff, validation, detector and re-alignment read (it must fit base).
+        judge: the persona judge that rates answers (e.g. PersonaHeuristicJudge offline, or an LLM judge).
+        out: the study folder; finished steps are read back, so a rerun resumes.
+        cfg: fractions, organism, diff, validation, detector and re-alignment settings (default StudyConfig()).
+        labels: latent id -> a human label, shown in the report.
+        progress: show progress bars.
+
+    Returns:
+        The summary (per-step results, timings, curves) as written to summary.json, with "report" set to the
+        report's path.
+    """
     from steerlab.models.loading import load
 
     cfg = cfg or StudyConfig()

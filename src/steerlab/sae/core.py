@@ -90,7 +90,17 @@ class SaeConfig:
 
 
 class Sae(nn.Module):
-    """A sparse autoencoder over one site of one layer (fp32 by default, whatever the model dtype)."""
+    """A sparse autoencoder over one site of one layer (fp32 by default, whatever the model dtype).
+
+    All SAE conventions live here: input scaling, b_dec subtracted from the input, the activation (ReLU,
+    JumpReLU thresholds, TopK k) and decoding. `encode`/`decode` map activations to latents and back,
+    `encode_latents` computes only some latents, `direction` is a latent's decoder row in model space.
+    Build one with `load_sae`, `Sae.random` or `Sae.from_weights`, or train one with `steerlab sae train`.
+
+    Args:
+        cfg: shapes, activation, layer, site and model the SAE belongs to.
+        source: where it came from (a path or hub reference); interventions serialise an SAE by it.
+    """
 
     def __init__(self, cfg: SaeConfig, source: str = "in-memory"):
         super().__init__()

@@ -171,7 +171,19 @@ def load_sae(
     site: str | None = None,
     model: str | None = None,
 ) -> Sae:
-    """Load an SAE from a local path, an hf:// reference or RELEASE:SAE_ID; layer/site override what the files say."""
+    """Load an SAE from a local path, an hf:// reference or RELEASE:SAE_ID; layer/site override what the files say.
+
+    Args:
+        ref: a local file or folder, `hf://ORG/REPO[/PATH]`, or `RELEASE:SAE_ID` (a known release, or any
+            SAELens release when sae-lens is installed).
+        format: one of saelens, gemmascope, goodfire, dictionary_learning, sparsify (default: detected).
+        layer: the layer the SAE reads, for formats whose files do not say it (or to override them).
+        site: the site it reads (resid_pre, resid_post, attn_out, mlp_out), likewise.
+        model: the model name to record, for formats whose files do not say it.
+
+    Returns:
+        The Sae in our own conventions; its `source` is the file or folder read, or the hub reference.
+    """
     text = str(ref)
     local = Path(text).expanduser()
     if local.exists():
