@@ -21,6 +21,36 @@ def _steps_run(monkeypatch) -> list[int]:
     return calls
 
 
+def _fused_calls(monkeypatch) -> list[int]:
+    """Counts fused packed matmuls (one per q/k/v group, one per gate/up group)."""
+    from steerlab.engine import packed
+
+    calls: list[int] = []
+    real = packed.Fused.__call__
+    monkeypatch.setattr(packed.Fused, "__call__", lambda self, x: calls.append(1) or real(self, x))
+    return calls
+
+
+def test_a_hooked_projection_is_not_fused(tiny_factory, monkeypatch):
+    """A hook on k_proj or up_proj must see its own layer run: that group falls back to the separate layers."""
+    model = tiny_model("llama", seed=6)
+    attn, mlp = model.hf.model.layers[1].self_attn, model.hf.model.layers[0].mlp
+    handles = [
+        attn.k_proj.register_forward_hook(lambda m, a, out: out * 0.5),
+        mlp.up_proj.register_forward_pre_hook(lambda m, a: (a[0] * 2.0,)),
+    ]
+    try:
+        plain = _generate(model, [], EngineOptions.plain())
+        fused = _fused_calls(monkeypatch)
+        fast = _generate(model, [], EngineOptions())
+    finally:
+        for h in handles:
+            h.remove()
+    _same(plain, fast)
+    assert len(fused) == (2 * model.arch.n_layers - 2) * 9  # every group but the two hooked ones, every step
+    assert any(a.token_ids != b.token_ids for a, b in zip(fast, _generate(model, [], EngineOptions())))  # hooks bite
+
+
 def _generate(model, ivs, speed, **kw):
     return steerlab.generate(model, PROMPTS, ivs, max_new_tokens=10, return_logprobs=True, engine_options=speed, **kw)
 
@@ -45,7 +75,9 @@ def test_direct_decode_equals_the_plain_engine(tiny_factory, monkeypatch, family
     direct = _generate(model, ivs, DIRECT_ONLY)
     assert len(calls) == 2 * model.arch.n_layers * 9  # q and k, every layer, every decode step after the prefill
     _same(plain, direct)
-    _same(plain, _generate(model, ivs, EngineOptions()))
+    fused = _fused_calls(monkeypatch)
+    _same(plain, _generate(model, ivs, EngineOptions()))  # with packed weights: q/k/v and gate/up fused
+    assert len(fused) == 2 * model.arch.n_layers * 9
     assert all("forward" not in m.__dict__ for m in decode.eligible(model))  # the original forwards are back
 
 

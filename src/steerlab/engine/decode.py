@@ -22,11 +22,14 @@ from typing import Any, Iterator
 
 import torch
 
+from steerlab.engine.packed import MAX_ROWS, Fused, fusable
+from steerlab.engine.packed import eligible as packed_eligible
 from steerlab.models.loading import Model
 
 # Attention classes whose forward is Llama's (Qwen3 adds per-head q/k norms, handled below). Sliding
 # windows need nothing here: they live in the mask and the cache layer transformers hands each layer.
 SUPPORTED = frozenset({"LlamaAttention", "MistralAttention", "Qwen2Attention", "Qwen3Attention"})
+GATED_MLPS = frozenset({"LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP"})  # down_proj(act(gate_proj(x)) * up_proj(x))
 MASK_FORMATS = frozenset({"sdpa", "eager"})  # boolean keep-mask (sdpa) or additive float mask (eager)
 
 
@@ -71,7 +74,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
     return x * cos + torch.cat((x[..., half:], x[..., :half]), dim=-1) * signed_sin
 
 
-def _direct_forward(attn: torch.nn.Module, original: Any, tables: _StepTables):
+def _direct_forward(attn: torch.nn.Module, original: Any, tables: _StepTables, qkv: Fused | None, max_rows: int):
     n_heads = attn.config.num_attention_heads
     n_kv = attn.config.num_key_value_heads
     groups = n_heads // n_kv
@@ -90,9 +93,13 @@ def _direct_forward(attn: torch.nn.Module, original: Any, tables: _StepTables):
         ):
             return original(hidden_states, position_embeddings, attention_mask, **kwargs)
         batch = hidden_states.shape[0]
-        query = attn.q_proj(hidden_states).view(batch, n_heads, head_dim)
-        key = attn.k_proj(hidden_states).view(batch, n_kv, head_dim)
-        value = attn.v_proj(hidden_states).view(batch, n_kv, 1, head_dim)
+        if qkv is not None and qkv.usable(hidden_states, max_rows):
+            query, key, value = qkv(hidden_states)  # one packed matmul for the three projections
+        else:
+            query, key, value = attn.q_proj(hidden_states), attn.k_proj(hidden_states), attn.v_proj(hidden_states)
+        query = query.view(batch, n_heads, head_dim)
+        key = key.view(batch, n_kv, head_dim)
+        value = value.view(batch, n_kv, 1, head_dim)
         if q_norm is not None:
             query, key = q_norm(query), k_norm(key)
         cos, signed_sin = tables.rotary(*position_embeddings)  # [B, 1, D]: one position per row
@@ -116,6 +123,34 @@ def _takes_cache(cls: type) -> bool:
     return "cache" in inspect.signature(cls.forward).parameters
 
 
+def _mlp_forward(mlp: torch.nn.Module, original: Any, gate_up: Fused, max_rows: int):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != 1 or not gate_up.usable(x, max_rows):
+            return original(x)
+        gate, up = gate_up(x)  # one packed matmul for gate_proj and up_proj
+        return mlp.down_proj(mlp.act_fn(gate) * up)
+
+    return forward
+
+
+def _mlps(model: Model) -> list[torch.nn.Module]:
+    """The MLP modules whose forward is down_proj(act(gate_proj(x)) * up_proj(x)), not already patched."""
+    out = []
+    for layer in model.arch.layers:
+        mlp = layer.get_submodule(model.arch.layout.mlp)
+        if type(mlp).__name__ in GATED_MLPS and "forward" not in mlp.__dict__:
+            out.append(mlp)
+    return out
+
+
+def fusable_groups(model: Model) -> list[list[torch.nn.Linear]]:
+    """Linear layers that read one input in a decode step: each attention's q/k/v, each gated MLP's gate/up."""
+    allowed = set(packed_eligible(model.hf))  # what the packed path would pack (fp32, CPU, under its size cap)
+    groups = [[a.q_proj, a.k_proj, a.v_proj] for a in eligible(model)]
+    groups += [[m.gate_proj, m.up_proj] for m in _mlps(model)]
+    return [g for g in groups if fusable(g) and all(m in allowed for m in g)]
+
+
 def eligible(model: Model) -> list[torch.nn.Module]:
     """The attention modules the direct step can run: supported classes, not already patched."""
     modules = []
@@ -127,19 +162,31 @@ def eligible(model: Model) -> list[torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def direct_decode(model: Model, enabled: bool = True) -> Iterator[int]:
+def direct_decode(
+    model: Model, enabled: bool = True, fused: dict[torch.nn.Module, Fused] | None = None, max_rows: int = MAX_ROWS
+) -> Iterator[int]:
     """Within the block, one-token steps of the model's Llama-like attention layers run the direct path.
 
-    Yields how many attention modules were patched (0 when disabled or none is supported); each gets
-    its original forward back on exit. Hooks on the projections and on the attention module still run.
+    fused: packed matmuls for layer groups sharing an input (engine.packed.fused_linears, keyed by the
+    group's first layer): q/k/v and gate/up then run as one matmul each, for at most max_rows rows,
+    while no hook sits on a member (hooked layers run as themselves).
+    Yields how many attention modules were patched (0 when disabled or none is supported); each module
+    gets its original forward back on exit. Hooks on the attention and MLP modules, o_proj and down_proj
+    still run.
     """
+    fused = fused or {}
     patched = []
     tables = _StepTables()
     try:
         for attn in eligible(model) if enabled else []:
-            attn.forward = _direct_forward(attn, attn.forward, tables)
+            attn.forward = _direct_forward(attn, attn.forward, tables, fused.get(attn.q_proj), max_rows)
             patched.append(attn)
-        yield len(patched)
+        n_attention = len(patched)
+        for mlp in _mlps(model) if enabled else []:
+            if mlp.gate_proj in fused:
+                mlp.forward = _mlp_forward(mlp, mlp.forward, fused[mlp.gate_proj], max_rows)
+                patched.append(mlp)
+        yield n_attention
     finally:
-        for attn in patched:
-            del attn.forward
+        for module in patched:
+            del module.forward

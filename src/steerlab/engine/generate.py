@@ -13,12 +13,12 @@ from typing import Callable, Sequence
 import torch
 
 from steerlab.engine import prefix as shared_prefix
-from steerlab.engine.decode import direct_decode
+from steerlab.engine.decode import direct_decode, fusable_groups
 from steerlab.engine.forward import call_model, left_pad, new_cache, positions_from_mask
 from steerlab.engine.kv_cache import preallocate
 from steerlab.engine.options import EngineOptions
 from steerlab.engine.packed import MAX_ROWS as MAX_PACKED_ROWS
-from steerlab.engine.packed import packed_linears
+from steerlab.engine.packed import fused_linears, packed_linears
 from steerlab.engine.sampling import Sampling, choose
 from steerlab.errors import SteerlabError
 from steerlab.interventions.hooks import Session, apply, batch_per_row
@@ -186,10 +186,14 @@ def _generate_batch(
     logprobs = torch.zeros((batch, max_new_tokens), device=device) if options.return_logprobs else None
     reasons = ["length"] * batch
     speed = options.speed
+    groups = fusable_groups(model) if speed.direct_decode and speed.packed else []  # q/k/v, gate/up: one matmul each
     with (
         apply(model, interventions) as session,
-        packed_linears(hf, max_rows=MAX_PACKED_ROWS if speed.packed else 0),
-        direct_decode(model, enabled=speed.direct_decode),
+        packed_linears(
+            hf, max_rows=MAX_PACKED_ROWS if speed.packed else 0, skip=frozenset(m for g in groups for m in g)
+        ),
+        fused_linears(groups) as fused,
+        direct_decode(model, enabled=speed.direct_decode, fused=fused, max_rows=MAX_PACKED_ROWS),
     ):
         cache = new_cache(hf)
         if speed.preallocate:

@@ -87,8 +87,72 @@ def _fast_forward(module: torch.nn.Linear, packed_weight: torch.Tensor, max_rows
     return forward
 
 
+class Fused:
+    """Linear layers that read the same input, run as one packed matmul whose output is split back per layer."""
+
+    def __init__(self, modules: list[torch.nn.Linear], packed_weight: torch.Tensor, bias: torch.Tensor | None):
+        self.modules = modules
+        self.packed_weight, self.bias = packed_weight, bias
+        self.sizes = [m.out_features for m in modules]
+
+    def usable(self, x: torch.Tensor, max_rows: int) -> bool:
+        """Few rows, fp32 on CPU, no autograd, and no hook on any member (a hook must see its own layer run)."""
+        return (
+            x.numel() // max(1, x.shape[-1]) <= max_rows
+            and x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and not torch.is_grad_enabled()
+            and not any(m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ for m in self.modules)
+            and not (torch.nn.modules.module._global_forward_hooks or torch.nn.modules.module._global_forward_pre_hooks)
+        )
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
+        return list(out.split(self.sizes, dim=-1))
+
+
+# first member -> (content digests of the members' weights and biases, the fused packed weight, the fused bias)
+_FUSED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, torch.Tensor, torch.Tensor | None]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def fusable(group: list[Any]) -> bool:
+    """Plain fp32 CPU Linear layers with one input width, the same bias presence (so one matmul computes all)."""
+    return (
+        available()
+        and all(type(m) is torch.nn.Linear for m in group)
+        and all(m.weight.device.type == "cpu" and m.weight.dtype == torch.float32 for m in group)
+        and len({m.in_features for m in group}) == 1
+        and len({m.bias is None for m in group}) == 1
+    )
+
+
+def _fresh_fused(group: list[torch.nn.Linear]) -> Fused:
+    """The group's concatenated weight in oneDNN's blocked layout, re-packed when any member's content changed."""
+    key = tuple(tensor_digest(t.detach()) for m in group for t in (m.weight, m.bias) if t is not None)
+    cached = _FUSED.get(group[0])
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            weight = torch.cat([m.weight.detach() for m in group])
+            bias = None if group[0].bias is None else torch.cat([m.bias.detach() for m in group])
+            cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight), bias)
+        _FUSED[group[0]] = cached
+    return Fused(list(group), cached[1], cached[2])
+
+
 @contextmanager
-def packed_linears(hf: Any, max_rows: int = MAX_ROWS) -> Iterator[int]:
+def fused_linears(groups: list[list[torch.nn.Linear]], enabled: bool = True) -> Iterator[dict[torch.nn.Module, Fused]]:
+    """Within the block, each fusable group (e.g. q/k/v, gate/up) has one packed matmul; yields first member -> Fused.
+
+    Checked against the weights' content on entry, like `packed_linears`. The layers themselves are not
+    patched: a caller that knows the group shares its input (engine.decode) calls the Fused object.
+    """
+    yield {g[0]: _fresh_fused(g) for g in groups if fusable(g)} if enabled else {}
+
+
+@contextmanager
+def packed_linears(hf: Any, max_rows: int = MAX_ROWS, skip: frozenset = frozenset()) -> Iterator[int]:
     """Within the block, small-row fp32 CPU matmuls of `hf`'s Linear layers use packed weights; yields how many.
 
     The packed weights are checked against the weights' content on entry (see the module docstring), so
@@ -99,11 +163,12 @@ def packed_linears(hf: Any, max_rows: int = MAX_ROWS) -> Iterator[int]:
     Args:
         hf: the Hugging Face module whose `nn.Linear` layers to patch.
         max_rows: matmuls over at most this many rows use the packed weight.
+        skip: Linear modules left alone (members of fused groups: one packed copy of their weights is enough).
 
     Returns:
         A context manager yielding the number of patched Linear modules.
     """
-    modules = [m for m in (eligible(hf) if max_rows > 0 else []) if "forward" not in m.__dict__]
+    modules = [m for m in (eligible(hf) if max_rows > 0 else []) if "forward" not in m.__dict__ and m not in skip]
     patched = []
     try:
         for m, weight in zip(modules, _fresh_packed_weights(modules)):
@@ -119,3 +184,4 @@ def release(hf: Any) -> None:
     """Drop every cached packed weight (frees the second copy of the Linear weights)."""
     for m in _linears(hf):
         _PACKED.pop(m, None)
+        _FUSED.pop(m, None)
