@@ -14,7 +14,7 @@ Cases (one vector = the same delta on every row; rows = a different latent and s
     tl_bridge          TransformerLens TransformerBridge `generate` + hook on blocks.L.hook_resid_post
     nnsight            nnsight `generate`, `layers[L].output += v` on every step
     steerlab_unsteered / steerlab_steered / steerlab_rows / steerlab_ablate26
-    steerlab_steered_sdpa   steerlab_steered with the direct decode step off (EngineOptions(direct_decode=False))
+    steerlab_steered_direct steerlab_steered with the direct decode step on (EngineOptions(direct_decode=True))
     nnsight_rows       nnsight, one invoke per row (its batched form of per-row steering)
     hook_loop_rows     one `generate` + hook per configuration, one row at a time
     full_forward       one plain forward over [batch, new tokens] (no cache): the compute limit every case is shown against

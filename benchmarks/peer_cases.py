@@ -280,12 +280,12 @@ def steerlab_steered(work: Work) -> Maker:
     return _steerlab(work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])])
 
 
-def steerlab_steered_sdpa(work: Work) -> Maker:
-    """steerlab_steered with the direct decode step off: transformers' SDPA attention in every decode step."""
+def steerlab_steered_direct(work: Work) -> Maker:
+    """steerlab_steered with the direct decode step on (off by default): no SDPA mask path in decode steps."""
     import steerlab
 
     return _steerlab(
-        work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])], direct_decode=False
+        work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])], direct_decode=True
     )
 
 
@@ -353,7 +353,7 @@ CASES: dict[str, Callable[[Work], Maker]] = {
     "nnsight": nnsight_one,
     "steerlab_unsteered": steerlab_unsteered,
     "steerlab_steered": steerlab_steered,
-    "steerlab_steered_sdpa": steerlab_steered_sdpa,
+    "steerlab_steered_direct": steerlab_steered_direct,
     "steerlab_rows": steerlab_rows,
     "steerlab_ablate26": steerlab_ablate26,
     "nnsight_rows": nnsight_rows,

@@ -11,6 +11,7 @@ from steerlab.testing import tiny_model
 
 PROMPTS = ["How do you boil an egg?", "Hi", "Explain how to iron a shirt, step by step.", "Name three rivers"]
 DIRECT_ONLY = EngineOptions(packed=False, share_prefix=False, preallocate=False, direct_decode=True)
+ALL_ON = EngineOptions(packed=True, share_prefix=True, preallocate=True, direct_decode=True)
 
 
 def _steps_run(monkeypatch) -> list[int]:
@@ -42,13 +43,13 @@ def test_a_hooked_projection_is_not_fused(tiny_factory, monkeypatch):
     try:
         plain = _generate(model, [], EngineOptions.plain())
         fused = _fused_calls(monkeypatch)
-        fast = _generate(model, [], EngineOptions())
+        fast = _generate(model, [], ALL_ON)
     finally:
         for h in handles:
             h.remove()
     _same(plain, fast)
     assert len(fused) == (2 * model.arch.n_layers - 2) * 9  # every group but the two hooked ones, every step
-    assert any(a.token_ids != b.token_ids for a, b in zip(fast, _generate(model, [], EngineOptions())))  # hooks bite
+    assert any(a.token_ids != b.token_ids for a, b in zip(fast, _generate(model, [], ALL_ON)))  # hooks bite
 
 
 def _generate(model, ivs, speed, **kw):
@@ -76,7 +77,7 @@ def test_direct_decode_equals_the_plain_engine(tiny_factory, monkeypatch, family
     assert len(calls) == 2 * model.arch.n_layers * 9  # q and k, every layer, every decode step after the prefill
     _same(plain, direct)
     fused = _fused_calls(monkeypatch)
-    _same(plain, _generate(model, ivs, EngineOptions()))  # with packed weights: q/k/v and gate/up fused
+    _same(plain, _generate(model, ivs, ALL_ON))  # with packed weights: q/k/v and gate/up fused
     assert len(fused) == 2 * model.arch.n_layers * 9
     assert all("forward" not in m.__dict__ for m in decode.eligible(model))  # the original forwards are back
 
@@ -152,3 +153,11 @@ def test_unsupported_models_and_autograd_keep_the_original_forward(tiny_factory,
             model.hf(input_ids=torch.tensor([[8]]), **{name: getattr(out, name)})
         assert calls  # the same one-token step without autograd takes the direct path
     model.hf.zero_grad(set_to_none=True)
+
+
+def test_direct_decode_is_off_by_default_and_the_environment_turns_it_on(monkeypatch):
+    monkeypatch.delenv("STEERLAB_DIRECT_DECODE", raising=False)
+    assert EngineOptions().direct_decode is False
+    monkeypatch.setenv("STEERLAB_DIRECT_DECODE", "1")
+    assert EngineOptions().direct_decode is True
+    assert EngineOptions(direct_decode=False).direct_decode is False
