@@ -103,12 +103,31 @@ def generate(
 ) -> list[Generation]:
     """Generate for every prompt with the given interventions; rows are independent of their batch.
 
-    interventions: a list applied to every row (fields may carry a batch dimension over all prompts),
-    or one list per prompt. seed: one int (row i gets seed + i) or one seed per prompt.
-    ignore_eos: always generate max_new_tokens (benchmarks, fixed-length traces).
-    on_step: see StepCallback (token streaming and cancellation); indices are positions in `prompts`.
-    engine_options: the speed paths for this call (engine.options.EngineOptions; None = the defaults).
-        They change how fast, never what: `EngineOptions.plain()` gives the same tokens.
+    Args:
+        model: the loaded model (`steerlab.load`).
+        prompts: user messages (the chat template is applied once) or token-id lists.
+        interventions: a list applied to every row (fields may carry a batch dimension over all prompts),
+            or one list per prompt; None for none.
+        max_new_tokens: tokens to generate per row (at least 1).
+        temperature: 0 is greedy; above 0 samples with per-row seeded noise.
+        top_p: nucleus sampling mass (1 turns it off).
+        top_k: keep the k most likely tokens (0 turns it off).
+        repetition_penalty: the CTRL rule on tokens already in the row (1 turns it off).
+        stop: strings that end a row (the text is cut before them).
+        seed: one int (row i gets seed + i) or one seed per prompt; a row's sample never depends on its batch.
+        batch_size: rows per forward pass (rows of similar length share a batch).
+        chat: apply the chat template (None = when the tokenizer has one).
+        system: a system message for the chat template.
+        ignore_eos: always generate max_new_tokens (benchmarks, fixed-length traces).
+        return_logprobs: also return each generated token's log-prob.
+        progress: show a progress bar.
+        on_step: see StepCallback (token streaming and cancellation); indices are positions in `prompts`.
+        engine_options: the speed paths for this call (engine.options.EngineOptions; None = the defaults).
+            They change how fast, never what: `EngineOptions.plain()` gives the same tokens.
+
+    Returns:
+        One Generation per prompt, in the prompts' order (text, token ids, finish reason, optional
+        log-probs and recorded activations).
     """
     prompts = list(prompts)
     if not prompts:

@@ -96,7 +96,20 @@ def score(
     batch_size: int = 16,
     grad: bool = False,
 ) -> list[Score]:
-    """Log-probs of each continuation after its prompt (continuation tokens count as 'generated')."""
+    """Log-probs of each continuation after its prompt, teacher-forced (continuation tokens count as 'generated').
+
+    Args:
+        model: the loaded model.
+        prompts: user messages (chat template applied) or token-id lists, one per continuation.
+        continuations: the text scored after each prompt.
+        interventions: a list applied to every row, or one list per prompt; None for none.
+        chat: apply the chat template to the prompts (None = when the tokenizer has one).
+        batch_size: rows per forward pass.
+        grad: keep the graph (for losses through masks or steering parameters); otherwise inference mode.
+
+    Returns:
+        One Score per prompt: the continuation's token ids and their log-probs.
+    """
     if len(prompts) != len(continuations):
         raise SteerlabError(f"Got {len(prompts)} prompts but {len(continuations)} continuations; give one each.")
     if not prompts:
@@ -132,7 +145,18 @@ def trace(
     chat: bool | None = False,
     batch_size: int = 16,
 ) -> list[dict[str, torch.Tensor]]:
-    """Run a forward over each text and return its Record-ed activations (name -> [n_tokens, width])."""
+    """Run a forward over each text and return its Record-ed activations.
+
+    Args:
+        model: the loaded model.
+        texts: plain texts (no chat template by default) or token-id lists.
+        interventions: Record specs (and any steering to apply while recording), for every row or per row.
+        chat: apply the chat template (default False: the text as written).
+        batch_size: rows per forward pass.
+
+    Returns:
+        One dict per text: record name -> activations [n_tokens, width] of that text's real tokens.
+    """
     if not texts:
         raise SteerlabError("The text list is empty; give at least one text.")
     batched = normalise_interventions(interventions, len(texts))
