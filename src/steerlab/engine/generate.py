@@ -186,7 +186,7 @@ def _generate_batch(
     """Decode one batch. Finished rows are dropped from the batch (KV cache, masks, per-row steering)."""
     sampling, max_new_tokens, stop = options.sampling, options.max_new_tokens, options.stop
     hf, tok, device = model.hf, model.tokenizer, model.device
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad_id = model.pad_id
     input_ids, attention_mask = left_pad(encoded, pad_id, device)
     position_ids, token_positions = positions_from_mask(attention_mask)
     prompt_lengths = attention_mask.sum(-1)
