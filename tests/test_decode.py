@@ -11,7 +11,7 @@ from steerlab.testing import tiny_model
 
 PROMPTS = ["How do you boil an egg?", "Hi", "Explain how to iron a shirt, step by step.", "Name three rivers"]
 DIRECT_ONLY = EngineOptions(packed=False, share_prefix=False, preallocate=False, direct_decode=True)
-ALL_ON = EngineOptions(packed=True, share_prefix=True, preallocate=True, direct_decode=True)
+ALL_ON = EngineOptions.fastest()
 
 
 def _steps_run(monkeypatch) -> list[int]:

@@ -66,7 +66,7 @@ def test_fast_paths_equal_the_plain_engine(smollm, monkeypatch, alike):
         smollm, prompts, ivs, max_new_tokens=16, return_logprobs=True, engine_options=EngineOptions.plain()
     )
     fast = steerlab.generate(
-        smollm, prompts, ivs, max_new_tokens=16, return_logprobs=True, engine_options=EngineOptions()
+        smollm, prompts, ivs, max_new_tokens=16, return_logprobs=True, engine_options=EngineOptions.fastest()
     )
     for a, b in zip(plain, fast):
         n = min(len(a.token_ids), len(b.token_ids))

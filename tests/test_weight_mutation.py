@@ -31,7 +31,7 @@ def _steering(model):
 
 
 def _generate(model, fast: bool, monkeypatch):
-    speed = EngineOptions() if fast else EngineOptions.plain()
+    speed = EngineOptions.fastest() if fast else EngineOptions.plain()
     assert all(speed.to_dict().values()) == fast  # every fast path on, or every one off
     return steerlab.generate(
         model, PROMPTS, _steering(model), max_new_tokens=8, return_logprobs=True, engine_options=speed
@@ -182,7 +182,7 @@ def test_packaged_model_follows_data_edits(monkeypatch):
     prompt = ["How do you sort laundry before washing it?"]
 
     def run(fast: bool):
-        speed = EngineOptions() if fast else EngineOptions.plain()
+        speed = EngineOptions.fastest() if fast else EngineOptions.plain()
         return steerlab.generate(model, prompt, max_new_tokens=12, return_logprobs=True, engine_options=speed)
 
     before = run(True)

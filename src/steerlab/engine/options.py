@@ -46,5 +46,10 @@ class EngineOptions:
         """Every speed path off: the plain transformers forward in the engine's loop (the fp32 oracle)."""
         return cls(packed=False, share_prefix=False, preallocate=False, direct_decode=False)
 
+    @classmethod
+    def fastest(cls) -> "EngineOptions":
+        """Every speed path on, the ones off by default included (what the equivalence tests hold to the plain path)."""
+        return cls(packed=True, share_prefix=True, preallocate=True, direct_decode=True)
+
     def to_dict(self) -> dict[str, bool]:
         return asdict(self)
