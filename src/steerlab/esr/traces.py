@@ -14,7 +14,7 @@ from typing import Sequence
 from steerlab.esr.config import EsrConfig
 from steerlab.esr.readout import readout
 from steerlab.esr.setup import Resources
-from steerlab.esr.trials import batch_interventions
+from steerlab.esr.trials import trial_interventions
 from steerlab.judges.restarts import restart_positions
 from steerlab.store import RunStore
 
@@ -59,7 +59,8 @@ def collect_traces(
     out_eps = []
     if episodes:
         seqs = [res.model.encode(t.prompt) + ids for t, ids, *_ in episodes]
-        ivs = [batch_interventions([t], res.sae, cfg.steer_layer, res.sae) if steered else [] for t, *_ in episodes]
+        # the run's own builder: the readout replays each trial's steering and ablation as it was generated
+        ivs = [trial_interventions(cfg, res.sae, [t]) if steered else [] for t, *_ in episodes]
         acts = readout(res.model, seqs, res.sae, latents=list(detectors), interventions=ivs)
         for (t, ids, g, rchar, text), a, seq in zip(episodes, acts, seqs):
             start = len(seq) - len(ids)
