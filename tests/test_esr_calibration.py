@@ -13,6 +13,7 @@ from steerlab.esr.calibration import (
     calibrate,
     decreasing_isotonic,
     isotonic_root,
+    shared_slope_roots,
 )
 
 
@@ -102,7 +103,7 @@ def test_isotonic_estimate_is_near_target_on_all_or_nothing_trials():
         return {lat: [95.0 if rng.random() < p_on(lat, b) else 0.0 for _ in range(n)] for lat, b in boosts.items()}
 
     settings = CalibrationSettings(
-        target=30, steps=8, prompts_per_step=4, lower=0, upper=100, prior_mean=12, prior_std=25
+        target=30, steps=8, prompts_per_step=4, lower=0, upper=100, prior_mean=12, prior_std=25, estimator="isotonic"
     )
     out = calibrate(list(b0), measure, settings)
     true_scores = [95 * p_on(lat, t.threshold) for lat, t in out.items()]
@@ -115,3 +116,58 @@ def test_isotonic_estimate_is_near_target_on_all_or_nothing_trials():
 def test_threshold_round_trips_through_dict():
     t = Threshold(3, 1.5, 30.0, False, [(1.0, 50.0)], "isotonic", [(1.0, 95.0), (1.0, 5.0)])
     assert Threshold.from_dict(t.to_dict()) == t
+
+
+def test_shared_slope_roots_recover_planted_curves():
+    """Noise-free soft scores on score = 100·sigmoid(-6·(log b - log m)): each latent's 30-point root is exact."""
+    import math
+
+    mids = {0: 8.0, 1: 12.0, 2: 20.0}
+    samples = {
+        lat: [(b, 100 / (1 + math.exp(6 * (math.log(b) - math.log(m))))) for b in (2, 4, 6, 8, 10, 14, 20, 30, 45)]
+        for lat, m in mids.items()
+    }
+    roots = shared_slope_roots(samples, 30.0, 0.0, 100.0)
+    for lat, m in mids.items():
+        assert roots[lat] == pytest.approx(m * math.exp(math.log(70 / 30) / 6), rel=0.02)
+    # never below the target: not bracketed, no root; outside the bounds: no root
+    assert shared_slope_roots({0: [(1.0, 90.0), (2.0, 80.0)]}, 30.0, 0.0, 100.0) == {0: None}
+    assert shared_slope_roots(samples, 30.0, 0.0, 9.0)[2] is None
+
+
+def test_logistic_estimate_holds_the_target_on_all_or_nothing_trials():
+    """The default estimator on steep, prompt-dependent all-or-nothing curves like SmolLM2's: the true mean score at
+    the thresholds lands within 5 of the target, and the last check is measured at the final thresholds."""
+    import math
+
+    rng = random.Random(3)
+    b0 = {lat: 8.0 * math.exp(0.05 * lat) for lat in range(12)}
+
+    def p_on(lat, b, shift=0.0):
+        return 1 / (1 + math.exp(7.4 * (math.log(b) - math.log(b0[lat]) - shift)))
+
+    calls = []
+
+    def measure(boosts, n):
+        calls.append(dict(boosts))
+        return {
+            lat: [95.0 if rng.random() < p_on(lat, b, rng.gauss(0, 0.15)) else 0.0 for _ in range(n)]
+            for lat, b in boosts.items()
+        }
+
+    settings = CalibrationSettings(
+        target=30, steps=6, prompts_per_step=4, lower=0, upper=140, prior_mean=17, prior_std=35
+    )
+    assert settings.estimator == "logistic"
+    out = calibrate(list(b0), measure, settings)
+    true_scores = [95 * p_on(lat, t.threshold) for lat, t in out.items()]
+    assert abs(sum(true_scores) / len(true_scores) - 30) <= 5, true_scores
+    assert sum(t.estimate == "logistic" for t in out.values()) >= 10
+    assert len(calls) == 6 + 2  # the search, then two checks (the first refines the fit)
+    assert {lat: t.threshold for lat, t in out.items()} == calls[-1]  # achieved was measured at the final thresholds
+    assert all(len(t.samples) == 6 * 4 + 2 * 8 for t in out.values())
+
+
+def test_unknown_estimator_is_one_sentence():
+    with pytest.raises(SteerlabError, match="logistic, isotonic, median"):
+        CalibrationSettings(estimator="spline")

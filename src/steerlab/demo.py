@@ -21,13 +21,14 @@ from steerlab.progress import console, status
 
 CONDITIONS = ("steered", "baseline", "meta:self_monitor", "ablate", "random")
 # Detectors: AUC ≥ 0.6 and above the best AUC chance reaches over all latents (the default "chance" cut).
-# Two seeds per prompt: first scores are nearly all 0 or 100, so a 30-answer mean moves by ~8 points between
-# seed draws, as much as the calibration tolerance; 60 answers per condition halve that variance.
+# Fifteen prompts per latent, one seed each (90 answers per condition): first scores are nearly all 0 or 100 and
+# depend on the prompt as much as on the seed (in the 6 x 5 x 2 design, between-prompt variance was as large as
+# within), so distinct prompts shrink the spread of the steered mean most: its SD is ~4 points instead of ~6.6.
 FULL = dict(
     n_latents=6,
     spare_latents=3,
-    prompts_per_latent=5,
-    seeds_per_prompt=2,
+    prompts_per_latent=15,
+    seeds_per_prompt=1,
     max_new_tokens=64,
     calib_steps=6,
     calib_prompts=4,

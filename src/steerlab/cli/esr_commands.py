@@ -85,8 +85,9 @@ COMMON: dict[str, tuple[Any, Any, str]] = {
     "calib_max_new_tokens": (Optional[int], None, "Tokens per calibration answer (default: --max-new-tokens)."),
     "calib_estimator": (
         str,
-        "isotonic",
-        "Threshold estimate: 'isotonic' (fit to every search trial) or 'median' (posterior median, the original).",
+        "logistic",
+        "Threshold estimate: 'logistic' (one slope shared by the run's latents, fit to every trial), 'isotonic'"
+        " (per latent) or 'median' (posterior median, the original).",
     ),
     "steer_layer": (Optional[int], None, "Steer at this layer (default: the SAE's layer)."),
     "ablation_layer": (str, "feature", "Zero-clamp detectors at the 'feature' (SAE) layer or the 'steering' layer."),

@@ -6,9 +6,15 @@ left or right of it, and the posterior on a grid is updated in log space. All la
 together, so each step is one batched, heterogeneous generation (every row its own latent and boost).
 
 The final estimate differs from the original: per-trial first scores are nearly all-or-nothing, so a
-few noisy steps leave the posterior median off the root. We fit a decreasing isotonic curve to every
-trial measured during the search and take the boost where it crosses the target; only when the
-measurements never bracket the target do we keep the posterior median (recorded in `estimate`).
+few noisy steps leave the posterior median off the root. Two estimators use every trial measured:
+- "logistic" (the default): one curve per latent, score = 100·sigmoid(−s·(log boost − m)), with its own
+  midpoint m but a slope s shared by all latents of the run, fitted to every trial of every latent; each
+  latent's threshold is where its curve crosses the target. Sharing the slope pools the run's trials, so a
+  latent's 24-40 noisy trials estimate one number (its midpoint) instead of a whole curve. The fit is
+  refined with each final check's trials, and the last check, at the final thresholds, is what is reported.
+- "isotonic": a decreasing isotonic curve per latent, where it crosses the target; a final check off by
+  more than `tolerance` is corrected.
+Only when the measurements never bracket the target do we keep the posterior median (recorded in `estimate`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import numpy as np
 from steerlab.errors import SteerlabError
 from steerlab.paths import write_json
 
+ESTIMATORS = ("logistic", "isotonic", "median")
+
 
 @dataclass(frozen=True)
 class CalibrationSettings:
@@ -40,9 +48,9 @@ class CalibrationSettings:
     confidence_weight: float = 5.0
     grid: int = 10_000
     verify_prompts: int = 0  # prompts for the final check at the threshold (0 = 2 × prompts_per_step)
-    estimator: str = "isotonic"  # "isotonic" (all trials) or "median" (the original's posterior median)
-    tolerance: float = 8.0  # a final check off the target by more than this is corrected (0 = no correction)
-    corrections: int = 2  # correction rounds: refit on every sample so far (the checks included), then check again
+    estimator: str = "logistic"  # "logistic" (shared-slope fit), "isotonic" (per latent) or "median" (the original's)
+    tolerance: float = 8.0  # isotonic: a final check off the target by more than this is corrected (0 = no correction)
+    corrections: int = 2  # isotonic: correction rounds; logistic: checks, each but the last refining the fit
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 100.0:
@@ -53,8 +61,10 @@ class CalibrationSettings:
             raise SteerlabError(
                 f"The calibration upper bound ({self.upper:g}) must exceed the lower bound ({self.lower:g})."
             )
-        if self.estimator not in ("isotonic", "median"):
-            raise SteerlabError(f"The calibration estimator must be 'isotonic' or 'median'; got '{self.estimator}'.")
+        if self.estimator not in ESTIMATORS:
+            raise SteerlabError(
+                f"The calibration estimator must be one of {', '.join(ESTIMATORS)}; got '{self.estimator}'."
+            )
 
     @property
     def n_verify(self) -> int:
@@ -120,7 +130,7 @@ class Threshold:
     achieved: float
     saturated: bool
     history: list[tuple[float, float]] = field(default_factory=list)
-    estimate: str = "median"  # how `threshold` was obtained: "isotonic" or "median"
+    estimate: str = "median"  # how `threshold` was obtained: "logistic", "isotonic" or "median"
     samples: list[tuple[float, float]] = field(default_factory=list)  # every (boost, trial first score) of the search
     degenerate: float | None = None  # share of degenerate answers (loops, number runs, non-words) in the final check
     degenerate_kinds: dict[str, int] = field(default_factory=dict)
@@ -163,13 +173,86 @@ def isotonic_root(points: Sequence[tuple[float, float]], target: float) -> float
     return None
 
 
+def shared_slope_roots(
+    samples: dict[int, Sequence[tuple[float, float]]], target: float, lower: float, upper: float
+) -> dict[int, float | None]:
+    """Each latent's boost where its fitted curve crosses `target` (0-100); None where the fit cannot place it.
+
+    The curve is score = 100·sigmoid(−s·(log boost − m_latent)): a midpoint per latent and one slope s > 0 for
+    all, fitted by maximum likelihood with each score/100 as a soft label. A root outside [lower, upper], or a
+    latent whose trials never fall on both sides of the target, gives None (the caller keeps another estimate).
+
+    Args:
+        samples: per latent, every (boost, first score 0-100) measured.
+        target: the score to cross, strictly between 0 and 100.
+        lower: the search's lower bound; boosts at or below a small floor above it are clipped to the floor.
+        upper: the search's upper bound.
+
+    Returns:
+        {latent: boost or None}.
+    """
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    lats = [lat for lat in samples if samples[lat]]
+    if not lats:
+        return {lat: None for lat in samples}
+    floor = max(lower, 1e-3 * upper)
+    x = np.array([math.log(max(b, floor)) for lat in lats for b, _ in samples[lat]])
+    y = np.clip(np.array([v / 100.0 for lat in lats for _, v in samples[lat]]), 0.0, 1.0)
+    owner = np.array([i for i, lat in enumerate(lats) for _ in samples[lat]])
+    start = []
+    for lat in lats:
+        root = isotonic_root(samples[lat], 50.0)
+        start.append(math.log(max(root if root is not None else float(np.median([b for b, _ in samples[lat]])), floor)))
+
+    def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        mids, slope = theta[:-1], math.exp(theta[-1])
+        z = -slope * (x - mids[owner])
+        p = expit(z)
+        loss = -float(np.sum(y * np.log(np.clip(p, 1e-12, 1.0)) + (1 - y) * np.log(np.clip(1 - p, 1e-12, 1.0))))
+        dz = p - y  # d loss / d z
+        grad = np.zeros_like(theta)
+        np.add.at(grad, owner, dz * slope)
+        grad[-1] = float(np.sum(dz * -(x - mids[owner]))) * slope
+        return loss, grad
+
+    log_lo, log_hi = math.log(floor) - 3.0, math.log(upper) + 3.0
+    fit = minimize(
+        nll,
+        np.array(start + [math.log(5.0)]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(log_lo, log_hi)] * len(lats) + [(math.log(0.05), math.log(200.0))],
+    )
+    mids, slope = fit.x[:-1], math.exp(fit.x[-1])
+    logit = math.log(target / (100.0 - target))
+    out: dict[int, float | None] = {lat: None for lat in samples}
+    for i, lat in enumerate(lats):
+        scores = [v for _, v in samples[lat]]
+        bracketed = max(scores) >= target > min(scores)
+        root = math.exp(mids[i] - logit / slope)
+        out[lat] = root if bracketed and lower <= root <= upper else None
+    return out
+
+
 def calibrate(
     latents: Sequence[int],
     measure: Measure,
     settings: CalibrationSettings,
     on_step: Callable[[int], None] | None = None,
 ) -> dict[int, Threshold]:
-    """Search every latent's threshold at once; `measure` runs one batched generation + grading per call."""
+    """Search every latent's threshold at once; `measure` runs one batched generation + grading per call.
+
+    Args:
+        latents: the SAE latents to calibrate.
+        measure: ({latent: boost}, n prompts) -> {latent: per-trial first scores 0-100}, one batch per call.
+        settings: target, search steps and bounds, estimator and final checks.
+        on_step: called after each search step with its index (progress).
+
+    Returns:
+        {latent: Threshold}, with the final check's mean first score as `achieved`.
+    """
     searches = {
         lat: Bisection(settings.lower, settings.upper, settings.prior_mean, settings.prior_std, settings.grid)
         for lat in latents
@@ -186,27 +269,12 @@ def calibrate(
             samples[lat] += [(round(boosts[lat], 4), round(v, 2)) for v in scores[lat]]
         if on_step:
             on_step(step)
-    final: dict[int, float] = {}
-    how: dict[int, str] = {}
-    for lat, s in searches.items():
-        root = isotonic_root(samples[lat], settings.target) if settings.estimator == "isotonic" else None
-        final[lat], how[lat] = (round(root, 2), "isotonic") if root is not None else (round(s.median(), 2), "median")
-    achieved = measure(final, settings.n_verify)  # a separate check at the threshold, not used for the first estimate
-    texts = dict(getattr(measure, "last_texts", {}) or {})
+    final, how = _estimate(samples, searches, settings)
     rounds = {lat: 0 for lat in latents}
-    for _ in range(settings.corrections if settings.tolerance > 0 else 0):
-        off = [lat for lat in latents if abs(_mean(achieved[lat]) - settings.target) > settings.tolerance]
-        if not off:
-            break
-        retry: dict[int, float] = {}
-        for lat in off:
-            samples[lat] += [(round(final[lat], 4), round(v, 2)) for v in achieved[lat]]
-            retry[lat] = _corrected(samples[lat], final[lat], _mean(achieved[lat]), settings)
-            final[lat] = retry[lat]
-            rounds[lat] += 1
-        again = measure(retry, settings.n_verify)
-        achieved.update(again)
-        texts.update(getattr(measure, "last_texts", {}) or {})
+    if settings.estimator == "logistic":
+        achieved, texts = _logistic_checks(measure, samples, searches, settings, final, how, rounds)
+    else:
+        achieved, texts = _isotonic_checks(measure, samples, settings, final, rounds)
     span = settings.upper - settings.lower
     out: dict[int, Threshold] = {}
     for lat in latents:
@@ -224,6 +292,65 @@ def calibrate(
             corrections=rounds[lat],
         )
     return out
+
+
+def _estimate(
+    samples: dict[int, list[tuple[float, float]]], searches: dict[int, Bisection], settings: CalibrationSettings
+) -> tuple[dict[int, float], dict[int, str]]:
+    """({latent: boost}, {latent: how}) from the samples so far, the posterior median where the estimator fails."""
+    if settings.estimator == "logistic":
+        roots = shared_slope_roots(samples, settings.target, settings.lower, settings.upper)
+    elif settings.estimator == "isotonic":
+        roots = {lat: isotonic_root(pts, settings.target) for lat, pts in samples.items()}
+    else:
+        roots = {lat: None for lat in samples}
+    final: dict[int, float] = {}
+    how: dict[int, str] = {}
+    for lat, s in searches.items():
+        root = roots[lat]
+        final[lat], how[lat] = (
+            (round(root, 2), settings.estimator) if root is not None else (round(s.median(), 2), "median")
+        )
+    return final, how
+
+
+def _logistic_checks(measure, samples, searches, settings, final, how, rounds):
+    """Check every latent at its threshold `corrections` times (at least once); each check but the last joins the
+    samples and the fit is redone, so the last check is measured at the final thresholds."""
+    checks = max(1, settings.corrections)
+    for i in range(checks):
+        achieved = measure(dict(final), settings.n_verify)
+        texts = dict(getattr(measure, "last_texts", {}) or {})
+        for lat, scores in achieved.items():
+            samples[lat] += [(round(final[lat], 4), round(v, 2)) for v in scores]
+        if i < checks - 1:
+            refit, refit_how = _estimate(samples, searches, settings)
+            for lat in final:
+                rounds[lat] += int(refit[lat] != final[lat])
+            final.update(refit)
+            how.update(refit_how)
+    return achieved, texts
+
+
+def _isotonic_checks(measure, samples, settings, final, rounds):
+    """A separate check at each threshold; a check off by more than `tolerance` is corrected and checked again."""
+    latents = list(final)
+    achieved = measure(final, settings.n_verify)
+    texts = dict(getattr(measure, "last_texts", {}) or {})
+    for _ in range(settings.corrections if settings.tolerance > 0 else 0):
+        off = [lat for lat in latents if abs(_mean(achieved[lat]) - settings.target) > settings.tolerance]
+        if not off:
+            break
+        retry: dict[int, float] = {}
+        for lat in off:
+            samples[lat] += [(round(final[lat], 4), round(v, 2)) for v in achieved[lat]]
+            retry[lat] = _corrected(samples[lat], final[lat], _mean(achieved[lat]), settings)
+            final[lat] = retry[lat]
+            rounds[lat] += 1
+        again = measure(retry, settings.n_verify)
+        achieved.update(again)
+        texts.update(getattr(measure, "last_texts", {}) or {})
+    return achieved, texts
 
 
 def _mean(values: Sequence[float]) -> float:

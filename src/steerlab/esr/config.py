@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from steerlab.errors import SteerlabError, check_fields
+from steerlab.esr.calibration import ESTIMATORS
 
 DETECTOR_RULES = ("contrast", "strict")
 DETECTOR_SPANS = ("answer", "all")
@@ -71,7 +72,7 @@ class EsrConfig:
     calib_prior_mean: float | None = None  # None = calib_upper / 8
     calib_prior_std: float | None = None  # None = calib_upper / 4
     calib_max_new_tokens: int | None = None  # tokens per calibration answer; None = max_new_tokens
-    calib_estimator: str = "isotonic"  # "isotonic" (every search trial) or "median" (the original's posterior median)
+    calib_estimator: str = "logistic"  # "logistic" (shared-slope fit), "isotonic" or "median" (the original's)
     n_detectors: int = 16
     detector_min_auc: float = 0.7
     detector_cut: str = (
@@ -133,8 +134,10 @@ class EsrConfig:
             math.isfinite(self.judge_temperature) and 0.0 <= self.judge_temperature <= 2.0
         ):
             raise SteerlabError(f"The judge temperature must be a number from 0 to 2; got {self.judge_temperature}.")
-        if self.calib_estimator not in ("isotonic", "median"):
-            raise SteerlabError(f"calib_estimator must be 'isotonic' or 'median'; got '{self.calib_estimator}'.")
+        if self.calib_estimator not in ESTIMATORS:
+            raise SteerlabError(
+                f"calib_estimator must be one of {', '.join(ESTIMATORS)}; got '{self.calib_estimator}'."
+            )
         if self.calib_max_new_tokens is not None and self.calib_max_new_tokens < 1:
             raise SteerlabError(f"calib_max_new_tokens must be at least 1; got {self.calib_max_new_tokens}.")
         if self.ablation_layer not in ("feature", "steering"):

@@ -269,8 +269,10 @@ def write_report(run_dir: str | Path) -> Path:
                 f"Calibration (target first-attempt score {summary.get('target')})",
                 image=plots.calibration_plot(ts, summary.get("target") or 30.0),
                 text=(
-                    f"probabilistic bisection chooses where to measure; the threshold is where a decreasing isotonic fit of every "
-                    f"search trial crosses the target (the posterior median when the trials never bracket it). Settings "
+                    f"probabilistic bisection chooses where to measure; the threshold is where the fitted score curve crosses "
+                    f"the target ('logistic': one slope shared by all latents, fitted to every trial, refined by each check "
+                    f"but the last; 'isotonic': a decreasing fit per latent; the posterior median when the trials never "
+                    f"bracket it). Settings "
                     f"{json.dumps(cal['settings'])}; {cal['cached']} of {len(ts)} thresholds from the cache. The score at the threshold "
                     f"is a separate check on fresh prompts."
                 ),
