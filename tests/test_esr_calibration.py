@@ -13,6 +13,7 @@ from steerlab.esr.calibration import (
     calibrate,
     decreasing_isotonic,
     isotonic_root,
+    pooled_step,
     shared_slope_roots,
 )
 
@@ -171,3 +172,20 @@ def test_logistic_estimate_holds_the_target_on_all_or_nothing_trials():
 def test_unknown_estimator_is_one_sentence():
     with pytest.raises(SteerlabError, match="logistic, isotonic, median"):
         CalibrationSettings(estimator="spline")
+
+
+def test_pooled_step_moves_all_thresholds_only_for_a_real_miss():
+    """A pooled check far below the target (steering too strong) gives a negative step in log boost sized by the
+    fitted slope; a miss within two standard errors gives none."""
+    import math
+
+    samples = {
+        lat: [(b, 100 / (1 + math.exp(5 * (math.log(b) - math.log(10.0 + lat))))) for b in (4, 7, 10, 13, 18, 25)]
+        for lat in range(4)
+    }
+    settings = CalibrationSettings(target=30, lower=0, upper=100)
+    low = {lat: [0.0, 10.0, 20.0, 12.0, 18.0, 14.0, 16.0, 10.0] for lat in range(4)}  # pooled 12.5, SE ~1.1
+    step = pooled_step(low, samples, settings)
+    assert step == pytest.approx((12.5 - 30) / (100 * 5 * 0.3 * 0.7), rel=0.05)
+    noisy = {lat: [0.0, 100.0, 0.0, 100.0, 0.0, 0.0, 100.0, 0.0] for lat in range(4)}  # pooled 37.5, SE ~8.8
+    assert pooled_step(noisy, samples, settings) == 0.0

@@ -176,6 +176,13 @@ def isotonic_root(points: Sequence[tuple[float, float]], target: float) -> float
 def shared_slope_roots(
     samples: dict[int, Sequence[tuple[float, float]]], target: float, lower: float, upper: float
 ) -> dict[int, float | None]:
+    """Each latent's boost where its fitted curve crosses `target`; see `shared_slope_fit` (None where it cannot)."""
+    return shared_slope_fit(samples, target, lower, upper)[0]
+
+
+def shared_slope_fit(
+    samples: dict[int, Sequence[tuple[float, float]]], target: float, lower: float, upper: float
+) -> tuple[dict[int, float | None], float]:
     """Each latent's boost where its fitted curve crosses `target` (0-100); None where the fit cannot place it.
 
     The curve is score = 100·sigmoid(−s·(log boost − m_latent)): a midpoint per latent and one slope s > 0 for
@@ -189,14 +196,14 @@ def shared_slope_roots(
         upper: the search's upper bound.
 
     Returns:
-        {latent: boost or None}.
+        ({latent: boost or None}, the fitted slope s).
     """
     from scipy.optimize import minimize
     from scipy.special import expit
 
     lats = [lat for lat in samples if samples[lat]]
     if not lats:
-        return {lat: None for lat in samples}
+        return {lat: None for lat in samples}, 5.0
     floor = max(lower, 1e-3 * upper)
     x = np.array([math.log(max(b, floor)) for lat in lats for b, _ in samples[lat]])
     y = np.clip(np.array([v / 100.0 for lat in lats for _, v in samples[lat]]), 0.0, 1.0)
@@ -233,7 +240,7 @@ def shared_slope_roots(
         bracketed = max(scores) >= target > min(scores)
         root = math.exp(mids[i] - logit / slope)
         out[lat] = root if bracketed and lower <= root <= upper else None
-    return out
+    return out, slope
 
 
 def calibrate(
@@ -299,7 +306,7 @@ def _estimate(
 ) -> tuple[dict[int, float], dict[int, str]]:
     """({latent: boost}, {latent: how}) from the samples so far, the posterior median where the estimator fails."""
     if settings.estimator == "logistic":
-        roots = shared_slope_roots(samples, settings.target, settings.lower, settings.upper)
+        roots, _ = shared_slope_fit(samples, settings.target, settings.lower, settings.upper)
     elif settings.estimator == "isotonic":
         roots = {lat: isotonic_root(pts, settings.target) for lat, pts in samples.items()}
     else:
@@ -316,20 +323,68 @@ def _estimate(
 
 def _logistic_checks(measure, samples, searches, settings, final, how, rounds):
     """Check every latent at its threshold `corrections` times (at least once); each check but the last joins the
-    samples and the fit is redone, so the last check is measured at the final thresholds."""
+    samples and the fit is redone, so the last check is measured at the final thresholds.
+
+    Then the pooled check: the mean of the last check over all latents is an unbiased reading of where the run
+    lands, while the fit can be biased when the curves are not logistic (the ESR organism's are not). When that
+    mean misses the target by more than twice its standard error, every threshold moves by one common factor
+    (the fitted slope turns the miss into a step in log boost) and all are checked again, up to `corrections`
+    times. Noise alone triggers it about one run in twenty.
+    """
     checks = max(1, settings.corrections)
     for i in range(checks):
         achieved = measure(dict(final), settings.n_verify)
         texts = dict(getattr(measure, "last_texts", {}) or {})
-        for lat, scores in achieved.items():
-            samples[lat] += [(round(final[lat], 4), round(v, 2)) for v in scores]
+        _add_samples(samples, final, achieved)
         if i < checks - 1:
             refit, refit_how = _estimate(samples, searches, settings)
             for lat in final:
                 rounds[lat] += int(refit[lat] != final[lat])
             final.update(refit)
             how.update(refit_how)
+    for _ in range(settings.corrections):
+        step = pooled_step(achieved, samples, settings)
+        if step == 0.0:
+            break
+        for lat in final:
+            final[lat] = round(min(max(final[lat] * math.exp(step), settings.lower), settings.upper), 2)
+            rounds[lat] += 1
+        achieved = measure(dict(final), settings.n_verify)
+        texts = dict(getattr(measure, "last_texts", {}) or {})
+        _add_samples(samples, final, achieved)
     return achieved, texts
+
+
+def pooled_step(
+    achieved: dict[int, Sequence[float]],
+    samples: dict[int, Sequence[tuple[float, float]]],
+    settings: CalibrationSettings,
+) -> float:
+    """The common step in log boost that brings the pooled check to the target; 0 when it lies within 2 SE of it.
+
+    Args:
+        achieved: the last check's first scores per latent, all measured at the current thresholds.
+        samples: every (boost, score) so far, for the slope of the shared fit.
+        settings: the target and bounds.
+
+    Returns:
+        The step (negative: weaker steering, to raise the score), or 0.0.
+    """
+    scores = [v for vs in achieved.values() for v in vs]
+    if len(scores) < 2:
+        return 0.0
+    pooled = float(np.mean(scores))
+    se = float(np.std(scores, ddof=1)) / math.sqrt(len(scores))
+    if abs(pooled - settings.target) <= 2.0 * se:
+        return 0.0
+    _, slope = shared_slope_fit(samples, settings.target, settings.lower, settings.upper)
+    p = settings.target / 100.0
+    return (pooled - settings.target) / (100.0 * slope * p * (1.0 - p))
+
+
+def _add_samples(samples, boosts, scores) -> None:
+    for lat, vs in scores.items():
+        samples[lat] += [(round(boosts[lat], 4), round(v, 2)) for v in vs]
 
 
 def _isotonic_checks(measure, samples, settings, final, rounds):

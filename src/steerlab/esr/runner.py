@@ -173,7 +173,7 @@ def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSetting
         "steer_layer": cfg.steer_layer,
         "prompts": stable_int(*res.prompts, modulo=10**12),
         "seed": cfg.seed,
-        "version": 3,
+        "version": 4,
     }
 
 
