@@ -164,9 +164,9 @@ def test_logistic_estimate_holds_the_target_on_all_or_nothing_trials():
     true_scores = [95 * p_on(lat, t.threshold) for lat, t in out.items()]
     assert abs(sum(true_scores) / len(true_scores) - 30) <= 5, true_scores
     assert sum(t.estimate == "logistic" for t in out.values()) >= 10
-    assert len(calls) == 6 + 2  # the search, then two checks (the first refines the fit)
+    assert len(calls) == 6 + 2 + 1  # the search, two checks (the first refines the fit), the pooled step's check
     assert {lat: t.threshold for lat, t in out.items()} == calls[-1]  # achieved was measured at the final thresholds
-    assert all(len(t.samples) == 6 * 4 + 2 * 8 for t in out.values())
+    assert all(len(t.samples) == 6 * 4 + 3 * 8 for t in out.values())
 
 
 def test_unknown_estimator_is_one_sentence():
@@ -174,9 +174,9 @@ def test_unknown_estimator_is_one_sentence():
         CalibrationSettings(estimator="spline")
 
 
-def test_pooled_step_moves_all_thresholds_only_for_a_real_miss():
+def test_pooled_step_is_the_check_shrunk_toward_the_fit():
     """A pooled check far below the target (steering too strong) gives a negative step in log boost sized by the
-    fitted slope; a miss within two standard errors gives none."""
+    fitted slope; a precise check moves almost all the way, a noisy one less (shrunk toward the fit)."""
     import math
 
     samples = {
@@ -186,6 +186,8 @@ def test_pooled_step_moves_all_thresholds_only_for_a_real_miss():
     settings = CalibrationSettings(target=30, lower=0, upper=100)
     low = {lat: [0.0, 10.0, 20.0, 12.0, 18.0, 14.0, 16.0, 10.0] for lat in range(4)}  # pooled 12.5, SE ~1.1
     step = pooled_step(low, samples, settings)
-    assert step == pytest.approx((12.5 - 30) / (100 * 5 * 0.3 * 0.7), rel=0.05)
+    assert step == pytest.approx(0.97 * (12.5 - 30) / (100 * 5 * 0.3 * 0.7), rel=0.05)
     noisy = {lat: [0.0, 100.0, 0.0, 100.0, 0.0, 0.0, 100.0, 0.0] for lat in range(4)}  # pooled 37.5, SE ~8.8
-    assert pooled_step(noisy, samples, settings) == 0.0
+    weight = 36 / (36 + 8.8**2)
+    assert pooled_step(noisy, samples, settings) == pytest.approx(weight * 7.5 / (100 * 5 * 0.21), rel=0.1)
+    assert pooled_step(noisy, samples, CalibrationSettings(target=30, lower=0, upper=100, fit_error_sd=0)) == 0.0

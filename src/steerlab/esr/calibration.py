@@ -51,6 +51,8 @@ class CalibrationSettings:
     estimator: str = "logistic"  # "logistic" (shared-slope fit), "isotonic" (per latent) or "median" (the original's)
     tolerance: float = 8.0  # isotonic: a final check off the target by more than this is corrected (0 = no correction)
     corrections: int = 2  # isotonic: correction rounds; logistic: checks, each but the last refining the fit
+    pooled_rounds: int = 1  # logistic: pooled steps after the checks, each followed by a check of every latent
+    fit_error_sd: float = 6.0  # logistic: prior SD (score points) of the fit's error at the thresholds, for the step
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 100.0:
@@ -61,6 +63,8 @@ class CalibrationSettings:
             raise SteerlabError(
                 f"The calibration upper bound ({self.upper:g}) must exceed the lower bound ({self.lower:g})."
             )
+        if self.pooled_rounds < 0 or not (math.isfinite(self.fit_error_sd) and self.fit_error_sd >= 0):
+            raise SteerlabError("Calibration pooled_rounds and fit_error_sd must be finite and at least 0.")
         if self.estimator not in ESTIMATORS:
             raise SteerlabError(
                 f"The calibration estimator must be one of {', '.join(ESTIMATORS)}; got '{self.estimator}'."
@@ -325,11 +329,11 @@ def _logistic_checks(measure, samples, searches, settings, final, how, rounds):
     """Check every latent at its threshold `corrections` times (at least once); each check but the last joins the
     samples and the fit is redone, so the last check is measured at the final thresholds.
 
-    Then the pooled check: the mean of the last check over all latents is an unbiased reading of where the run
-    lands, while the fit can be biased when the curves are not logistic (the ESR organism's are not). When that
-    mean misses the target by more than twice its standard error, every threshold moves by one common factor
-    (the fitted slope turns the miss into a step in log boost) and all are checked again, up to `corrections`
-    times. Noise alone triggers it about one run in twenty.
+    Then the pooled step: the mean of the last check over all latents is an unbiased but noisy reading of where
+    the run lands, while the fit is precise but can be biased when the curves are not logistic (the ESR
+    organism's are not). The two are combined by their variances (`fit_error_sd` against the check's standard
+    error), every threshold moves by one common factor toward the combined estimate's target (the fitted slope
+    turns the miss into a step in log boost), and all are checked again; `pooled_rounds` times.
     """
     checks = max(1, settings.corrections)
     for i in range(checks):
@@ -342,7 +346,7 @@ def _logistic_checks(measure, samples, searches, settings, final, how, rounds):
                 rounds[lat] += int(refit[lat] != final[lat])
             final.update(refit)
             how.update(refit_how)
-    for _ in range(settings.corrections):
+    for _ in range(settings.pooled_rounds):
         step = pooled_step(achieved, samples, settings)
         if step == 0.0:
             break
@@ -360,7 +364,11 @@ def pooled_step(
     samples: dict[int, Sequence[tuple[float, float]]],
     settings: CalibrationSettings,
 ) -> float:
-    """The common step in log boost that brings the pooled check to the target; 0 when it lies within 2 SE of it.
+    """The common step in log boost toward the target, from the pooled check shrunk toward the fit's prediction.
+
+    At the thresholds the fit predicts the target; the check reads `pooled` with standard error `se`. Their
+    precision-weighted mean misses the target by w·(pooled − target), w = fit_error_sd² / (fit_error_sd² + se²),
+    and the step undoes that miss along the fitted curve.
 
     Args:
         achieved: the last check's first scores per latent, all measured at the current thresholds.
@@ -368,18 +376,17 @@ def pooled_step(
         settings: the target and bounds.
 
     Returns:
-        The step (negative: weaker steering, to raise the score), or 0.0.
+        The step (negative: weaker steering, to raise the score); 0.0 with fewer than two scores.
     """
     scores = [v for vs in achieved.values() for v in vs]
     if len(scores) < 2:
         return 0.0
     pooled = float(np.mean(scores))
     se = float(np.std(scores, ddof=1)) / math.sqrt(len(scores))
-    if abs(pooled - settings.target) <= 2.0 * se:
-        return 0.0
+    weight = settings.fit_error_sd**2 / (settings.fit_error_sd**2 + se**2) if settings.fit_error_sd > 0 else 0.0
     _, slope = shared_slope_fit(samples, settings.target, settings.lower, settings.upper)
     p = settings.target / 100.0
-    return (pooled - settings.target) / (100.0 * slope * p * (1.0 - p))
+    return weight * (pooled - settings.target) / (100.0 * slope * p * (1.0 - p))
 
 
 def _add_samples(samples, boosts, scores) -> None:
