@@ -382,3 +382,56 @@ def test_an_unknown_public_harmful_set_names_the_sets_that_exist():
     ):
         load_public_harmful("builtin")  # the offline set is a function, not a name here
     assert len(harmful_prompts()) > 0
+
+
+def test_find_seeds_resumes_finished_seeds_and_redoes_changed_ones(tiny_factory, tmp_path, monkeypatch):
+    from steerlab.circuits import runs
+
+    model = tiny_factory("llama")
+    data = backdoor_data(n_train=8, n_test=4)
+    cfg = FindConfig({"head": 0.25, "neuron": 0.05}, steps=2, batch_size=1, ablation="zero")
+    first = runs.find_seeds(model, lambda: backdoor_terms(data), cfg, [0], tmp_path, progress=False)
+    trained: list[int] = []
+    real = runs.find_circuit
+
+    def counting(model, terms, cfg, *a, **k):
+        trained.append(cfg.seed)
+        return real(model, terms, cfg, *a, **k)
+
+    monkeypatch.setattr(runs, "find_circuit", counting)
+    again = runs.find_seeds(model, lambda: backdoor_terms(data), cfg, [0, 1], tmp_path, progress=False)
+    assert trained == [1]  # seed 0 was read back, only seed 1 was trained
+    assert again.circuits[0].units == first.circuits[0].units and again.jaccard is not None
+    assert (tmp_path / "circuit.seed1.json").is_file() and (tmp_path / "masks.seed1.safetensors").is_file()
+    runs.find_seeds(model, lambda: backdoor_terms(data, {"suff": 0}), cfg, [0], tmp_path, progress=False)
+    assert trained == [1, 0]  # other objective weights: not the same search, so seed 0 is found again
+    cfg.steps = 3
+    runs.find_seeds(model, lambda: backdoor_terms(data, {"suff": 0}), cfg, [0], tmp_path, progress=False)
+    assert trained == [1, 0, 0]  # another config, likewise
+
+
+def test_a_stopped_mask_search_resumes_from_its_checkpoint_exactly(tiny_factory, tmp_path):
+    from steerlab.circuits.find import Checkpoint
+
+    model = tiny_factory("llama")
+    data = backdoor_data(n_train=8, n_test=4)
+    cfg = FindConfig({"head": 0.25, "neuron": 0.05}, steps=4, batch_size=1, ablation="zero")
+    whole = find_circuit(model, backdoor_terms(data), cfg, progress=False)
+
+    class Stop(Checkpoint):
+        def save(self, state):
+            super().save(state)
+            raise KeyboardInterrupt  # the job is stopped right after its first checkpoint
+
+    key = {"search": "a"}
+    with pytest.raises(KeyboardInterrupt):
+        find_circuit(model, backdoor_terms(data), cfg, progress=False, checkpoint=Stop(tmp_path / "p.pt", key, 2))
+    assert Checkpoint(tmp_path / "p.pt", key).load()["step"] == 2
+    assert Checkpoint(tmp_path / "p.pt", {"search": "b"}).load() is None  # another search's state is not used
+    resumed = find_circuit(
+        model, backdoor_terms(data), cfg, progress=False, checkpoint=Checkpoint(tmp_path / "p.pt", key)
+    )
+    assert [h["step"] for h in resumed.history] == [0, 1, 2, 3]
+    for kind in whole.masks.logits:
+        assert torch.equal(whole.masks.logits[kind], resumed.masks.logits[kind])
+    assert resumed.circuit.units == whole.circuit.units

@@ -194,3 +194,22 @@ def test_cli_find_compat_safeseek_then_ablate(tmp_path, run_cli):
 def test_bad_input_is_one_sentence(args, message, run_cli):
     code, text = run_cli(*args)
     assert code == 2 and message in text and "Traceback" not in text
+
+
+def test_default_schedule_lets_a_unit_enter_the_circuit():
+    # a logit pushed the same way at every step must be able to cross 0 (σ > 0.5) from its init within the
+    # default training length (the organism's 96 training pairs in batches of 4, for the default epochs)
+    from steerlab.circuits.safeseek import mask_optimizer
+
+    cfg = SafeSeekConfig()
+    steps = cfg.epochs * (96 // cfg.batch_size)
+    z = torch.nn.Parameter(torch.full((1,), cfg.init))
+    opt, sched = mask_optimizer([z], cfg.lr, steps)
+    crossed = None
+    for step in range(steps):
+        z.grad = torch.full((1,), -1e-3)  # small and steady, as the task gradient of one unit
+        opt.step()
+        sched.step()
+        if crossed is None and float(z) > 0:
+            crossed = step
+    assert crossed is not None and crossed < steps // 2, (crossed, float(z))

@@ -7,9 +7,11 @@ the Lagrange multipliers (gradient ascent). Model weights are frozen and get no 
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -21,6 +23,7 @@ from steerlab.circuits.objectives import Term, fill_teachers, kl_loss, unlikelih
 from steerlab.circuits.units import Circuit
 from steerlab.errors import SteerlabError, check_fields
 from steerlab.models.loading import Model
+from steerlab.paths import atomic_path
 from steerlab.progress import progress_bar
 
 
@@ -66,6 +69,31 @@ class FindConfig:
         check_fraction(self.warm_fraction, "warm-up fraction")
         if self.layers is not None and not self.layers:
             raise SteerlabError("The layer list is empty; give at least one layer to search, or none for all.")
+
+
+@dataclass
+class Checkpoint:
+    """A mask search's saved state (masks, multipliers, both optimisers, RNGs, history), written every `every`
+    steps; `key` says which search it belongs to, and a file with another key is ignored (and overwritten)."""
+
+    path: Path
+    key: dict
+    every: int = 10
+
+    def load(self) -> dict | None:
+        """The saved state of this search, or None when there is none (or it belongs to another search)."""
+        if not self.path.is_file():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        return state if state.get("key") == json.loads(json.dumps(self.key, default=str)) else None
+
+    def save(self, state: dict) -> None:
+        """Write the state atomically (a stop mid-write leaves the previous checkpoint)."""
+        with atomic_path(self.path) as tmp:
+            torch.save(state | {"key": json.loads(json.dumps(self.key, default=str))}, tmp)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -147,7 +175,13 @@ def attribution_warm_start(
 
 
 def find_circuit(
-    model: Model, terms: Sequence[Term], cfg: FindConfig, means: Means | None = None, progress: bool = True, **meta
+    model: Model,
+    terms: Sequence[Term],
+    cfg: FindConfig,
+    means: Means | None = None,
+    progress: bool = True,
+    checkpoint: Checkpoint | None = None,
+    **meta,
 ) -> FindResult:
     """Train masks on the terms and extract the top round(target × n) units per kind.
 
@@ -157,6 +191,8 @@ def find_circuit(
         cfg: the mask parameterisation, targets per kind, layers, ablation, steps, learning rate and seed.
         means: per-unit mean activations, required when cfg.ablation is "mean".
         progress: show a progress bar.
+        checkpoint: where to save the training state every few steps and resume it from (a long CPU search
+            then survives being stopped); None = no checkpoints.
         **meta: extra fields recorded in the circuit (e.g. scenario="backdoor").
 
     Returns:
@@ -175,15 +211,24 @@ def find_circuit(
         model.arch.check_layer(layer)
     masks = UnitMasks(model, kinds, cfg.param, cfg.init_p)
     lagrangian = Lagrangian(kinds)
-    if cfg.attribution_batches > 0:
+    state = checkpoint.load() if checkpoint is not None else None
+    if cfg.attribution_batches > 0 and state is None:
         attribution_warm_start(model, masks, terms, cfg, means, rng)
     opt = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
     opt_lam = torch.optim.Adam(lagrangian.parameters(), lr=cfg.lr, maximize=True)
+    modules = {"masks": masks, "lagrangian": lagrangian, "opt": opt, "opt_lam": opt_lam}
     history: list[dict] = []
+    first, before = 0, 0.0
+    if state is not None:
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, first, before = state["history"], state["step"], state["seconds"]
     start = time.perf_counter()
     with progress_bar(progress) as bar:
-        task = bar.add_task("masks", total=cfg.steps, info="")
-        for step in range(cfg.steps):
+        task = bar.add_task("masks", total=cfg.steps, completed=first, info="")
+        for step in range(first, cfg.steps):
             picks = [[rng.randrange(len(t.pairs)) for _ in range(cfg.batch_size)] for t in terms]
             task_loss, parts = mask_step(model, masks.sample(), terms, picks, cfg.ablation, means, cfg.layers)
             expected = masks.expected_l0(cfg.layers)
@@ -207,7 +252,18 @@ def find_circuit(
                 + " ".join(f"E[{k}] {record['l0_' + k]:.3%}" for k in expected)
             )
             bar.update(task, advance=1, info=info)
-    seconds = time.perf_counter() - start
+            if checkpoint is not None and (step + 1) % checkpoint.every == 0 and step + 1 < cfg.steps:
+                checkpoint.save(
+                    {name: module.state_dict() for name, module in modules.items()}
+                    | {
+                        "rng": rng.getstate(),
+                        "torch_rng": torch.get_rng_state(),
+                        "history": history,
+                        "step": step + 1,
+                        "seconds": before + time.perf_counter() - start,
+                    }
+                )
+    seconds = before + time.perf_counter() - start
     circuit = masks.extract(
         model,
         cfg.targets,

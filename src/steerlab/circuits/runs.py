@@ -8,6 +8,7 @@ found, sized and tested on its own, and the seeds' selected circuits can be comp
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Callable, Sequence
 from steerlab.circuits.ablation import Means
 from steerlab.circuits.data import BackdoorData
 from steerlab.circuits.experiment import select_size, sweep_sizes
-from steerlab.circuits.find import FindConfig, find_circuit
+from steerlab.circuits.find import Checkpoint, FindConfig, find_circuit
 from steerlab.circuits.masks import load_logits, save_logits
 from steerlab.circuits.objectives import Term
 from steerlab.circuits.units import Circuit, jaccard
@@ -117,22 +118,51 @@ def find_seeds(
     circuits, paths = [], []
     for seed in seeds:
         cfg.seed = seed
-        result = find_circuit(model, terms_of(), cfg, means, progress=progress, scenario=scenario)
+        terms = terms_of()
         suffix = "" if seed == seeds[0] else f".seed{seed}"
-        paths.append(result.circuit.save(out / f"circuit{suffix}.json"))
+        record = find_record(model, cfg, terms, scenario, data_meta)
+        done = finished_seed(out, suffix, record)
+        if done is not None:  # resume: this seed's files exist and were written by the same search
+            circuits.append(done)
+            paths.append(out / f"circuit{suffix}.json")
+            continue
+        checkpoint = Checkpoint(out / f"find{suffix}.partial.pt", record)
+        result = find_circuit(model, terms, cfg, means, progress=progress, checkpoint=checkpoint, scenario=scenario)
         save_logits(result.masks, out / f"masks{suffix}.safetensors")
-        write_json(
-            out / f"find{suffix}.json",
-            {
-                "config": cfg.__dict__,
-                "scenario": scenario,
-                "data": data_meta or {},
-                "history": result.history,
-                "seconds": result.seconds,
-            },
-        )
+        write_json(out / f"find{suffix}.json", record | {"history": result.history, "seconds": result.seconds})
+        paths.append(result.circuit.save(out / f"circuit{suffix}.json"))  # written last: it marks the seed done
+        checkpoint.remove()
         circuits.append(result.circuit)
     return SeedRun.of(circuits, paths)
+
+
+def find_record(
+    model: Model, cfg: FindConfig, terms: Sequence[Term], scenario: str, data_meta: dict | None = None
+) -> dict:
+    """What identifies one seed's search in find{S}.json: the model, the config, the scenario and the objective terms."""
+    return {
+        "model": model.name,
+        "config": dict(cfg.__dict__),
+        "scenario": scenario,
+        "data": data_meta or {},
+        "terms": [{"name": t.name, "weight": t.weight, "pairs": len(t.pairs)} for t in terms],
+    }
+
+
+def finished_seed(out: Path, suffix: str, record: dict) -> Circuit | None:
+    """The circuit of a seed already found in `out` by the same search (same find record), else None (search again)."""
+    files = [out / f"{stem}{suffix}.{ext}" for stem, ext in (("circuit", "json"), ("masks", "safetensors"))]
+    found = out / f"find{suffix}.json"
+    if not all(f.is_file() for f in [*files, found]):
+        return None
+    try:
+        old = json.loads(found.read_text())
+    except json.JSONDecodeError:
+        return None
+    same = json.loads(json.dumps(record, default=str))
+    if any(old.get(k) != v for k, v in same.items()):
+        return None
+    return Circuit.load(files[0])
 
 
 @dataclass

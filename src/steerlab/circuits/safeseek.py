@@ -138,7 +138,10 @@ class SafeSeekConfig:
     neurons: bool = True
     epochs: int = 4
     batch_size: int = 4  # rows per term per step
-    lr: float = 1e-2
+    # 5e-2, not SafeSeek's 1e-2: SafeSeek runs 1,000+ steps; our 4 epochs of 96 pairs are 96 steps, and Adam moves
+    # a logit by at most about lr per step, so at 1e-2 with linear decay no logit can climb from init −1 past 0
+    # (Σ lr ≈ 0.49) and the circuit is empty; at 5e-2 Σ lr ≈ 2.4.
+    lr: float = 5e-2
     init: float = (
         -1.0
     )  # circuit logit: σ(−1) = 0.27, every unit starts outside the circuit (SafeSeek's keep-logits start at +1)
@@ -236,6 +239,13 @@ class SafeSeekResult:
     seconds: float
 
 
+def mask_optimizer(params: list[torch.Tensor], lr: float, total_steps: int):
+    """SafeSeek's optimiser for the mask logits (the HF Trainer defaults): AdamW without weight decay, lr decaying
+    linearly to 0 over total_steps. Returns (optimizer, scheduler); step both once per training step."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total_steps))
+
+
 def find_safeseek(model: Model, data: BackdoorData, cfg: SafeSeekConfig, progress: bool = True) -> SafeSeekResult:
     """Train SafeSeek-style masks on the backdoor organism's data; the circuit is σ(z) > 0.5 at the best validation epoch."""
     weights = dict(cfg.weights)
@@ -252,14 +262,11 @@ def find_safeseek(model: Model, data: BackdoorData, cfg: SafeSeekConfig, progres
     rng = random.Random(cfg.seed)
     n_layers = model.arch.n_layers
     z = {k: torch.nn.Parameter(torch.full((n_layers, w), cfg.init)) for k, w in widths.items()}
-    opt = torch.optim.AdamW(list(z.values()), lr=cfg.lr, weight_decay=0.0)
     train = _terms(data, data.train_clean[: cfg.n_pairs])
     val = _terms(data, data.val_clean[: cfg.n_val])
     n_train, steps_per_epoch = len(train[0][2]), max(1, len(train[0][2]) // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: max(0.0, 1 - s / total_steps)
-    )  # HF Trainer default: linear decay
+    opt, sched = mask_optimizer(list(z.values()), cfg.lr, total_steps)
     history, best, best_epoch, best_logits = [], float("inf"), -1, {}
     start = time.perf_counter()
     with progress_bar(progress) as bar:

@@ -166,7 +166,7 @@ def find_cmd(
     steps: int = typer.Option(100, "--steps"),
     batch_size: int = typer.Option(4, "--batch-size", help="Rows per objective term per step."),
     lr: Optional[float] = typer.Option(
-        None, "--lr", help="Mask learning rate (default 0.1; 1e-2 with --compat safeseek)."
+        None, "--lr", help="Mask learning rate (default 0.1; 5e-2 with --compat safeseek)."
     ),
     param: str = typer.Option("hard_concrete", help="hard_concrete | sigmoid_ste (SafeSeek-compatible)."),
     ablation: str = typer.Option("mean", help="mean | zero."),
@@ -211,7 +211,7 @@ def find_cmd(
             head_mask,
             epochs,
             batch_size,
-            lr if lr is not None else 1e-2,
+            lr,
             weight,
             seed_list,
             n_pairs,
@@ -249,7 +249,7 @@ def _find_safeseek(
     head_mask: str,
     epochs: int,
     batch_size: int,
-    lr: float,
+    lr: Optional[float],
     weight: Optional[List[str]],
     seeds: list[int],
     n_pairs: Optional[int],
@@ -265,7 +265,14 @@ def _find_safeseek(
     if head_mask not in ("pre", "post", "none"):
         raise SteerlabError(f"Unknown head mask '{head_mask}'; choose pre, post or none.")
     weights = SafeSeekConfig().weights | parse_weights(weight)
-    cfg = SafeSeekConfig(heads=head_mask, epochs=epochs, batch_size=batch_size, lr=lr, n_pairs=n_pairs, weights=weights)
+    cfg = SafeSeekConfig(
+        heads=head_mask,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr if lr is not None else SafeSeekConfig.lr,
+        n_pairs=n_pairs,
+        weights=weights,
+    )
     _, data = _organism_data(model, organism)
     m = load(model)
     unit_widths(m, head_mask)
