@@ -270,9 +270,9 @@ def write_report(run_dir: str | Path) -> Path:
                 image=plots.calibration_plot(ts, summary.get("target") or 30.0),
                 text=(
                     f"probabilistic bisection chooses where to measure; the threshold is where the fitted score curve crosses "
-                    f"the target ('logistic': one slope shared by all latents, fitted to every trial, refined by each check "
-                    f"but the last; 'isotonic': a decreasing fit per latent; the posterior median when the trials never "
-                    f"bracket it). Settings "
+                    f"the target ('logistic': one slope shared by all latents, fitted to every trial and refined by a check, "
+                    f"then every threshold moved by one common step from a pooled check shrunk toward the fit; 'isotonic': "
+                    f"a decreasing fit per latent; the posterior median when the trials never bracket it). Settings "
                     f"{json.dumps(cal['settings'])}; {cal['cached']} of {len(ts)} thresholds from the cache. The score at the threshold "
                     f"is a separate check on fresh prompts."
                 ),
