@@ -14,7 +14,7 @@ from steerlab.esr.calibration import (
     decreasing_isotonic,
     isotonic_root,
     pooled_step,
-    shared_slope_roots,
+    shared_slope_fit,
 )
 
 
@@ -119,7 +119,7 @@ def test_threshold_round_trips_through_dict():
     assert Threshold.from_dict(t.to_dict()) == t
 
 
-def test_shared_slope_roots_recover_planted_curves():
+def test_shared_slope_fit_recovers_planted_curves():
     """Noise-free soft scores on score = 100·sigmoid(-6·(log b - log m)): each latent's 30-point root is exact."""
     import math
 
@@ -128,12 +128,12 @@ def test_shared_slope_roots_recover_planted_curves():
         lat: [(b, 100 / (1 + math.exp(6 * (math.log(b) - math.log(m))))) for b in (2, 4, 6, 8, 10, 14, 20, 30, 45)]
         for lat, m in mids.items()
     }
-    roots = shared_slope_roots(samples, 30.0, 0.0, 100.0)
+    roots, _ = shared_slope_fit(samples, 30.0, 0.0, 100.0)
     for lat, m in mids.items():
         assert roots[lat] == pytest.approx(m * math.exp(math.log(70 / 30) / 6), rel=0.02)
     # never below the target: not bracketed, no root; outside the bounds: no root
-    assert shared_slope_roots({0: [(1.0, 90.0), (2.0, 80.0)]}, 30.0, 0.0, 100.0) == {0: None}
-    assert shared_slope_roots(samples, 30.0, 0.0, 9.0)[2] is None
+    assert shared_slope_fit({0: [(1.0, 90.0), (2.0, 80.0)]}, 30.0, 0.0, 100.0)[0] == {0: None}
+    assert shared_slope_fit(samples, 30.0, 0.0, 9.0)[0][2] is None
 
 
 def test_logistic_estimate_holds_the_target_on_all_or_nothing_trials():

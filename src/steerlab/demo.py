@@ -23,7 +23,7 @@ CONDITIONS = ("steered", "baseline", "meta:self_monitor", "ablate", "random")
 # Detectors: AUC ≥ 0.6 and above the best AUC chance reaches over all latents (the default "chance" cut).
 # Fifteen prompts per latent, one seed each (90 answers per condition): first scores are nearly all 0 or 100 and
 # depend on the prompt as much as on the seed (in the 6 x 5 x 2 design, between-prompt variance was as large as
-# within), so distinct prompts shrink the spread of the steered mean most: its SD is ~4 points instead of ~6.6.
+# within), so distinct prompts shrink the spread of the steered mean most: its predicted SD is ~4 points instead of ~6.6.
 FULL = dict(
     n_latents=6,
     spare_latents=3,

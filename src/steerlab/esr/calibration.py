@@ -11,7 +11,8 @@ few noisy steps leave the posterior median off the root. Two estimators use ever
   midpoint m but a slope s shared by all latents of the run, fitted to every trial of every latent; each
   latent's threshold is where its curve crosses the target. Sharing the slope pools the run's trials, so a
   latent's 24-40 noisy trials estimate one number (its midpoint) instead of a whole curve. The fit is
-  refined with each final check's trials, and the last check, at the final thresholds, is what is reported.
+  refined with a check's trials; then all thresholds move by one common step from a pooled check shrunk
+  toward the fit, and the last check, at the final thresholds, is what is reported.
 - "isotonic": a decreasing isotonic curve per latent, where it crosses the target; a final check off by
   more than `tolerance` is corrected.
 Only when the measurements never bracket the target do we keep the posterior median (recorded in `estimate`).
@@ -177,13 +178,6 @@ def isotonic_root(points: Sequence[tuple[float, float]], target: float) -> float
     return None
 
 
-def shared_slope_roots(
-    samples: dict[int, Sequence[tuple[float, float]]], target: float, lower: float, upper: float
-) -> dict[int, float | None]:
-    """Each latent's boost where its fitted curve crosses `target`; see `shared_slope_fit` (None where it cannot)."""
-    return shared_slope_fit(samples, target, lower, upper)[0]
-
-
 def shared_slope_fit(
     samples: dict[int, Sequence[tuple[float, float]]], target: float, lower: float, upper: float
 ) -> tuple[dict[int, float | None], float]:
@@ -277,7 +271,7 @@ def calibrate(
             mean = sum(scores[lat]) / len(scores[lat])
             s.update(boosts[lat], mean / 100.0, settings.target / 100.0, settings.confidence_weight)
             history[lat].append((round(boosts[lat], 4), round(mean, 2)))
-            samples[lat] += [(round(boosts[lat], 4), round(v, 2)) for v in scores[lat]]
+        _add_samples(samples, boosts, scores)
         if on_step:
             on_step(step)
     final, how = _estimate(samples, searches, settings)
@@ -404,8 +398,8 @@ def _isotonic_checks(measure, samples, settings, final, rounds):
         if not off:
             break
         retry: dict[int, float] = {}
+        _add_samples(samples, final, {lat: achieved[lat] for lat in off})
         for lat in off:
-            samples[lat] += [(round(final[lat], 4), round(v, 2)) for v in achieved[lat]]
             retry[lat] = _corrected(samples[lat], final[lat], _mean(achieved[lat]), settings)
             final[lat] = retry[lat]
             rounds[lat] += 1
