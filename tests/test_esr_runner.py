@@ -293,3 +293,42 @@ def test_vllm_trial_runner_uses_the_one_trial_batch_builder(tiny_factory):
     clamp = seen[0][0][1]
     assert clamp.sae.layer == 0 and seen[0][0][0].layer == 0  # ablation moved to the steering layer, as configured
     assert [kw["seeds"] for _, kw in seen] == [[1, 2], [3]] and seen[0][1]["max_new_tokens"] == 5
+
+
+def test_run_folder_thresholds_are_reused_only_under_the_same_calibration(res, tmp_path):
+    """calibration.json carries its key: reused when it matches, refused once trials ran, redone before that."""
+    from steerlab.errors import SteerlabError
+    from steerlab.esr.runner import resolve_thresholds
+
+    cfg = tiny_cfg()
+    run = tmp_path / "run"
+    run.mkdir()
+    resolve_thresholds(res, cfg, [3, 7], run)
+    path = run / "calibration.json"
+    saved = json.loads(path.read_text())
+    assert saved["key"]["judge"] == "test:length" and saved["key"]["rubric"] == "t1"
+    saved["thresholds"]["3"]["threshold"] = 123.0  # a marker: only the folder's file holds this value
+    path.write_text(json.dumps(saved))
+    assert resolve_thresholds(res, cfg, [3, 7], run)[3].threshold == 123.0
+
+    class NewRubric(LengthJudge):
+        rubric_version = "t2"
+
+    res2 = Resources(**{**res.__dict__, "judge": NewRubric()})
+    (run / "run.sqlite").write_bytes(b"")  # trials already ran here, at the old thresholds
+    with pytest.raises(
+        SteerlabError, match=r"calibrated with a different config \(calibration inputs changed: rubric\)"
+    ):
+        resolve_thresholds(res2, cfg, [3, 7], run)
+    (run / "run.sqlite").unlink()  # no trials yet: the folder is recalibrated under the new key
+    fresh = resolve_thresholds(res2, cfg, [3, 7], run)
+    assert fresh[3].threshold != 123.0 and json.loads(path.read_text())["key"]["rubric"] == "t2"
+
+    legacy = json.loads(path.read_text())  # a file written before keys were saved: judged by its settings
+    del legacy["key"]
+    legacy["thresholds"]["3"]["threshold"] = 77.0
+    path.write_text(json.dumps(legacy))
+    assert resolve_thresholds(res2, cfg, [3, 7], run)[3].threshold == 77.0
+    legacy["settings"]["steps"] = legacy["settings"]["steps"] + 1
+    path.write_text(json.dumps(legacy))
+    assert resolve_thresholds(res2, cfg, [3, 7], run)[3].threshold != 77.0

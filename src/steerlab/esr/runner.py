@@ -29,7 +29,7 @@ from steerlab.judges.types import Grade, GradeRequest
 from steerlab.models.gguf_cache import cache_root
 from steerlab.paths import write_json
 from steerlab.progress import progress_bar
-from steerlab.store import RunStore
+from steerlab.store import RunStore, differing_keys
 
 
 def _save(run_dir: Path, name: str, data: Any) -> None:
@@ -177,6 +177,37 @@ def calibration_key(res: Resources, cfg: EsrConfig, settings: CalibrationSetting
     }
 
 
+def _reusable_calibration(
+    saved: dict, key: dict, settings: CalibrationSettings, latents: list[int], run_dir: Path
+) -> bool:
+    """Whether a run folder's calibration.json holds this run's thresholds.
+
+    It does when it names the same latents and was calibrated under the same key (model, SAE, judge, settings,
+    prompts, seed, code version). A file from before keys were saved is judged by its settings alone. A mismatch
+    in a folder whose trials already ran is refused: those trials used the old thresholds, and mixing them with new
+    ones would corrupt the rates. With no trials yet, the caller recalibrates.
+
+    Raises:
+        SteerlabError: the folder's trials were run under a different calibration.
+    """
+    if sorted(int(k) for k in saved["thresholds"]) != sorted(latents):
+        return False
+    old_key = saved.get("key")
+    if old_key is None:
+        changed = ["settings"] if differing_keys({"s": saved.get("settings")}, {"s": settings.__dict__}) else []
+    else:
+        changed = differing_keys(old_key, key)
+    if not changed:
+        return True
+    if (run_dir / "run.sqlite").exists():
+        raise SteerlabError(
+            f"The run in {run_dir} was calibrated with a different config (calibration inputs changed: "
+            f"{', '.join(changed)}) and its trials used those thresholds; resume with the same config, run into a "
+            "new folder, or delete calibration.json and run.sqlite there to start over."
+        )
+    return False
+
+
 def resolve_thresholds(
     res: Resources,
     cfg: EsrConfig,
@@ -191,13 +222,13 @@ def resolve_thresholds(
 
     vllm_runner: calibrate through this esr.vllm_trials.VllmTrialRunner (keyed apart from hf thresholds).
     """
-    saved = _load(run_dir, "calibration.json")
-    if saved is not None and sorted(int(k) for k in saved["thresholds"]) == sorted(latents):
-        return {int(k): Threshold.from_dict(v) for k, v in saved["thresholds"].items()}
     settings = calibration_settings(res, cfg)
     key = calibration_key(res, cfg, settings)
     if vllm_runner is not None:
         key["backend"] = "vllm"
+    saved = _load(run_dir, "calibration.json")
+    if saved is not None and _reusable_calibration(saved, key, settings, latents, run_dir):
+        return {int(k): Threshold.from_dict(v) for k, v in saved["thresholds"].items()}
     cache = cache or ThresholdCache(cache_root() / "esr" / "thresholds.json")
     found = {lat: cache.get(key, lat) for lat in latents}
     missing = [lat for lat, t in found.items() if t is None]
@@ -214,6 +245,7 @@ def resolve_thresholds(
         run_dir,
         "calibration.json",
         {
+            "key": key,
             "settings": settings.__dict__,
             "cached": len(latents) - len(missing),
             "thresholds": {str(k): v.to_dict() for k, v in found.items()},

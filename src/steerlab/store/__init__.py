@@ -5,7 +5,7 @@ The store holds rows only; generating a run's missing trials lives above it (`st
 
 from steerlab.store.export import export, export_jsonl, export_parquet
 from steerlab.store.grades import Attempt, Grade
-from steerlab.store.runstore import RunStore
+from steerlab.store.runstore import RunStore, differing_keys
 from steerlab.store.trial import Trial
 
-__all__ = ["Attempt", "Grade", "RunStore", "Trial", "export", "export_jsonl", "export_parquet"]
+__all__ = ["Attempt", "Grade", "RunStore", "Trial", "differing_keys", "export", "export_jsonl", "export_parquet"]

@@ -31,6 +31,19 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The top-level keys whose JSON values differ between two records (a key missing on one side differs).
+
+    Args:
+        old: one record, e.g. as read back from JSON.
+        new: the other, e.g. freshly built (non-JSON values compare by their str()).
+
+    Returns:
+        The differing keys, sorted; empty when the records are the same.
+    """
+    return sorted(k for k in set(old) | set(new) if _canonical(old.get(k)) != _canonical(new.get(k)))
+
+
 class RunStore:
     """The store of one run directory. Open it with the run config; a different config is refused."""
 
@@ -158,9 +171,7 @@ class RunStore:
         self._write(lambda db: db.execute("INSERT OR IGNORE INTO meta VALUES ('config', ?)", (text,)))
         stored = self.config
         if _canonical(stored) != text:
-            differ = sorted(
-                k for k in set(stored) | set(config) if _canonical(stored.get(k)) != _canonical(config.get(k))
-            )
+            differ = differing_keys(stored, config)
             raise SteerlabError(
                 f"The run in {self.run_dir} was started with a different config (differs in: {', '.join(differ) or '?'}); "
                 "resume with the same config or use a new run directory."
