@@ -14,7 +14,8 @@ Cases (one vector = the same delta on every row; rows = a different latent and s
     tl_bridge          TransformerLens TransformerBridge `generate` + hook on blocks.L.hook_resid_post
     nnsight            nnsight `generate`, `layers[L].output += v` on every step
     steerlab_unsteered / steerlab_steered / steerlab_rows / steerlab_ablate26
-    steerlab_steered_direct steerlab_steered with the direct decode step on (EngineOptions(direct_decode=True))
+    steerlab_steered_sdpa  steerlab_steered with the direct decode step off (EngineOptions(direct_decode=False))
+    steerlab_steered_prefill / steerlab_rows_prefill   the same, one new token: the prompt's prefill alone
     nnsight_rows       nnsight, one invoke per row (its batched form of per-row steering)
     hook_loop_rows     one `generate` + hook per configuration, one row at a time
     full_forward       one plain forward over [batch, new tokens] (no cache): the compute limit every case is shown against
@@ -38,7 +39,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peer_cases import CASES, PEER_CASES, load_workload  # noqa: E402
+from peer_cases import CASES, PEER_CASES, SHARED_PROCESS, load_workload  # noqa: E402
 from peer_report import report  # noqa: E402
 
 
@@ -91,39 +92,41 @@ def _reset_peak() -> None:
         pass
 
 
-def serve_case(name: str, workload_path: Path) -> None:
-    """Child mode: load one case, then answer the parent's commands on stdin, one JSON line each on stdout.
+def serve_case(names: list[str], workload_path: Path) -> None:
+    """Child mode: load the cases of one process, then answer the parent's commands on stdin, one JSON line each.
 
-    `start B` builds the batch-B callable and resets the peak-RSS mark; `run B` times one call.
+    `start B` builds every case's batch-B callable; `run B CASE` times one call of one case, its peak RSS
+    (VmHWM) reset just before, so the reply's peak is that call's own.
     """
     work = load_workload(workload_path)
     t0 = time.perf_counter()
-    make = CASES[name](work)  # loads the model; returns batch -> (callable that returns token rows)
+    makers = {name: CASES[name](work) for name in names}  # loads the model (once per process: peer_cases.shared)
     load_s = time.perf_counter() - t0
-    make(1)()  # warm-up (first-call allocations, lazy imports), untimed
+    for make in makers.values():
+        make(1)()  # warm-up (first-call allocations, lazy imports, packed weights), untimed
     print("REPLY " + json.dumps({"load_s": load_s}), flush=True)
-    fns: dict[int, Any] = {}
+    fns: dict[tuple[str, int], Any] = {}
     for line in sys.stdin:
-        command, batch = line.split()
+        command, batch, *name = line.split()
         batch = int(batch)
         if command == "start":
-            fns[batch] = make(batch)
-            _reset_peak()
+            fns.update({(n, batch): make(batch) for n, make in makers.items()})
             print("REPLY " + json.dumps({"rss_kib": _memory_kib()[0]}), flush=True)
         else:
+            _reset_peak()
             start = time.perf_counter()
-            out = fns[batch]()
+            out = fns[(name[0], batch)]()
             seconds = time.perf_counter() - start
             print("REPLY " + json.dumps({"seconds": seconds, "peak_kib": _memory_kib()[1], "tokens": out}), flush=True)
 
 
 class _Child:
-    """One case's process: loads its model once, then runs timed calls on request."""
+    """One process: loads its cases' model once, then runs timed calls on request."""
 
-    def __init__(self, name: str, python: str, workload: Path):
-        self.name = name
+    def __init__(self, names: list[str], python: str, workload: Path):
+        self.names = names
         self.proc = subprocess.Popen(
-            [python, __file__, "--child", name, "--workload", str(workload)],
+            [python, __file__, "--child", ",".join(names), "--workload", str(workload)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -131,8 +134,8 @@ class _Child:
         )
         self.load_s = self._reply()["load_s"]
 
-    def ask(self, command: str, batch: int) -> dict[str, Any]:
-        self.proc.stdin.write(f"{command} {batch}\n")
+    def ask(self, command: str, batch: int, name: str = "") -> dict[str, Any]:
+        self.proc.stdin.write(f"{command} {batch} {name}\n")
         self.proc.stdin.flush()
         return self._reply()
 
@@ -141,56 +144,82 @@ class _Child:
             if line.startswith("REPLY "):
                 return json.loads(line[6:])
         tail = "\n".join(self.proc.stderr.read().strip().splitlines()[-8:])
-        raise RuntimeError(f"{self.name} exited ({self.proc.wait()}):\n{tail}")
+        raise RuntimeError(f"{'+'.join(self.names)} exited ({self.proc.wait()}):\n{tail}")
 
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
 
 
+def process_groups(cases: list[str]) -> list[list[str]]:
+    """The chosen cases, split into the processes that run them (peer_cases.SHARED_PROCESS; the rest alone)."""
+    groups, placed = [], set()
+    for case in cases:
+        if case in placed:
+            continue
+        group = next((g for g in SHARED_PROCESS if case in g), (case,))
+        members = [c for c in group if c in cases]
+        placed.update(members)
+        groups.append(members)
+    return groups
+
+
 def run_children(args: argparse.Namespace, workload: Path) -> list[dict[str, Any]]:
-    """Every case in its own process, models loaded once; the timed runs interleave across cases (repeat r of
-    every case before repeat r + 1 of any, in a rotating order), so a slow spell of the machine hits all alike."""
-    children: list[_Child] = []
+    """Every case in a process of its own (or of its group), models loaded once; the timed runs interleave across
+    cases (repeat r of every case before repeat r + 1 of any, in a rotating order), so a slow spell of the machine
+    hits all alike."""
+    chosen = []
     for name in args.cases:
         if name in PEER_CASES and not _peer_available(name, args):
             how = {"tl_bridge": "make bench builds .venv-tl"}.get(
                 name, "make bench builds .venv-vllm" if name.startswith("vllm_") else "pip install -e '.[bench]'"
             )
             print(f"  {name:20s} skipped: {PEER_CASES[name]} is not installed ({how})", flush=True)
-            continue
-        python = _python_for(name, args)
+        else:
+            chosen.append(name)
+    children: list[_Child] = []
+    owner: dict[str, _Child] = {}
+    for names in process_groups(chosen):
+        label = "+".join(names)
         try:
-            children.append(_Child(name, python, workload))
-            print(f"  {name:20s} loaded in {children[-1].load_s:.0f} s", flush=True)
+            children.append(_Child(names, _python_for(names[0], args), workload))
+            owner.update({n: children[-1] for n in names})
+            print(f"  {label:20s} loaded in {children[-1].load_s:.0f} s", flush=True)
         except RuntimeError as err:
-            print(f"  {name:20s} FAILED: {err}", flush=True)
+            print(f"  {label:20s} FAILED: {err}", flush=True)
+    cases = [n for n in chosen if n in owner]
     results = []
     try:
         for batch in args.batches:
-            here = [c for c in children if not (c.name == "hook_loop_rows" and batch > args.loop_max_batch)]
-            base = {c.name: c.ask("start", batch)["rss_kib"] for c in here}
-            runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in here}
+            here = [n for n in cases if not (n == "hook_loop_rows" and batch > args.loop_max_batch)]
+            base = {}
+            for c in children:
+                if any(n in here for n in c.names):
+                    rss = c.ask("start", batch)["rss_kib"]
+                    base.update({n: rss for n in c.names})
+            runs: dict[str, list[dict[str, Any]]] = {n: [] for n in here}
             for rep in range(args.repeats):
-                for c in here[rep % len(here) :] + here[: rep % len(here)]:
-                    runs[c.name].append(c.ask("run", batch))
-            for c in here:
-                times = [r["seconds"] for r in runs[c.name]]
+                for name in here[rep % len(here) :] + here[: rep % len(here)]:
+                    runs[name].append(owner[name].ask("run", batch, name))
+            for name in here:
+                times = [r["seconds"] for r in runs[name]]
                 best = min(times)
+                made = sum(len(row) for row in runs[name][0]["tokens"])  # new tokens per call (prefill cases: 1/row)
                 line = {
-                    "case": c.name,
+                    "case": name,
                     "batch": batch,
-                    "tok_s": batch * args.new_tokens / best,
+                    "tok_s": made / best,
                     "best_s": best,
                     "times": times,
-                    "median_tok_s": batch * args.new_tokens / statistics.median(times),
-                    "load_s": c.load_s,
-                    "rss_mib": base[c.name] / 1024,
-                    "peak_mib": runs[c.name][-1]["peak_kib"] / 1024,
-                    "tokens": runs[c.name][0]["tokens"],
+                    "median_tok_s": made / statistics.median(times),
+                    "load_s": owner[name].load_s,
+                    "rss_mib": base[name] / 1024,
+                    "peak_mib": max(r["peak_kib"] for r in runs[name]) / 1024,
+                    "tokens": runs[name][0]["tokens"],
+                    "process": "+".join(owner[name].names),
                 }
                 print(
-                    f"  {c.name:20s} batch {batch:3d}: {line['tok_s']:8.1f} tok/s best, {line['median_tok_s']:8.1f} median"
+                    f"  {name:20s} batch {batch:3d}: {line['tok_s']:8.1f} tok/s best, {line['median_tok_s']:8.1f} median"
                     f"  peak {line['peak_mib']:7.0f} MiB",
                     flush=True,
                 )
@@ -259,7 +288,7 @@ def main() -> None:
     args = parser.parse_args()
     args.batches = sorted(int(b) for b in args.batches.split(","))
     if args.child:
-        serve_case(args.child, Path(args.workload))
+        serve_case(args.child.split(","), Path(args.workload))
         return
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(args.cases) - set(CASES)

@@ -24,6 +24,25 @@ PEER_CASES = {
 }
 
 
+# Cases run in one process, sharing its loaded model (and, for vLLM, its engine): variants of one case (the
+# same call stopped after its first token) and the vLLM cases, whose engine reserves its memory up front. Every
+# other case has a process of its own, so its peak RSS is its own.
+SHARED_PROCESS = [
+    ("steerlab_steered", "steerlab_steered_prefill"),
+    ("steerlab_rows", "steerlab_rows_prefill"),
+    ("vllm_unsteered", "vllm_steered", "vllm_rows"),
+]
+
+_LOADED: dict[str, Any] = {}
+
+
+def shared(key: str, build: Callable[[], Any]) -> Any:
+    """What `build` returns, built once per process (cases sharing a process share their model)."""
+    if key not in _LOADED:
+        _LOADED[key] = build()
+    return _LOADED[key]
+
+
 def load_workload(path) -> Work:
     return torch.load(path, weights_only=False)
 
@@ -241,13 +260,18 @@ def bench_sae(model_name: str, which: str, d_model: int):
     )
 
 
-def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list], **speed: bool) -> Maker:
-    """steerlab's hf engine; `speed` switches engine speed paths (EngineOptions fields) for the side-by-side cases."""
+def _steerlab(
+    work: Work, interventions: Callable[[Any, Any, int], list], new_tokens: int | None = None, **speed: bool
+) -> Maker:
+    """steerlab's hf engine; `speed` switches engine speed paths (EngineOptions fields) for the side-by-side cases.
+
+    new_tokens: tokens per row (default the workload's); 1 times the prompt's prefill and the first token alone.
+    """
     import steerlab
     from steerlab.engine.options import EngineOptions
 
-    model = steerlab.load(work["model"])
-    sae = bench_sae(work["model"], work.get("sae", "default"), model.arch.d_model)
+    model = shared("steerlab", lambda: steerlab.load(work["model"]))
+    sae = shared("sae", lambda: bench_sae(work["model"], work.get("sae", "default"), model.arch.d_model))
 
     def make(batch: int):
         ivs = interventions(model, sae, batch)
@@ -258,7 +282,7 @@ def _steerlab(work: Work, interventions: Callable[[Any, Any, int], list], **spee
                 model,
                 prompts,
                 ivs,
-                max_new_tokens=work["new_tokens"],
+                max_new_tokens=new_tokens or work["new_tokens"],
                 ignore_eos=True,
                 batch_size=batch,
                 engine_options=EngineOptions(**speed),
@@ -280,13 +304,20 @@ def steerlab_steered(work: Work) -> Maker:
     return _steerlab(work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])])
 
 
-def steerlab_steered_direct(work: Work) -> Maker:
-    """steerlab_steered with the direct decode step on (off by default): no SDPA mask path in decode steps."""
+def steerlab_steered_sdpa(work: Work) -> Maker:
+    """steerlab_steered with the direct decode step off: decode steps through transformers' SDPA attention."""
     import steerlab
 
     return _steerlab(
-        work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])], direct_decode=True
+        work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])], direct_decode=False
     )
+
+
+def steerlab_steered_prefill(work: Work) -> Maker:
+    """steerlab_steered stopped after the first token: the prompt's prefill, which a plain full forward never does."""
+    import steerlab
+
+    return _steerlab(work, lambda model, sae, b: [steerlab.AddVector(work["layer"], work["vector"])], new_tokens=1)
 
 
 def steerlab_rows(work: Work) -> Maker:
@@ -297,6 +328,19 @@ def steerlab_rows(work: Work) -> Maker:
         lambda model, sae, b: [
             steerlab.SteerLatent(sae, latent=work["latents"][:b], strength=work["strengths"][:b], layer=work["layer"])
         ],
+    )
+
+
+def steerlab_rows_prefill(work: Work) -> Maker:
+    """steerlab_rows stopped after the first token: per-row steering cannot share the prompt prefix's upper layers."""
+    import steerlab
+
+    return _steerlab(
+        work,
+        lambda model, sae, b: [
+            steerlab.SteerLatent(sae, latent=work["latents"][:b], strength=work["strengths"][:b], layer=work["layer"])
+        ],
+        new_tokens=1,
     )
 
 
@@ -314,8 +358,11 @@ def _vllm(work: Work, interventions: Callable[[int], list]) -> Maker:
     from steerlab.engine.vllm_backend import VllmBackend
 
     n = max(32, len(work["ids"]))
-    backend = VllmBackend(
-        work["model_dir"], dtype="float32", max_num_seqs=n, max_model_len=512, kv_cache_memory_bytes=1 << 30
+    backend = shared(
+        "vllm",
+        lambda: VllmBackend(
+            work["model_dir"], dtype="float32", max_num_seqs=n, max_model_len=512, kv_cache_memory_bytes=1 << 30
+        ),
     )
 
     def make(batch: int):
@@ -353,8 +400,10 @@ CASES: dict[str, Callable[[Work], Maker]] = {
     "nnsight": nnsight_one,
     "steerlab_unsteered": steerlab_unsteered,
     "steerlab_steered": steerlab_steered,
-    "steerlab_steered_direct": steerlab_steered_direct,
+    "steerlab_steered_sdpa": steerlab_steered_sdpa,
+    "steerlab_steered_prefill": steerlab_steered_prefill,
     "steerlab_rows": steerlab_rows,
+    "steerlab_rows_prefill": steerlab_rows_prefill,
     "steerlab_ablate26": steerlab_ablate26,
     "nnsight_rows": nnsight_rows,
     "hook_loop_rows": hook_loop_rows,

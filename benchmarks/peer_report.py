@@ -18,14 +18,8 @@ TARGETS = [
     ("hf_hook", "hf_generate", None, None, "plain hook vs plain generate"),
     ("steerlab_steered", "full_forward", (32,), 0.7, "steered decode vs a plain full forward"),
     ("steerlab_unsteered", "full_forward", None, None, "unsteered decode vs a plain full forward"),
-    (
-        "steerlab_steered_direct",
-        "full_forward",
-        (32,),
-        None,
-        "steered decode, direct decode step, vs a plain full forward",
-    ),
-    ("steerlab_steered_direct", "steerlab_steered", None, None, "direct decode step vs the SDPA step (steered)"),
+    ("steerlab_steered_sdpa", "full_forward", (32,), None, "steered decode, SDPA step, vs a plain full forward"),
+    ("steerlab_steered", "steerlab_steered_sdpa", None, None, "direct decode step vs the SDPA step (steered)"),
     ("steerlab_rows", "full_forward", None, None, "ESR workload vs a plain full forward"),
     ("vllm_unsteered", "steerlab_unsteered", None, None, "vLLM unsteered vs steerlab hf engine"),
     ("vllm_steered", "steerlab_steered", None, None, "vLLM steered vs steerlab hf engine"),
@@ -38,7 +32,7 @@ TARGETS = [
 REFERENCE = {
     "steerlab_unsteered": "hf_generate",
     "steerlab_steered": "hf_hook",
-    "steerlab_steered_direct": "steerlab_steered",
+    "steerlab_steered_sdpa": "steerlab_steered",
     "tl_bridge": "hf_hook",
     "nnsight": "hf_hook",
     "nnsight_rows": "hook_loop_rows",
@@ -47,6 +41,13 @@ REFERENCE = {
     "vllm_steered": "steerlab_steered",
     "vllm_rows": "steerlab_rows",
 }
+
+
+# (whole generate, the same stopped after its first token, label): the decode steps alone take the difference
+PHASES = [
+    ("steerlab_steered", "steerlab_steered_prefill", "steered"),
+    ("steerlab_rows", "steerlab_rows_prefill", "ESR workload (a config per row)"),
+]
 
 
 def _upto(row: list[int], stops: set[int]) -> list[int]:
@@ -113,3 +114,37 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any], threads: int) ->
                 f"| {label} ({num} / {den}) | {b} | {value:.2f} | {paired[0]:.2f} | {paired[-1]:.2f} | {best:.2f} | "
                 f"{'' if target is None else f'≥ {target}'} | {verdict} |"
             )
+    phases(by, batches, meta["new_tokens"])
+
+
+def phases(by: dict[tuple[str, int], dict[str, Any]], batches: list[int], new_tokens: int) -> None:
+    """Split each generate case into its prompt prefill and its decode steps, paired per repeat.
+
+    The prefill case is the same call stopped after its first token; the other new_tokens - 1 tokens of every
+    row are the decode steps, whose throughput is set against the plain full forward's in the same repeat.
+    """
+    lines = []
+    for whole, first, label in PHASES:
+        for b in batches:
+            w, p, f = by.get((whole, b)), by.get((first, b)), by.get(("full_forward", b))
+            if not w or not p:
+                continue
+            decode = [tw - tp for tw, tp in zip(w["times"], p["times"])]
+            share = statistics.median(tp / tw for tw, tp in zip(w["times"], p["times"]))
+            rate = [b * (new_tokens - 1) / d for d in decode if d > 0]
+            versus = ""
+            if f and rate:
+                paired = sorted(r / (b * new_tokens / tf) for r, tf in zip(rate, f["times"]))
+                versus = f"{statistics.median(paired):.2f} | {paired[0]:.2f} | {paired[-1]:.2f}"
+            lines.append(
+                f"| {label} | {b} | {statistics.median(p['times']):.3f} | {100 * share:.0f}% | "
+                f"{statistics.median(rate) if rate else float('nan'):.1f} | {versus or '– | – | –'} |"
+            )
+    if lines:
+        print(
+            "\nPhases: the prompt's prefill (the case stopped after one token) and the decode steps (the rest), medians"
+            " over the paired repeats; the last columns set the decode steps' tok/s against the full forward's."
+        )
+        print("\n| case | batch | prefill s | prefill share | decode-step tok/s | vs full forward median | min | max |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("\n".join(lines))

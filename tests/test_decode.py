@@ -156,9 +156,10 @@ def test_unsupported_models_and_autograd_keep_the_original_forward(tiny_factory,
         assert calls  # the same one-token step without autograd takes the direct path
 
 
-def test_direct_decode_is_off_by_default_and_the_environment_turns_it_on(monkeypatch):
+def test_direct_decode_is_on_by_default_and_the_environment_turns_it_off(monkeypatch):
     monkeypatch.delenv("STEERLAB_DIRECT_DECODE", raising=False)
-    assert EngineOptions().direct_decode is False
-    monkeypatch.setenv("STEERLAB_DIRECT_DECODE", "1")
     assert EngineOptions().direct_decode is True
-    assert EngineOptions(direct_decode=False).direct_decode is False
+    monkeypatch.setenv("STEERLAB_DIRECT_DECODE", "0")
+    assert EngineOptions().direct_decode is False
+    assert EngineOptions(direct_decode=True).direct_decode is True
+    assert EngineOptions.fastest().direct_decode is True
