@@ -24,12 +24,14 @@ PEER_CASES = {
 }
 
 
-# Cases run in one process, sharing its loaded model (and, for vLLM, its engine): variants of one case (the
-# same call stopped after its first token) and the vLLM cases, whose engine reserves its memory up front. Every
-# other case has a process of its own, so its peak RSS is its own.
+# Cases run in one process, sharing its loaded model (and, for vLLM, its engine), so that every case fits in
+# memory at once on a 24 GiB machine: cases of one library that hold the same weights and differ only in the call.
+# The peak RSS of each is still that case's own calls' (VmHWM is reset before every timed call); the vLLM
+# engine reserves its memory up front, so its cases have one figure. Every other case has a process of its own.
 SHARED_PROCESS = [
-    ("steerlab_steered", "steerlab_steered_prefill"),
+    ("steerlab_steered", "steerlab_steered_prefill", "steerlab_unsteered"),
     ("steerlab_rows", "steerlab_rows_prefill"),
+    ("nnsight", "nnsight_rows"),
     ("vllm_unsteered", "vllm_steered", "vllm_rows"),
 ]
 
@@ -195,8 +197,11 @@ def tl_bridge(work: Work) -> Maker:
 def _nnsight_model(work: Work):
     from nnsight import LanguageModel
 
-    hf, tok = _hf_model(work)
-    return LanguageModel(hf, tokenizer=tok)
+    def build():
+        hf, tok = _hf_model(work)
+        return LanguageModel(hf, tokenizer=tok)
+
+    return shared("nnsight", build)
 
 
 def nnsight_one(work: Work) -> Maker:
