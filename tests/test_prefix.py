@@ -121,3 +121,57 @@ def test_shared_prefix_with_the_growing_cache(tiny_factory, monkeypatch):
     for a, b in zip(plain, shared):
         assert a.token_ids == b.token_ids
         torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+@pytest.mark.parametrize(
+    "delta_rows, mask_rows, groups",
+    [
+        ([0, 1, 0, 1], None, 2),  # two configs, interleaved
+        ([1, 1, 1, 1], None, 1),  # one config given per row
+        ([0, 0, 1, 1], [0, 0, 1, 1], 2),  # two fields that agree on the grouping
+        ([0, 0, 1, 1], [0, 1, 0, 1], 4),  # two fields that split every group: no sharing
+    ],
+)
+def test_rows_with_equal_edits_run_the_hooked_prefix_once_per_group(
+    tiny_factory, monkeypatch, family, delta_rows, mask_rows, groups
+):
+    """The hooked layers' prefix pass runs once per group of rows with equal edits; tokens and log-probs still
+    equal the plain prefill's."""
+    model = tiny_factory(family)
+    gen = torch.Generator().manual_seed(11)
+    vectors = torch.randn(2, model.arch.d_model, generator=gen)
+    ivs = [AddVector(1, vectors[delta_rows], 4.0)]
+    if mask_rows is not None:
+        masks = torch.ones(2, model.arch.n_heads)
+        masks[1, 0] = 0.0
+        ivs.append(MaskUnits(2, "head", masks[mask_rows]))
+    passes = []
+    real = shared_prefix._hooked_prefix
+    monkeypatch.setattr(shared_prefix, "_hooked_prefix", lambda *a: passes.append(a[4].shape[0]) or real(*a))
+    plain, _ = _run(model, ivs, monkeypatch, share=False)
+    shared, calls = _run(model, ivs, monkeypatch, share=True)
+    assert calls == [1] and passes == [groups if groups < len(PROMPTS) else len(PROMPTS)]
+    for a, b in zip(plain, shared):
+        assert a.token_ids == b.token_ids
+        torch.testing.assert_close(a.logprobs, b.logprobs, rtol=1e-4, atol=1e-4)
+
+
+def test_row_groups_number_groups_by_their_first_row_and_only_rows_restores(tiny_factory):
+    from steerlab.interventions.hooks import Session
+
+    model = tiny_factory("llama")
+    d = model.arch.d_model
+    a, b, c = torch.randn(3, d)
+    session = Session(model, [AddVector(1, torch.stack([b, a, b, c, a]), 2.0)])
+    first, group = session.row_groups()
+    assert first.tolist() == [0, 1, 3] and group.tolist() == [0, 1, 0, 2, 1]
+    session.set_step(torch.zeros(5, 3, dtype=torch.long), torch.full((5,), 3))
+    before = next(iter(session.sites.values())).adds
+    with session.only_rows(first):
+        ((_, delta),) = next(iter(session.sites.values())).adds.values()
+        assert delta.shape[0] == 3
+    assert next(iter(session.sites.values())).adds is before
+    assert Session(model, [AddVector(1, a, 2.0)]).row_groups() is None  # no per-row field: every row alike
+    spans = [AddVector(1, torch.stack([a, a]), 2.0, positions=Span(-2, 0, anchor="prompt_end"))]
+    assert Session(model, spans).row_groups() is None  # edits follow each row's own prompt end

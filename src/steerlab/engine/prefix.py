@@ -3,8 +3,9 @@
 Trials of one experiment begin with the same chat header (SmolLM2: the first 27 of about 40 tokens), and
 below the first layer that holds an intervention's hook, those tokens' keys and values are the same in every row.
 One row computes them and the batch gets copies. From that layer on, each row runs its own forward over the
-prefix, so steering at every position (the ESR rule) still happens there; when every row gets the same
-edits (no per-row field), the one row runs them too and the whole prefix is shared. Then the rest of each prompt
+prefix, so steering at every position (the ESR rule) still happens there; rows whose edits are equal (an ESR
+batch's trials of one latent at one strength, its unsteered rows) run it once per group and share the result;
+when every row gets the same edits (no per-row field), the one row runs them too and the whole prefix is shared. Then the rest of each prompt
 runs as usual. Rows are laid out [prefix][padding][own suffix], with positions taken from the mask, so
 every token keeps its absolute position.
 """
@@ -108,19 +109,37 @@ def prefill(
                 handle.remove()
     if not whole:  # the hooked layers run per row over the prefix, hooks on (empty layer 0 = past length 0)
         session.set_step(token_positions[:, :prefix], prompt_lengths)
-        with _only_layers(decoder, shared, arch.n_layers):
-            decoder(
-                inputs_embeds=captured[0].expand(batch, -1, -1).contiguous(),
-                position_ids=position_ids[:, :prefix],
-                use_cache=True,
-                **{cache_kwarg(decoder): cache},
-            )
+        groups = session.row_groups()
+        if groups is not None and len(groups[0]) < batch:  # rows with equal edits: once per group, then copied
+            first, group = groups
+            part = new_cache(hf)
+            with session.only_rows(first):
+                session.set_step(token_positions[first, :prefix], prompt_lengths[first])
+                _hooked_prefix(decoder, shared, arch.n_layers, captured[0], position_ids[first, :prefix], part)
+            for i in range(shared, arch.n_layers):
+                layer = part.layers[i]
+                cache.layers[i].update(layer.keys[group], layer.values[group])
+        else:
+            _hooked_prefix(decoder, shared, arch.n_layers, captured[0], position_ids[:, :prefix], cache)
     for i in range(shared):
         k, v = one.layers[i].keys, one.layers[i].values
         cache.layers[i].update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))  # the cache copies them
     session.set_step(token_positions[:, prefix:], prompt_lengths)
     padded = not bool(attention_mask.all())
     return call_model(hf, input_ids[:, prefix:], attention_mask if padded else None, position_ids[:, prefix:], cache)
+
+
+def _hooked_prefix(
+    decoder: Any, start: int, stop: int, hidden: torch.Tensor, position_ids: torch.Tensor, cache
+) -> None:
+    """Run layers [start, stop) over the shared prefix's residual, one row per row of position_ids, into cache."""
+    with _only_layers(decoder, start, stop):
+        decoder(
+            inputs_embeds=hidden.expand(position_ids.shape[0], -1, -1).contiguous(),
+            position_ids=position_ids,
+            use_cache=True,
+            **{cache_kwarg(decoder): cache},
+        )
 
 
 def _embeds_pass_through(model: Model) -> bool:

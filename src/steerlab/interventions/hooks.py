@@ -195,8 +195,10 @@ class Session:
 
     def rows_alike(self) -> bool:
         """Every row gets the same edit at the same absolute position: no per-row field, no prompt-end span."""
-        if self.batch_size is not None:
-            return False
+        return self.batch_size is None and self._positions_row_independent()
+
+    def _positions_row_independent(self) -> bool:
+        """Every edit's positions are absolute (none is anchored at a row's own prompt end)."""
         positions = [
             p
             for ops in self.sites.values()
@@ -207,6 +209,51 @@ class Session:
             ]
         ]
         return not any(isinstance(p, Span) and p.anchor == "prompt_end" for p in positions)
+
+    def row_groups(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Rows whose edits are identical, by value: (the first row of each group [G], each row's group [B]).
+
+        None when the edits have no per-row field (every row alike) or may depend on a row's prompt length.
+        Rows compare by every per-row tensor (added deltas, clamp targets, unit masks and fills), exactly.
+        """
+        rows = self.batch_size
+        if rows is None or not self._positions_row_independent():
+            return None
+        parts = []
+        for ops in self.sites.values():
+            for _, mask, fill in ops.masks:
+                parts += [t for t in (mask, fill) if t is not None and t.ndim == 2 and t.shape[0] == rows]
+            for op in ops.clamps:
+                parts += [t for t in (op.active, op.value) if t.shape[0] == rows]
+            parts += [delta for _, delta in ops.adds.values() if delta.ndim == 2 and delta.shape[0] == rows]
+        if not parts:
+            return None
+        key = torch.cat([t.reshape(rows, -1).double() for t in parts], dim=1)
+        _, group = torch.unique(key, dim=0, return_inverse=True)
+        first = torch.full((int(group.max()) + 1,), rows, dtype=torch.long, device=group.device)
+        first.scatter_reduce_(0, group, torch.arange(rows, device=group.device), reduce="amin")
+        order = torch.argsort(first)  # groups numbered in the order of their first rows
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=order.device)
+        return first[order], rank[group]
+
+    @contextlib.contextmanager
+    def only_rows(self, keep: torch.Tensor) -> Iterator[None]:
+        """Within the block, the per-row edits hold only these rows (in this order); restored after."""
+        saved = {
+            key: (ops.masks, [(op, op.active, op.value) for op in ops.clamps], ops.adds)
+            for key, ops in self.sites.items()
+        }
+        row_ids = self._row_ids
+        self.select_rows(keep)
+        try:
+            yield
+        finally:
+            for key, (masks, clamps, adds) in saved.items():
+                self.sites[key].masks, self.sites[key].adds = masks, adds
+                for op, active, value in clamps:
+                    op.active, op.value = active, value
+            self._row_ids = row_ids
 
     def first_hooked_layer(self) -> int | None:
         """The first decoder layer holding a hook (n_layers: none); the layers below it run as the plain model.
@@ -223,7 +270,7 @@ class Session:
     def select_rows(self, keep: torch.Tensor) -> None:
         """Keep only these rows of every per-row tensor (the engine drops finished rows mid-batch)."""
         rows = len(self._row_ids) if self._row_ids is not None else self.ctx.token_positions.shape[0]
-        pick = lambda t: t[keep] if t.ndim >= 1 and t.shape[0] == rows and rows > 1 else t  # noqa: E731
+        pick = lambda t: t[keep] if t.ndim >= 2 and t.shape[0] == rows and rows > 1 else t  # noqa: E731  # [d]: shared
         for ops in self.sites.values():
             ops.masks = [(p, m[keep] if m.ndim == 2 and m.shape[0] == rows else m, f) for p, m, f in ops.masks]
             for op in ops.clamps:
