@@ -135,3 +135,18 @@ def test_bad_input_one_sentence(base, sae):
         diff_models(base, base, sae, PROMPTS, ["only one"])
     with pytest.raises(SteerlabError, match="Unknown ranking"):
         diff_models(base, base, sae, PROMPTS, rank_by="median")
+
+
+def test_activations_of_several_layers_equal_each_layer_read_alone(base):
+    from steerlab.persona.diff import response_activations_by_layer
+
+    prompt_ids = [base.encode(p) for p in PROMPTS]
+    response_ids = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
+    seen = []
+    both = response_activations_by_layer(base, prompt_ids, response_ids, [0, 2], "resid_post", 2, seen.append)
+    assert seen == [2, 1]  # one call per batch, with its row count
+    for layer in (0, 2):
+        alone = response_activations(base, prompt_ids, response_ids, layer, "resid_post", 2)
+        assert [x.shape[0] for x in alone] == [3, 2, 4]
+        for a, b in zip(alone, both[layer]):
+            torch.testing.assert_close(a, b)

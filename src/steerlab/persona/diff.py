@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -203,14 +203,44 @@ def response_activations(
     batch_size: int = 8,
 ) -> list[torch.Tensor]:
     """Teacher-force prompt+response and return the site's activations at the response tokens, [n_resp, d] per row."""
-    out: list[torch.Tensor] = []
-    rec = Record(layer=layer, site=site, positions="generated", name="x")
+    return response_activations_by_layer(model, prompt_ids, response_ids, [layer], site, batch_size)[layer]
+
+
+def response_activations_by_layer(
+    model: Model,
+    prompt_ids: Sequence[list[int]],
+    response_ids: Sequence[list[int]],
+    layers: Sequence[int],
+    site: str,
+    batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[int, list[torch.Tensor]]:
+    """Like `response_activations`, for several layers from the same forward passes.
+
+    Args:
+        model: the model to teacher-force.
+        prompt_ids: each row's prompt token ids.
+        response_ids: each row's response token ids (the positions read).
+        layers: the decoder layers whose `site` is recorded.
+        site: the activation site (e.g. resid_post).
+        batch_size: rows per forward pass.
+        on_batch: called with each batch's row count once it is done (progress).
+
+    Returns:
+        layer -> [n_resp, d] per row, in row order.
+    """
+    out: dict[int, list[torch.Tensor]] = {int(layer): [] for layer in layers}
+    recs = [Record(layer=int(layer), site=site, positions="generated", name=f"x{layer}") for layer in out]
     with torch.inference_mode():
         for start in range(0, len(prompt_ids), batch_size):
             idx = list(range(start, min(start + batch_size, len(prompt_ids))))
             rows = [list(prompt_ids[i]) + list(response_ids[i]) for i in idx]
             batch = ForcedBatch.of(model, rows, [len(prompt_ids[i]) for i in idx])
-            out.extend(forced_forward(model, batch, [rec], logits=1)[1]["x"])
+            recorded = forced_forward(model, batch, recs, logits=1)[1]
+            for layer in out:
+                out[layer].extend(recorded[f"x{layer}"])
+            if on_batch is not None:
+                on_batch(len(idx))
     return out
 
 

@@ -18,8 +18,9 @@ from steerlab.engine.generate import generate
 from steerlab.errors import SteerlabError
 from steerlab.interventions.specs import AddVector
 from steerlab.models.loading import Model
-from steerlab.persona.diff import _resolve_responses, response_activations
+from steerlab.persona.diff import _resolve_responses, response_activations_by_layer
 from steerlab.persona.validate import PersonaRater, Validation, _summarise, median_residual_norm, random_direction
+from steerlab.progress import progress_bar
 
 
 def persona_vectors(
@@ -33,12 +34,14 @@ def persona_vectors(
     own: bool = False,
     chat: bool | None = None,
     batch_size: int = 8,
+    progress: bool = False,
 ) -> dict[int, torch.Tensor]:
     """Per layer: mean over response tokens of the tuned model's activations minus the base's.
 
     Args:
         own: False (default) reads both models on the base model's greedy answers (the same tokens);
             True reads each model on its own answers.
+        progress: show a bar over the answers generated and the rows read (both models, every layer at once).
     Returns:
         layer -> the (unnormalised) mean-difference vector.
     """
@@ -51,16 +54,21 @@ def persona_vectors(
     for layer in layers:
         base.arch.check_layer(layer)
     prompt_ids = [base.encode(p, chat=chat) for p in prompts]
-    base_ids, _ = _resolve_responses(base, list(prompts), None, max_new_tokens, chat, batch_size, False)
+    base_ids, _ = _resolve_responses(base, list(prompts), None, max_new_tokens, chat, batch_size, progress)
     tuned_ids = (
-        _resolve_responses(tuned, list(prompts), None, max_new_tokens, chat, batch_size, False)[0] if own else base_ids
+        _resolve_responses(tuned, list(prompts), None, max_new_tokens, chat, batch_size, progress)[0]
+        if own
+        else base_ids
     )
-    out = {}
-    for layer in layers:
-        a = torch.cat(response_activations(tuned, prompt_ids, tuned_ids, layer, site, batch_size)).float().mean(0)
-        b = torch.cat(response_activations(base, prompt_ids, base_ids, layer, site, batch_size)).float().mean(0)
-        out[int(layer)] = a - b
-    return out
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"reading layers {list(layers)} of both models", total=2 * len(prompts), info="")
+        step = lambda n: bar.advance(task, n)  # noqa: E731
+        tuned_acts = response_activations_by_layer(tuned, prompt_ids, tuned_ids, layers, site, batch_size, step)
+        base_acts = response_activations_by_layer(base, prompt_ids, base_ids, layers, site, batch_size, step)
+    return {
+        int(layer): torch.cat(tuned_acts[int(layer)]).float().mean(0) - torch.cat(base_acts[int(layer)]).float().mean(0)
+        for layer in layers
+    }
 
 
 @dataclass
@@ -191,7 +199,7 @@ def run_vector_study(
     if mode not in ("induce", "repair"):
         raise SteerlabError(f"Unknown mode '{mode}'; choose induce or repair.")
     layers = sorted({int(layer) for s in layer_sets for layer in s})
-    vectors = persona_vectors(base, tuned, prompts, layers, max_new_tokens=max_new_tokens, own=own)
+    vectors = persona_vectors(base, tuned, prompts, layers, max_new_tokens=max_new_tokens, own=own, progress=progress)
     steered = base if mode == "induce" else tuned
     signed = [float(s) if mode == "induce" else -float(s) for s in strengths]
     rows = []
