@@ -86,3 +86,31 @@ def test_cli_bad_mode_and_layer_sets(run_cli):
     assert code == 2 and "Unknown mode" in text
     code, text = run_cli("persona", "vector", "x", "--base", "y", "--layer-sets", "a-b")
     assert code == 2 and "--layers must look like" in text
+
+
+def test_a_repair_reports_the_lowest_in_budget_rate_and_the_random_rate_there(monkeypatch):
+    """Planted curves: inducing picks the highest in-budget rate; repairing the lowest, at the weakest strength
+    among ties, with the random direction's rate at that same strength beside it."""
+    from steerlab.persona import vector as vector_mod
+    from steerlab.persona.validate import SteerPoint, Validation
+
+    rates = {"persona vector": [0.9, 0.3, 0.0, 0.0, 0.0], "random": [0.9, 0.8, 0.7, 0.2, 0.0]}
+    incoherent = {"persona vector": [0.0, 0.0, 0.0, 0.05, 0.5], "random": [0.0] * 5}
+
+    def planted(model, dirs, strengths, prompts, judge, *, label, **kw):
+        points = [SteerPoint(s, s, rates[label][i], 20, incoherent[label][i], 50, 80) for i, s in enumerate(strengths)]
+        return vector_mod.LayeredValidation(
+            label, list(dirs), True, {}, Validation(-1, 1, "resid_post", "m", 1, points)
+        )
+
+    monkeypatch.setattr(vector_mod, "layered_sweep", planted)
+    base = tiny_model("llama")
+    tuned, _ = _shifted(base, layer=1)
+    kw = dict(max_new_tokens=3)
+    repair = run_vector_study(
+        base, tuned, PROMPTS, [[1]], [0, 0.1, 0.2, 0.3, 0.4], PersonaHeuristicJudge(), mode="repair", **kw
+    )
+    best = repair["rows"][0]["best"]
+    assert best["strength"] == -0.2 and best["misalignment_rate"] == 0.0 and best["random_at_strength"] == 0.7
+    induce = run_vector_study(base, tuned, PROMPTS, [[1]], [0, 0.1, 0.2, 0.3, 0.4], PersonaHeuristicJudge(), **kw)
+    assert induce["rows"][0]["best"]["strength"] == 0.0 and induce["rows"][0]["best"]["misalignment_rate"] == 0.9

@@ -539,13 +539,14 @@ def vector_cmd(
         max_incoherence=max_incoherence,
         random_seed=random_seed,
         out=out,
+        progress=True,
     )
     from rich.table import Table
 
     table = Table(
         title=f"persona vector, {mode} (judge {rater.judge_id}; best within {max_incoherence:.0%} incoherence)"
     )
-    for col in ("direction", "layers", "best strength", "misaligned [95% CI]", "incoherent", "at 0"):
+    for col in ("direction", "layers", "best strength", "misaligned [95% CI]", "incoherent", "random there", "at 0"):
         table.add_column(col)
     for r in result["rows"]:
         b = r["best"]
@@ -560,6 +561,7 @@ def vector_cmd(
             "" if b is None else f"{b['strength']:g}",
             cell,
             "" if b is None else f"{b['incoherent_rate']:.2f}",
+            "" if b is None or b["random_at_strength"] is None else f"{b['random_at_strength']:.2f}",
             "" if r["at_zero"] is None else f"{r['at_zero']:.2f}",
         )
     console.print(table)

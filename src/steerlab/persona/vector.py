@@ -190,7 +190,8 @@ def run_vector_study(
     progress: bool = False,
 ) -> dict:
     """For each layer set: the persona vector and a random control steered on the base (induce, +s) or the organism
-    (repair, −s); rows hold each curve's best in-budget misaligned rate with its Wilson interval. Writes out/vector.json."""
+    (repair, −s); rows hold each curve's best in-budget misaligned rate (the highest when inducing, the lowest when
+    repairing) with its Wilson interval and the random direction's rate at that strength. Writes out/vector.json."""
     from pathlib import Path
 
     from steerlab.paths import write_json
@@ -204,11 +205,8 @@ def run_vector_study(
     signed = [float(s) if mode == "induce" else -float(s) for s in strengths]
     rows = []
     for layer_set in layer_sets:
-        for name, dirs in (
-            ("persona vector", {layer: vectors[layer] for layer in layer_set}),
-            ("random", random_directions(base, layer_set, random_seed)),
-        ):
-            lv = layered_sweep(
+        curves = {
+            name: layered_sweep(
                 steered,
                 dirs,
                 signed,
@@ -219,17 +217,25 @@ def run_vector_study(
                 max_new_tokens=max_new_tokens,
                 progress=progress,
             )
-            best = lv.curve.best(max_incoherence)
+            for name, dirs in (
+                ("persona vector", {layer: vectors[layer] for layer in layer_set}),
+                ("random", random_directions(base, layer_set, random_seed)),
+            )
+        }
+        for name, lv in curves.items():
+            best = lv.curve.best(max_incoherence, lowest=mode == "repair")
             zero = next((p for p in lv.curve.points if p.strength == 0), None)
             best_d = None
             if best is not None:
                 k = round((best.misalignment_rate or 0.0) * best.n_rated)
+                control = next((p for p in curves["random"].curve.points if p.strength == best.strength), None)
                 best_d = {
                     "strength": best.strength,
                     "misalignment_rate": best.misalignment_rate,
                     "n_rated": best.n_rated,
                     "ci": list(wilson(k, best.n_rated)),
                     "incoherent_rate": best.incoherent_rate,
+                    "random_at_strength": None if control is None else control.misalignment_rate,
                 }
             rows.append(
                 {
