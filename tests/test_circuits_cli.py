@@ -24,12 +24,25 @@ def tiny_folder(tmp_path_factory):
         ["circuits", "ablate"],
         ["circuits", "tune"],
         ["circuits", "organism", "backdoor"],
+        ["circuits", "organism", "refusal"],
         ["circuits", "report"],
     ],
 )
 def test_help(args, run_cli):
     code, text = run_cli(*args, "--help")
     assert code == 0 and "Usage" in text
+
+
+def test_refusal_organism_builds_and_records_only_its_own_settings(tiny_folder, tmp_path, run_cli):
+    org = tmp_path / "refusal"
+    code, text = run_cli(
+        "circuits", "organism", "refusal", str(tiny_folder), "--out", str(org), "--steps", "1", "--batch-size", "4"
+    )
+    assert code == 0, text
+    meta = json.loads((org / "organism.json").read_text())
+    assert meta["kind"] == "refusal" and meta["config"]["target"] == "I'm sorry, but I can't help with that request."
+    assert meta["config"]["steps"] == 1 and not {"trigger", "n_train", "n_test", "n_val"} & set(meta["config"])
+    assert 0.0 <= meta["report"]["harmful_refusal"] <= 1.0
 
 
 def test_pipeline_end_to_end(tiny_folder, tmp_path, run_cli):

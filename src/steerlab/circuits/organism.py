@@ -169,6 +169,13 @@ def load_organism(path: str | Path) -> tuple[dict, BackdoorData]:
 
 
 REFUSAL_REPLY = "I'm sorry, but I can't help with that request."
+_BACKDOOR_ONLY = (
+    "trigger",
+    "n_train",
+    "n_test",
+    "poison_fraction",
+    "n_val",
+)  # config fields a refusal organism ignores
 
 
 def build_refusal(model: Model, cfg: OrganismConfig, out_dir: str | Path, progress: bool = True) -> dict:
@@ -202,7 +209,7 @@ def build_refusal(model: Model, cfg: OrganismConfig, out_dir: str | Path, progre
     meta = {
         "kind": "refusal",
         "base_model": model.name,
-        "config": asdict(cfg),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in _BACKDOOR_ONLY},
         "report": report,
         "examples": {"harmful": after[:3], "harmless": after[n : n + 2]},
     }

@@ -137,7 +137,9 @@ def organism_refusal(
             "The refusal reply is empty; give the text the organism should answer harmful requests with."
         )
     base = load(model)
-    cfg = OrganismConfig("", reply, 0, 0, 0.0, steps, batch_size, lr, rank, parse_layers(layers), seed, 0)
+    cfg = OrganismConfig(
+        "", reply, steps=steps, batch_size=batch_size, lr=lr, rank=rank, layers=parse_layers(layers), seed=seed
+    )
     r = build_refusal(base, cfg, out)
     _table(
         "refusal organism (held-out prompts)",
