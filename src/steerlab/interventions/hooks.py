@@ -211,31 +211,28 @@ class Session:
         return not any(isinstance(p, Span) and p.anchor == "prompt_end" for p in positions)
 
     def row_groups(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Rows whose edits are identical, by value: (the first row of each group [G], each row's group [B]).
+        """Rows whose edits are identical, by value: (one row of each group [G], each row's group [B]).
 
         None when the edits have no per-row field (every row alike) or may depend on a row's prompt length.
-        Rows compare by every per-row tensor (added deltas, clamp targets, unit masks and fills), exactly.
+        Rows compare by every per-row tensor `select_rows` keeps (added deltas, clamp targets, unit masks), exactly.
         """
         rows = self.batch_size
         if rows is None or not self._positions_row_independent():
             return None
-        parts = []
-        for ops in self.sites.values():
-            for _, mask, fill in ops.masks:
-                parts += [t for t in (mask, fill) if t is not None and t.ndim == 2 and t.shape[0] == rows]
-            for op in ops.clamps:
-                parts += [t for t in (op.active, op.value) if t.shape[0] == rows]
-            parts += [delta for _, delta in ops.adds.values() if delta.ndim == 2 and delta.shape[0] == rows]
+        parts = [
+            t
+            for ops in self.sites.values()
+            for t in [*(m for _, m, _ in ops.masks), *(x for op in ops.clamps for x in (op.active, op.value))]
+            + [delta for _, delta in ops.adds.values()]
+            if _per_row(t, rows)
+        ]
         if not parts:
             return None
         key = torch.cat([t.reshape(rows, -1).double() for t in parts], dim=1)
-        _, group = torch.unique(key, dim=0, return_inverse=True)
-        first = torch.full((int(group.max()) + 1,), rows, dtype=torch.long, device=group.device)
+        unique, group = torch.unique(key, dim=0, return_inverse=True)
+        first = torch.full((unique.shape[0],), rows, dtype=torch.long, device=group.device)
         first.scatter_reduce_(0, group, torch.arange(rows, device=group.device), reduce="amin")
-        order = torch.argsort(first)  # groups numbered in the order of their first rows
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(len(order), device=order.device)
-        return first[order], rank[group]
+        return first, group
 
     @contextlib.contextmanager
     def only_rows(self, keep: torch.Tensor) -> Iterator[None]:
@@ -270,9 +267,9 @@ class Session:
     def select_rows(self, keep: torch.Tensor) -> None:
         """Keep only these rows of every per-row tensor (the engine drops finished rows mid-batch)."""
         rows = len(self._row_ids) if self._row_ids is not None else self.ctx.token_positions.shape[0]
-        pick = lambda t: t[keep] if t.ndim >= 2 and t.shape[0] == rows and rows > 1 else t  # noqa: E731  # [d]: shared
+        pick = lambda t: t[keep] if _per_row(t, rows) else t  # noqa: E731
         for ops in self.sites.values():
-            ops.masks = [(p, m[keep] if m.ndim == 2 and m.shape[0] == rows else m, f) for p, m, f in ops.masks]
+            ops.masks = [(p, pick(m), f) for p, m, f in ops.masks]
             for op in ops.clamps:
                 op.active, op.value = pick(op.active), pick(op.value)
             ops.adds = {k: (p, pick(delta)) for k, (p, delta) in ops.adds.items()}
@@ -301,6 +298,11 @@ class Session:
 
     def clear_records(self) -> None:
         self._recorded.clear()
+
+
+def _per_row(t: torch.Tensor, rows: int) -> bool:
+    """A tensor with one entry per batch row ([B, ...]); a [d] vector or a [1, ...] one is shared by every row."""
+    return t.ndim >= 2 and t.shape[0] == rows and rows > 1
 
 
 def _check_sae_fits(sae: Sae, arch, layer: int, site: str) -> None:
